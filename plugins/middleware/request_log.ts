@@ -1,0 +1,92 @@
+/**
+ * @module
+ * First in the chain: gives each request its id (the client's `x-request-id` when it is
+ * sane, else a new one), turns anything thrown further down into an OpenAI-style error
+ * response, and writes one structured log line per request when the response has really
+ * finished (streams included), with the true status, duration and bytes.
+ */
+
+import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
+import type { App } from "../../src/app.ts";
+import { errorResponse, ProxyError } from "../../src/errors.ts";
+
+const SANE_ID = /^[\w.:@-]{1,128}$/;
+
+function requestLog(_config: unknown, app: App): Middleware {
+  return async function requestLog(ctx: RequestContext, next): Promise<void> {
+    const given = ctx.req.headers.get("x-request-id");
+    if (given !== null && SANE_ID.test(given)) ctx.requestId = given;
+    try {
+      await next();
+    } catch (err) {
+      if (err instanceof ProxyError) {
+        ctx.log.error ??= err.message;
+      } else {
+        const message = app.logger.redact(err instanceof Error ? err.message : String(err));
+        ctx.log.error = message;
+        app.logger.error("request failed inside llm-balance", {
+          request_id: ctx.requestId,
+          error: message,
+          stack: err instanceof Error && err.stack ? app.logger.redact(err.stack) : undefined,
+        });
+      }
+      ctx.res = errorResponse(err, ctx.requestId);
+    }
+    if (ctx.res === undefined) {
+      ctx.res = errorResponse(
+        new ProxyError("Not found", { status: 404, type: "not_found_error", code: "not_found" }),
+        ctx.requestId,
+      );
+    }
+    if (!ctx.res.headers.has("x-request-id")) {
+      try {
+        ctx.res.headers.set("x-request-id", ctx.requestId);
+      } catch {
+        // immutable headers: leave as is
+      }
+    }
+    if (ctx.log.status === 0) ctx.log.status = ctx.res.status;
+    if (ctx.done === undefined) write(ctx, app);
+    else ctx.done.then(() => write(ctx, app));
+  };
+}
+
+function write(ctx: RequestContext, app: App): void {
+  app.metrics.observe(ctx);
+  const path = ctx.url.pathname;
+  const quiet = path === "/health" || path === "/metrics";
+  const level = quiet ? "debug" : ctx.log.status >= 500 ? "warn" : "info";
+  if (!app.logger.enabled(level)) return;
+  const l = ctx.log;
+  app.logger[level]("request", {
+    request_id: ctx.requestId,
+    method: ctx.req.method,
+    path,
+    client: ctx.client?.name,
+    model: l.model,
+    upstream: l.upstream,
+    key: l.key,
+    status: l.status,
+    duration_ms: round(performance.now() - ctx.startedAt),
+    ttfb_ms: l.ttfbMs === undefined ? undefined : round(l.ttfbMs),
+    attempts: l.attempts || undefined,
+    stream: l.stream || undefined,
+    bytes: l.bytes || undefined,
+    outcome: l.outcome,
+    prompt_tokens: l.usage?.promptTokens,
+    completion_tokens: l.usage?.completionTokens,
+    error: l.error,
+  });
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
+/** Request ids, error responses and the per-request log line. */
+export default {
+  kind: "middleware",
+  name: "request_log",
+  description: "Request ids, errors as OpenAI-style responses, one log line per request",
+  create: requestLog,
+} satisfies MiddlewarePlugin;

@@ -1,0 +1,159 @@
+/**
+ * @module
+ * The stats views: Seed A's `/stats` (per masked key), Seed B's load-balancer and per-model
+ * views, `/health`, and OpenAI's model list. Pure functions of the application's state; keys
+ * appear only as masks and ids.
+ */
+
+import type { App } from "../app.ts";
+import { isAvailable, statusOf } from "../health/availability.ts";
+import type { Candidate } from "../plugin.ts";
+import type { Pool } from "../pool.ts";
+
+function iso(ms: number): string | null {
+  return ms > 0 ? new Date(ms).toISOString() : null;
+}
+
+function reasonOf(c: Candidate, now: number): string | null {
+  const s = c.state;
+  const st = statusOf(s, now);
+  if (st === "unhealthy") return s.unhealthyReason || "probe failed";
+  if (st === "resting") return s.restReason.replace("_", " ");
+  if (st === "ejected") return `${s.consecutiveFailures} consecutive failures (${s.lastError})`;
+  if (st === "disabled") return "disabled by operator";
+  return null;
+}
+
+function untilOf(c: Candidate, now: number): string | null {
+  const s = c.state;
+  const st = statusOf(s, now);
+  if (st === "resting") return iso(s.restUntil);
+  if (st === "ejected") return iso(s.ejectedUntil);
+  return null;
+}
+
+/**
+ * One candidate's state, as every stats view shows it.
+ * @param app the application (clock, latency)
+ * @param c the candidate
+ */
+export function candidateView(app: App, c: Candidate): Record<string, unknown> {
+  const now = app.now();
+  const s = c.state;
+  const status = statusOf(s, now);
+  const lat = app.latency.percentiles(c.id);
+  return {
+    id: c.id,
+    key: c.mask,
+    name: c.name ?? null,
+    upstream: c.upstream.name,
+    url: c.upstream.baseUrl,
+    healthy: status === "healthy" || status === "half_open",
+    available: isAvailable(s, now),
+    state: status,
+    reason: reasonOf(c, now),
+    until: untilOf(c, now),
+    last_used: iso(s.lastUsed),
+    requests: s.requests,
+    failures: s.failures,
+    consecutive_failures: s.consecutiveFailures,
+    last_error: s.lastError || null,
+    in_flight: s.inFlight,
+    weight: c.weight,
+    priority: c.priority,
+    latency_p50_ms: lat.p50,
+    latency_p95_ms: lat.p95,
+    prompt_tokens: s.promptTokens,
+    completion_tokens: s.completionTokens,
+    total_tokens: s.totalTokens,
+  };
+}
+
+/**
+ * Seed A's `/stats`: `{"<mask>": {"healthy", "last_used", "requests", ...}}` over every key.
+ * @param app the application
+ */
+export function keyStats(app: App): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const c of app.rt.candidates.values()) out[c.mask] = candidateView(app, c);
+  return out;
+}
+
+/**
+ * One pool, Seed B style.
+ * @param app the application
+ * @param pool the pool
+ */
+export function poolView(app: App, pool: Pool): Record<string, unknown> {
+  const now = app.now();
+  const servers = pool.candidates.map((c) => candidateView(app, c));
+  const sum = pool.summary(now);
+  return {
+    model: pool.model === "*" ? "default" : pool.model,
+    strategy: pool.strategyName,
+    total_servers: sum.total,
+    healthy_servers: sum.available,
+    active_connections: servers.reduce((n, s) => n + (s.in_flight as number), 0),
+    total_requests: servers.reduce((n, s) => n + (s.requests as number), 0),
+    servers,
+  };
+}
+
+/**
+ * Seed B's `/v1/stats/load_balancers`: every pool.
+ * @param app the application
+ */
+export function loadBalancers(app: App): Record<string, unknown> {
+  const rt = app.rt;
+  const pools: Record<string, unknown> = {};
+  for (const [model, pool] of rt.pools) pools[model] = poolView(app, pool);
+  if (rt.defaultPool) pools["default"] = poolView(app, rt.defaultPool);
+  return { load_balancers: pools, total_models: Object.keys(pools).length };
+}
+
+/**
+ * `/health`: ok when at least one candidate of any pool is usable.
+ * @param app the application
+ * @returns the body and whether it is healthy
+ */
+export function health(app: App): { ok: boolean; body: Record<string, unknown> } {
+  const now = app.now();
+  const rt = app.rt;
+  const pools: Record<string, unknown> = {};
+  let ok = false;
+  const all = [...rt.pools.values(), ...(rt.defaultPool ? [rt.defaultPool] : [])];
+  for (const pool of all) {
+    const sum = pool.summary(now);
+    const usable = sum.available > 0 || pool.available(now).length > 0;
+    if (usable) ok = true;
+    pools[pool.model === "*" ? "default" : pool.model] = {
+      available: sum.available,
+      total: sum.total,
+    };
+  }
+  return {
+    ok,
+    body: {
+      status: ok ? "ok" : "unavailable",
+      uptime_s: Math.round((now - app.startedAt) / 1000),
+      pools,
+    },
+  };
+}
+
+/**
+ * OpenAI's model list over the configured pools.
+ * @param app the application
+ */
+export function modelList(app: App): Record<string, unknown> {
+  const created = Math.floor(app.startedAt / 1000);
+  return {
+    object: "list",
+    data: [...app.rt.pools.keys()].map((id) => ({
+      id,
+      object: "model",
+      created,
+      owned_by: "llm-balance",
+    })),
+  };
+}

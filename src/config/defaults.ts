@@ -1,0 +1,67 @@
+/**
+ * @module
+ * Default values shared by every config format, and the base `Config` they fill in.
+ */
+
+import type { Config, HealthCheckConfig, Timeouts } from "./types.ts";
+
+/** Per-attempt timeouts when a file sets none: connect 10 s, first byte 120 s, idle 120 s, total 600 s. */
+export const DEFAULT_TIMEOUTS: Readonly<Timeouts> = Object.freeze({
+  connectMs: 10_000,
+  firstByteMs: 120_000,
+  idleMs: 120_000,
+  totalMs: 600_000,
+});
+
+/** Consecutive failures that eject a key when a file sets none. */
+export const DEFAULT_MAX_FAILURES = 3;
+
+/**
+ * The health check used when a file enables one without details.
+ *
+ * @param path the probed path
+ * @default path "/models"
+ * @returns probe "http", every 30 s, 5 s timeout
+ */
+export function defaultHealthCheck(path = "/models"): HealthCheckConfig {
+  return { probe: "http", path, intervalMs: 30_000, timeoutMs: 5_000 };
+}
+
+/**
+ * A config with every default in place and no upstreams, pools, keys or plugins.
+ *
+ * @param source where the config comes from
+ * @param format which format it was read from
+ * @returns a fresh object the caller may change
+ */
+export function baseConfig(source: string, format: Config["format"]): Config {
+  return {
+    source,
+    format,
+    server: {
+      host: "127.0.0.1",
+      port: 8080,
+      allowUnauthenticatedRemote: false,
+      cors: { enabled: false, origins: ["*"] },
+      maxBodyBytes: 52_428_800,
+      drainTimeoutMs: 10_000,
+      watchConfig: false,
+      overheadHeader: false,
+    },
+    log: { level: "info", format: "auto" },
+    clientKeys: [],
+    clientKeysReadStats: false,
+    upstreams: [],
+    pools: [],
+    retry: { maxAttempts: 3, backoffBaseMs: 100, backoffMaxMs: 2_000, deadlineMs: 600_000 },
+    health: {
+      ejectionBaseMs: 30_000,
+      ejectionMaxMs: 300_000,
+      rateLimitRestMs: 60_000,
+      quotaRestMs: 3_600_000,
+      authRestMs: 600_000,
+    },
+    usage: { injectStreamUsage: false },
+    plugins: [],
+  };
+}

@@ -1,0 +1,222 @@
+/**
+ * @module
+ * llm-balance's own config format (YAML or JSON): zod schema and normalization to `Config`.
+ * Unknown fields are errors, so typos are never silently ignored.
+ */
+
+import { isAbsolute, resolve } from "node:path";
+import { z } from "zod";
+import {
+  atLeast,
+  bool,
+  check,
+  type Checked,
+  duplicates,
+  entriesInOrder,
+  intRange,
+  type NormalizeContext,
+  reportDuplicates,
+  seconds,
+  splitList,
+  text,
+} from "./_schema.ts";
+import { baseConfig, DEFAULT_MAX_FAILURES } from "./defaults.ts";
+import { toUpstream, upstreamSchema } from "./native_upstream.ts";
+import type { ClientKeyConfig, Config, PoolConfig, PoolMemberConfig } from "./types.ts";
+
+const NAME = /^[A-Za-z0-9._-]+$/;
+
+const clientKeyObject = z.strictObject({
+  key: z.string().trim().min(1, "must not be empty"),
+  name: text().optional(),
+  models: z.array(text()).optional(),
+  rate_limit: intRange(1).optional(),
+});
+
+const clientKeys = z.union([
+  z.string().transform(splitList),
+  z.array(z.union([z.string().trim(), clientKeyObject], {
+    error: 'must be a key or a mapping with "key"',
+  })),
+], { error: "must be a list of keys, or one string of comma-separated keys" }).transform(
+  (list, ctx): ClientKeyConfig[] => {
+    const all = list.map((item, i) => {
+      const { key, name, models, rate_limit } = typeof item === "string" ? { key: item } : item;
+      return {
+        key,
+        name: name ?? `client-${i + 1}`,
+        ...(models === undefined ? {} : { models }),
+        ...(rate_limit === undefined ? {} : { rateLimitPerMinute: rate_limit }),
+      };
+    });
+    reportDuplicates(all.map((k) => k.key), ctx, "client key");
+    const named = all.map((k) => k.key === "" ? "" : k.name);
+    for (const { index, first } of duplicates(named)) {
+      ctx.addIssue({
+        code: "custom",
+        message: `duplicate name (same as [${first}])`,
+        path: [index],
+      });
+    }
+    return all.filter((k) => k.key !== "");
+  },
+);
+
+function poolSchema(upstreamNames: ReadonlySet<string>) {
+  const known = (name: string) => upstreamNames.has(name);
+  const unknown = {
+    error: (issue: { input?: unknown }) => `unknown upstream "${String(issue.input)}"`,
+  };
+  const member = z.union([
+    z.string().refine(known, unknown),
+    z.strictObject({
+      upstream: z.string().refine(known, unknown),
+      weight: atLeast(0).optional(),
+      priority: intRange(0).optional(),
+    }),
+  ], { error: 'must be an upstream name or a mapping with "upstream"' });
+  return z.strictObject({
+    strategy: text().optional(),
+    upstreams: z.array(member).min(1, "must list at least one upstream").transform(
+      (members, ctx): PoolMemberConfig[] => {
+        const out = members.map((m): PoolMemberConfig =>
+          typeof m === "string" ? { upstream: m } : {
+            upstream: m.upstream,
+            ...(m.weight === undefined ? {} : { weight: m.weight }),
+            ...(m.priority === undefined ? {} : { priority: m.priority }),
+          }
+        );
+        reportDuplicates(out.map((m) => m.upstream), ctx, "upstream");
+        return out;
+      },
+    ),
+  });
+}
+
+function nativeSchema(upstreamNames: ReadonlySet<string>) {
+  return z.strictObject({
+    server: z.strictObject({
+      host: text().optional(),
+      port: intRange(0, 65535).optional(),
+      allow_unauthenticated_remote: bool().optional(),
+      max_body_bytes: intRange(1).optional(),
+      drain_timeout: seconds().optional(),
+      watch_config: bool().optional(),
+      overhead_header: bool().optional(),
+      cors: z.union([
+        bool(),
+        z.strictObject({ enabled: bool().optional(), origins: z.array(text()).optional() }),
+      ], { error: "must be true, false or a mapping of enabled, origins" }).optional(),
+    }).optional(),
+    log: z.strictObject({
+      level: z.enum(["debug", "info", "warn", "error"]).optional(),
+      format: z.enum(["auto", "json", "pretty"]).optional(),
+    }).optional(),
+    auth: z.strictObject({
+      admin_key: z.string().trim().optional(),
+      client_keys: clientKeys.optional(),
+    }).optional(),
+    upstreams: z.record(
+      z.string().regex(NAME, 'may only contain letters, digits, ".", "_" and "-"'),
+      upstreamSchema,
+    ).refine((r) => Object.keys(r).length > 0, "must define at least one upstream"),
+    pools: z.record(text(), poolSchema(upstreamNames)).refine(
+      (p) => !("default" in p && "*" in p),
+      { message: 'use either "default" or "*" for the default pool, not both', when: () => true },
+    ).optional(),
+    retry: z.strictObject({
+      max_attempts: intRange(1, 10).optional(),
+      backoff_base: seconds().optional(),
+      backoff_max: seconds().optional(),
+      deadline: seconds().optional(),
+    }).optional(),
+    health: z.strictObject({
+      max_failures: intRange(1).optional(),
+      ejection_base: seconds(true).optional(),
+      ejection_max: seconds(true).optional(),
+      rate_limit_rest: seconds().optional(),
+      quota_rest: seconds().optional(),
+      auth_rest: seconds().optional(),
+    }).optional(),
+    usage: z.strictObject({ inject_stream_usage: bool().optional() }).optional(),
+    plugins: z.array(text()).optional(),
+  });
+}
+
+type NativeFile = z.output<ReturnType<typeof nativeSchema>>;
+
+/** Resolves a relative plugin path against the config's folder; URLs and specifiers stay. */
+function resolvePlugin(path: string, baseDir: string): string {
+  if (/^[a-z][a-z0-9+.-]+:/i.test(path) || isAbsolute(path)) return path;
+  return resolve(baseDir, path);
+}
+
+function toConfig(file: NativeFile, context: NormalizeContext): Config {
+  const config = baseConfig(context.source, "native");
+  const { server, log, auth, retry, health, usage } = file;
+  const s = config.server;
+  if (server !== undefined) {
+    s.host = server.host ?? s.host;
+    s.port = server.port ?? s.port;
+    s.allowUnauthenticatedRemote = server.allow_unauthenticated_remote ??
+      s.allowUnauthenticatedRemote;
+    s.maxBodyBytes = server.max_body_bytes ?? s.maxBodyBytes;
+    s.drainTimeoutMs = server.drain_timeout ?? s.drainTimeoutMs;
+    s.watchConfig = server.watch_config ?? s.watchConfig;
+    s.overheadHeader = server.overhead_header ?? s.overheadHeader;
+    if (typeof server.cors === "boolean") s.cors = { enabled: server.cors, origins: ["*"] };
+    else if (server.cors !== undefined) {
+      s.cors = { enabled: server.cors.enabled ?? true, origins: server.cors.origins ?? ["*"] };
+    }
+  }
+  config.log = { level: log?.level ?? "info", format: log?.format ?? "auto" };
+  if (auth?.admin_key !== undefined && auth.admin_key !== "") config.adminKey = auth.admin_key;
+  config.clientKeys = auth?.client_keys ?? [];
+  const r = config.retry;
+  config.retry = {
+    maxAttempts: retry?.max_attempts ?? r.maxAttempts,
+    backoffBaseMs: retry?.backoff_base ?? r.backoffBaseMs,
+    backoffMaxMs: retry?.backoff_max ?? r.backoffMaxMs,
+    deadlineMs: retry?.deadline ?? r.deadlineMs,
+  };
+  const h = config.health;
+  config.health = {
+    ejectionBaseMs: health?.ejection_base ?? h.ejectionBaseMs,
+    ejectionMaxMs: health?.ejection_max ?? h.ejectionMaxMs,
+    rateLimitRestMs: health?.rate_limit_rest ?? h.rateLimitRestMs,
+    quotaRestMs: health?.quota_rest ?? h.quotaRestMs,
+    authRestMs: health?.auth_rest ?? h.authRestMs,
+  };
+  config.usage = { injectStreamUsage: usage?.inject_stream_usage ?? false };
+  const maxFailures = health?.max_failures ?? DEFAULT_MAX_FAILURES;
+  config.upstreams = entriesInOrder(file.upstreams, ["upstreams"], context).map(([name, u]) =>
+    toUpstream(name, u, maxFailures)
+  );
+  config.pools = file.pools === undefined
+    ? [{
+      model: "*",
+      strategy: "round_robin",
+      members: config.upstreams.map((u) => ({ upstream: u.name })),
+    }]
+    : entriesInOrder(file.pools, ["pools"], context).map(([model, pool]): PoolConfig => ({
+      model: model === "default" ? "*" : model,
+      strategy: pool.strategy ?? "round_robin",
+      members: pool.upstreams,
+    }));
+  config.plugins = (file.plugins ?? []).map((p) => resolvePlugin(p, context.baseDir));
+  return config;
+}
+
+/**
+ * Checks a parsed native config file and turns it into a `Config`.
+ *
+ * @param tree the parsed file, after `${VAR}` substitution
+ * @param context the source label, the folder plugins are resolved against, the key order
+ * @returns the config, or every issue found (paths like `upstreams.ms.weight`)
+ */
+export function normalizeNative(tree: unknown, context: NormalizeContext): Checked<Config> {
+  const raw = (tree as { upstreams?: unknown } | null)?.upstreams;
+  const names = new Set(raw !== null && typeof raw === "object" ? Object.keys(raw) : []);
+  const result = check(nativeSchema(names), tree);
+  return result.ok ? { ok: true, value: toConfig(result.value, context) } : result;
+}

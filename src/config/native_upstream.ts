@@ -1,0 +1,142 @@
+/**
+ * @module
+ * One upstream of llm-balance's own config format: its zod schema (keys, timeouts, health
+ * check, headers, model mapping) and its normalization to `UpstreamConfig`.
+ */
+
+import { z } from "zod";
+import {
+  atLeast,
+  bool,
+  httpUrl,
+  intRange,
+  reportDuplicates,
+  seconds,
+  splitList,
+  text,
+} from "./_schema.ts";
+import { DEFAULT_TIMEOUTS, defaultHealthCheck } from "./defaults.ts";
+import type { HealthCheckConfig, KeyConfig, Timeouts, UpstreamConfig } from "./types.ts";
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+const keyObject = z.strictObject({
+  key: z.string().trim().min(1, "must not be empty"),
+  name: text().optional(),
+  weight: atLeast(0).optional(),
+  priority: intRange(0).optional(),
+});
+
+const keys = z.union([
+  z.string().transform(splitList),
+  z.array(
+    z.union([z.string().trim(), keyObject], { error: 'must be a key or a mapping with "key"' }),
+  ),
+], { error: "must be a list of keys, or one string of comma-separated keys" }).transform(
+  (list, ctx): KeyConfig[] => {
+    const all = list.map((item) => typeof item === "string" ? { key: item } : item);
+    reportDuplicates(all.map((k) => k.key), ctx, "key");
+    return all.filter((k) => k.key !== "").map(({ key, name, weight, priority }) => ({
+      key,
+      ...(name === undefined ? {} : { name }),
+      ...(weight === undefined ? {} : { weight }),
+      ...(priority === undefined ? {} : { priority }),
+    }));
+  },
+);
+
+const timeouts = z.union([
+  seconds().transform((totalMs): Timeouts => ({ ...DEFAULT_TIMEOUTS, totalMs })),
+  z.strictObject({
+    connect: seconds().optional(),
+    first_byte: seconds().optional(),
+    idle: seconds().optional(),
+    total: seconds().optional(),
+  }).transform((t): Timeouts => ({
+    connectMs: t.connect ?? DEFAULT_TIMEOUTS.connectMs,
+    firstByteMs: t.first_byte ?? DEFAULT_TIMEOUTS.firstByteMs,
+    idleMs: t.idle ?? DEFAULT_TIMEOUTS.idleMs,
+    totalMs: t.total ?? DEFAULT_TIMEOUTS.totalMs,
+  })),
+], { error: "must be a number of seconds or a mapping of connect, first_byte, idle, total" });
+
+const healthCheck = z.union([
+  bool(),
+  z.strictObject({
+    path: z.string().startsWith("/", 'must start with "/"').optional(),
+    interval: seconds(true).optional(),
+    timeout: seconds(true).optional(),
+    probe: text().optional(),
+  }),
+], { error: "must be true, false or a mapping of path, interval, timeout, probe" });
+
+const headerValue = z.union([z.string(), z.number(), z.boolean()], { error: "must be a string" })
+  .transform(String);
+
+/** One entry of the native `upstreams` mapping. */
+export const upstreamSchema = z.strictObject({
+  base_url: httpUrl(),
+  path_mode: z.enum(["v1", "full"]).optional(),
+  auth: z.enum(["bearer", "x-api-key", "api-key"]).optional(),
+  keys: keys.optional(),
+  key: z.string().trim().optional(),
+  headers: z.record(
+    z.string().regex(HEADER_NAME, "must be a valid HTTP header name"),
+    headerValue,
+  ).optional(),
+  models: z.record(text(), text()).optional(),
+  weight: atLeast(0).optional(),
+  priority: intRange(0).optional(),
+  max_failures: intRange(1).optional(),
+  timeout: timeouts.optional(),
+  health_check: healthCheck.optional(),
+}).refine((u) => u.key === undefined || u.keys === undefined, {
+  message: 'use either "key" or "keys", not both',
+  path: ["key"],
+  when: () => true,
+});
+
+/** A parsed upstream entry, before normalization. */
+export type NativeUpstream = z.output<typeof upstreamSchema>;
+
+/**
+ * Turns a parsed upstream entry into an `UpstreamConfig`, filling defaults.
+ *
+ * @param name the upstream's name (its key under `upstreams`)
+ * @param u the parsed entry
+ * @param defaultMaxFailures `health.max_failures`, used when the entry sets none
+ */
+export function toUpstream(
+  name: string,
+  u: NativeUpstream,
+  defaultMaxFailures: number,
+): UpstreamConfig {
+  const pathMode = u.path_mode ?? "v1";
+  const probePath = pathMode === "full" ? "/v1/models" : "/models";
+  let healthCheck: HealthCheckConfig | undefined;
+  if (u.health_check === true) healthCheck = defaultHealthCheck(probePath);
+  else if (typeof u.health_check === "object") {
+    const base = defaultHealthCheck(u.health_check.path ?? probePath);
+    healthCheck = {
+      probe: u.health_check.probe ?? base.probe,
+      path: base.path,
+      intervalMs: u.health_check.interval ?? base.intervalMs,
+      timeoutMs: u.health_check.timeout ?? base.timeoutMs,
+    };
+  }
+  const keys = u.keys ?? (u.key === undefined || u.key === "" ? [] : [{ key: u.key }]);
+  return {
+    name,
+    baseUrl: u.base_url,
+    pathMode,
+    auth: u.auth ?? "bearer",
+    keys,
+    headers: u.headers ?? {},
+    models: u.models ?? {},
+    weight: u.weight ?? 1,
+    priority: u.priority ?? 0,
+    timeouts: u.timeout ?? { ...DEFAULT_TIMEOUTS },
+    maxFailures: u.max_failures ?? defaultMaxFailures,
+    ...(healthCheck === undefined ? {} : { healthCheck }),
+  };
+}

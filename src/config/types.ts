@@ -1,0 +1,190 @@
+/**
+ * @module
+ * The normalized configuration every config format (native YAML, Seed A JSON, Seed B YAML) is
+ * turned into. The rest of llm-balance only ever sees these types.
+ */
+
+/** How the chosen key is sent to an upstream. */
+export type AuthStyle = "bearer" | "x-api-key" | "api-key";
+
+/**
+ * How the client's path maps onto an upstream's base URL.
+ * - `v1`: the base URL includes `/v1` (as in OpenAI SDKs); `/v1/chat/completions` is sent to
+ *   `base_url + /chat/completions`. Paths outside `/v1` are not forwarded to this upstream.
+ * - `full`: the client's path is appended as is (Seed A's `target_url`).
+ */
+export type PathMode = "v1" | "full";
+
+/** Per-attempt time limits, in milliseconds; 0 disables a limit. */
+export interface Timeouts {
+  /** Time to establish the connection. @default 10000 */
+  connectMs: number;
+  /** Time until the response headers and the first body bytes arrive. @default 120000 */
+  firstByteMs: number;
+  /** Longest gap between two body chunks. @default 120000 */
+  idleMs: number;
+  /** Whole attempt, body included. @default 600000 */
+  totalMs: number;
+}
+
+/** Active health checking of each key of an upstream. */
+export interface HealthCheckConfig {
+  /** Probe plugin name. @default "http" */
+  probe: string;
+  /** Path probed, relative to the upstream's base URL (`v1` mode) or origin+path (`full`). @default "/models" */
+  path: string;
+  /** Seconds between two probes of the same key. @default 30 */
+  intervalMs: number;
+  /** Probe timeout. @default 5000 */
+  timeoutMs: number;
+}
+
+/** One upstream key. */
+export interface KeyConfig {
+  /** The secret itself (after `${ENV}` substitution). */
+  key: string;
+  /** Optional human name shown in stats beside the mask. */
+  name?: string;
+  /** Weight of this key; overrides the upstream's. */
+  weight?: number;
+  /** Priority tier of this key; overrides the upstream's (0 is the first tier). */
+  priority?: number;
+}
+
+/** One named upstream server with its keys. */
+export interface UpstreamConfig {
+  /** Unique name, used in logs, stats and metrics. */
+  name: string;
+  /** Base URL without a trailing slash. */
+  baseUrl: string;
+  /** @default "v1" */
+  pathMode: PathMode;
+  /** @default "bearer" */
+  auth: AuthStyle;
+  /** Keys to balance over; an upstream without keys sends no credentials (e.g. a local server). */
+  keys: KeyConfig[];
+  /** Extra headers sent with every request (e.g. `anthropic-version`). @default {} */
+  headers: Record<string, string>;
+  /** Client model name → model name this upstream expects. @default {} */
+  models: Record<string, string>;
+  /** Weight of each key of this upstream. @default 1 */
+  weight: number;
+  /** Priority tier; lower tiers serve only while every candidate of higher tiers is unusable. @default 0 */
+  priority: number;
+  timeouts: Timeouts;
+  /** Consecutive server/network/timeout failures that eject a key. @default 3 */
+  maxFailures: number;
+  /** Active health checks; undefined when disabled. */
+  healthCheck?: HealthCheckConfig;
+}
+
+/** A member of a pool: an upstream, with pool-specific weight and priority. */
+export interface PoolMemberConfig {
+  upstream: string;
+  weight?: number;
+  priority?: number;
+}
+
+/** The candidates that serve one model (or every other model, for the default pool). */
+export interface PoolConfig {
+  /** The model name, or `*` for the default pool. */
+  model: string;
+  /** Strategy plugin name. @default "round_robin" */
+  strategy: string;
+  members: PoolMemberConfig[];
+}
+
+/** A client key accepted by the gateway. */
+export interface ClientKeyConfig {
+  key: string;
+  /** @default "client-<n>" */
+  name: string;
+  /** Models this key may use; undefined means all. */
+  models?: string[];
+  /** Requests per minute; undefined means unlimited. */
+  rateLimitPerMinute?: number;
+}
+
+export interface RetryConfig {
+  /** Attempts per request, the first included. @default 3 */
+  maxAttempts: number;
+  /** Backoff before reusing an already tried upstream. @default 100 */
+  backoffBaseMs: number;
+  /** @default 2000 */
+  backoffMaxMs: number;
+  /** Overall deadline of one request across attempts; 0 disables. @default 600000 */
+  deadlineMs: number;
+}
+
+export interface HealthConfig {
+  /** First ejection length; each further ejection multiplies it. @default 30000 */
+  ejectionBaseMs: number;
+  /** @default 300000 */
+  ejectionMaxMs: number;
+  /** Rest of a key after a 429 without any reset header. @default 60000 */
+  rateLimitRestMs: number;
+  /** Rest of a key whose quota is exhausted, when no reset time is given. @default 3600000 */
+  quotaRestMs: number;
+  /** Rest of a key refused with 401/403 when no probe can restore it. @default 600000 */
+  authRestMs: number;
+}
+
+export interface CorsConfig {
+  enabled: boolean;
+  /** @default ["*"] */
+  origins: string[];
+}
+
+export interface ServerConfig {
+  /** @default "127.0.0.1" */
+  host: string;
+  /** @default 8080 */
+  port: number;
+  /** Allow binding a non-loopback address without client keys. @default false */
+  allowUnauthenticatedRemote: boolean;
+  cors: CorsConfig;
+  /** Largest request body accepted. @default 52428800 */
+  maxBodyBytes: number;
+  /** Drain time on shutdown. @default 10000 */
+  drainTimeoutMs: number;
+  /** Reload when the config file changes. @default false */
+  watchConfig: boolean;
+  /** Add `x-llm-balance-overhead-ms` to responses. @default false */
+  overheadHeader: boolean;
+}
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+export interface LogConfig {
+  /** @default "info" */
+  level: LogLevel;
+  /** `auto` is `pretty` on a terminal and `json` otherwise. @default "auto" */
+  format: "auto" | "json" | "pretty";
+}
+
+export interface UsageConfig {
+  /** Add `stream_options.include_usage` to OpenAI-style streams and strip the extra chunk. @default false */
+  injectStreamUsage: boolean;
+}
+
+/** The normalized configuration. */
+export interface Config {
+  /** Where it came from, for messages. */
+  source: string;
+  /** Which format the file was in. */
+  format: "native" | "seed-a" | "seed-b";
+  server: ServerConfig;
+  log: LogConfig;
+  /** The admin key; undefined means admin endpoints are open (loopback only). */
+  adminKey?: string;
+  clientKeys: ClientKeyConfig[];
+  /** Seed B compatibility: client keys may read the stats endpoints. @default false */
+  clientKeysReadStats: boolean;
+  upstreams: UpstreamConfig[];
+  pools: PoolConfig[];
+  retry: RetryConfig;
+  health: HealthConfig;
+  usage: UsageConfig;
+  /** Plugin module paths, resolved against the config file's folder. */
+  plugins: string[];
+}

@@ -1,0 +1,152 @@
+/**
+ * @module
+ * Structured logging: one line per event on stderr, JSON lines or human-readable. The only
+ * module that writes to the console. Known secrets are redacted from every line as a last line
+ * of defence (callers already log masks only).
+ */
+
+import type { LogLevel } from "./config/types.ts";
+
+/** Fields of one log line. */
+export type LogFields = Record<string, unknown>;
+
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** Where finished lines go. */
+export type LogSink = (line: string) => void;
+
+/** Options of {@linkcode Logger}. */
+export interface LoggerOptions {
+  /** @default "info" */
+  level?: LogLevel;
+  /** @default "json" */
+  format?: "json" | "pretty";
+  /** @default writes to stderr */
+  sink?: LogSink;
+  /** @default Date.now */
+  now?: () => number;
+}
+
+const encoder = new TextEncoder();
+
+/** Writes a line to stderr, synchronously so lines are never interleaved or lost on exit. */
+export function stderrSink(line: string): void {
+  const bytes = encoder.encode(line + "\n");
+  let off = 0;
+  while (off < bytes.length) off += Deno.stderr.writeSync(bytes.subarray(off));
+}
+
+/** A leveled structured logger. */
+export class Logger {
+  #min: number;
+  #format: "json" | "pretty";
+  #sink: LogSink;
+  #now: () => number;
+  #secrets: RegExp | undefined;
+  #masks = new Map<string, string>();
+
+  /** @param options level, format, sink and clock */
+  constructor(options: LoggerOptions = {}) {
+    this.#min = LEVELS[options.level ?? "info"];
+    this.#format = options.format ?? "json";
+    this.#sink = options.sink ?? stderrSink;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Sets the secrets to scrub from every line (replaced by their masks).
+   * @param secrets secret → mask
+   */
+  setSecrets(secrets: Map<string, string>): void {
+    const keys = [...secrets.keys()].filter((k) => k.length > 0);
+    if (keys.length === 0) {
+      this.#secrets = undefined;
+      return;
+    }
+    keys.sort((a, b) => b.length - a.length);
+    const escaped = keys.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+    this.#secrets = new RegExp(escaped.join("|"), "g");
+    this.#masks = secrets;
+  }
+  /**
+   * Changes the level at run time (hot reload).
+   * @param level the new minimum level
+   */
+  setLevel(level: LogLevel): void {
+    this.#min = LEVELS[level];
+  }
+
+  /** @returns whether lines of this level are written */
+  enabled(level: LogLevel): boolean {
+    return LEVELS[level] >= this.#min;
+  }
+
+  /** Logs at debug level. */
+  debug(msg: string, fields?: LogFields): void {
+    if (LEVELS.debug >= this.#min) this.#write("debug", msg, fields);
+  }
+
+  /** Logs at info level. */
+  info(msg: string, fields?: LogFields): void {
+    if (LEVELS.info >= this.#min) this.#write("info", msg, fields);
+  }
+
+  /** Logs at warn level. */
+  warn(msg: string, fields?: LogFields): void {
+    if (LEVELS.warn >= this.#min) this.#write("warn", msg, fields);
+  }
+
+  /** Logs at error level. */
+  error(msg: string, fields?: LogFields): void {
+    if (LEVELS.error >= this.#min) this.#write("error", msg, fields);
+  }
+
+  /**
+   * Removes known secrets from a string.
+   * @param text any text that might hold a key (error messages, URLs)
+   * @returns the text with every known secret replaced by its mask
+   */
+  redact(text: string): string {
+    const re = this.#secrets;
+    if (re === undefined) return text;
+    return text.replace(re, (m) => this.#masks.get(m) ?? "***");
+  }
+
+  #write(level: LogLevel, msg: string, fields: LogFields | undefined): void {
+    const time = new Date(this.#now()).toISOString();
+    let line: string;
+    if (this.#format === "json") {
+      line = JSON.stringify({ time, level, msg, ...fields }, replacer);
+    } else {
+      let rest = "";
+      if (fields) {
+        for (const k in fields) {
+          const v = fields[k];
+          if (v === undefined) continue;
+          rest += ` ${k}=${typeof v === "string" ? v : JSON.stringify(v, replacer)}`;
+        }
+      }
+      line = `${time} ${level.toUpperCase().padEnd(5)} ${msg}${rest}`;
+    }
+    this.#sink(this.redact(line));
+  }
+}
+
+function replacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) return value.message;
+  return value;
+}
+
+/**
+ * Picks the output format: `auto` is pretty on a terminal, JSON otherwise.
+ * @param format the configured format
+ * @returns the concrete format
+ */
+export function resolveFormat(format: "auto" | "json" | "pretty"): "json" | "pretty" {
+  if (format !== "auto") return format;
+  try {
+    return Deno.stderr.isTerminal() ? "pretty" : "json";
+  } catch {
+    return "json";
+  }
+}

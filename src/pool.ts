@@ -1,0 +1,188 @@
+/**
+ * @module
+ * A pool: the candidates (upstream keys) that serve one model, their stable order, priority
+ * tiers, and the snapshot of available ones the strategy picks from. The snapshot is rebuilt
+ * only when availability may have changed (the health board's epoch moved, or a rest or
+ * ejection expired), so a pick costs the strategy's work and nothing else.
+ */
+
+import type { Candidate, PickContext, Strategy } from "./plugin.ts";
+import { isAvailable, returnsAt, statusOf } from "./health/availability.ts";
+import type { HealthBoard } from "./health/board.ts";
+
+/** Counts of candidates by status, and when the first unusable one returns. */
+export interface PoolSummary {
+  total: number;
+  available: number;
+  disabled: number;
+  /** Failed active probes (auth failures are counted in `authFailed`). */
+  unhealthy: number;
+  ejected: number;
+  /** Resting for any reason (rate limit, quota, auth without probes). */
+  resting: number;
+  rateLimited: number;
+  quota: number;
+  authFailed: number;
+  /** Epoch ms when the earliest unusable candidate comes back by itself; Infinity if none will. */
+  nextReturn: number;
+}
+
+/** The candidates of one model and the strategy choosing among them. */
+export class Pool {
+  readonly model: string;
+  readonly strategyName: string;
+  readonly candidates: readonly Candidate[];
+  #strategy: Strategy;
+  #fallback: Strategy;
+  #board: HealthBoard;
+  #epoch = -1;
+  #wakeAt = 0;
+  /** Available candidates by priority tier, best tier first; empty tiers left out. */
+  #tiers: Candidate[][] = [];
+  #onStrategyError: (err: unknown) => void;
+
+  /**
+   * @param init the model, candidates in stable order, the strategy, a fallback strategy used
+   *   when the strategy throws or misbehaves, and the health board
+   */
+  constructor(init: {
+    model: string;
+    strategyName: string;
+    candidates: readonly Candidate[];
+    strategy: Strategy;
+    fallback: Strategy;
+    board: HealthBoard;
+    onStrategyError: (err: unknown) => void;
+  }) {
+    this.model = init.model;
+    this.strategyName = init.strategyName;
+    this.candidates = init.candidates;
+    this.#strategy = init.strategy;
+    this.#fallback = init.fallback;
+    this.#board = init.board;
+    this.#onStrategyError = init.onStrategyError;
+  }
+
+  /**
+   * Returns the available candidates of the best tier that has any.
+   * @param now epoch ms
+   */
+  available(now: number): readonly Candidate[] {
+    this.#refresh(now);
+    return this.#tiers[0] ?? [];
+  }
+
+  /**
+   * Picks a candidate for an attempt.
+   * @param ctx the request (model, attempt number)
+   * @param exclude candidates not to pick (already tried for this request); when every
+   *   available candidate is excluded, returns undefined
+   * @returns the candidate, or undefined when none is available
+   */
+  pick(ctx: PickContext, exclude?: (c: Candidate) => boolean): Candidate | undefined {
+    const now = this.#board.now();
+    this.#refresh(now);
+    for (const tier of this.#tiers) {
+      const list = exclude ? tier.filter((c) => !exclude(c)) : tier;
+      if (list.length > 0) return this.#choose(list, ctx, now, exclude);
+    }
+    if (this.#tiers.length > 0) return undefined;
+    return this.#panic(now, exclude);
+  }
+
+  /**
+   * Counts candidates by status.
+   * @param now epoch ms
+   */
+  summary(now: number): PoolSummary {
+    const sum: PoolSummary = {
+      total: this.candidates.length,
+      available: 0,
+      disabled: 0,
+      unhealthy: 0,
+      ejected: 0,
+      resting: 0,
+      rateLimited: 0,
+      quota: 0,
+      authFailed: 0,
+      nextReturn: Infinity,
+    };
+    for (const c of this.candidates) {
+      const s = c.state;
+      if (isAvailable(s, now)) {
+        sum.available++;
+        continue;
+      }
+      const st = statusOf(s, now);
+      if (st === "disabled") sum.disabled++;
+      else if (st === "unhealthy") {
+        if (s.unhealthyReason.startsWith("auth")) sum.authFailed++;
+        else sum.unhealthy++;
+      } else if (st === "resting") {
+        sum.resting++;
+        if (s.restReason === "rate_limited") sum.rateLimited++;
+        else if (s.restReason === "quota") sum.quota++;
+        else if (s.restReason === "auth") sum.authFailed++;
+      } else sum.ejected++;
+      const back = returnsAt(s, now);
+      if (back < sum.nextReturn) sum.nextReturn = back;
+    }
+    return sum;
+  }
+
+  #choose(
+    list: readonly Candidate[],
+    ctx: PickContext,
+    now: number,
+    exclude: ((c: Candidate) => boolean) | undefined,
+  ): Candidate {
+    let chosen: Candidate | undefined;
+    try {
+      chosen = this.#strategy.pick(list, ctx);
+    } catch (err) {
+      this.#onStrategyError(err);
+    }
+    if (
+      chosen === undefined || this.candidates[chosen.index] !== chosen ||
+      chosen.priority !== list[0]!.priority || !isAvailable(chosen.state, now) ||
+      (exclude !== undefined && exclude(chosen))
+    ) {
+      if (chosen !== undefined) {
+        this.#onStrategyError(new Error(`strategy "${this.strategyName}" returned a non-candidate`));
+      }
+      chosen = this.#fallback.pick(list, ctx);
+    }
+    return chosen;
+  }
+
+  /** Every candidate is out and some only for ejection: try the least recently failed. */
+  #panic(now: number, exclude?: (c: Candidate) => boolean): Candidate | undefined {
+    let best: Candidate | undefined;
+    for (const c of this.candidates) {
+      const s = c.state;
+      if (statusOf(s, now) !== "ejected" || s.trialInFlight) continue;
+      if (exclude?.(c)) continue;
+      if (best === undefined || s.lastFailureAt < best.state.lastFailureAt) best = c;
+    }
+    return best;
+  }
+
+  #refresh(now: number): void {
+    if (this.#epoch === this.#board.epoch && now < this.#wakeAt) return;
+    this.#epoch = this.#board.epoch;
+    const byTier = new Map<number, Candidate[]>();
+    let wake = Infinity;
+    for (const c of this.candidates) {
+      if (isAvailable(c.state, now)) {
+        let tier = byTier.get(c.priority);
+        if (tier === undefined) byTier.set(c.priority, tier = []);
+        tier.push(c);
+      } else {
+        const back = returnsAt(c.state, now);
+        if (back < wake) wake = back;
+      }
+    }
+    this.#wakeAt = wake;
+    this.#tiers = [...byTier.entries()].sort((a, b) => a[0] - b[0]).map(([, list]) => list);
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * @module
+ * Reads and rewrites one top-level field of a JSON request body without parsing or
+ * re-serializing the rest: every other byte (tools, vendor fields, number formats, spacing)
+ * reaches the upstream unchanged. Stops scanning as soon as the field is found.
+ */
+
+/** Where a top-level value sits in the text. */
+export interface FieldSpan {
+  /** The raw JSON text of the value. */
+  raw: string;
+  /** Index of the value's first character. */
+  start: number;
+  /** Index after the value's last character. */
+  end: number;
+}
+
+function skipWs(t: string, i: number): number {
+  while (i < t.length) {
+    const c = t.charCodeAt(i);
+    if (c !== 32 && c !== 10 && c !== 13 && c !== 9) break;
+    i++;
+  }
+  return i;
+}
+
+function skipString(t: string, i: number): number {
+  // t[i] is the opening quote
+  i++;
+  while (i < t.length) {
+    const c = t.charCodeAt(i);
+    if (c === 92) i += 2;
+    else if (c === 34) return i + 1;
+    else i++;
+  }
+  return -1;
+}
+
+function skipValue(t: string, i: number): number {
+  const c = t.charCodeAt(i);
+  if (c === 34) return skipString(t, i);
+  if (c === 123 || c === 91) {
+    let depth = 0;
+    while (i < t.length) {
+      const d = t.charCodeAt(i);
+      if (d === 34) {
+        i = skipString(t, i);
+        if (i < 0) return -1;
+        continue;
+      }
+      if (d === 123 || d === 91) depth++;
+      else if (d === 125 || d === 93) {
+        depth--;
+        if (depth === 0) return i + 1;
+      }
+      i++;
+    }
+    return -1;
+  }
+  while (i < t.length) {
+    const d = t.charCodeAt(i);
+    if (d === 44 || d === 125 || d === 93 || d === 32 || d === 10 || d === 13 || d === 9) break;
+    i++;
+  }
+  return i;
+}
+
+/**
+ * Finds a top-level field of a JSON object.
+ * @param text the JSON text
+ * @param key the field name (compared to the raw, unescaped-free name)
+ * @returns the value's span, or undefined when absent or the text is not a JSON object
+ */
+export function findTopLevel(text: string, key: string): FieldSpan | undefined {
+  let i = skipWs(text, 0);
+  if (text.charCodeAt(i) !== 123) return undefined;
+  i++;
+  const quoted = `"${key}"`;
+  while (i < text.length) {
+    i = skipWs(text, i);
+    if (text.charCodeAt(i) !== 34) return undefined;
+    const keyEnd = skipString(text, i);
+    if (keyEnd < 0) return undefined;
+    const isKey = keyEnd - i === quoted.length && text.startsWith(quoted, i);
+    i = skipWs(text, keyEnd);
+    if (text.charCodeAt(i) !== 58) return undefined;
+    i = skipWs(text, i + 1);
+    const start = i;
+    const end = skipValue(text, i);
+    if (end < 0 || end === start) return undefined;
+    if (isKey) return { raw: text.slice(start, end), start, end };
+    i = skipWs(text, end);
+    const c = text.charCodeAt(i);
+    if (c === 44) i++;
+    else return undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Reads a top-level string field.
+ * @returns the string, or undefined when absent or not a string
+ */
+export function readTopLevelString(text: string, key: string): string | undefined {
+  const span = findTopLevel(text, key);
+  if (span === undefined || span.raw.charCodeAt(0) !== 34) return undefined;
+  if (!span.raw.includes("\\")) return span.raw.slice(1, -1);
+  try {
+    const v: unknown = JSON.parse(span.raw);
+    return typeof v === "string" ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Replaces a top-level field's value.
+ * @param text the JSON text
+ * @param span where the value is (from {@linkcode findTopLevel})
+ * @param value the new value, serialized with JSON.stringify
+ * @returns the new text
+ */
+export function replaceValue(text: string, span: FieldSpan, value: unknown): string {
+  return text.slice(0, span.start) + JSON.stringify(value) + text.slice(span.end);
+}
+
+/**
+ * Adds a top-level field before the closing brace of a JSON object.
+ * @param text the JSON object text
+ * @param key the new field's name
+ * @param value its value
+ * @returns the new text, or the text unchanged when it does not end with `}`
+ */
+export function appendField(text: string, key: string, value: unknown): string {
+  const close = text.lastIndexOf("}");
+  if (close < 0) return text;
+  const before = text.slice(0, close).trimEnd();
+  const sep = before.endsWith("{") ? "" : ",";
+  return `${before}${sep}${JSON.stringify(key)}:${JSON.stringify(value)}${text.slice(close)}`;
+}

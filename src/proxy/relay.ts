@@ -1,0 +1,143 @@
+/**
+ * @module
+ * Relays an upstream body to the client chunk by chunk as it arrives: no buffering, no
+ * re-framing. A client that goes away cancels the upstream at once. An upstream that breaks
+ * mid-body is reported, never disguised as a clean end: an event stream gets an OpenAI-style
+ * error event and then an aborted connection; any other body an aborted connection.
+ */
+
+import { errorBody } from "../errors.ts";
+import { type AttemptClass, classifyFailure } from "../health/classify.ts";
+import type { AttemptControl } from "./attempt_control.ts";
+
+/** How a relayed body ended. */
+export interface RelayEnd {
+  outcome: "complete" | "client_abort" | "failed";
+  /** The class of the failure (`client_abort` when the client left). */
+  cls: AttemptClass;
+  /** Body bytes sent to the client. */
+  bytes: number;
+  error?: unknown;
+}
+
+/** Options of {@linkcode relay}. */
+export interface RelayOptions {
+  reader: ReadableStreamDefaultReader<Uint8Array>;
+  /** A chunk already read from `reader` (to know the upstream answered), sent first. */
+  first: Uint8Array | undefined;
+  control: AttemptControl;
+  /** Longest wait for the next chunk; 0 disables. */
+  idleMs: number;
+  /** Whether the body is an event stream (gets an error event on failure). */
+  sse: boolean;
+  /** Sees each chunk as it is sent. */
+  onChunk?: ((chunk: Uint8Array) => void) | undefined;
+  /** Called exactly once when the body ends, fails or is cancelled. */
+  onEnd: (end: RelayEnd) => void;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Builds the client's response body.
+ * @param o the upstream reader, first chunk, attempt control and callbacks
+ * @returns a pull-based stream (high-water mark 0: one upstream read per client read)
+ */
+export function relay(o: RelayOptions): ReadableStream<Uint8Array> {
+  let first = o.first;
+  let bytes = 0;
+  let ended = false;
+  let pendingError: unknown;
+  let boundary = true;
+  const finish = (end: Omit<RelayEnd, "bytes">) => {
+    if (ended) return;
+    ended = true;
+    o.control.dispose();
+    o.onEnd({ ...end, bytes });
+  };
+  const deliver = (controller: ReadableStreamDefaultController<Uint8Array>, c: Uint8Array) => {
+    if (c.length === 0) return;
+    bytes += c.length;
+    if (o.sse) {
+      const n = c.length;
+      boundary = c[n - 1] === 10 && (n < 2 ? false : c[n - 2] === 10 || c[n - 2] === 13);
+    }
+    o.onChunk?.(c);
+    controller.enqueue(c);
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (pendingError !== undefined) {
+        controller.error(pendingError);
+        return;
+      }
+      if (first !== undefined) {
+        const c = first;
+        first = undefined;
+        if (c.length > 0) {
+          deliver(controller, c);
+          return;
+        }
+      }
+      for (;;) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        if (o.idleMs > 0) timer = setTimeout(() => o.control.timeout("idle"), o.idleMs);
+        try {
+          const r = await o.reader.read();
+          if (r.done) {
+            finish({ outcome: "complete", cls: "ok" });
+            controller.close();
+            return;
+          }
+          if (r.value.length === 0) continue;
+          deliver(controller, r.value);
+          return;
+        } catch (err) {
+          const cls = classifyFailure({
+            clientAborted: o.control.clientAborted || o.control.shutDown,
+            timedOut: o.control.timedOut !== undefined,
+            midBody: true,
+          });
+          if (cls === "client_abort" && !o.control.shutDown) {
+            finish({ outcome: "client_abort", cls, error: err });
+            safeError(controller, err);
+            return;
+          }
+          finish({ outcome: "failed", cls, error: err });
+          const why = o.control.shutDown
+            ? "llm-balance shut down before the upstream finished"
+            : o.control.timedOut
+            ? `upstream ${o.control.timedOut.replace("_", " ")} timeout`
+            : "upstream connection broke";
+          const error = new Error(`Stream interrupted: ${why}`);
+          if (o.sse) {
+            const prefix = boundary ? "" : "\n\n";
+            const event = `${prefix}event: error\ndata: ${
+              errorBody(`Stream interrupted: ${why}`, "upstream_error", "stream_interrupted")
+            }\n\n`;
+            controller.enqueue(encoder.encode(event));
+            pendingError = error;
+          } else {
+            controller.error(error);
+          }
+          return;
+        } finally {
+          if (timer !== undefined) clearTimeout(timer);
+        }
+      }
+    },
+    cancel(reason) {
+      o.control.clientGone();
+      finish({ outcome: "client_abort", cls: "client_abort", error: reason });
+      o.reader.cancel(reason).catch(() => {});
+    },
+  }, { highWaterMark: 0 });
+}
+
+function safeError(c: ReadableStreamDefaultController<Uint8Array>, err: unknown): void {
+  try {
+    c.error(err);
+  } catch {
+    // already cancelled by the client
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * @module
+ * Token usage read from a copy of a response: the `usage` object of an OpenAI-style JSON body,
+ * the final usage chunk of an OpenAI-style stream, or Anthropic's `input_tokens`/`output_tokens`
+ * spread over `message_start` and `message_delta` events. It only reads; the bytes the client
+ * gets are never touched or delayed.
+ */
+
+/** Token counts of one response. */
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+const MAX_JSON_BYTES = 4 * 1024 * 1024;
+
+function num(v: unknown): number {
+  return typeof v === "number" && Number.isFinite(v) ? v : 0;
+}
+
+/**
+ * Reads a usage object in either the OpenAI or the Anthropic shape.
+ * @param u the `usage` value
+ * @returns the counts, or undefined when `u` is not a usage object
+ */
+export function readUsage(u: unknown): Usage | undefined {
+  if (typeof u !== "object" || u === null) return undefined;
+  const o = u as Record<string, unknown>;
+  const prompt = num(o.prompt_tokens) || num(o.input_tokens);
+  const completion = num(o.completion_tokens) || num(o.output_tokens);
+  const total = num(o.total_tokens) || prompt + completion;
+  if (prompt === 0 && completion === 0 && total === 0) return undefined;
+  return { promptTokens: prompt, completionTokens: completion, totalTokens: total };
+}
+
+/** Collects usage from response bytes as they pass. */
+export class UsageTap {
+  readonly #sse: boolean;
+  #decoder = new TextDecoder();
+  #chunks: Uint8Array[] = [];
+  #size = 0;
+  #line = "";
+  #usage: Usage | undefined;
+
+  /** @param sse whether the body is a server-sent event stream */
+  constructor(sse: boolean) {
+    this.#sse = sse;
+  }
+
+  /**
+   * Looks at one chunk of the body.
+   * @param chunk bytes as they were sent to the client
+   */
+  push(chunk: Uint8Array): void {
+    if (!this.#sse) {
+      this.#size += chunk.length;
+      if (this.#size <= MAX_JSON_BYTES) this.#chunks.push(chunk);
+      return;
+    }
+    const text = this.#line + this.#decoder.decode(chunk, { stream: true });
+    let start = 0;
+    let nl = text.indexOf("\n", start);
+    while (nl >= 0) {
+      this.#onLine(text, start, nl);
+      start = nl + 1;
+      nl = text.indexOf("\n", start);
+    }
+    this.#line = text.slice(start);
+  }
+
+  /**
+   * Finishes reading.
+   * @returns the usage found, or undefined
+   */
+  finish(): Usage | undefined {
+    if (!this.#sse) {
+      if (this.#size === 0 || this.#size > MAX_JSON_BYTES) return undefined;
+      const all = new Uint8Array(this.#size);
+      let off = 0;
+      for (const c of this.#chunks) {
+        all.set(c, off);
+        off += c.length;
+      }
+      this.#chunks = [];
+      try {
+        const body: unknown = JSON.parse(this.#decoder.decode(all));
+        if (typeof body === "object" && body !== null) {
+          return readUsage((body as Record<string, unknown>).usage);
+        }
+      } catch {
+        return undefined;
+      }
+      return undefined;
+    }
+    if (this.#line) this.#onLine(this.#line, 0, this.#line.length);
+    this.#line = "";
+    return this.#usage;
+  }
+
+  #onLine(text: string, start: number, end: number): void {
+    const usageAt = text.indexOf('"usage"', start);
+    if (usageAt < 0 || usageAt >= end || !text.startsWith("data:", start)) return;
+    let line = text.slice(start + 5, end);
+    if (line.endsWith("\r")) line = line.slice(0, -1);
+    try {
+      const ev = JSON.parse(line) as Record<string, unknown>;
+      let u = readUsage(ev.usage);
+      const msg = ev.message as Record<string, unknown> | undefined;
+      if (u === undefined && msg && typeof msg === "object") u = readUsage(msg.usage);
+      if (u === undefined) return;
+      const prev = this.#usage;
+      if (prev === undefined) this.#usage = u;
+      else {
+        const prompt = Math.max(prev.promptTokens, u.promptTokens);
+        const completion = Math.max(prev.completionTokens, u.completionTokens);
+        this.#usage = {
+          promptTokens: prompt,
+          completionTokens: completion,
+          totalTokens: Math.max(prev.totalTokens, u.totalTokens, prompt + completion),
+        };
+      }
+    } catch {
+      // not JSON: not a usage event
+    }
+  }
+}

@@ -1,0 +1,330 @@
+/** @module Tests for src/config/native.ts (through parseConfigText, so issues carry lines). */
+
+import assert from "node:assert/strict";
+import { resolve } from "node:path";
+import { ConfigError, type ConfigIssue } from "../../src/config/errors.ts";
+import { parseConfigText } from "../../src/config/load.ts";
+import { normalizeNative } from "../../src/config/native.ts";
+import type { Config } from "../../src/config/types.ts";
+
+const FIXTURE = new URL("../fixtures/native_full.yaml", import.meta.url);
+const vars: Record<string, string> = {
+  ADMIN_KEY: "admin-secret",
+  CLIENT_KEY_1: "client-one",
+  CLIENT_KEY_2: "client-two",
+  MODELSCOPE_KEYS: "ms-1, ms-2\nms-3,",
+};
+const env = (name: string) => vars[name];
+
+function parse(text: string): Config {
+  return parseConfigText(text, "/etc/llm-balance/config.yaml", { env });
+}
+
+function issuesOf(text: string): ConfigIssue[] {
+  try {
+    parse(text);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.issues;
+    throw error;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+const MINIMAL = "upstreams:\n  ms:\n    base_url: https://api.example/v1\n";
+
+Deno.test("normalizeNative() fills every default for a minimal file", () => {
+  const config = parse(MINIMAL);
+  assert.equal(config.format, "native");
+  assert.deepEqual(config.server, {
+    host: "127.0.0.1",
+    port: 8080,
+    allowUnauthenticatedRemote: false,
+    cors: { enabled: false, origins: ["*"] },
+    maxBodyBytes: 52_428_800,
+    drainTimeoutMs: 10_000,
+    watchConfig: false,
+    overheadHeader: false,
+  });
+  assert.deepEqual(config.log, { level: "info", format: "auto" });
+  assert.equal(config.adminKey, undefined);
+  assert.deepEqual(config.clientKeys, []);
+  assert.equal(config.clientKeysReadStats, false);
+  assert.deepEqual(config.upstreams, [{
+    name: "ms",
+    baseUrl: "https://api.example/v1",
+    pathMode: "v1",
+    auth: "bearer",
+    keys: [],
+    headers: {},
+    models: {},
+    weight: 1,
+    priority: 0,
+    timeouts: { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 600_000 },
+    maxFailures: 3,
+  }]);
+  assert.deepEqual(config.pools, [{
+    model: "*",
+    strategy: "round_robin",
+    members: [{ upstream: "ms" }],
+  }]);
+  assert.deepEqual(config.retry, {
+    maxAttempts: 3,
+    backoffBaseMs: 100,
+    backoffMaxMs: 2_000,
+    deadlineMs: 600_000,
+  });
+  assert.deepEqual(config.health, {
+    ejectionBaseMs: 30_000,
+    ejectionMaxMs: 300_000,
+    rateLimitRestMs: 60_000,
+    quotaRestMs: 3_600_000,
+    authRestMs: 600_000,
+  });
+  assert.deepEqual(config.usage, { injectStreamUsage: false });
+  assert.deepEqual(config.plugins, []);
+});
+
+Deno.test("normalizeNative() reads every field of native_full.yaml", async () => {
+  const source = FIXTURE.pathname;
+  const config = parseConfigText(await Deno.readTextFile(FIXTURE), source, { env });
+  assert.deepEqual(config.server, {
+    host: "0.0.0.0",
+    port: 9090,
+    allowUnauthenticatedRemote: true,
+    cors: { enabled: true, origins: ["https://app.example"] },
+    maxBodyBytes: 1_048_576,
+    drainTimeoutMs: 2_500,
+    watchConfig: true,
+    overheadHeader: true,
+  });
+  assert.deepEqual(config.log, { level: "debug", format: "json" });
+  assert.equal(config.adminKey, "admin-secret");
+  assert.deepEqual(config.clientKeys, [
+    { key: "client-one", name: "client-1" },
+    { key: "client-two", name: "alice", models: ["gpt-4o"], rateLimitPerMinute: 60 },
+  ]);
+  const [modelscope, claude, local] = config.upstreams;
+  assert.deepEqual(modelscope, {
+    name: "modelscope",
+    baseUrl: "https://api-inference.modelscope.cn/v1",
+    pathMode: "v1",
+    auth: "bearer",
+    keys: [{ key: "ms-1" }, { key: "ms-2" }, { key: "ms-3" }],
+    headers: {},
+    models: {},
+    weight: 2,
+    priority: 0,
+    timeouts: { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 30_000 },
+    maxFailures: 5,
+    healthCheck: { probe: "http", path: "/models", intervalMs: 30_000, timeoutMs: 5_000 },
+  });
+  assert.deepEqual(claude, {
+    name: "claude",
+    baseUrl: "https://api.anthropic.example/v1",
+    pathMode: "v1",
+    auth: "x-api-key",
+    keys: [{ key: "sk-ant-1" }, { key: "sk-ant-2", name: "backup", weight: 0.5, priority: 1 }],
+    headers: { "anthropic-version": "2023-06-01" },
+    models: { "gpt-4o": "claude-sonnet" },
+    weight: 1,
+    priority: 1,
+    timeouts: { connectMs: 5_000, firstByteMs: 60_000, idleMs: 30_000, totalMs: 0 },
+    maxFailures: 4,
+    healthCheck: { probe: "http", path: "/models", intervalMs: 15_000, timeoutMs: 2_000 },
+  });
+  assert.deepEqual(local, {
+    name: "local",
+    baseUrl: "http://127.0.0.1:11434",
+    pathMode: "full",
+    auth: "api-key",
+    keys: [{ key: "local-key" }],
+    headers: {},
+    models: {},
+    weight: 0,
+    priority: 0,
+    timeouts: { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 600_000 },
+    maxFailures: 4,
+  });
+  assert.deepEqual(config.pools, [
+    {
+      model: "gpt-4o",
+      strategy: "weighted",
+      members: [{ upstream: "modelscope" }, { upstream: "claude", weight: 3, priority: 1 }],
+    },
+    {
+      model: "*",
+      strategy: "round_robin",
+      members: [{ upstream: "modelscope" }, { upstream: "local" }],
+    },
+  ]);
+  assert.deepEqual(config.retry, {
+    maxAttempts: 5,
+    backoffBaseMs: 250,
+    backoffMaxMs: 4_000,
+    deadlineMs: 0,
+  });
+  assert.deepEqual(config.health, {
+    ejectionBaseMs: 10_000,
+    ejectionMaxMs: 120_000,
+    rateLimitRestMs: 30_000,
+    quotaRestMs: 7_200_000,
+    authRestMs: 300_000,
+  });
+  assert.deepEqual(config.usage, { injectStreamUsage: true });
+  assert.deepEqual(config.plugins, [
+    resolve(FIXTURE.pathname, "..", "plugins/examples/quota_aware.ts"),
+    "/abs/plugin.ts",
+    "npm:some-plugin",
+  ]);
+});
+
+Deno.test("normalizeNative() refuses unknown fields and suggests the closest one", () => {
+  const issues = issuesOf(`server:\n  prot: 1\n${MINIMAL}    wieght: 2\n    colour: red\n`);
+  assert.deepEqual(issues, [
+    { path: "server.prot", message: 'unknown field (did you mean "port"?)', line: 2 },
+    { path: "upstreams.ms.wieght", message: 'unknown field (did you mean "weight"?)', line: 6 },
+    { path: "upstreams.ms.colour", message: "unknown field", line: 7 },
+  ]);
+});
+
+Deno.test("normalizeNative() collects every issue with readable messages", () => {
+  const issues = issuesOf(`server:
+  port: 70000
+upstreams:
+  ms:
+    base_url: ftp://example
+    weight: -1
+    priority: 1.5
+    max_failures: 0
+    path_mode: v2
+pools:
+  gpt-4o:
+    upstreams: [ms, nope]
+retry:
+  max_attempts: 11
+`);
+  assert.deepEqual(issues.map((i) => `${i.path}: ${i.message}`), [
+    "server.port: must be an integer from 0 to 65535",
+    "upstreams.ms.base_url: must be an http or https URL",
+    "upstreams.ms.weight: must be >= 0",
+    "upstreams.ms.priority: must be an integer >= 0",
+    "upstreams.ms.max_failures: must be an integer >= 1",
+    'upstreams.ms.path_mode: must be one of "v1", "full"',
+    'pools.gpt-4o.upstreams[1]: unknown upstream "nope"',
+    "retry.max_attempts: must be an integer from 1 to 10",
+  ]);
+});
+
+Deno.test("normalizeNative() requires at least one upstream with a base_url", () => {
+  assert.deepEqual(issuesOf("server:\n  port: 1\n"), [
+    { path: "upstreams", message: "is required", line: 1 },
+  ]);
+  assert.deepEqual(issuesOf("upstreams: {}\n"), [
+    { path: "upstreams", message: "must define at least one upstream", line: 1 },
+  ]);
+  assert.deepEqual(issuesOf("upstreams:\n  ms:\n    weight: 1\n"), [
+    { path: "upstreams.ms.base_url", message: "is required", line: 2 },
+  ]);
+});
+
+Deno.test("normalizeNative() refuses invalid upstream names", () => {
+  const issues = issuesOf('upstreams:\n  "my server":\n    base_url: http://x\n');
+  assert.equal(issues[0]?.path, "upstreams.my server");
+  assert.match(issues[0]?.message ?? "", /may only contain letters, digits/);
+});
+
+Deno.test("normalizeNative() uses health.max_failures as the upstreams' default", () => {
+  const config = parse(`${MINIMAL}health:\n  max_failures: 7\n`);
+  assert.equal(config.upstreams[0]?.maxFailures, 7);
+});
+
+Deno.test("normalizeNative() reads cors as a boolean or a mapping", () => {
+  assert.deepEqual(parse(`server:\n  cors: true\n${MINIMAL}`).server.cors, {
+    enabled: true,
+    origins: ["*"],
+  });
+  assert.deepEqual(parse(`server:\n  cors: { origins: [https://a] }\n${MINIMAL}`).server.cors, {
+    enabled: true,
+    origins: ["https://a"],
+  });
+  assert.deepEqual(parse(`server:\n  cors: false\n${MINIMAL}`).server.cors, {
+    enabled: false,
+    origins: ["*"],
+  });
+});
+
+Deno.test("normalizeNative() reads numbers and booleans substituted from the environment", () => {
+  vars.PORT = "9999";
+  vars.WATCH = "true";
+  const config = parse(`server:\n  port: \${PORT}\n  watch_config: \${WATCH}\n${MINIMAL}`);
+  assert.equal(config.server.port, 9999);
+  assert.equal(config.server.watchConfig, true);
+  delete vars.PORT;
+  delete vars.WATCH;
+});
+
+Deno.test("normalizeNative() treats an empty admin_key as no admin key", () => {
+  assert.equal(parse(`auth:\n  admin_key: \${UNSET:-}\n${MINIMAL}`).adminKey, undefined);
+});
+
+Deno.test("normalizeNative() reads client_keys as one comma-separated string", () => {
+  vars.CLIENTS = "c1,c2";
+  const config = parse(`auth:\n  client_keys: \${CLIENTS}\n${MINIMAL}`);
+  assert.deepEqual(config.clientKeys, [
+    { key: "c1", name: "client-1" },
+    { key: "c2", name: "client-2" },
+  ]);
+  delete vars.CLIENTS;
+});
+
+Deno.test("normalizeNative() refuses duplicate client keys and names", () => {
+  const issues = issuesOf(
+    `auth:\n  client_keys: [a, b, a, { key: c, name: client-2 }]\n${MINIMAL}`,
+  );
+  assert.deepEqual(issues.map((i) => `${i.path}: ${i.message}`), [
+    "auth.client_keys[2]: duplicate client key (same as [0])",
+    "auth.client_keys[3]: duplicate name (same as [1])",
+  ]);
+});
+
+Deno.test("normalizeNative() maps the default pool name to *", () => {
+  const text = `${MINIMAL}pools:\n  "*":\n    strategy: random\n    upstreams: [ms]\n`;
+  assert.deepEqual(parse(text).pools, [
+    { model: "*", strategy: "random", members: [{ upstream: "ms" }] },
+  ]);
+  const both = issuesOf(
+    `${MINIMAL}pools:\n  default: { upstreams: [ms] }\n  "*": { upstreams: [ms] }\n`,
+  );
+  assert.match(both[0]?.message ?? "", /either "default" or "\*"/);
+});
+
+Deno.test("normalizeNative() refuses empty and repeated pool members", () => {
+  const issues = issuesOf(
+    `${MINIMAL}pools:\n  a: { upstreams: [] }\n  b: { upstreams: [ms, ms] }\n`,
+  );
+  assert.deepEqual(issues.map((i) => `${i.path}: ${i.message}`), [
+    "pools.a.upstreams: must list at least one upstream",
+    "pools.b.upstreams[1]: duplicate upstream (same as [0])",
+  ]);
+});
+
+Deno.test("normalizeNative() keeps upstreams in file order, integer-like names included", () => {
+  const text = "upstreams:\n  b: { base_url: http://x }\n  '2': { base_url: http://x }\n" +
+    "  '1': { base_url: http://x }\n";
+  assert.deepEqual(parse(text).upstreams.map((u) => u.name), ["b", "2", "1"]);
+  assert.deepEqual(parse(text).pools[0]?.members.map((m) => m.upstream), ["b", "2", "1"]);
+});
+
+Deno.test("normalizeNative() treats an empty section as absent", () => {
+  const config = parse(`server:\nauth:\n${MINIMAL}`);
+  assert.equal(config.server.port, 8080);
+});
+
+Deno.test("normalizeNative() works on a plain object without a key order", () => {
+  const result = normalizeNative({ upstreams: { ms: { base_url: "http://x/" } } }, {
+    source: "inline",
+    baseDir: "/",
+  });
+  assert.ok(result.ok);
+  assert.equal(result.value.upstreams[0]?.baseUrl, "http://x");
+});

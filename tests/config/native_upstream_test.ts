@@ -1,0 +1,157 @@
+/** @module Tests for src/config/native_upstream.ts. */
+
+import assert from "node:assert/strict";
+import { check } from "../../src/config/_schema.ts";
+import { toUpstream, upstreamSchema } from "../../src/config/native_upstream.ts";
+import type { UpstreamConfig } from "../../src/config/types.ts";
+import type { RawIssue } from "../../src/config/errors.ts";
+
+const BASE = { base_url: "https://api.example/v1/" };
+
+function upstream(fields: Record<string, unknown>): UpstreamConfig {
+  const result = check(upstreamSchema, { ...BASE, ...fields });
+  if (!result.ok) throw new Error(JSON.stringify(result.issues));
+  return toUpstream("ms", result.value, 3);
+}
+
+function issues(fields: Record<string, unknown>): RawIssue[] {
+  const result = check(upstreamSchema, { ...BASE, ...fields });
+  assert.ok(!result.ok, "expected issues");
+  return result.issues;
+}
+
+Deno.test("toUpstream() fills the defaults", () => {
+  assert.deepEqual(upstream({}), {
+    name: "ms",
+    baseUrl: "https://api.example/v1",
+    pathMode: "v1",
+    auth: "bearer",
+    keys: [],
+    headers: {},
+    models: {},
+    weight: 1,
+    priority: 0,
+    timeouts: { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 600_000 },
+    maxFailures: 3,
+  });
+});
+
+Deno.test("upstreamSchema splits a keys string on commas and whitespace", () => {
+  assert.deepEqual(upstream({ keys: " k1,k2 ,, k3\tk4\n" }).keys, [
+    { key: "k1" },
+    { key: "k2" },
+    { key: "k3" },
+    { key: "k4" },
+  ]);
+});
+
+Deno.test("upstreamSchema drops empty keys; an empty keys string means no keys", () => {
+  assert.deepEqual(upstream({ keys: ["a", "", " "] }).keys, [{ key: "a" }]);
+  assert.deepEqual(upstream({ keys: "" }).keys, []);
+  assert.deepEqual(upstream({ key: "" }).keys, []);
+});
+
+Deno.test("upstreamSchema reads key mappings with name, weight and priority", () => {
+  assert.deepEqual(upstream({ keys: [{ key: "a", name: "main", weight: 2, priority: 1 }] }).keys, [
+    { key: "a", name: "main", weight: 2, priority: 1 },
+  ]);
+  assert.deepEqual(issues({ keys: [{ key: "", weight: -1 }] }), [
+    { path: ["keys", 0, "key"], message: "must not be empty" },
+    { path: ["keys", 0, "weight"], message: "must be >= 0" },
+  ]);
+  assert.deepEqual(issues({ keys: [3] }), [
+    { path: ["keys", 0], message: 'must be a key or a mapping with "key"' },
+  ]);
+});
+
+Deno.test("upstreamSchema refuses duplicate keys without printing them", () => {
+  assert.deepEqual(issues({ keys: ["secret-a", "secret-b", "secret-a"] }), [
+    { path: ["keys", 2], message: "duplicate key (same as [0])" },
+  ]);
+  const split = issues({ keys: "secret-a,secret-a" });
+  assert.deepEqual(split, [{ path: ["keys", 1], message: "duplicate key (same as [0])" }]);
+});
+
+Deno.test("upstreamSchema accepts key as a shorthand, but not with keys", () => {
+  assert.deepEqual(upstream({ key: " sk-1 " }).keys, [{ key: "sk-1" }]);
+  assert.deepEqual(issues({ key: "sk-1", keys: ["sk-2"] }), [
+    { path: ["key"], message: 'use either "key" or "keys", not both' },
+  ]);
+});
+
+Deno.test("upstreamSchema reads timeout as total seconds or as a mapping", () => {
+  assert.deepEqual(upstream({ timeout: 1.5 }).timeouts, {
+    connectMs: 10_000,
+    firstByteMs: 120_000,
+    idleMs: 120_000,
+    totalMs: 1_500,
+  });
+  assert.deepEqual(upstream({ timeout: { idle: 0, first_byte: 30 } }).timeouts, {
+    connectMs: 10_000,
+    firstByteMs: 30_000,
+    idleMs: 0,
+    totalMs: 600_000,
+  });
+  assert.deepEqual(issues({ timeout: { connect: -1 } }), [
+    { path: ["timeout", "connect"], message: "must be >= 0" },
+  ]);
+  assert.deepEqual(issues({ timeout: { conect: 1 } }), [
+    { path: ["timeout", "conect"], message: 'unknown field (did you mean "connect"?)' },
+  ]);
+  assert.match(issues({ timeout: "soon" })[0]?.message ?? "", /number of seconds or a mapping/);
+});
+
+Deno.test("toUpstream() enables health checks with defaults suited to the path mode", () => {
+  assert.deepEqual(upstream({ health_check: true }).healthCheck, {
+    probe: "http",
+    path: "/models",
+    intervalMs: 30_000,
+    timeoutMs: 5_000,
+  });
+  assert.deepEqual(upstream({ path_mode: "full", health_check: { interval: 10 } }).healthCheck, {
+    probe: "http",
+    path: "/v1/models",
+    intervalMs: 10_000,
+    timeoutMs: 5_000,
+  });
+  assert.deepEqual(
+    upstream({ health_check: { path: "/health", timeout: 1, probe: "tcp" } }).healthCheck,
+    { probe: "tcp", path: "/health", intervalMs: 30_000, timeoutMs: 1_000 },
+  );
+  assert.equal(upstream({ health_check: false }).healthCheck, undefined);
+  assert.deepEqual(issues({ health_check: { path: "models", interval: 0 } }), [
+    { path: ["health_check", "path"], message: 'must start with "/"' },
+    { path: ["health_check", "interval"], message: "must be > 0" },
+  ]);
+});
+
+Deno.test("upstreamSchema reads headers, turning numbers into strings", () => {
+  assert.deepEqual(upstream({ headers: { "anthropic-version": "2023-06-01", "x-n": 1 } }).headers, {
+    "anthropic-version": "2023-06-01",
+    "x-n": "1",
+  });
+  assert.deepEqual(issues({ headers: { "bad header": "x" } }), [
+    { path: ["headers", "bad header"], message: "must be a valid HTTP header name" },
+  ]);
+});
+
+Deno.test("upstreamSchema checks auth, path_mode, weight, priority and max_failures", () => {
+  assert.deepEqual(
+    issues({ auth: "basic", path_mode: "v2", weight: -1, priority: 0.5, max_failures: 0 }).map(
+      (i) => `${i.path.join(".")}: ${i.message}`,
+    ),
+    [
+      'path_mode: must be one of "v1", "full"',
+      'auth: must be one of "bearer", "x-api-key", "api-key"',
+      "weight: must be >= 0",
+      "priority: must be an integer >= 0",
+      "max_failures: must be an integer >= 1",
+    ],
+  );
+});
+
+Deno.test("toUpstream() uses the default max_failures it is given", () => {
+  const result = check(upstreamSchema, BASE);
+  assert.ok(result.ok);
+  assert.equal(toUpstream("ms", result.value, 9).maxFailures, 9);
+});

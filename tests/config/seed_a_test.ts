@@ -1,0 +1,111 @@
+/** @module Tests for src/config/seed_a.ts. */
+
+import assert from "node:assert/strict";
+import { ConfigError } from "../../src/config/errors.ts";
+import { loadConfig, parseConfigText } from "../../src/config/load.ts";
+import { normalizeSeedA } from "../../src/config/seed_a.ts";
+import type { Config } from "../../src/config/types.ts";
+
+const FIXTURE = new URL("../fixtures/seed_a.json", import.meta.url).pathname;
+const context = { source: "config.json", baseDir: "/" };
+
+function normalize(tree: unknown): Config {
+  const result = normalizeSeedA(tree, context);
+  if (!result.ok) throw new Error(JSON.stringify(result.issues));
+  return result.value;
+}
+
+Deno.test("normalizeSeedA() turns SEEDS.md's example into one upstream of three keys", async () => {
+  const config = await loadConfig(FIXTURE, { env: () => undefined });
+  assert.equal(config.format, "seed-a");
+  assert.equal(config.source, FIXTURE);
+  assert.equal(config.server.host, "127.0.0.1");
+  assert.equal(config.server.port, 8080);
+  assert.deepEqual(config.upstreams, [{
+    name: "api-inference.modelscope.cn",
+    baseUrl: "https://api-inference.modelscope.cn",
+    pathMode: "full",
+    auth: "bearer",
+    keys: [{ key: "key-1" }, { key: "key-2" }, { key: "key-3" }],
+    headers: {},
+    models: {},
+    weight: 1,
+    priority: 0,
+    timeouts: { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 600_000 },
+    maxFailures: 3,
+    healthCheck: { probe: "http", path: "/v1/models", intervalMs: 30_000, timeoutMs: 5_000 },
+  }]);
+  assert.deepEqual(config.pools, [{
+    model: "*",
+    strategy: "round_robin",
+    members: [{ upstream: "api-inference.modelscope.cn" }],
+  }]);
+  assert.deepEqual(config.clientKeys, []);
+  assert.equal(config.clientKeysReadStats, false);
+});
+
+Deno.test("normalizeSeedA() applies Seed A's defaults", () => {
+  const config = normalize({ api_keys: [] });
+  assert.equal(config.server.port, 8080);
+  const [upstream] = config.upstreams;
+  assert.equal(upstream?.baseUrl, "https://api-inference.modelscope.cn");
+  assert.deepEqual(upstream?.keys, []);
+  assert.equal(upstream?.healthCheck?.path, "/v1/models");
+});
+
+Deno.test("normalizeSeedA() accepts server_port as a string or a number", () => {
+  assert.equal(normalize({ server_port: "9090" }).server.port, 9090);
+  assert.equal(normalize({ server_port: 9091 }).server.port, 9091);
+});
+
+Deno.test("normalizeSeedA() drops the trailing slash and names the upstream after the host", () => {
+  const config = normalize({ target_url: "http://127.0.0.1:9000/" });
+  assert.equal(config.upstreams[0]?.baseUrl, "http://127.0.0.1:9000");
+  assert.equal(config.upstreams[0]?.name, "127.0.0.1");
+  assert.equal(normalize({ target_url: "http://[::1]:9000" }).upstreams[0]?.name, "target");
+});
+
+Deno.test("normalizeSeedA() disables health checks and fixes a path without /", () => {
+  assert.equal(normalize({ health_check: false }).upstreams[0]?.healthCheck, undefined);
+  assert.equal(normalize({ health_path: "health" }).upstreams[0]?.healthCheck?.path, "/health");
+});
+
+Deno.test("normalizeSeedA() ignores unknown fields and repeated keys", () => {
+  const config = normalize({ api_keys: ["a", "b", "a", ""], log_file: "x.log", workers: 4 });
+  assert.deepEqual(config.upstreams[0]?.keys, [{ key: "a" }, { key: "b" }]);
+});
+
+Deno.test("normalizeSeedA() reports wrong types with their paths", () => {
+  const result = normalizeSeedA({
+    api_keys: ["a", 2],
+    server_port: "eighty",
+    target_url: "ftp://x",
+    health_check: "yes",
+  }, context);
+  assert.ok(!result.ok);
+  assert.deepEqual(result.issues, [
+    { path: ["api_keys", 1], message: "must be a string" },
+    { path: ["server_port"], message: "must be an integer from 0 to 65535" },
+    { path: ["target_url"], message: "must be an http or https URL" },
+    { path: ["health_check"], message: "must be true or false" },
+  ]);
+  const notList = normalizeSeedA({ api_keys: "a,b" }, context);
+  assert.ok(!notList.ok);
+  assert.deepEqual(notList.issues, [{ path: ["api_keys"], message: "must be a list" }]);
+});
+
+Deno.test("normalizeSeedA() substitutes ${VAR} through parseConfigText", () => {
+  const text = '{"api_keys": ["${K1}", "${K2:-fallback}"], "server_port": "${PORT:-8081}"}';
+  const config = parseConfigText(text, "config.json", {
+    env: (name) => name === "K1" ? "from-env" : undefined,
+  });
+  assert.deepEqual(config.upstreams[0]?.keys, [{ key: "from-env" }, { key: "fallback" }]);
+  assert.equal(config.server.port, 8081);
+  assert.throws(
+    () => parseConfigText('{"api_keys": ["${K1}"]}', "config.json", { env: () => undefined }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message ===
+        'Cannot load config "config.json": api_keys[0]: environment variable "K1" is not set',
+  );
+});

@@ -1,0 +1,192 @@
+/** @module Tests for src/config/seed_b.ts. */
+
+import assert from "node:assert/strict";
+import { loadConfig } from "../../src/config/load.ts";
+import { normalizeSeedB } from "../../src/config/seed_b.ts";
+import type { Config, Timeouts } from "../../src/config/types.ts";
+
+const FIXTURE = new URL("../fixtures/seed_b.yaml", import.meta.url).pathname;
+const context = { source: "config.yaml", baseDir: "/" };
+
+function normalize(tree: unknown): Config {
+  const result = normalizeSeedB(tree, context);
+  if (!result.ok) throw new Error(JSON.stringify(result.issues));
+  return result.value;
+}
+
+function timeouts(totalMs: number): Timeouts {
+  return { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs };
+}
+
+Deno.test("normalizeSeedB() reads the full Seed B example", async () => {
+  const config = await loadConfig(FIXTURE, { env: () => undefined });
+  assert.equal(config.format, "seed-b");
+  assert.equal(config.server.host, "0.0.0.0");
+  assert.equal(config.server.port, 8000);
+  assert.equal(config.log.level, "warn");
+  const health = (intervalMs: number) => ({
+    probe: "http",
+    path: "/models",
+    intervalMs,
+    timeoutMs: 5_000,
+  });
+  assert.deepEqual(config.upstreams, [
+    {
+      name: "gpt-3.5-turbo#1",
+      baseUrl: "https://api.openai.com/v1",
+      pathMode: "v1",
+      auth: "bearer",
+      keys: [{ key: "sk-key-1" }],
+      headers: {},
+      models: {},
+      weight: 3,
+      priority: 0,
+      timeouts: timeouts(60_000),
+      maxFailures: 3,
+      healthCheck: health(30_000),
+    },
+    {
+      name: "gpt-3.5-turbo#2",
+      baseUrl: "https://api-proxy1.com/v1",
+      pathMode: "v1",
+      auth: "bearer",
+      keys: [{ key: "sk-key-2" }],
+      headers: {},
+      models: {},
+      weight: 1,
+      priority: 0,
+      timeouts: timeouts(60_000),
+      maxFailures: 3,
+      healthCheck: health(30_000),
+    },
+    {
+      name: "gpt-4#1",
+      baseUrl: "https://api.openai.com/v1",
+      pathMode: "v1",
+      auth: "bearer",
+      keys: [{ key: "sk-..." }],
+      headers: {},
+      models: {},
+      weight: 1,
+      priority: 0,
+      timeouts: timeouts(120_000),
+      maxFailures: 3,
+      healthCheck: health(30_000),
+    },
+  ]);
+  assert.deepEqual(config.pools, [
+    {
+      model: "gpt-3.5-turbo",
+      strategy: "round_robin",
+      members: [{ upstream: "gpt-3.5-turbo#1" }, { upstream: "gpt-3.5-turbo#2" }],
+    },
+    { model: "gpt-4", strategy: "round_robin", members: [{ upstream: "gpt-4#1" }] },
+  ]);
+  assert.deepEqual(config.clientKeys, [
+    { key: "sk-prod-key-1", name: "client-1", rateLimitPerMinute: 100 },
+  ]);
+  assert.equal(config.clientKeysReadStats, true);
+  assert.deepEqual(config.plugins, []);
+});
+
+Deno.test("normalizeSeedB() applies strategy, interval and max_failures per model", () => {
+  const config = normalize({
+    models: {
+      m: {
+        upstreams: [{ api_base: "http://a/v1/", api_key: "k", timeout: 5 }],
+        load_balance_strategy: "least_connections",
+        health_check_interval: 10,
+        max_failures: 5,
+      },
+    },
+  });
+  const [upstream] = config.upstreams;
+  assert.equal(upstream?.baseUrl, "http://a/v1");
+  assert.equal(upstream?.maxFailures, 5);
+  assert.equal(upstream?.healthCheck?.intervalMs, 10_000);
+  assert.deepEqual(upstream?.timeouts, timeouts(5_000));
+  assert.equal(config.pools[0]?.strategy, "least_connections");
+});
+
+Deno.test("normalizeSeedB() keeps an unknown strategy for the plugin check", () => {
+  const config = normalize({
+    models: { m: { api_base: "http://a/v1", api_key: "k", load_balance_strategy: "fastest" } },
+  });
+  assert.equal(config.pools[0]?.strategy, "fastest");
+});
+
+Deno.test("normalizeSeedB() sends no key for an empty api_key", () => {
+  const config = normalize({ models: { m: { api_base: "http://a/v1", api_key: "" } } });
+  assert.deepEqual(config.upstreams[0]?.keys, []);
+});
+
+Deno.test("normalizeSeedB() maps Python log levels", () => {
+  const level = (log_level: string) =>
+    normalize({ models: { m: { api_base: "http://a", api_key: "k" } }, server: { log_level } })
+      .log.level;
+  assert.equal(level("DEBUG"), "debug");
+  assert.equal(level("info"), "info");
+  assert.equal(level("Warning"), "warn");
+  assert.equal(level("CRITICAL"), "error");
+});
+
+Deno.test("normalizeSeedB() leaves client keys unlimited unless rate_limit is enabled", () => {
+  const base = {
+    models: { m: { api_base: "http://a", api_key: "k" } },
+    auth: { default_auth: { api_keys: ["c1", "c2", "c1"] } },
+  };
+  assert.deepEqual(normalize(base).clientKeys, [
+    { key: "c1", name: "client-1" },
+    { key: "c2", name: "client-2" },
+  ]);
+  const off = normalize({ ...base, rate_limit: { enabled: false, requests_per_minute: 5 } });
+  assert.equal(off.clientKeys[0]?.rateLimitPerMinute, undefined);
+  const noRpm = normalize({ ...base, rate_limit: { enabled: true } });
+  assert.equal(noRpm.clientKeys[0]?.rateLimitPerMinute, 60);
+});
+
+Deno.test("normalizeSeedB() accepts sections and fields it does not use", () => {
+  const config = normalize({
+    models: { m: { api_base: "http://a", api_key: "k", provider: "openai" } },
+    server: { workers: 8, reload: true },
+    plugins: ["x"],
+    stats: { enabled: true },
+    logging: { file: "x.log" },
+  });
+  assert.equal(config.upstreams.length, 1);
+});
+
+Deno.test("normalizeSeedB() reports invalid models with their paths", () => {
+  const result = normalizeSeedB({
+    models: {
+      a: { api_base: "http://a" },
+      b: { upstreams: [{ api_base: "nope", api_key: "k", weight: -1 }] },
+      c: { upstreams: [], api_base: "http://c", api_key: "k" },
+      d: {},
+      e: { api_base: "http://e", api_key: "k", max_failures: 0, health_check_interval: 0 },
+    },
+    server: { log_level: "loud", port: "x" },
+  }, context);
+  assert.ok(!result.ok);
+  assert.deepEqual(result.issues.map((i) => `${i.path.join("/")}: ${i.message}`), [
+    "models/a/api_key: is required",
+    "models/b/upstreams/0/api_base: must be an http or https URL",
+    "models/b/upstreams/0/weight: must be >= 0",
+    "models/c/upstreams: must list at least one upstream",
+    'models/c/api_base: use either "upstreams" or "api_base", not both',
+    'models/d: needs "upstreams" or "api_base"',
+    "models/e/health_check_interval: must be > 0",
+    "models/e/max_failures: must be an integer >= 1",
+    "server/port: must be an integer from 0 to 65535",
+    'server/log_level: must be one of "debug", "info", "warning", "error", "critical"',
+  ]);
+});
+
+Deno.test("normalizeSeedB() requires at least one model", () => {
+  const result = normalizeSeedB({ models: {} }, context);
+  assert.ok(!result.ok);
+  assert.deepEqual(result.issues, [{
+    path: ["models"],
+    message: "must define at least one model",
+  }]);
+});

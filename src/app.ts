@@ -117,7 +117,13 @@ export class App {
     const logger = options.logger ??
       new Logger({ level: config.log.level, format: resolveFormat(config.log.format), now });
     const store = options.store ?? new MemoryStateStore();
-    const board = new HealthBoard({ store, logger, config: config.health, now });
+    const board = new HealthBoard({
+      store,
+      logger,
+      config: config.health,
+      now,
+      probes: options.probes ?? true,
+    });
     const random = options.random ?? Math.random;
     const registry = await registryFor(config);
     const placeholder = {} as Runtime;
@@ -155,8 +161,9 @@ export class App {
     this.logger.setLevel(config.log.level);
     this.logger.setSecrets(secretMasks(config));
     this.board.epoch++;
-    this.#active?.stop();
+    const old = this.#active;
     this.#startProbes();
+    await old?.stop();
   }
 
   /** Cuts every response still being relayed (drain time over); clients get an honest error. */
@@ -166,7 +173,7 @@ export class App {
 
   /** Stops probes and closes connections and the store. */
   async close(): Promise<void> {
-    this.#active?.stop();
+    await this.#active?.stop();
     this.#active = undefined;
     this.httpClient.close();
     await this.store.close();

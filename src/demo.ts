@@ -7,7 +7,7 @@
  * `--once` does the tour and exits 0.
  */
 
-import { type MockUpstream, startMockUpstream } from "./dev/mock_upstream.ts";
+import { type MockUpstream, type RecordedRequest, startMockUpstream } from "./dev/mock_upstream.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url);
 const ROOT = new URL("../", import.meta.url);
@@ -137,17 +137,18 @@ async function stopBalancer(balancer: Balancer): Promise<void> {
   await balancer.exited;
 }
 
-/** Chat completion POSTs each mock received, with the status it answered. */
-function postsOf(
-  upstreams: DemoUpstream[],
-): Map<string, { key: string | undefined; status: number }[]> {
-  return new Map(upstreams.map((u) => [
-    u.mock.name,
-    u.mock.requests.filter((r) => r.method === "POST").map((r) => ({
-      key: r.key,
-      status: r.status,
-    })),
-  ]));
+/** A POST one mock received. */
+interface Call {
+  upstream: string;
+  request: RecordedRequest;
+}
+
+/** The POSTs every mock received since `since` (a `performance.now()` time), oldest first. */
+function callsSince(upstreams: DemoUpstream[], since: number): Call[] {
+  return upstreams.flatMap((u) =>
+    u.mock.requests.filter((r) => r.method === "POST" && r.receivedAt >= since)
+      .map((request) => ({ upstream: u.mock.name, request }))
+  ).sort((a, b) => a.request.receivedAt - b.request.receivedAt);
 }
 
 /** Sends 12 chat completions one by one and shows which upstream (and key) answered each. */
@@ -156,7 +157,6 @@ async function tourRequests(url: string, upstreams: DemoUpstream[]): Promise<voi
   print(dim("   weighted 3:2:1; beta fails every 3rd call it gets, llm-balance retries elsewhere"));
   const answered = new Map(upstreams.map((u) => [u.mock.name, 0]));
   for (let i = 1; i <= 12; i++) {
-    const before = postsOf(upstreams);
     const started = performance.now();
     const res = await fetch(`${url}/v1/chat/completions`, {
       method: "POST",
@@ -175,15 +175,11 @@ async function tourRequests(url: string, upstreams: DemoUpstream[]): Promise<voi
     } catch {
       // not JSON: shown below
     }
-    const after = postsOf(upstreams);
     const attempts: string[] = [];
     let key: string | undefined;
-    for (const u of upstreams) {
-      const name = u.mock.name;
-      for (const call of after.get(name)!.slice(before.get(name)!.length)) {
-        attempts.push(`${name} ${call.status === 200 ? "ok" : call.status}`);
-        if (call.status === 200) key = call.key;
-      }
+    for (const { upstream, request } of callsSince(upstreams, started)) {
+      attempts.push(`${upstream} ${request.status === 200 ? "ok" : request.status}`);
+      if (request.status === 200) key = request.key;
     }
     const fromId = upstreams.find((u) => id.startsWith(`chatcmpl-${u.mock.name}-`))?.mock.name;
     const who = res.headers.get("x-llm-balance-upstream") ?? res.headers.get("x-mock-name") ??

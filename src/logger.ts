@@ -28,6 +28,7 @@ export interface LoggerOptions {
 }
 
 const encoder = new TextEncoder();
+const BARE = /^[^\s"=]+$/;
 
 /** Writes a line to stderr, synchronously so lines are never interleaved or lost on exit. */
 export function stderrSink(line: string): void {
@@ -58,15 +59,23 @@ export class Logger {
    * @param secrets secret → mask
    */
   setSecrets(secrets: Map<string, string>): void {
-    const keys = [...secrets.keys()].filter((k) => k.length > 0);
-    if (keys.length === 0) {
+    const masks = new Map<string, string>();
+    for (const [key, mask] of secrets) {
+      if (key.length === 0) continue;
+      // also the forms a secret takes inside a JSON string or a URL
+      for (const form of [key, JSON.stringify(key).slice(1, -1), encodeURIComponent(key)]) {
+        if (!masks.has(form)) masks.set(form, mask);
+      }
+    }
+    if (masks.size === 0) {
       this.#secrets = undefined;
+      this.#masks = masks;
       return;
     }
-    keys.sort((a, b) => b.length - a.length);
-    const escaped = keys.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+    const forms = [...masks.keys()].sort((a, b) => b.length - a.length);
+    const escaped = forms.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
     this.#secrets = new RegExp(escaped.join("|"), "g");
-    this.#masks = secrets;
+    this.#masks = masks;
   }
   /**
    * Changes the level at run time (hot reload).
@@ -123,10 +132,13 @@ export class Logger {
         for (const k in fields) {
           const v = fields[k];
           if (v === undefined) continue;
-          rest += ` ${k}=${typeof v === "string" ? v : JSON.stringify(v, replacer)}`;
+          // bare words stay bare; anything with spaces, quotes or line breaks is quoted
+          rest += ` ${k}=${
+            typeof v === "string" && BARE.test(v) ? v : JSON.stringify(v, replacer)
+          }`;
         }
       }
-      line = `${time} ${level.toUpperCase().padEnd(5)} ${msg}${rest}`;
+      line = `${time} ${level.toUpperCase().padEnd(5)} ${msg.replace(/[\r\n]+/g, " ")}${rest}`;
     }
     this.#sink(this.redact(line));
   }

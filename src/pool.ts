@@ -148,7 +148,9 @@ export class Pool {
       (exclude !== undefined && exclude(chosen))
     ) {
       if (chosen !== undefined) {
-        this.#onStrategyError(new Error(`strategy "${this.strategyName}" returned a non-candidate`));
+        this.#onStrategyError(
+          new Error(`Strategy "${this.strategyName}" returned a non-candidate`),
+        );
       }
       chosen = this.#fallback.pick(list, ctx);
     }

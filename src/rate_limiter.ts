@@ -6,8 +6,11 @@
 
 /** The result of one check. */
 export interface RateDecision {
+  /** Whether the request may pass. */
   allowed: boolean;
+  /** The limit, requests per minute. */
   limit: number;
+  /** Requests left right now. */
   remaining: number;
   /** Milliseconds until a request would be allowed (0 when allowed). */
   retryAfterMs: number;
@@ -15,7 +18,7 @@ export interface RateDecision {
   resetMs: number;
 }
 
-/** Token buckets by client name. */
+/** Token buckets by client. */
 export class RateLimiter {
   #buckets = new Map<string, { tokens: number; at: number; rpm: number }>();
   #now: () => number;
@@ -26,37 +29,38 @@ export class RateLimiter {
   }
 
   /**
-   * Takes one request from a client's bucket.
-   * @param client the client's name
-   * @param rpm its limit, requests per minute
+   * Takes one request from a client's bucket. A client seen for the first time starts with a
+   * full bucket; a changed limit keeps the tokens left (capped at the new limit).
+   * @param client identifies the bucket (the client key; kept in memory only)
+   * @param rpm its limit, requests per minute (> 0)
    * @returns whether it may pass, with the header values
    */
   take(client: string, rpm: number): RateDecision {
     const now = this.#now();
     let b = this.#buckets.get(client);
-    if (b === undefined || b.rpm !== rpm) {
+    if (b === undefined) {
       b = { tokens: rpm, at: now, rpm };
       this.#buckets.set(client, b);
+    } else if (b.rpm !== rpm) {
+      b.tokens = Math.min(b.tokens, rpm);
+      b.rpm = rpm;
     }
     const perMs = rpm / 60_000;
-    b.tokens = Math.min(rpm, b.tokens + (now - b.at) * perMs);
-    b.at = now;
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return {
-        allowed: true,
-        limit: rpm,
-        remaining: Math.floor(b.tokens),
-        retryAfterMs: 0,
-        resetMs: Math.ceil((rpm - b.tokens) / perMs),
-      };
-    }
+    b.tokens = Math.min(rpm, b.tokens + Math.max(0, now - b.at) * perMs);
+    if (now > b.at) b.at = now;
+    const allowed = b.tokens >= 1;
+    if (allowed) b.tokens -= 1;
     return {
-      allowed: false,
+      allowed,
       limit: rpm,
-      remaining: 0,
-      retryAfterMs: Math.ceil((1 - b.tokens) / perMs),
+      remaining: Math.floor(b.tokens),
+      retryAfterMs: allowed ? 0 : Math.ceil((1 - b.tokens) / perMs),
       resetMs: Math.ceil((rpm - b.tokens) / perMs),
     };
+  }
+
+  /** Number of clients with a bucket. */
+  get size(): number {
+    return this.#buckets.size;
   }
 }

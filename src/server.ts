@@ -1,12 +1,13 @@
 /**
  * @module
  * The HTTP server: `Deno.serve` hands each request, with a fresh context, to the request chain
- * of the runtime in force. Tracks open responses so shutdown can drain them.
+ * of the runtime in force when it arrived. Tracks requests until their response is fully sent,
+ * so shutdown can drain them, then cut what is left with an honest error.
  */
 
 import type { App } from "./app.ts";
 import type { RequestContext } from "./context.ts";
-import { errorResponse } from "./errors.ts";
+import { errorResponse, ProxyError } from "./errors.ts";
 
 /** Options of {@linkcode startServer}. */
 export interface ServerOptions {
@@ -14,6 +15,19 @@ export interface ServerOptions {
   hostname?: string;
   /** @default 8080; 0 takes a free port */
   port?: number;
+  /**
+   * After the drain time, how long cut responses get to deliver their error and close.
+   * @default 1000
+   */
+  cutGraceMs?: number;
+}
+
+/** How a shutdown went. */
+export interface ShutdownReport {
+  /** Every request finished within the drain time. */
+  drained: boolean;
+  /** Requests still open when the drain time ran out (they got an error). */
+  cut: number;
 }
 
 /** A running server. */
@@ -21,27 +35,56 @@ export interface RunningServer {
   /** Base URL, e.g. `http://127.0.0.1:8080`. */
   readonly url: string;
   readonly port: number;
-  /** Requests whose response has not finished yet (streams included). */
+  /** Requests whose response has not been fully sent yet (streams included). */
   inFlight(): number;
   /**
-   * Stops accepting, waits for in-flight responses up to `drainMs`, then cuts the rest.
-   * @param drainMs the longest wait
+   * Stops accepting connections, lets requests in flight finish for up to `drainMs`, then cuts
+   * the rest: streams get an error event, requests still waiting for an upstream get a 503.
+   * Calling it again returns the same promise.
+   * @param drainMs the longest wait for requests in flight
+   * @returns when every request has ended, or the cut responses had `cutGraceMs` to end
    */
-  shutdown(drainMs: number): Promise<void>;
+  shutdown(drainMs: number): Promise<ShutdownReport>;
+  /** Ends the drain now (e.g. on a second Ctrl-C): cuts whatever is still open. */
+  cutNow(): void;
   /** Resolves when the server has stopped. */
   readonly finished: Promise<void>;
+}
+
+/** Options of {@linkcode createHandler}. */
+export interface HandlerOptions {
+  /**
+   * Called at the start of every request with a promise that resolves when its response has
+   * been fully sent, cancelled or has failed.
+   */
+  track?: (life: Promise<void>, ctx: RequestContext) => void;
+  /**
+   * Aborted when the drain time is over: requests still waiting for their response get a 503
+   * (`shutting_down`) at once.
+   */
+  cut?: AbortSignal;
+}
+
+function shuttingDown(requestId: string): Response {
+  return errorResponse(
+    new ProxyError("llm-balance is shutting down; retry the request", {
+      status: 503,
+      type: "service_unavailable",
+      code: "shutting_down",
+      headers: { "retry-after": "1" },
+    }),
+    requestId,
+  );
 }
 
 /**
  * Builds the request handler (also usable without a socket, in tests).
  * @param app the application
- * @param track called with each request's completion promise
+ * @param options the request tracker and the cut signal
  * @returns a `Deno.serve` handler
  */
-export function createHandler(
-  app: App,
-  track?: (done: Promise<void>, ctx: RequestContext) => void,
-): Deno.ServeHandler {
+export function createHandler(app: App, options: HandlerOptions = {}): Deno.ServeHandler {
+  const { track, cut } = options;
   return function handle(req, info): Promise<Response> {
     const rt = app.rt;
     const ctx: RequestContext = {
@@ -57,36 +100,59 @@ export function createHandler(
       log: { status: 0, attempts: 0, stream: false, bytes: 0, upstreamMs: 0 },
       done: undefined,
     };
-    return rt.chain(ctx).then(
-      () => {
-        if (track !== undefined) track(ctx.done ?? Promise.resolve(), ctx);
-        return ctx.res ?? errorResponse(new Error("no response"), ctx.requestId);
-      },
+    const answer = rt.chain(ctx).then(
+      () => ctx.res ?? errorResponse(new Error("no response"), ctx.requestId),
       (err) => errorResponse(err, ctx.requestId),
     );
+    if (track !== undefined) track(answer.then(() => ctx.done), ctx);
+    if (cut === undefined) return answer;
+    if (cut.aborted) {
+      answer.then((res) => res.body?.cancel().catch(() => {}));
+      return Promise.resolve(shuttingDown(ctx.requestId));
+    }
+    return new Promise((resolve) => {
+      let settled = false;
+      const onCut = () => {
+        settled = true;
+        resolve(shuttingDown(ctx.requestId));
+      };
+      cut.addEventListener("abort", onCut, { once: true });
+      answer.then((res) => {
+        cut.removeEventListener("abort", onCut);
+        // Cut before the response was ready: nobody will read this body; release its upstream.
+        if (settled) res.body?.cancel().catch(() => {});
+        else resolve(res);
+      });
+    });
   };
 }
 
 /**
  * Starts serving.
  * @param app the application
- * @param options address and port
+ * @param options address, port and the grace given to cut responses
  * @returns the running server, once it accepts connections
+ * @throws {Error} when the address cannot be bound (e.g. `AddrInUse`)
  */
 export function startServer(app: App, options: ServerOptions = {}): Promise<RunningServer> {
   const open = new Set<Promise<void>>();
-  const handler = createHandler(app, (done) => {
-    open.add(done);
-    done.finally(() => open.delete(done));
+  const cut = new AbortController();
+  const handler = createHandler(app, {
+    cut: cut.signal,
+    track(life) {
+      const settled = life.catch(() => {}).finally(() => open.delete(settled));
+      open.add(settled);
+    },
   });
-  const abort = new AbortController();
+  const cutGraceMs = options.cutGraceMs ?? 1000;
+  let forceCut: (() => void) | undefined;
+  let stopping: Promise<ShutdownReport> | undefined;
   return new Promise((resolve, reject) => {
     let server: Deno.HttpServer<Deno.NetAddr>;
     try {
       server = Deno.serve({
         hostname: options.hostname ?? "127.0.0.1",
         port: options.port ?? 8080,
-        signal: abort.signal,
         onListen() {},
         onError(err) {
           app.logger.error("unhandled error in request handler", {
@@ -99,28 +165,57 @@ export function startServer(app: App, options: ServerOptions = {}): Promise<Runn
       reject(err);
       return;
     }
+    const finished = server.finished.catch(() => {});
     const addr = server.addr;
     const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+    async function drain(drainMs: number): Promise<ShutdownReport> {
+      const graceful = server.shutdown().catch(() => {});
+      const over = await raceTimer(graceful, drainMs, (force) => forceCut = force);
+      if (!over) return { drained: true, cut: 0 };
+      const left = open.size;
+      app.logger.warn("drain time over: cutting the requests still open", { open: left });
+      cut.abort();
+      app.cutAll();
+      await raceTimer(finished, cutGraceMs);
+      return { drained: false, cut: left };
+    }
     resolve({
       url: `http://${host}:${addr.port}`,
       port: addr.port,
       inFlight: () => open.size,
-      async shutdown(drainMs: number) {
-        const graceful = server.shutdown();
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const timedOut = await Promise.race([
-          graceful.then(() => false),
-          new Promise<boolean>((r) => timer = setTimeout(() => r(true), drainMs)),
-        ]);
-        clearTimeout(timer);
-        if (timedOut) {
-          app.logger.warn("drain timeout: cutting open responses", { open: open.size });
-          app.cutAll();
-          abort.abort();
-          await server.finished.catch(() => {});
-        }
+      shutdown(drainMs: number) {
+        stopping ??= drain(drainMs);
+        return stopping;
       },
-      finished: server.finished,
+      cutNow() {
+        forceCut?.();
+      },
+      finished,
+    });
+  });
+}
+
+/**
+ * Waits for a promise or a timer, whichever comes first.
+ * @param p the promise
+ * @param ms the timer
+ * @param expose receives a function that ends the wait early, as if the timer fired
+ * @returns true when the timer fired (or the wait was ended early), false when `p` settled first
+ */
+function raceTimer(
+  p: Promise<unknown>,
+  ms: number,
+  expose?: (force: () => void) => void,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(true), Math.max(0, ms));
+    expose?.(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    p.then(() => {
+      clearTimeout(timer);
+      resolve(false);
     });
   });
 }

@@ -1,24 +1,45 @@
 /**
  * @module
- * CORS, off by default. A preflight (`OPTIONS` with `Access-Control-Request-Method`) is always
- * answered here, without any key: 204 with CORS headers when CORS is enabled and the origin is
- * allowed, a bare 204 otherwise (the browser then refuses, as it should).
+ * CORS, off by default (`server.cors`). A preflight (`OPTIONS` with
+ * `Access-Control-Request-Method`) is always answered here, without any key: 204 with CORS
+ * headers when CORS is enabled and the origin is allowed, a bare 204 otherwise (the browser then
+ * refuses, as it should). Other responses from an allowed origin, errors included (a browser
+ * client must be able to read a 401 or 429), get `Access-Control-Allow-Origin` and the headers
+ * it may read.
  */
 
 import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
 import type { Config } from "../../src/config/types.ts";
+import { ProxyError } from "../../src/errors.ts";
+
+/** Response headers a browser client may read. */
+const EXPOSED = [
+  "x-request-id",
+  "x-llm-balance-upstream",
+  "x-llm-balance-overhead-ms",
+  "retry-after",
+  "x-ratelimit-limit-requests",
+  "x-ratelimit-remaining-requests",
+  "x-ratelimit-reset-requests",
+].join(", ");
 
 function cors(config: Config): Middleware {
   const { enabled, origins } = config.server.cors;
   const any = origins.includes("*");
-  const allowed = (origin: string | null) => origin !== null && (any || origins.includes(origin));
+  const allowed = (origin: string | null): origin is string =>
+    origin !== null && (any || origins.includes(origin));
+  const decorate = (set: (name: string, value: string) => void, origin: string) => {
+    set("access-control-allow-origin", any ? "*" : origin);
+    set("access-control-expose-headers", EXPOSED);
+    if (!any) set("vary", "origin");
+  };
   return async function cors(ctx: RequestContext, next): Promise<void> {
     const h = ctx.req.headers;
     const origin = h.get("origin");
     if (ctx.req.method === "OPTIONS" && h.has("access-control-request-method")) {
       const headers = new Headers();
       if (enabled && allowed(origin)) {
-        headers.set("access-control-allow-origin", any ? "*" : origin!);
+        headers.set("access-control-allow-origin", any ? "*" : origin);
         headers.set("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS");
         headers.set(
           "access-control-allow-headers",
@@ -30,15 +51,18 @@ function cors(config: Config): Middleware {
       ctx.res = new Response(null, { status: 204, headers });
       return;
     }
-    await next();
-    if (!enabled || !allowed(origin) || ctx.res === undefined) return;
+    if (!enabled || !allowed(origin)) return await next();
     try {
-      ctx.res.headers.set("access-control-allow-origin", any ? "*" : origin!);
-      ctx.res.headers.set(
-        "access-control-expose-headers",
-        "x-request-id, x-llm-balance-upstream, retry-after, x-ratelimit-remaining-requests",
-      );
-      if (!any) ctx.res.headers.append("vary", "origin");
+      await next();
+    } catch (err) {
+      // the error becomes a response further out: give it the headers now
+      if (err instanceof ProxyError) decorate((k, v) => err.headers[k] = v, origin);
+      throw err;
+    }
+    const res = ctx.res;
+    if (res === undefined) return;
+    try {
+      decorate((k, v) => k === "vary" ? res.headers.append(k, v) : res.headers.set(k, v), origin);
     } catch {
       // immutable headers: skip
     }

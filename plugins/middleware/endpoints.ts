@@ -8,7 +8,9 @@
  *   `POST /admin/upstreams/{name}/disable|enable|reset`: keys by id or mask, never the key.
  * Reading needs the admin key when one is configured (Seed B's stats endpoints also accept a
  * client key, as Seed B did); without an admin key, a client key when client keys exist, else
- * nothing. Admin actions without an admin key are accepted from loopback only.
+ * nothing. Admin actions need the admin key; without one they are accepted from loopback only,
+ * with a client key when client keys exist. Other methods on the read endpoints get 405,
+ * unknown `/v1/stats/*` and `/admin/*` paths 404: they are never forwarded upstream.
  */
 
 import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
@@ -30,66 +32,120 @@ function isLoopback(addr: string): boolean {
   return addr.startsWith("127.") || addr === "::1" || addr === "::ffff:127.0.0.1";
 }
 
+const ADMIN_ACTIONS = new Set(["disable", "enable", "reset"]);
+
+function notFound(message: string, code = "not_found"): ProxyError {
+  return new ProxyError(message, { status: 404, type: "not_found_error", code });
+}
+
+function decode(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new ProxyError(`Malformed path segment "${part}"`, {
+      status: 400,
+      type: "invalid_request_error",
+      code: "bad_path",
+    });
+  }
+}
+
 function endpoints(config: Config, app: App): Middleware {
-  const unauthorized = () =>
+  const adminKeyRequired = () =>
     new ProxyError("This endpoint needs the admin key", {
       status: 401,
       type: "authentication_error",
       code: "admin_key_required",
     });
-  const canRead = (ctx: RequestContext, seedB: boolean): boolean => {
+  const isClient = (presented: string | undefined) =>
+    presented !== undefined && matchClientKey(config.clientKeys, presented) !== undefined;
+  const isAdmin = (presented: string | undefined) =>
+    presented !== undefined && config.adminKey !== undefined &&
+    timingSafeEqual(config.adminKey, presented);
+  const checkRead = (ctx: RequestContext, seedB: boolean): void => {
     const presented = credentialOf(ctx.req.headers);
     if (config.adminKey !== undefined) {
-      if (presented !== undefined && timingSafeEqual(config.adminKey, presented)) return true;
-      return seedB && config.clientKeysReadStats && presented !== undefined &&
-        matchClientKey(config.clientKeys, presented) !== undefined;
+      if (isAdmin(presented) || (seedB && config.clientKeysReadStats && isClient(presented))) {
+        return;
+      }
+      throw adminKeyRequired();
     }
-    if (config.clientKeys.length === 0) return true;
-    return presented !== undefined && matchClientKey(config.clientKeys, presented) !== undefined;
+    if (config.clientKeys.length === 0 || isClient(presented)) return;
+    throw new ProxyError("This endpoint needs a client key", {
+      status: 401,
+      type: "authentication_error",
+      code: "invalid_api_key",
+    });
   };
-  const canAct = (ctx: RequestContext): boolean => {
-    if (config.adminKey === undefined) return isLoopback(ctx.remoteAddr);
+  const checkAct = (ctx: RequestContext): void => {
     const presented = credentialOf(ctx.req.headers);
-    return presented !== undefined && timingSafeEqual(config.adminKey, presented);
+    if (config.adminKey !== undefined) {
+      if (isAdmin(presented)) return;
+      throw adminKeyRequired();
+    }
+    if (!isLoopback(ctx.remoteAddr)) {
+      throw new ProxyError(
+        "Admin actions need the admin key (auth.admin_key); without one they are accepted from loopback only",
+        { status: 403, type: "permission_error", code: "admin_loopback_only" },
+      );
+    }
+    if (config.clientKeys.length > 0 && !isClient(presented)) {
+      throw new ProxyError("Admin actions without an admin key need a client key", {
+        status: 401,
+        type: "authentication_error",
+        code: "invalid_api_key",
+      });
+    }
   };
   return async function endpoints(ctx: RequestContext, next): Promise<void> {
     const path = ctx.url.pathname;
     const method = ctx.req.method;
-    if (path === "/health" && (method === "GET" || method === "HEAD")) {
+    const read = method === "GET" || method === "HEAD";
+    const own = path === "/health" || path === "/stats" || path === "/metrics" ||
+      path.startsWith("/v1/stats/");
+    if (own && !read) {
+      throw new ProxyError(`Method ${method} is not allowed on ${path}`, {
+        status: 405,
+        type: "invalid_request_error",
+        code: "method_not_allowed",
+        headers: { allow: "GET, HEAD" },
+      });
+    }
+    if (path === "/health") {
       const h = health(app);
       ctx.res = json(h.body, h.ok ? 200 : 503);
       return;
     }
-    if (method === "GET" && (path === "/stats" || path === "/metrics")) {
-      if (!canRead(ctx, false)) throw unauthorized();
+    if (path === "/stats" || path === "/metrics") {
+      checkRead(ctx, false);
       ctx.res = path === "/stats" ? json(keyStats(app)) : new Response(app.metrics.render(app), {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
       });
       return;
     }
-    if (path.startsWith("/v1/stats/") && method === "GET") {
-      if (!canRead(ctx, true)) throw unauthorized();
+    if (path.startsWith("/v1/stats/")) {
+      checkRead(ctx, true);
       if (path === "/v1/stats/load_balancers") {
         ctx.res = json(loadBalancers(app));
         return;
       }
-      if (path.startsWith("/v1/stats/models/")) {
-        const model = decodeURIComponent(path.slice("/v1/stats/models/".length));
-        const pool = model === "default" ? ctx.rt.defaultPool : ctx.rt.pools.get(model);
+      if (path.startsWith("/v1/stats/models/") && path.length > "/v1/stats/models/".length) {
+        const model = decode(path.slice("/v1/stats/models/".length));
+        const pool = ctx.rt.pools.get(model) ??
+          (model === "default" || model === "*" ? ctx.rt.defaultPool : undefined);
         if (pool === undefined) {
-          throw new ProxyError(`No pool serves model "${model}"`, {
-            status: 404,
-            type: "not_found_error",
-            code: "model_not_found",
-          });
+          throw notFound(`No pool serves model "${model}"`, "model_not_found");
         }
         ctx.res = json(poolView(app, pool));
         return;
       }
+      throw notFound(
+        `Unknown stats endpoint "${path}" (/v1/stats/load_balancers, /v1/stats/models/{model})`,
+      );
     }
     if (path === "/admin" || path.startsWith("/admin/")) {
-      if (!canAct(ctx)) throw unauthorized();
-      ctx.res = admin(ctx, app, method, path.split("/").slice(2).map(decodeURIComponent));
+      checkAct(ctx);
+      ctx.res = admin(ctx, app, method, path.split("/").slice(2).map(decode));
       return;
     }
     await next();
@@ -97,40 +153,35 @@ function endpoints(config: Config, app: App): Middleware {
 }
 
 function admin(ctx: RequestContext, app: App, method: string, parts: string[]): Response {
-  const [what, id, action] = parts;
+  const [what, id, action, ...extra] = parts;
   const all = [...ctx.rt.candidates.values()];
   if (method === "GET" && what === "keys" && id === undefined) {
     return json({ keys: all.map((c) => candidateView(app, c)) });
   }
-  if (method !== "POST" || action === undefined || id === undefined) {
-    throw new ProxyError("Unknown admin action", {
-      status: 404,
-      type: "not_found_error",
-      code: "not_found",
+  const known = what === "keys" || what === "upstreams";
+  if (
+    method !== "POST" || !known || id === undefined || action === undefined || extra.length > 0
+  ) {
+    throw notFound(
+      "Unknown admin endpoint (GET /admin/keys, POST /admin/keys/{id}/{action}, " +
+        "POST /admin/upstreams/{name}/{action})",
+    );
+  }
+  if (!ADMIN_ACTIONS.has(action)) {
+    throw new ProxyError(`Unknown admin action "${action}" (disable, enable, reset)`, {
+      status: 400,
+      type: "invalid_request_error",
+      code: "unknown_action",
     });
   }
-  let targets: Candidate[];
-  if (what === "keys") targets = all.filter((c) => c.id === id || c.mask === id);
-  else if (what === "upstreams") targets = all.filter((c) => c.upstream.name === id);
-  else targets = [];
-  if (targets.length === 0) {
-    throw new ProxyError(`No ${what === "upstreams" ? "upstream" : "key"} "${id}"`, {
-      status: 404,
-      type: "not_found_error",
-      code: "not_found",
-    });
-  }
+  const targets: Candidate[] = what === "keys"
+    ? all.filter((c) => c.id === id || c.mask === id)
+    : all.filter((c) => c.upstream.name === id);
+  if (targets.length === 0) throw notFound(`No ${what === "keys" ? "key" : "upstream"} "${id}"`);
   for (const c of targets) {
     if (action === "disable") app.board.setDisabled(c, true);
     else if (action === "enable") app.board.setDisabled(c, false);
-    else if (action === "reset") app.board.reset(c);
-    else {
-      throw new ProxyError(`Unknown admin action "${action}" (disable, enable, reset)`, {
-        status: 400,
-        type: "invalid_request_error",
-        code: "unknown_action",
-      });
-    }
+    else app.board.reset(c);
   }
   return json({ ok: true, action, keys: targets.map((c) => candidateView(app, c)) });
 }

@@ -20,7 +20,7 @@ import { attempt, type AttemptResult } from "../../src/proxy/attempt.ts";
 import { applyAuth, forwardRequestHeaders, returnResponseHeaders } from "../../src/proxy/headers.ts";
 import { findTopLevel, readTopLevelString, replaceValue } from "../../src/proxy/json_scan.ts";
 import { relay } from "../../src/proxy/relay.ts";
-import { UsageTap } from "../../src/proxy/usage.ts";
+import { type Usage, UsageTap } from "../../src/proxy/usage.ts";
 import { backoffMs, describeUnavailable, upstreamUrl } from "../../src/proxy/routing.ts";
 
 const decoder = new TextDecoder();
@@ -76,7 +76,6 @@ function proxy(config: Config, app: App): Middleware {
           code: "model_not_found",
         });
     }
-    const baseHeaders = forwardRequestHeaders(req.headers);
     const start = app.now();
     const deadline = retry.deadlineMs > 0 ? start + retry.deadlineMs : Infinity;
     const tried = new Set<string>();
@@ -91,16 +90,15 @@ function proxy(config: Config, app: App): Middleware {
         pick,
         (k) => tried.has(k.id) || failedUpstreams.has(k.upstream.name),
       ) ?? pool.pick(pick, (k) => tried.has(k.id));
-      if (c === undefined && n > 1) {
+      if (c === undefined && n > 1 && pool.pick(pick) !== undefined) {
+        // only tried candidates are left: back off before reusing one, then pick again
+        const wait = Math.min(
+          backoffMs(n - 1, retry.backoffBaseMs, retry.backoffMaxMs, app.random),
+          Math.max(0, deadline - app.now()),
+        );
+        if (wait > 0) await sleep(wait, req.signal);
+        if (req.signal.aborted) break;
         c = pool.pick(pick);
-        if (c !== undefined) {
-          const wait = Math.min(
-            backoffMs(n - 1, retry.backoffBaseMs, retry.backoffMaxMs, app.random),
-            Math.max(0, deadline - app.now()),
-          );
-          if (wait > 0) await sleep(wait, req.signal);
-          if (req.signal.aborted) break;
-        }
       }
       if (c === undefined) break;
       tried.add(c.id);
@@ -108,11 +106,11 @@ function proxy(config: Config, app: App): Middleware {
       ctx.log.attempts = n;
       ctx.log.upstream = c.upstream.name;
       ctx.log.key = c.mask;
-      const headers = new Headers(baseHeaders);
+      const headers = forwardRequestHeaders(req.headers);
       const extra = c.upstream.config.headers;
       for (const k in extra) headers.set(k, extra[k]!);
       if (c.key !== undefined) applyAuth(headers, c.upstream.auth, c.key.reveal());
-      app.board.begin(c);
+      const trial = app.board.begin(c);
       const t0 = performance.now();
       const result = await attempt({
         url: upstreamUrl(c.upstream, url.pathname, url.search),
@@ -128,12 +126,13 @@ function proxy(config: Config, app: App): Middleware {
       });
       ctx.log.upstreamMs += performance.now() - t0;
       if (result.kind === "response") {
-        commit(ctx, app, c, result);
+        commit(ctx, app, c, result, trial);
         return;
       }
       const status = result.kind === "error_response" ? result.response.status : undefined;
       app.board.end(c, result.cls, {
         status,
+        trial,
         retryAt: result.kind === "error_response"
           ? retryAt(result.response.headers, app.now())
           : undefined,
@@ -182,6 +181,7 @@ function commit(
   app: App,
   c: Candidate,
   r: Extract<AttemptResult, { kind: "response" }>,
+  trial: boolean,
 ): void {
   const res = r.response;
   const started = r.startedAt;
@@ -190,14 +190,26 @@ function commit(
   headers.set("x-llm-balance-upstream", c.upstream.name);
   ctx.log.status = res.status;
   ctx.log.ttfbMs = performance.now() - ctx.startedAt;
+  if (ctx.rt.config.server.overheadHeader) {
+    const overhead = Math.max(0, ctx.log.ttfbMs - ctx.log.upstreamMs);
+    headers.set("x-llm-balance-overhead-ms", overhead.toFixed(3));
+  }
   const sse = (res.headers.get("content-type") ?? "").includes("text/event-stream");
   ctx.log.stream = sse;
   if (r.reader === undefined || NULL_BODY.has(res.status)) {
     r.reader?.cancel().catch(() => {});
     r.control.dispose();
-    app.board.end(c, "ok");
+    const body = NULL_BODY.has(res.status) ? null : r.body ?? null;
+    if (body !== null && body.length > 0) {
+      ctx.log.bytes = body.length;
+      const tap = new UsageTap(false);
+      tap.push(body);
+      countUsage(ctx, app, c, tap.finish());
+    }
+    app.board.end(c, "ok", { trial });
+    app.latency.record(c.id, performance.now() - started);
     ctx.log.outcome = "complete";
-    ctx.res = new Response(null, { status: res.status, statusText: res.statusText, headers });
+    ctx.res = new Response(body, { status: res.status, statusText: res.statusText, headers });
     return;
   }
   const tap = new UsageTap(sse);
@@ -215,16 +227,7 @@ function commit(
       app.open.delete(r.control);
       ctx.log.bytes = end.bytes;
       ctx.log.outcome = end.outcome === "failed" ? end.cls : end.outcome;
-      if (end.outcome === "complete") {
-        const usage = tap.finish();
-        if (usage !== undefined) {
-          ctx.log.usage = usage;
-          const s = app.store.record(c.id);
-          s.promptTokens += usage.promptTokens;
-          s.completionTokens += usage.completionTokens;
-          s.totalTokens += usage.totalTokens;
-        }
-      }
+      if (end.outcome === "complete") countUsage(ctx, app, c, tap.finish());
       if (end.outcome === "failed") {
         ctx.log.error = `stream interrupted: ${end.cls}`;
         app.logger.warn("upstream broke mid-response", {
@@ -235,12 +238,21 @@ function commit(
           bytes: end.bytes,
         });
       }
-      app.board.end(c, end.outcome === "complete" ? "ok" : end.cls);
+      app.board.end(c, end.outcome === "complete" ? "ok" : end.cls, { trial });
       if (end.outcome === "complete") app.latency.record(c.id, performance.now() - started);
       resolveDone();
     },
   });
   ctx.res = new Response(stream, { status: res.status, statusText: res.statusText, headers });
+}
+
+function countUsage(ctx: RequestContext, app: App, c: Candidate, usage: Usage | undefined): void {
+  if (usage === undefined) return;
+  ctx.log.usage = usage;
+  const s = app.store.record(c.id);
+  s.promptTokens += usage.promptTokens;
+  s.completionTokens += usage.completionTokens;
+  s.totalTokens += usage.totalTokens;
 }
 
 function finalResponse(
@@ -263,6 +275,16 @@ function finalResponse(
       code: "no_upstream_available",
       headers: retryAfter === undefined ? {} : { "retry-after": retryAfter },
     });
+  }
+  if (last.kind === "error_response" && last.cls === "auth") {
+    // the upstream refused OUR key: not the client's fault, and not its key
+    ctx.log.status = 502;
+    ctx.log.outcome = last.cls;
+    throw new ProxyError(
+      `Upstream "${c.upstream.name}" refused key ${c.mask} (HTTP ${last.response.status}); ` +
+        "no other key could serve the request",
+      { status: 502, type: "upstream_error", code: "upstream_auth_failed" },
+    );
   }
   if (last.kind === "error_response") {
     const res = last.response;

@@ -1,43 +1,66 @@
 /**
  * @module
  * Per-client rate limits: a client key with `rate_limit` (requests per minute) gets 429 with
- * `Retry-After` and `x-ratelimit-*` headers when over. Never applies to `/health`, admin or
- * stats endpoints (they are answered earlier in the chain), nor to requests without a client.
+ * `Retry-After` and `x-ratelimit-*` headers when over; its other responses carry the
+ * `x-ratelimit-*` headers too, replacing the upstream's (which describe a pooled key, not this
+ * client). Never applies to `/health`, CORS preflights, admin or stats
+ * endpoints (they are answered earlier in the chain), nor to requests without a client key.
  */
 
 import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
 import type { App } from "../../src/app.ts";
 import { ProxyError } from "../../src/errors.ts";
+import type { RateDecision } from "../../src/rate_limiter.ts";
+
+/**
+ * The `x-ratelimit-*` headers of a decision, as OpenAI sends them.
+ * @param d the limiter's decision
+ * @returns limit, remaining and reset (e.g. `"12s"`)
+ */
+export function rateLimitHeaders(d: RateDecision): Record<string, string> {
+  return {
+    "x-ratelimit-limit-requests": String(d.limit),
+    "x-ratelimit-remaining-requests": String(d.remaining),
+    "x-ratelimit-reset-requests": `${Math.ceil(d.resetMs / 1000)}s`,
+  };
+}
 
 function rateLimit(_config: unknown, app: App): Middleware {
   return async function rateLimit(ctx: RequestContext, next): Promise<void> {
-    const rpm = ctx.client?.rateLimitPerMinute;
-    if (ctx.client === undefined || rpm === undefined) return await next();
-    const d = app.limiter.take(ctx.client.name, rpm);
-    const headers = {
-      "x-ratelimit-limit-requests": String(d.limit),
-      "x-ratelimit-remaining-requests": String(d.remaining),
-      "x-ratelimit-reset-requests": `${Math.ceil(d.resetMs / 1000)}s`,
-    };
+    const client = ctx.client;
+    const rpm = client?.rateLimitPerMinute;
+    if (client === undefined || rpm === undefined) return await next();
+    const d = app.limiter.take(client.key, rpm);
+    const headers = rateLimitHeaders(d);
     if (!d.allowed) {
       throw new ProxyError(
-        `Rate limit of client "${ctx.client.name}" reached: ${rpm} requests per minute`,
+        `Rate limit of client "${client.name}" reached: ${rpm} requests per minute`,
         {
           status: 429,
           type: "rate_limit_error",
           code: "rate_limit_exceeded",
-          headers: { ...headers, "retry-after": String(Math.max(1, Math.ceil(d.retryAfterMs / 1000))) },
+          headers: {
+            ...headers,
+            "retry-after": String(Math.max(1, Math.ceil(d.retryAfterMs / 1000))),
+          },
         },
       );
     }
-    await next();
-    const res = ctx.res;
-    if (res !== undefined) {
-      try {
-        for (const [k, v] of Object.entries(headers)) if (!res.headers.has(k)) res.headers.set(k, v);
-      } catch {
-        // immutable headers: skip
+    try {
+      await next();
+    } catch (err) {
+      if (err instanceof ProxyError) {
+        for (const [k, v] of Object.entries(headers)) err.headers[k] = v;
       }
+      throw err;
+    }
+    const res = ctx.res;
+    if (res === undefined) return;
+    try {
+      // the client's own limit, not the upstream key's, is what this client must respect
+      for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
+    } catch {
+      // immutable headers: skip
     }
   };
 }

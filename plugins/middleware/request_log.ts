@@ -3,7 +3,8 @@
  * First in the chain: gives each request its id (the client's `x-request-id` when it is
  * sane, else a new one), turns anything thrown further down into an OpenAI-style error
  * response, and writes one structured log line per request when the response has really
- * finished (streams included), with the true status, duration and bytes.
+ * finished (streams included), with the true status, duration and bytes. Masks any configured
+ * key found in response headers or error bodies before they leave.
  */
 
 import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
@@ -11,6 +12,7 @@ import type { App } from "../../src/app.ts";
 import { errorResponse, ProxyError } from "../../src/errors.ts";
 
 const SANE_ID = /^[\w.:@-]{1,128}$/;
+const decoder = new TextDecoder();
 
 function requestLog(_config: unknown, app: App): Middleware {
   return async function requestLog(ctx: RequestContext, next): Promise<void> {
@@ -19,6 +21,9 @@ function requestLog(_config: unknown, app: App): Middleware {
     try {
       await next();
     } catch (err) {
+      // a response body made before the failure would never be read: release it (and its
+      // upstream connection), which also settles ctx.done
+      ctx.res?.body?.cancel().catch(() => {});
       if (err instanceof ProxyError) {
         ctx.log.error ??= err.message;
       } else {
@@ -38,6 +43,7 @@ function requestLog(_config: unknown, app: App): Middleware {
         ctx.requestId,
       );
     }
+    ctx.res = await withoutSecrets(ctx, app, ctx.res);
     if (!ctx.res.headers.has("x-request-id")) {
       try {
         ctx.res.headers.set("x-request-id", ctx.requestId);
@@ -49,6 +55,48 @@ function requestLog(_config: unknown, app: App): Middleware {
     if (ctx.done === undefined) write(ctx, app);
     else ctx.done.then(() => write(ctx, app));
   };
+}
+
+/**
+ * The last line of defence for responses: a configured key in a response header, or in the
+ * body of an error response (buffered: an upstream's error, or one of ours), is replaced by its
+ * mask. Upstream providers do quote the key they were sent in their error messages. Streamed
+ * bodies are never touched, so their bytes reach the client unchanged and undelayed.
+ */
+async function withoutSecrets(ctx: RequestContext, app: App, res: Response): Promise<Response> {
+  const redact = (t: string) => app.logger.redact(t);
+  let headers: Headers | undefined;
+  for (const [k, v] of res.headers) {
+    const clean = redact(v);
+    if (clean === v) continue;
+    headers ??= new Headers(res.headers);
+    headers.set(k, clean);
+  }
+  let body: BodyInit | null = res.body;
+  if (res.status >= 400 && ctx.done === undefined && res.body !== null) {
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const text = decoder.decode(bytes);
+    const clean = redact(text);
+    body = clean === text ? bytes : clean;
+    if (clean !== text) {
+      headers ??= new Headers(res.headers);
+      headers.delete("content-length");
+    }
+  } else if (headers === undefined) {
+    return res;
+  }
+  if (headers !== undefined) {
+    app.logger.warn("a key was masked in a response to a client", {
+      request_id: ctx.requestId,
+      upstream: ctx.log.upstream,
+      status: res.status,
+    });
+  }
+  return new Response(body, {
+    status: res.status,
+    statusText: res.statusText,
+    headers: headers ?? res.headers,
+  });
 }
 
 function write(ctx: RequestContext, app: App): void {

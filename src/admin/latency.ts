@@ -17,14 +17,17 @@ export class LatencyTracker {
    */
   record(id: string, ms: number): void {
     let r = this.#rings.get(id);
-    if (r === undefined) this.#rings.set(id, r = { values: new Float64Array(SIZE), next: 0, count: 0 });
+    if (r === undefined) {
+      r = { values: new Float64Array(SIZE), next: 0, count: 0 };
+      this.#rings.set(id, r);
+    }
     r.values[r.next] = ms;
     r.next = (r.next + 1) % SIZE;
     if (r.count < SIZE) r.count++;
   }
 
   /**
-   * Percentiles of the recent samples.
+   * Percentiles of the recent samples (nearest-rank method).
    * @param id the candidate id
    * @returns p50 and p95 in ms, or nulls without samples
    */
@@ -32,7 +35,9 @@ export class LatencyTracker {
     const r = this.#rings.get(id);
     if (r === undefined || r.count === 0) return { p50: null, p95: null };
     const sorted = r.values.slice(0, r.count).sort();
-    const at = (q: number) => Math.round(sorted[Math.min(r.count - 1, Math.floor(q * r.count))]! * 100) / 100;
+    // nearest rank: the smallest sample with at least q of the samples at or below it
+    const at = (q: number) =>
+      Math.round(sorted[Math.max(0, Math.ceil(q * r.count) - 1)]! * 100) / 100;
     return { p50: at(0.5), p95: at(0.95) };
   }
 }

@@ -8,6 +8,7 @@
 import type { RequestContext } from "../context.ts";
 import type { App } from "../app.ts";
 import { statusOf } from "../health/availability.ts";
+import type { CandidateState } from "../state_store.ts";
 
 const BUCKETS_MS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000];
 const OVERHEAD_BUCKETS_MS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25];
@@ -83,12 +84,17 @@ export class Metrics {
         this.#overhead.observe(Math.max(0, l.ttfbMs - l.upstreamMs));
       }
     }
-    if (l.outcome !== undefined && l.outcome !== "complete" && l.outcome !== "client_abort" && l.stream) {
+    if (
+      l.outcome !== undefined && l.outcome !== "complete" && l.outcome !== "client_abort" &&
+      l.stream
+    ) {
       this.#streamsBroken++;
     }
     const u = l.usage;
     if (u !== undefined) {
-      for (const [type, n] of [["prompt", u.promptTokens], ["completion", u.completionTokens]] as const) {
+      for (
+        const [type, n] of [["prompt", u.promptTokens], ["completion", u.completionTokens]] as const
+      ) {
         const tk = `${model}\u0000${upstream}\u0000${ctx.client?.name ?? ""}\u0000${type}`;
         this.#tokens.set(tk, (this.#tokens.get(tk) ?? 0) + n);
       }
@@ -118,7 +124,12 @@ export class Metrics {
     out.push(`llm_balance_retries_total ${this.#retries}`);
     head("llm_balance_streams_interrupted_total", "counter", "Streams broken by the upstream");
     out.push(`llm_balance_streams_interrupted_total ${this.#streamsBroken}`);
-    this.#histograms(out, "llm_balance_request_duration_seconds", "Request duration", this.#duration);
+    this.#histograms(
+      out,
+      "llm_balance_request_duration_seconds",
+      "Request duration",
+      this.#duration,
+    );
     this.#histograms(out, "llm_balance_ttfb_seconds", "Time to first byte", this.#ttfb);
     head(
       "llm_balance_overhead_seconds",
@@ -143,9 +154,34 @@ export class Metrics {
     }
     head("llm_balance_candidate_state", "gauge", "Current state of each candidate");
     out.push(...stateLines);
+    this.#candidateCounters(out, app);
     head("llm_balance_uptime_seconds", "gauge", "Seconds since start");
     out.push(`llm_balance_uptime_seconds ${((now - app.startedAt) / 1000).toFixed(3)}`);
     return out.join("\n") + "\n";
+  }
+
+  /** Counters kept in candidate state: the same numbers as `/stats` and `/v1/stats/*`. */
+  #candidateCounters(out: string[], app: App): void {
+    const cands = [...app.rt.candidates.values()];
+    const counter = (name: string, help: string, value: (s: CandidateState) => number) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+      for (const c of cands) {
+        out.push(`${name}${labels({ upstream: c.upstream.name, key: c.mask })} ${value(c.state)}`);
+      }
+    };
+    counter("llm_balance_key_attempts_total", "Upstream attempts per key", (s) => s.requests);
+    counter(
+      "llm_balance_key_failures_total",
+      "Failed upstream attempts per key",
+      (s) => s.failures,
+    );
+    const name = "llm_balance_key_tokens_total";
+    out.push(`# HELP ${name} Tokens per key and type`, `# TYPE ${name} counter`);
+    for (const c of cands) {
+      const l = { upstream: c.upstream.name, key: c.mask };
+      out.push(`${name}${labels({ ...l, type: "prompt" })} ${c.state.promptTokens}`);
+      out.push(`${name}${labels({ ...l, type: "completion" })} ${c.state.completionTokens}`);
+    }
   }
 
   #histograms(out: string[], name: string, help: string, map: Map<string, Histogram>): void {

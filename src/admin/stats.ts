@@ -5,7 +5,7 @@
  * appear only as masks and ids.
  */
 
-import type { App } from "../app.ts";
+import type { App, Runtime } from "../app.ts";
 import { isAvailable, statusOf } from "../health/availability.ts";
 import type { Candidate } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
@@ -75,7 +75,11 @@ export function candidateView(app: App, c: Candidate): Record<string, unknown> {
  */
 export function keyStats(app: App): Record<string, Record<string, unknown>> {
   const out: Record<string, Record<string, unknown>> = {};
-  for (const c of app.rt.candidates.values()) out[c.mask] = candidateView(app, c);
+  for (const c of app.rt.candidates.values()) {
+    // one key on two upstreams is two candidates: the second is told apart by its upstream
+    const name = out[c.mask] === undefined ? c.mask : `${c.mask}@${c.upstream.name}`;
+    out[name] = candidateView(app, c);
+  }
   return out;
 }
 
@@ -93,10 +97,20 @@ export function poolView(app: App, pool: Pool): Record<string, unknown> {
     strategy: pool.strategyName,
     total_servers: sum.total,
     healthy_servers: sum.available,
-    active_connections: servers.reduce((n, s) => n + (s.in_flight as number), 0),
-    total_requests: servers.reduce((n, s) => n + (s.requests as number), 0),
+    active_connections: sumOf(servers, "in_flight"),
+    total_requests: sumOf(servers, "requests"),
+    total_failures: sumOf(servers, "failures"),
+    prompt_tokens: sumOf(servers, "prompt_tokens"),
+    completion_tokens: sumOf(servers, "completion_tokens"),
+    total_tokens: sumOf(servers, "total_tokens"),
     servers,
   };
+}
+
+function sumOf(rows: readonly Record<string, unknown>[], field: string): number {
+  let n = 0;
+  for (const r of rows) n += typeof r[field] === "number" ? r[field] : 0;
+  return n;
 }
 
 /**
@@ -141,19 +155,44 @@ export function health(app: App): { ok: boolean; body: Record<string, unknown> }
   };
 }
 
+/** One entry of OpenAI's model list. */
+export interface ModelEntry {
+  id: string;
+  object: "model";
+  /** Unix seconds: when llm-balance started. */
+  created: number;
+  owned_by: string;
+}
+
+/** OpenAI's model list. */
+export interface ModelList {
+  object: "list";
+  data: ModelEntry[];
+}
+
+/** Options of {@linkcode modelList}. */
+export interface ModelListOptions {
+  /** The runtime whose pools are listed. @default app.rt */
+  rt?: Runtime;
+  /** Only these models (a client key's allow-list); undefined lists every model. @default undefined */
+  allowed?: readonly string[] | undefined;
+}
+
 /**
- * OpenAI's model list over the configured pools.
- * @param app the application
+ * OpenAI's model list over the configured named pools (the default pool serves "any other
+ * model", so it has no entry), in configuration order.
+ * @param app the application (start time)
+ * @param options the runtime and an allow-list
+ * @returns `{"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}]}`
  */
-export function modelList(app: App): Record<string, unknown> {
+export function modelList(app: App, options: ModelListOptions = {}): ModelList {
   const created = Math.floor(app.startedAt / 1000);
+  const rt = options.rt ?? app.rt;
+  const allowed = options.allowed;
   return {
     object: "list",
-    data: [...app.rt.pools.keys()].map((id) => ({
+    data: [...rt.pools.keys()].filter((id) => allowed === undefined || allowed.includes(id)).map((
       id,
-      object: "model",
-      created,
-      owned_by: "llm-balance",
-    })),
+    ): ModelEntry => ({ id, object: "model", created, owned_by: "llm-balance" })),
   };
 }

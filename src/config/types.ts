@@ -31,9 +31,9 @@ export interface Timeouts {
 export interface HealthCheckConfig {
   /** Probe plugin name. @default "http" */
   probe: string;
-  /** Path probed, relative to the upstream's base URL (`v1` mode) or origin+path (`full`). @default "/models" */
+  /** Path probed, appended to the upstream's base URL. @default "/models" (`/v1/models` in `full` path mode) */
   path: string;
-  /** Seconds between two probes of the same key. @default 30 */
+  /** Milliseconds between two probes of the same key. @default 30000 */
   intervalMs: number;
   /** Probe timeout. @default 5000 */
   timeoutMs: number;

@@ -5,7 +5,8 @@
  * Anthropic-style messages, with switchable failure modes (errors, rate limits, hangs, broken
  * streams, refused connections). Also runnable:
  * `deno run -A src/dev/mock_upstream.ts --port N [--mode M] [--latency MS]` prints its origin as
- * the first line of stdout.
+ * the first line of stdout and stops on SIGTERM/SIGINT; more flags: `--name`, `--chunks N`,
+ * `--chunk-delay MS`, `--fail-every N`, `--keys a,b` and `--record` (off by default there).
  */
 
 import { parseArgs } from "node:util";
@@ -85,6 +86,8 @@ export interface RecordedRequest {
   key: string | undefined;
   /** Status answered; 0 while pending (e.g. `hang`). */
   status: number;
+  /** `performance.now()` when the request arrived: orders requests across mocks of one process. */
+  receivedAt: number;
 }
 
 /** A running mock upstream. */
@@ -345,6 +348,7 @@ class Mock implements MockUpstream {
         text,
         key,
         status: 0,
+        receivedAt: performance.now(),
       };
       this.requests.push(rec);
     } else if (method !== "GET" && method !== "HEAD") {

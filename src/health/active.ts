@@ -19,10 +19,21 @@ export interface ActiveHealthOptions {
   board: HealthBoard;
   logger: Logger;
   fetch: typeof fetch;
+  /** HTTP client for probe requests. @default undefined (fetch's own) */
   client?: Deno.HttpClient | undefined;
   /** @default Math.random */
   random?: () => number;
+  /** Clock given to probe plugins (for reset times). @default the board's clock */
+  now?: () => number;
 }
+
+/** What {@linkcode runProbe} needs. */
+export type RunProbeOptions =
+  & Pick<ActiveHealthOptions, "registry" | "fetch" | "client" | "logger">
+  & {
+    /** @default Date.now */
+    now?: (() => number) | undefined;
+  };
 
 /**
  * Builds the probe URL and headers of a candidate.
@@ -40,7 +51,7 @@ export function probeRequest(c: Candidate): { url: string; headers: Headers } {
 export class ActiveHealth {
   #o: ActiveHealthOptions;
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
-  #running = new Set<string>();
+  #running = new Map<string, Promise<ProbeResult>>();
   #stop = new AbortController();
   #stopped = false;
 
@@ -58,25 +69,36 @@ export class ActiveHealth {
     }
   }
 
-  /** Stops every timer and aborts probes in flight. */
-  stop(): void {
+  /**
+   * Stops every timer and aborts probes in flight; their results are dropped.
+   * @returns resolves once the probes in flight have settled (nothing of them is left running)
+   */
+  async stop(): Promise<void> {
     this.#stopped = true;
     this.#stop.abort();
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
+    await Promise.allSettled([...this.#running.values()]);
   }
 
   /**
    * Probes one candidate now and applies the result.
    * @param c the candidate
-   * @returns the result, or undefined when a probe of that key is already running
+   * @returns the result, or undefined when a probe of that key is already running or probes
+   *   were stopped
    */
   async probeNow(c: Candidate): Promise<ProbeResult | undefined> {
-    if (this.#running.has(c.id)) return undefined;
-    this.#running.add(c.id);
+    if (this.#stopped || this.#running.has(c.id)) return undefined;
+    const running = runProbe(
+      c,
+      { ...this.#o, now: this.#o.now ?? this.#o.board.now },
+      this.#stop.signal,
+    );
+    this.#running.set(c.id, running);
     try {
-      const result = await runProbe(c, this.#o, this.#stop.signal);
-      if (!this.#stopped) this.#o.board.probed(c, result);
+      const result = await running;
+      if (this.#stopped) return undefined;
+      this.#o.board.probed(c, result);
       return result;
     } finally {
       this.#running.delete(c.id);
@@ -98,15 +120,16 @@ export class ActiveHealth {
 }
 
 /**
- * Runs one probe with its plugin and timeout; never throws.
+ * Runs one probe with its plugin and timeout; never throws, and never outlives its timeout
+ * (a plugin that ignores its abort signal is left behind, counted as timed out).
  * @param c the candidate
- * @param o plugins, fetch and logger
+ * @param o plugins, fetch, logger and clock
  * @param stop aborts the probe when the server stops
  * @returns the result
  */
 export async function runProbe(
   c: Candidate,
-  o: Pick<ActiveHealthOptions, "registry" | "fetch" | "client" | "logger">,
+  o: RunProbeOptions,
   stop?: AbortSignal,
 ): Promise<ProbeResult> {
   const hc = c.upstream.config.healthCheck;
@@ -115,29 +138,53 @@ export async function runProbe(
   if (plugin === undefined) {
     return { outcome: "network", latencyMs: 0, detail: `unknown probe "${hc?.probe}"` };
   }
-  const timeout = AbortSignal.timeout(hc?.timeoutMs ?? 5000);
-  const signal = stop ? AbortSignal.any([timeout, stop]) : timeout;
+  const ctl = new AbortController();
+  let timedOut = false;
+  let giveUp!: () => void;
+  const abandoned = new Promise<"abandoned">((resolve) => giveUp = () => resolve("abandoned"));
+  const timer = setTimeout(() => {
+    timedOut = true;
+    ctl.abort(new DOMException("probe timed out", "TimeoutError"));
+    giveUp();
+  }, hc?.timeoutMs ?? 5000);
+  const onStop = () => {
+    ctl.abort(new DOMException("probes stopped", "AbortError"));
+    giveUp();
+  };
+  if (stop?.aborted) onStop();
+  else stop?.addEventListener("abort", onStop, { once: true });
   const { url, headers } = probeRequest(c);
   const client = o.client;
   const probeFetch: typeof fetch = client === undefined
     ? o.fetch
-    : (input, init) => o.fetch(input, { ...init, client } as RequestInit & { client: Deno.HttpClient });
+    : (input, init) =>
+      o.fetch(input, { ...init, client } as RequestInit & { client: Deno.HttpClient });
+  const failed = (detail: string): ProbeResult => ({
+    outcome: timedOut ? "timeout" : "network",
+    latencyMs: performance.now() - started,
+    detail,
+  });
   try {
-    return await plugin.probe({
+    const probing = plugin.probe({
       candidate: c,
       url,
       headers,
-      signal,
+      signal: ctl.signal,
       fetch: probeFetch,
-      now: Date.now,
+      now: o.now ?? Date.now,
     });
+    const result = await Promise.race([probing, abandoned]);
+    if (result !== "abandoned") return result;
+    probing.catch(() => {});
+    return failed(timedOut ? "probe timed out" : "probes stopped");
   } catch (err) {
     const detail = o.logger.redact(err instanceof Error ? err.message : String(err));
-    o.logger.error("probe plugin failed", { probe: plugin.name, key: c.mask, error: detail });
-    return {
-      outcome: timeout.aborted ? "timeout" : "network",
-      latencyMs: performance.now() - started,
-      detail,
-    };
+    if (!ctl.signal.aborted) {
+      o.logger.error("probe plugin failed", { probe: plugin.name, key: c.mask, error: detail });
+    }
+    return failed(detail);
+  } finally {
+    clearTimeout(timer);
+    stop?.removeEventListener("abort", onStop);
   }
 }

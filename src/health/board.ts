@@ -3,8 +3,10 @@
  * Passive and active health in one state machine (after Envoy's outlier detection): every
  * attempt's class and every probe result changes a candidate's state here, and nowhere else.
  * Consecutive failures eject a key for base × times ejected (capped); an expired ejection
- * allows one half-open trial; rate limits and quota rest the key; 401/403 take it out until a
- * probe succeeds. State changes are logged once each.
+ * allows one half-open trial (a successful probe ends the cool-down early); rate limits and
+ * quota rest the key; 401/403 take it out until a probe succeeds, or rest it when no probe
+ * runs. State changes are logged once each; the pools' snapshot epoch moves whenever a
+ * candidate's availability or return time changes.
  */
 
 import type { HealthConfig } from "../config/types.ts";
@@ -12,7 +14,7 @@ import type { Logger } from "../logger.ts";
 import type { Candidate, ProbeResult } from "../plugin.ts";
 import type { CandidateState, RestReason, StateStore } from "../state_store.ts";
 import { type AttemptClass, isFailure } from "./classify.ts";
-import { isAvailable } from "./availability.ts";
+import { returnsAt } from "./availability.ts";
 
 /** Details of an attempt's outcome. */
 export interface OutcomeInfo {
@@ -20,6 +22,12 @@ export interface OutcomeInfo {
   retryAt?: number | undefined;
   /** HTTP status, if a response came. */
   status?: number | undefined;
+  /**
+   * What {@linkcode HealthBoard.begin} returned for this attempt: whether it was the half-open
+   * trial. Tells the trial apart from attempts that started before the ejection and end while
+   * the trial is in flight. @default true when a trial is in flight (the attempt is assumed to be it)
+   */
+  trial?: boolean | undefined;
 }
 
 /** Options of {@linkcode HealthBoard}. */
@@ -29,7 +37,19 @@ export interface HealthBoardOptions {
   config: HealthConfig;
   /** @default Date.now */
   now?: () => number;
+  /**
+   * Whether active probes run. When they do, a key refused with 401/403 on an upstream with a
+   * health check is out until a probe succeeds; when they do not, it rests for `authRestMs`
+   * like a key without health check, so that nothing stays out forever. @default true
+   */
+  probes?: boolean;
 }
+
+const REST_WHY: Record<Exclude<RestReason, "">, string> = {
+  rate_limited: "rate limited by the upstream",
+  quota: "quota exhausted",
+  auth: "refused by the upstream (401/403)",
+};
 
 /** Applies outcomes to candidate state and tells pools when availability changed. */
 export class HealthBoard {
@@ -39,13 +59,15 @@ export class HealthBoard {
   #store: StateStore;
   #log: Logger;
   #cfg: HealthConfig;
+  #probes: boolean;
 
-  /** @param options store, logger, health settings and clock */
+  /** @param options store, logger, health settings, clock and whether probes run */
   constructor(options: HealthBoardOptions) {
     this.#store = options.store;
     this.#log = options.logger;
     this.#cfg = options.config;
     this.now = options.now ?? Date.now;
+    this.#probes = options.probes ?? true;
   }
 
   /**
@@ -60,38 +82,44 @@ export class HealthBoard {
    * Records that an attempt starts on a candidate: in-flight, request count, last use; an
    * expired ejection turns into a half-open trial that no other request may share.
    * @param c the picked candidate
+   * @returns true when this attempt is the half-open trial (pass it back as `info.trial`)
    */
-  begin(c: Candidate): void {
+  begin(c: Candidate): boolean {
     const s = this.#store.record(c.id);
     const now = this.now();
     s.inFlight++;
     s.requests++;
     s.lastUsed = now;
+    let trial = false;
     if (s.ejectedUntil > 0 && s.ejectedUntil <= now && !s.trialInFlight) {
+      trial = true;
       s.trialInFlight = true;
       s.halfOpen = true;
       this.epoch++;
       this.#log.info("candidate half-open: trial request", fields(c, s));
     }
     this.#store.changed(c.id);
+    return trial;
   }
 
   /**
    * Records how an attempt ended and applies the policy for its class.
    * @param c the candidate
    * @param cls the attempt's class
-   * @param info reset time and status
+   * @param info reset time, status, and whether the attempt was the half-open trial
    */
   end(c: Candidate, cls: AttemptClass, info: OutcomeInfo = {}): void {
     const s = this.#store.record(c.id);
     const now = this.now();
-    const wasAvailable = isAvailable(s, now);
+    const before = returnsAt(s, now);
     if (s.inFlight > 0) s.inFlight--;
+    const trial = s.trialInFlight && (info.trial ?? true);
+    const expired = s.ejectedUntil > 0 && s.ejectedUntil <= now && !s.trialInFlight;
     switch (cls) {
       case "ok":
       case "bad_request":
         s.consecutiveFailures = 0;
-        if (s.ejectedUntil > 0 && (s.trialInFlight || s.ejectedUntil <= now)) {
+        if (trial || expired) {
           s.ejectedUntil = 0;
           s.ejections = 0;
           s.halfOpen = false;
@@ -99,17 +127,15 @@ export class HealthBoard {
           this.#log.info("candidate restored", fields(c, s));
         }
         break;
-      case "client_abort":
-        if (s.trialInFlight) s.trialInFlight = false;
-        break;
       case "auth":
         this.#failed(s, cls);
-        if (c.upstream.config.healthCheck !== undefined) {
+        if (c.upstream.config.healthCheck !== undefined && this.#probes) {
           if (s.healthy) {
             s.healthy = false;
             s.unhealthyReason = `auth (HTTP ${info.status ?? 401})`;
-            this.#log.warn("key refused by upstream: out until a probe succeeds", {
+            this.#log.warn("key refused by the upstream (401/403): out until a probe succeeds", {
               ...fields(c, s),
+              reason: s.unhealthyReason,
               status: info.status,
             });
           }
@@ -118,18 +144,18 @@ export class HealthBoard {
         }
         break;
       case "rate_limited":
+      case "quota": {
         this.#failed(s, cls);
-        this.#rest(c, s, "rate_limited", info.retryAt ?? now + this.#cfg.rateLimitRestMs, now);
+        const restMs = cls === "quota" ? this.#cfg.quotaRestMs : this.#cfg.rateLimitRestMs;
+        this.#rest(c, s, cls, info.retryAt ?? now + restMs, now, info.status);
         break;
-      case "quota":
-        this.#failed(s, cls);
-        this.#rest(c, s, "quota", info.retryAt ?? now + this.#cfg.quotaRestMs, now);
-        break;
+      }
       default:
-        if (isFailure(cls)) this.#serverFailure(c, s, cls, now);
+        if (isFailure(cls)) this.#serverFailure(c, s, cls, now, trial || expired);
     }
-    if (cls !== "client_abort" && s.trialInFlight && !isFailure(cls)) s.trialInFlight = false;
-    if (wasAvailable !== isAvailable(s, now)) this.epoch++;
+    // a trial that ended without a verdict on the server (client left, 429, 401) frees the slot
+    if (trial && !isFailure(cls)) s.trialInFlight = false;
+    if (returnsAt(s, now) !== before) this.epoch++;
     this.#store.changed(c.id);
   }
 
@@ -141,36 +167,45 @@ export class HealthBoard {
   probed(c: Candidate, r: ProbeResult): void {
     const s = this.#store.record(c.id);
     const now = this.now();
-    const wasAvailable = isAvailable(s, now);
+    const before = returnsAt(s, now);
     if (r.outcome === "healthy") {
       if (!s.healthy) {
         s.healthy = true;
         s.unhealthyReason = "";
         this.#log.info("candidate healthy again (probe)", fields(c, s));
       }
-      if (s.ejectedUntil > 0 && !s.trialInFlight) {
-        s.ejectedUntil = 0;
-        s.ejections = 0;
-        s.halfOpen = false;
-        s.consecutiveFailures = 0;
-        this.#log.info("candidate restored by probe", fields(c, s));
+      if (s.ejectedUntil > now && !s.trialInFlight) {
+        // the probe path may work while real requests fail: end the cool-down early, and let
+        // one trial request decide (a failed trial still ejects for longer)
+        s.ejectedUntil = now;
+        this.#log.info(
+          "candidate half-open: probe succeeded, next request is a trial",
+          fields(c, s),
+        );
       }
       if (s.restReason === "auth" && s.restUntil > now) {
         s.restUntil = 0;
         s.restReason = "";
       }
     } else if (r.outcome === "rate_limited") {
-      this.#rest(c, s, "rate_limited", r.retryAt ?? now + this.#cfg.rateLimitRestMs, now);
-    } else if (s.healthy) {
+      this.#rest(c, s, "rate_limited", r.retryAt ?? now + this.#cfg.rateLimitRestMs, now, r.status);
+    } else {
+      const was = s.healthy;
       s.healthy = false;
       s.unhealthyReason = r.outcome === "auth"
         ? `auth (HTTP ${r.status ?? 401})`
         : r.status !== undefined
         ? `probe: HTTP ${r.status}`
         : `probe: ${r.outcome}`;
-      this.#log.warn("candidate unhealthy (probe)", { ...fields(c, s), detail: r.detail });
+      if (was) {
+        this.#log.warn("candidate unhealthy (probe)", {
+          ...fields(c, s),
+          reason: s.unhealthyReason,
+          detail: r.detail,
+        });
+      }
     }
-    if (wasAvailable !== isAvailable(s, now)) this.epoch++;
+    if (returnsAt(s, now) !== before) this.epoch++;
     this.#store.changed(c.id);
   }
 
@@ -225,24 +260,32 @@ export class HealthBoard {
     now: number,
     status?: number,
   ): void {
+    if (reason === "" || until <= now) return;
     const resting = s.restUntil > now && s.restReason === reason;
     if (until > s.restUntil) s.restUntil = until;
     s.restReason = reason;
     if (!resting) {
-      this.#log.info(`key resting: ${reason.replace("_", " ")}`, {
+      const level = reason === "rate_limited" ? "info" : "warn";
+      this.#log[level](`key resting: ${REST_WHY[reason]}`, {
         ...fields(c, s),
+        reason,
         until: new Date(s.restUntil).toISOString(),
         status,
       });
     }
   }
 
-  #serverFailure(c: Candidate, s: CandidateState, cls: AttemptClass, now: number): void {
+  #serverFailure(
+    c: Candidate,
+    s: CandidateState,
+    cls: AttemptClass,
+    now: number,
+    trial: boolean,
+  ): void {
     this.#failed(s, cls);
     s.consecutiveFailures++;
-    const trial = s.trialInFlight || (s.ejectedUntil > 0 && s.ejectedUntil <= now);
-    if (!trial && (s.ejectedUntil > now || s.consecutiveFailures < c.upstream.config.maxFailures)) {
-      this.#log.debug("upstream attempt failed", fields(c, s));
+    // the proxy logs every failed attempt; only the state change is logged here
+    if (!trial && (s.ejectedUntil > 0 || s.consecutiveFailures < c.upstream.config.maxFailures)) {
       return;
     }
     s.ejections++;

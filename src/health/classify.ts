@@ -16,7 +16,36 @@ export type AttemptClass =
   | "connect"
   | "timeout";
 
-const QUOTA_RE = /insufficient_quota|quota|billing|balance|credit|exceeded your current|余额|额度|配额/i;
+/** Error codes and types providers use for an exhausted quota or balance. */
+const QUOTA_CODE =
+  /^(insufficient_quota|quota_exceeded|billing_hard_limit_reached|insufficient_balance|insufficient_funds|arrearage|payment_required)$/i;
+/** Wording of an exhausted quota or balance. */
+const QUOTA_TEXT =
+  /insufficient[_ ]quota|exceeded your current quota|quota (?:has been )?(?:exceeded|exhausted)|out of quota|billing|credit balance|insufficient (?:balance|funds|credits?)|余额|欠费|额度|配额/i;
+/**
+ * Wording of a short-term rate limit. It wins over {@linkcode QUOTA_TEXT}: OpenAI's per-minute
+ * limit message mentions billing, Google's says "Quota exceeded for ... per minute".
+ */
+const RATE_TEXT =
+  /rate[_ ]?limit|per (?:second|minute|min|hour)|\b[RT]P[MS]\b|too many requests|try again in/i;
+
+/**
+ * Tells whether a 429 body says the quota (or balance) is exhausted rather than a short-term
+ * rate limit: a structured `error.code`/`error.type` such as `insufficient_quota` decides;
+ * otherwise the wording does, rate-limit wording winning.
+ * @param body the response body
+ * @returns true for quota exhaustion
+ */
+export function isQuotaBody(body: string): boolean {
+  const err = errorObject(body);
+  if (err !== undefined) {
+    for (const field of [err.code, err.type, err.status]) {
+      if (typeof field === "string" && QUOTA_CODE.test(field)) return true;
+    }
+  }
+  const text = err !== undefined && typeof err.message === "string" ? err.message : body;
+  return !RATE_TEXT.test(text) && QUOTA_TEXT.test(text);
+}
 
 /**
  * Classifies an HTTP response from an upstream.
@@ -28,7 +57,7 @@ export function classifyStatus(status: number, body = ""): AttemptClass {
   if (status < 400) return "ok";
   if (status === 401 || status === 403) return "auth";
   if (status === 402) return "quota";
-  if (status === 429) return QUOTA_RE.test(body) ? "quota" : "rate_limited";
+  if (status === 429) return isQuotaBody(body) ? "quota" : "rate_limited";
   if (status === 408) return "timeout";
   if (status >= 500) return "server";
   return "bad_request";
@@ -40,12 +69,13 @@ export interface FailureFlags {
   clientAborted: boolean;
   /** One of our own timers fired. */
   timedOut: boolean;
-  /** Bytes of the body had already arrived (a break mid-body is the server's failure). */
+  /** Bytes of the body had already arrived (a break mid-body is the server's failure). @default false */
   midBody?: boolean;
 }
 
 /**
- * Classifies a failed fetch or body read.
+ * Classifies a failed fetch or body read. A client that went away wins over everything: it is
+ * never the upstream's fault.
  * @param flags why it may have failed
  * @returns `client_abort`, `timeout`, `server` (broke mid-body) or `connect`
  */
@@ -56,7 +86,8 @@ export function classifyFailure(flags: FailureFlags): AttemptClass {
 }
 
 /**
- * Tells whether a class may be retried on another candidate.
+ * Tells whether a class may be retried on another candidate. Auth failures and quota are
+ * properties of one key, so another key may well succeed; other 4xx would fail anywhere.
  * @param cls the attempt's class
  * @returns true for rate limits, quota, auth, server errors, connect errors and timeouts
  */
@@ -72,4 +103,19 @@ export function isRetryable(cls: AttemptClass): boolean {
  */
 export function isFailure(cls: AttemptClass): boolean {
   return cls === "server" || cls === "connect" || cls === "timeout";
+}
+
+function errorObject(body: string): Record<string, unknown> | undefined {
+  const t = body.trimStart();
+  if (!t.startsWith("{") && !t.startsWith("[")) return undefined;
+  try {
+    let v: unknown = JSON.parse(t);
+    if (Array.isArray(v)) v = v[0];
+    if (typeof v !== "object" || v === null) return undefined;
+    const err = (v as Record<string, unknown>).error;
+    if (typeof err === "object" && err !== null) return err as Record<string, unknown>;
+    return v as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
 }

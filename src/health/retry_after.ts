@@ -2,7 +2,7 @@
  * @module
  * Reads when a rate-limited key may be used again from response headers: `Retry-After`
  * (seconds or HTTP date), `retry-after-ms`, OpenAI's `x-ratelimit-reset-requests`/`-tokens`
- * durations (`6m0s`, `20ms`), `x-ratelimit-reset` (seconds or epoch seconds) and Anthropic's
+ * durations (`6m0s`, `20ms`), `x-ratelimit-reset` (seconds, epoch seconds or epoch ms) and Anthropic's
  * `anthropic-ratelimit-*-reset` dates.
  */
 
@@ -37,6 +37,23 @@ export function parseDuration(text: string): number | undefined {
 export function parseRetryAfter(value: string, now: number): number | undefined {
   const v = value.trim();
   if (/^\d+(\.\d+)?$/.test(v)) return now + Number(v) * 1000;
+  return parseDate(v, now);
+}
+
+const MONTH = /\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b/i;
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}/;
+
+/**
+ * Parses an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`, RFC 850 or asctime) or an ISO 8601
+ * date-time. Stricter than `Date.parse`, which reads garbage like `"soon 3"` as a date.
+ * @param value the header value
+ * @param now the current time, epoch ms; a date in the past means now
+ * @returns epoch ms, or undefined if it is not a date
+ */
+export function parseDate(value: string, now: number): number | undefined {
+  const v = value.trim();
+  const looksLikeDate = ISO_DATE.test(v) || (MONTH.test(v) && /\d{1,2}:\d{2}:\d{2}/.test(v));
+  if (!looksLikeDate) return undefined;
   const date = Date.parse(v);
   return Number.isNaN(date) ? undefined : Math.max(now, date);
 }
@@ -74,14 +91,12 @@ export function retryAt(headers: Headers, now: number): number | undefined {
   const reset = headers.get("x-ratelimit-reset");
   if (reset !== null && /^\d+(\.\d+)?$/.test(reset.trim())) {
     const n = Number(reset);
-    consider(n > 1e9 ? n * 1000 : now + n * 1000);
+    // epoch ms, epoch seconds, or seconds from now
+    consider(n > 1e12 ? Math.max(now, n) : n > 1e9 ? Math.max(now, n * 1000) : now + n * 1000);
   }
   for (const name of ["anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset"]) {
     const v = headers.get(name);
-    if (v !== null) {
-      const t = Date.parse(v);
-      if (!Number.isNaN(t)) consider(Math.max(now, t));
-    }
+    if (v !== null) consider(parseDate(v, now));
   }
   return best;
 }

@@ -25,11 +25,18 @@ export interface AttemptRequest {
   now: () => number;
 }
 
-/** The upstream answered with a status below 400 and sent its first bytes. */
+/**
+ * The upstream answered with a status below 400 and sent its first bytes. A JSON body is read
+ * whole (`body`), so it goes out in one piece and a break mid-body can still be retried; any
+ * other body (event streams, downloads) is left to stream (`reader`, with what was read so far
+ * in `first`).
+ */
 export interface Committable {
   kind: "response";
   cls: "ok";
   response: Response;
+  /** The whole body, when it was read (JSON up to the buffering limit). */
+  body: Uint8Array<ArrayBuffer> | undefined;
   reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   first: Uint8Array | undefined;
   control: AttemptControl;
@@ -58,6 +65,8 @@ export interface Failure {
 export type AttemptResult = Committable | ErrorAnswer | Failure;
 
 const MAX_ERROR_BODY = 1024 * 1024;
+/** JSON bodies up to this size are read whole before the response is committed. */
+const BUFFER_LIMIT = 4 * 1024 * 1024;
 
 /**
  * Runs one attempt.
@@ -102,30 +111,120 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
       kind: "response",
       cls: "ok",
       response,
+      body: new Uint8Array(0),
       reader: undefined,
       first: undefined,
       control,
       startedAt,
     };
   }
+  if (wholeBody(response.headers)) {
+    // known small JSON body: one native read, sent on in one piece
+    try {
+      const body = new Uint8Array(await response.arrayBuffer());
+      control.dispose();
+      return committed(response, body, control, startedAt);
+    } catch (error) {
+      control.dispose();
+      return failure(control, error, true);
+    }
+  }
   const reader = response.body.getReader();
+  const whole = isJson(response.headers);
+  let got = false;
   try {
     const r1 = await reader.read();
     control.firstByteArrived();
+    got = true;
+    if (r1.done) {
+      control.dispose();
+      return committed(response, new Uint8Array(0), control, startedAt);
+    }
+    if (!whole) {
+      return {
+        kind: "response",
+        cls: "ok",
+        response,
+        body: undefined,
+        reader,
+        first: r1.value,
+        control,
+        startedAt,
+      };
+    }
+    const parts: Uint8Array[] = [r1.value];
+    let size = r1.value.length;
+    while (size <= BUFFER_LIMIT) {
+      const r = await reader.read();
+      if (r.done) {
+        control.dispose();
+        return committed(response, concat(parts, size), control, startedAt);
+      }
+      parts.push(r.value);
+      size += r.value.length;
+    }
     return {
       kind: "response",
       cls: "ok",
       response,
+      body: undefined,
       reader,
-      first: r1.done ? undefined : r1.value,
+      first: concat(parts, size),
       control,
       startedAt,
     };
   } catch (error) {
     control.dispose();
     reader.cancel().catch(() => {});
-    return failure(control, error, false);
+    return failure(control, error, got);
   }
+}
+
+function committed(
+  response: Response,
+  body: Uint8Array<ArrayBuffer>,
+  control: AttemptControl,
+  startedAt: number,
+): Committable {
+  return {
+    kind: "response",
+    cls: "ok",
+    response,
+    body,
+    reader: undefined,
+    first: undefined,
+    control,
+    startedAt,
+  };
+}
+
+/** A JSON body whose length is known and small: read it with one native call. */
+function wholeBody(h: Headers): boolean {
+  const len = h.get("content-length");
+  if (len === null || Number(len) > BUFFER_LIMIT) return false;
+  const ct = h.get("content-type");
+  return ct !== null && ct.includes("json");
+}
+
+function isJson(h: Headers): boolean {
+  const ct = h.get("content-type");
+  if (ct === null || !ct.includes("json")) return false;
+  const len = h.get("content-length");
+  return len === null || Number(len) <= BUFFER_LIMIT;
+}
+
+function concat(parts: Uint8Array[], size: number): Uint8Array<ArrayBuffer> {
+  const first = parts[0];
+  if (parts.length === 1 && first !== undefined && first.buffer instanceof ArrayBuffer) {
+    return first as Uint8Array<ArrayBuffer>;
+  }
+  const out = new Uint8Array(size);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
 }
 
 function failure(control: AttemptControl, error: unknown, midBody: boolean): Failure {

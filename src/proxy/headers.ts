@@ -56,7 +56,7 @@ function connectionTokens(h: Headers): Set<string> | undefined {
  * Copies the headers of a client request that may go upstream.
  * @param src the client's request headers
  * @returns a new Headers without hop-by-hop headers, credentials or routing hints, asking for
- *   an uncompressed response (so bytes stream through unchanged)
+ *   an uncompressed response (`identity`: fetch then never decodes, so bytes pass unchanged)
  */
 export function forwardRequestHeaders(src: Headers): Headers {
   const extra = connectionTokens(src);
@@ -82,18 +82,17 @@ export function applyAuth(h: Headers, style: AuthStyle, key: string): void {
 
 /**
  * Copies the headers of an upstream response that may go back to the client. The upstream's
- * `x-request-id` is kept as `x-upstream-request-id` (ours takes `x-request-id`).
+ * `x-request-id` is kept as `x-upstream-request-id` (ours takes `x-request-id`). Upstreams are
+ * asked for `identity` encoding and fetch leaves an encoded body as it came, so an upstream that
+ * compresses anyway keeps its `content-encoding` and `content-length`: the client decodes.
  * @param src the upstream response's headers
  * @returns a new Headers for the client's response
  */
 export function returnResponseHeaders(src: Headers): Headers {
   const extra = connectionTokens(src);
   const out = new Headers();
-  const encoded = src.has("content-encoding");
   for (const [k, v] of src) {
     if (NOT_RETURNED.has(k) || (extra !== undefined && extra.has(k))) continue;
-    // fetch decodes compressed bodies itself: the encoding and length no longer apply
-    if (encoded && (k === "content-encoding" || k === "content-length")) continue;
     out.append(k, v);
   }
   const upstreamId = src.get("x-request-id");

@@ -2,7 +2,8 @@
  * @module
  * Reads and rewrites one top-level field of a JSON request body without parsing or
  * re-serializing the rest: every other byte (tools, vendor fields, number formats, spacing)
- * reaches the upstream unchanged. Stops scanning as soon as the field is found.
+ * reaches the upstream unchanged. Reads the whole top level, so a repeated name resolves as
+ * `JSON.parse` resolves it (the last one wins).
  */
 
 /** Where a top-level value sits in the text. */
@@ -66,9 +67,10 @@ function skipValue(t: string, i: number): number {
 }
 
 /**
- * Finds a top-level field of a JSON object.
+ * Finds a top-level field of a JSON object. Like `JSON.parse`, the last occurrence of a repeated
+ * name wins, and names written with escapes (`"mod\u0065l"`) match.
  * @param text the JSON text
- * @param key the field name (compared to the raw, unescaped-free name)
+ * @param key the field name
  * @returns the value's span, or undefined when absent or the text is not a JSON object
  */
 export function findTopLevel(text: string, key: string): FieldSpan | undefined {
@@ -76,25 +78,41 @@ export function findTopLevel(text: string, key: string): FieldSpan | undefined {
   if (text.charCodeAt(i) !== 123) return undefined;
   i++;
   const quoted = `"${key}"`;
+  let found: FieldSpan | undefined;
   while (i < text.length) {
     i = skipWs(text, i);
-    if (text.charCodeAt(i) !== 34) return undefined;
+    if (text.charCodeAt(i) !== 34) return found;
     const keyEnd = skipString(text, i);
-    if (keyEnd < 0) return undefined;
-    const isKey = keyEnd - i === quoted.length && text.startsWith(quoted, i);
+    if (keyEnd < 0) return found;
+    const isKey = keyEnd - i === quoted.length
+      ? text.startsWith(quoted, i)
+      : hasEscape(text, i, keyEnd) && unescapeKey(text.slice(i, keyEnd)) === key;
     i = skipWs(text, keyEnd);
-    if (text.charCodeAt(i) !== 58) return undefined;
+    if (text.charCodeAt(i) !== 58) return found;
     i = skipWs(text, i + 1);
     const start = i;
     const end = skipValue(text, i);
-    if (end < 0 || end === start) return undefined;
-    if (isKey) return { raw: text.slice(start, end), start, end };
+    if (end < 0 || end === start) return found;
+    if (isKey) found = { raw: text.slice(start, end), start, end };
     i = skipWs(text, end);
-    const c = text.charCodeAt(i);
-    if (c === 44) i++;
-    else return undefined;
+    if (text.charCodeAt(i) !== 44) return found;
+    i++;
   }
-  return undefined;
+  return found;
+}
+
+function hasEscape(t: string, start: number, end: number): boolean {
+  const at = t.indexOf("\\", start);
+  return at >= 0 && at < end;
+}
+
+function unescapeKey(raw: string): string | undefined {
+  try {
+    const v: unknown = JSON.parse(raw);
+    return typeof v === "string" ? v : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

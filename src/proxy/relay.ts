@@ -48,7 +48,6 @@ export function relay(o: RelayOptions): ReadableStream<Uint8Array> {
   let bytes = 0;
   let ended = false;
   let pendingError: unknown;
-  let boundary = true;
   const finish = (end: Omit<RelayEnd, "bytes">) => {
     if (ended) return;
     ended = true;
@@ -58,10 +57,6 @@ export function relay(o: RelayOptions): ReadableStream<Uint8Array> {
   const deliver = (controller: ReadableStreamDefaultController<Uint8Array>, c: Uint8Array) => {
     if (c.length === 0) return;
     bytes += c.length;
-    if (o.sse) {
-      const n = c.length;
-      boundary = c[n - 1] === 10 && (n < 2 ? false : c[n - 2] === 10 || c[n - 2] === 13);
-    }
     o.onChunk?.(c);
     controller.enqueue(c);
   };
@@ -111,8 +106,8 @@ export function relay(o: RelayOptions): ReadableStream<Uint8Array> {
             : "upstream connection broke";
           const error = new Error(`Stream interrupted: ${why}`);
           if (o.sse) {
-            const prefix = boundary ? "" : "\n\n";
-            const event = `${prefix}event: error\ndata: ${
+            // blank lines end whatever partial event came before; extra ones are ignored
+            const event = `\n\nevent: error\ndata: ${
               errorBody(`Stream interrupted: ${why}`, "upstream_error", "stream_interrupted")
             }\n\n`;
             controller.enqueue(encoder.encode(event));

@@ -29,7 +29,12 @@ export function upstreamUrl(u: Upstream, path: string, search: string): string {
  * @param random returns [0, 1)
  * @returns milliseconds to wait
  */
-export function backoffMs(retry: number, baseMs: number, maxMs: number, random: () => number): number {
+export function backoffMs(
+  retry: number,
+  baseMs: number,
+  maxMs: number,
+  random: () => number,
+): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, retry - 1));
   return Math.round(ceiling * (0.5 + random() / 2));
 }

@@ -1,0 +1,242 @@
+/**
+ * @module
+ * `llm-balance check`: validates a config beyond its schema (plugins load, every strategy and
+ * probe it names exists, a non-loopback address has client keys) and prints a summary: pools,
+ * strategies, upstreams and keys (masked). Contacts nothing. {@linkcode verifyConfig} is also
+ * what `serve` and every reload run before a config is used.
+ */
+
+import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
+import { App } from "../app.ts";
+import { ConfigError, type ConfigIssue } from "../config/mod.ts";
+import type { Config } from "../config/types.ts";
+import { importPlugins, PluginError, Registry } from "../registry.ts";
+import { builtins } from "../../plugins/mod.ts";
+import { describeError, isLoopbackHost, out, say } from "./_io.ts";
+
+/** A config that passed {@linkcode verifyConfig}. */
+export interface VerifiedConfig {
+  config: Config;
+  /** Built-ins plus the config's plugins. */
+  registry: Registry;
+  /** Each plugin module and the `kind:name` of what it registered. */
+  plugins: { path: string; names: string[] }[];
+}
+
+/** Options of {@linkcode verifyConfig}. */
+export interface VerifyOptions {
+  /** The address the server listens on. @default config.server.host */
+  bindHost?: string;
+  /** Reads the config file (to give each problem its line). @default Deno.readTextFile */
+  readTextFile?: (path: string) => Promise<string>;
+}
+
+type Segment = string | number;
+
+/**
+ * Checks what the config loader cannot: that the plugin modules load and register, that every
+ * strategy and probe named exists, and that a non-loopback address has client keys.
+ * @param config a loaded config
+ * @param options the address actually listened on, and how to read the file
+ * @returns the config with its registry
+ * @throws {ConfigError} listing every problem with its field path and line
+ */
+export async function verifyConfig(
+  config: Config,
+  options: VerifyOptions = {},
+): Promise<VerifiedConfig> {
+  const issues: { path: Segment[][]; message: string }[] = [];
+  const registry = new Registry();
+  registry.register(...builtins);
+  const plugins: VerifiedConfig["plugins"] = [];
+  for (const [i, path] of config.plugins.entries()) {
+    try {
+      const found = await importPlugins(path);
+      registry.register(...found);
+      const names = found.map((p) => {
+        const { kind, name } = p as { kind: string; name: string };
+        return `${kind}:${name}`;
+      });
+      plugins.push({ path, names });
+    } catch (err) {
+      const detail = err instanceof PluginError ? err.detail : String(err);
+      issues.push({ path: [["plugins", i]], message: `cannot load plugin "${path}": ${detail}` });
+    }
+  }
+  for (const pool of config.pools) {
+    if (registry.strategy(pool.strategy) !== undefined) continue;
+    const paths: Segment[][] = config.format === "seed-b"
+      ? [["models", pool.model, "load_balance_strategy"]]
+      : pool.model === "*"
+      ? [["pools", "default", "strategy"], ["pools", "*", "strategy"]]
+      : [["pools", pool.model, "strategy"]];
+    issues.push({
+      path: paths,
+      message: `unknown strategy "${pool.strategy}" (known: ${
+        registry.names("strategy").join(", ")
+      })`,
+    });
+  }
+  for (const u of config.upstreams) {
+    const probe = u.healthCheck?.probe;
+    if (probe === undefined || registry.probe(probe) !== undefined) continue;
+    issues.push({
+      path: [["upstreams", u.name, "health_check", "probe"]],
+      message: `unknown probe "${probe}" (known: ${registry.names("probe").join(", ")})`,
+    });
+  }
+  const host = options.bindHost ?? config.server.host;
+  if (
+    !isLoopbackHost(host) && config.clientKeys.length === 0 &&
+    !config.server.allowUnauthenticatedRemote
+  ) {
+    issues.push({
+      path: [["server", "host"]],
+      message: `listening on "${host}" needs client keys (auth.client_keys), or ` +
+        "server.allow_unauthenticated_remote: true; without them anyone could spend your keys",
+    });
+  }
+  if (issues.length > 0) {
+    const read = options.readTextFile ?? ((p: string) => Deno.readTextFile(p));
+    const text = await read(config.source).catch(() => undefined);
+    throw new ConfigError(config.source, issues.map((issue) => locateIssue(issue, text)));
+  }
+  return { config, registry, plugins };
+}
+
+function locateIssue(issue: { path: Segment[][]; message: string }, text: string | undefined) {
+  const lines = issue.path.map((p) => ({
+    p,
+    line: text === undefined ? undefined : lineOf(text, p),
+  }));
+  const found = lines.find((l) => l.line !== undefined) ?? lines[0]!;
+  const located: ConfigIssue = { path: formatSegments(found.p), message: issue.message };
+  if (found.line !== undefined) located.line = found.line;
+  return located;
+}
+
+function formatSegments(path: readonly Segment[]): string {
+  return path.map((s, i) => typeof s === "number" ? `[${s}]` : i === 0 ? s : `.${s}`).join("");
+}
+
+/**
+ * Finds the line of a field in a YAML or JSON file.
+ * @param text the file's content
+ * @param path mapping keys and list indexes, outermost first
+ * @returns the 1-based line of the field's key (of the item, for a list index), or undefined
+ *   when the path is not in the file
+ */
+export function lineOf(text: string, path: readonly Segment[]): number | undefined {
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter });
+  let node: unknown = doc.contents;
+  let at: number | undefined;
+  for (const segment of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) =>
+        String(isScalar(p.key) ? p.key.value : p.key) === String(segment)
+      );
+      if (pair === undefined) return undefined;
+      at = (pair.key as { range?: [number, number, number] } | null)?.range?.[0];
+      node = pair.value;
+    } else if (isSeq(node) && typeof segment === "number") {
+      node = node.items[segment];
+      at = (node as { range?: [number, number, number] } | undefined)?.range?.[0];
+    } else return undefined;
+    if (at === undefined) return undefined;
+  }
+  return at === undefined ? undefined : counter.linePos(at).line;
+}
+
+/** What `check` prints. */
+export interface ConfigSummary {
+  source: string;
+  format: Config["format"];
+  /** Where `serve` would listen, e.g. `http://127.0.0.1:8080`. */
+  listen: string;
+  pools: { model: string; strategy: string; keys: string[] }[];
+  upstreams: { name: string; url: string; keys: string[]; health_check: string | null }[];
+  plugins: VerifiedConfig["plugins"];
+  client_keys: number;
+  admin_key: boolean;
+}
+
+/**
+ * Summarizes a config as built: pools, strategies, upstreams and masked keys.
+ * @param app an application built from the config
+ * @param verified the verified config (for the plugin list)
+ */
+export function summarize(app: App, verified: VerifiedConfig): ConfigSummary {
+  const { config } = verified;
+  const rt = app.rt;
+  const pools = [...rt.pools.values(), ...(rt.defaultPool ? [rt.defaultPool] : [])];
+  const host = config.server.host.includes(":") ? `[${config.server.host}]` : config.server.host;
+  return {
+    source: config.source,
+    format: config.format,
+    listen: `http://${host}:${config.server.port}`,
+    pools: pools.map((p) => ({
+      model: p.model,
+      strategy: p.strategyName,
+      keys: p.candidates.map((c) => c.mask),
+    })),
+    upstreams: [...rt.upstreams.values()].map((u) => {
+      const hc = u.config.healthCheck;
+      return {
+        name: u.name,
+        url: u.baseUrl,
+        keys: [...rt.candidates.values()].filter((c) => c.upstream === u).map((c) => c.mask),
+        health_check: hc === undefined
+          ? null
+          : `${hc.probe} ${hc.path} every ${hc.intervalMs / 1000}s`,
+      };
+    }),
+    plugins: verified.plugins,
+    client_keys: config.clientKeys.length,
+    admin_key: config.adminKey !== undefined,
+  };
+}
+
+/**
+ * Renders a summary for people.
+ * @param s the summary
+ * @returns lines of text
+ */
+export function formatSummary(s: ConfigSummary): string {
+  const lines = [`${s.source}: valid (${s.format} format), would listen on ${s.listen}`];
+  for (const p of s.pools) {
+    const which = p.model === "*" ? "default pool (every other model)" : `pool "${p.model}"`;
+    lines.push(`  ${which}: ${p.strategy} over ${p.keys.length} key(s)`);
+  }
+  for (const u of s.upstreams) {
+    const keys = u.keys.length === 0 ? "no key" : u.keys.join(", ");
+    lines.push(`  upstream ${u.name}: ${u.url} [${keys}]`);
+    lines.push(`    health check: ${u.health_check ?? "off"}`);
+  }
+  for (const p of s.plugins) lines.push(`  plugin ${p.path}: ${p.names.join(", ")}`);
+  lines.push(`  client keys: ${s.client_keys}, admin key: ${s.admin_key ? "set" : "not set"}`);
+  return lines.join("\n");
+}
+
+/**
+ * Runs `check` on a loaded config: prints the summary (JSON with `json`) on stdout, or every
+ * problem on stderr.
+ * @param config the loaded config
+ * @param json print JSON instead of text
+ * @returns 0 when valid, 2 when not
+ */
+export async function check(config: Config, json: boolean): Promise<number> {
+  let verified: VerifiedConfig;
+  let app: App;
+  try {
+    verified = await verifyConfig(config);
+    app = await App.create(config, { probes: false });
+  } catch (err) {
+    say(describeError(err, `Cannot start with config "${config.source}"`));
+    return 2;
+  }
+  const summary = summarize(app, verified);
+  await app.close();
+  out(json ? JSON.stringify(summary, null, 2) : formatSummary(summary));
+  return 0;
+}

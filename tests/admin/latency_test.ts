@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { LatencyTracker } from "../../src/admin/latency.ts";
+
+Deno.test("LatencyTracker.percentiles() is null without samples", () => {
+  assert.deepEqual(new LatencyTracker().percentiles("x"), { p50: null, p95: null });
+});
+
+Deno.test("LatencyTracker.percentiles() uses the nearest rank", () => {
+  const t = new LatencyTracker();
+  t.record("a", 7.123);
+  assert.deepEqual(t.percentiles("a"), { p50: 7.12, p95: 7.12 });
+  for (const ms of [10, 20]) t.record("b", ms);
+  assert.deepEqual(t.percentiles("b"), { p50: 10, p95: 20 });
+  // 1..100 recorded in random order
+  const values = Array.from({ length: 100 }, (_, i) => i + 1).sort((x, y) =>
+    (x * 37) % 101 - (y * 37) % 101
+  );
+  for (const v of values) t.record("c", v);
+  assert.deepEqual(t.percentiles("c"), { p50: 50, p95: 95 });
+});
+
+Deno.test("LatencyTracker.percentiles() sorts numerically", () => {
+  const t = new LatencyTracker();
+  for (const ms of [9, 100, 25]) t.record("a", ms);
+  assert.deepEqual(t.percentiles("a"), { p50: 25, p95: 100 });
+});
+
+Deno.test("LatencyTracker.record() keeps only the recent samples of each candidate", () => {
+  const t = new LatencyTracker();
+  for (let i = 0; i < 256; i++) t.record("a", 1000);
+  for (let i = 0; i < 256; i++) t.record("a", 5);
+  assert.deepEqual(t.percentiles("a"), { p50: 5, p95: 5 });
+  t.record("b", 42);
+  assert.deepEqual(t.percentiles("b"), { p50: 42, p95: 42 });
+  assert.deepEqual(t.percentiles("a"), { p50: 5, p95: 5 });
+});

@@ -1,0 +1,199 @@
+/**
+ * @module
+ * Results of `deno task bench`: rows of measurements, medians and percentiles, the markdown
+ * tables and the ratios checked against the project's targets.
+ */
+
+/** The scenarios of the bench, in report order. */
+export const SCENARIOS = ["throughput", "latency", "ttfb", "streams", "pool"] as const;
+/** One scenario. */
+export type Scenario = typeof SCENARIOS[number];
+
+/** One measured target in one scenario (medians over rounds). */
+export interface Row {
+  target: string;
+  /** Requests (or streams) per second. */
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** User + system CPU time of the server process per request, in µs. */
+  cpuUsPerReq: number;
+  /** Peak RSS (VmHWM) of the server process during the measurement. */
+  peakRssMb: number;
+  /** Failed requests (socket errors, timeouts, non-2xx answers). */
+  errors: number;
+  requests: number;
+  note?: string;
+}
+
+/** One measurement of one target. */
+export type Sample = Omit<Row, "target" | "note">;
+
+/** A measure derived from the rows, checked against a target when the project set one. */
+export interface Check {
+  measure: string;
+  value: number;
+  /** `x` for a ratio, else a unit such as `ms` or `MB`. */
+  unit: string;
+  target?: string;
+  pass?: boolean;
+}
+
+/**
+ * The median of the numbers that are not NaN.
+ * @param values any order
+ * @returns NaN when there is none
+ */
+export function median(values: number[]): number {
+  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * A percentile by the nearest-rank method.
+ * @param values any order
+ * @param p from 0 to 100
+ * @returns NaN for no values
+ */
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  return sorted[
+    Math.max(0, Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1))
+  ]!;
+}
+
+/**
+ * Sums up rounds: medians of rates, latencies and CPU, the highest peak RSS, summed counts.
+ * @param target the row's name
+ * @param samples one per round
+ */
+export function medianRow(target: string, samples: Sample[]): Row {
+  return {
+    target,
+    rps: median(samples.map((s) => s.rps)),
+    p50Ms: median(samples.map((s) => s.p50Ms)),
+    p99Ms: median(samples.map((s) => s.p99Ms)),
+    cpuUsPerReq: median(samples.map((s) => s.cpuUsPerReq)),
+    peakRssMb: Math.max(...samples.map((s) => s.peakRssMb)),
+    errors: samples.reduce((sum, s) => sum + s.errors, 0),
+    requests: samples.reduce((sum, s) => sum + s.requests, 0),
+  };
+}
+
+function fmt(value: number, digits: number): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : "-";
+}
+
+/**
+ * A markdown table of one scenario.
+ * @param title the heading
+ * @param rows one per target
+ */
+export function table(title: string, rows: Row[]): string {
+  const line = (r: Row) =>
+    `| ${r.target} | ${fmt(r.rps, 0)} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ` +
+    `${fmt(r.cpuUsPerReq, 1)} | ${fmt(r.peakRssMb, 1)} | ${r.errors} | ${r.note ?? ""} |`;
+  return [
+    `### ${title}`,
+    "",
+    "| target | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MB | errors | notes |",
+    "|---|---:|---:|---:|---:|---:|---:|---|",
+    ...rows.map(line),
+    "",
+  ].join("\n");
+}
+
+/**
+ * The markdown table of the checks.
+ * @param checks from {@link ratioChecks}
+ */
+export function checksTable(checks: Check[]): string {
+  const value = (c: Check) =>
+    c.unit === "x" ? `${fmt(c.value, 2)}x` : `${fmt(c.value, 3)} ${c.unit}`;
+  const result = (c: Check) => c.pass === undefined ? "" : c.pass ? "PASS" : "FAIL";
+  return [
+    "### Ratios and targets",
+    "",
+    "| measure | value | target | result |",
+    "|---|---:|---|---|",
+    ...checks.map((c) => `| ${c.measure} | ${value(c)} | ${c.target ?? ""} | ${result(c)} |`),
+    "",
+  ].join("\n");
+}
+
+/**
+ * Derives the ratios of the issue's targets from the rows: llm-balance vs the pass-through and
+ * the mock directly, added latency and TTFB, memory with open streams, pool scale.
+ * @param results rows by scenario (targets named `direct`, `passthrough`, `llm-balance`; the
+ *   pool scenario's first row is the small pool, its second the large one)
+ * @param extra checks computed elsewhere, appended
+ */
+export function ratioChecks(results: Partial<Record<Scenario, Row[]>>, extra: Check[]): Check[] {
+  const checks: Check[] = [];
+  const row = (scenario: Scenario, target: string) =>
+    results[scenario]?.find((r) => r.target === target);
+  const add = (measure: string, value: number, unit: string, target?: string, pass?: boolean) =>
+    checks.push({
+      measure,
+      value,
+      unit,
+      ...(target === undefined ? {} : { target }),
+      ...(pass === undefined ? {} : { pass }),
+    });
+
+  const [proxy, pass, direct] = ["llm-balance", "passthrough", "direct"].map((t) =>
+    row("throughput", t)
+  );
+  if (proxy && pass) {
+    const ratio = proxy.rps / pass.rps;
+    add("throughput llm-balance / passthrough", ratio, "x", ">= 0.8x", ratio >= 0.8);
+    add("CPU per request llm-balance / passthrough", proxy.cpuUsPerReq / pass.cpuUsPerReq, "x");
+  }
+  if (proxy && direct) add("throughput llm-balance / direct", proxy.rps / direct.rps, "x");
+  if (pass && direct) add("throughput passthrough / direct", pass.rps / direct.rps, "x");
+
+  const [latProxy, latPass, latDirect] = ["llm-balance", "passthrough", "direct"].map((t) =>
+    row("latency", t)
+  );
+  if (latProxy && latDirect) {
+    const p50 = latProxy.p50Ms - latDirect.p50Ms;
+    const p99 = latProxy.p99Ms - latDirect.p99Ms;
+    add("1 connection: p50 added vs direct", p50, "ms", "<= 0.3 ms (later)", p50 <= 0.3);
+    add("1 connection: p99 added vs direct", p99, "ms", "<= 1.5 ms (later)", p99 <= 1.5);
+  }
+  if (latProxy && latPass) {
+    add("1 connection: p50 added vs passthrough", latProxy.p50Ms - latPass.p50Ms, "ms");
+  }
+
+  const [ttfbProxy, ttfbPass, ttfbDirect] = ["llm-balance", "passthrough", "direct"].map((t) =>
+    row("ttfb", t)
+  );
+  if (ttfbProxy && ttfbDirect) {
+    const added = ttfbProxy.p50Ms - ttfbDirect.p50Ms;
+    add("streaming TTFB added vs direct (p50)", added, "ms", "< 1 ms", added < 1);
+  }
+  if (ttfbProxy && ttfbPass) {
+    add("streaming TTFB added vs passthrough (p50)", ttfbProxy.p50Ms - ttfbPass.p50Ms, "ms");
+  }
+
+  const streamsProxy = row("streams", "llm-balance");
+  const streamsPass = row("streams", "passthrough");
+  if (streamsProxy) {
+    add("peak RSS with open streams, llm-balance", streamsProxy.peakRssMb, "MB", "(later target)");
+  }
+  if (streamsProxy && streamsPass) {
+    const ratio = streamsProxy.peakRssMb / streamsPass.peakRssMb;
+    add("peak RSS with open streams, llm-balance / passthrough", ratio, "x");
+  }
+
+  const [small, large] = results.pool ?? [];
+  if (small && large) {
+    const names = `${large.target} / ${small.target}`;
+    add(`throughput ${names}`, large.rps / small.rps, "x", "(later target)");
+    add(`CPU per request ${names}`, large.cpuUsPerReq / small.cpuUsPerReq, "x");
+  }
+  return [...checks, ...extra];
+}

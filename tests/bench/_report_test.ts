@@ -1,0 +1,104 @@
+/** @module Tests of the bench's result helpers (tests/bench/_report.ts). */
+
+import assert from "node:assert/strict";
+import {
+  checksTable,
+  median,
+  medianRow,
+  percentile,
+  ratioChecks,
+  type Row,
+  table,
+} from "./_report.ts";
+
+function row(target: string, fields: Partial<Row> = {}): Row {
+  return {
+    target,
+    rps: 1000,
+    p50Ms: 1,
+    p99Ms: 2,
+    cpuUsPerReq: 50,
+    peakRssMb: 100,
+    errors: 0,
+    requests: 5000,
+    ...fields,
+  };
+}
+
+Deno.test("median() takes the middle value, or the mean of the two middle ones, ignoring NaN", () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.equal(median([NaN, 5]), 5);
+  assert.ok(Number.isNaN(median([])));
+});
+
+Deno.test("percentile() uses the nearest rank", () => {
+  const values = Array.from({ length: 100 }, (_, i) => 100 - i);
+  assert.equal(percentile(values, 50), 50);
+  assert.equal(percentile(values, 99), 99);
+  assert.equal(percentile(values, 100), 100);
+  assert.equal(percentile([7], 0), 7);
+  assert.ok(Number.isNaN(percentile([], 50)));
+});
+
+Deno.test("medianRow() takes medians of rates and latencies, the top peak RSS and summed counts", () => {
+  const samples = [
+    { rps: 10, p50Ms: 1, p99Ms: 9, cpuUsPerReq: 5, peakRssMb: 70, errors: 1, requests: 100 },
+    { rps: 30, p50Ms: 3, p99Ms: 7, cpuUsPerReq: 6, peakRssMb: 90, errors: 0, requests: 300 },
+    { rps: 20, p50Ms: 2, p99Ms: 8, cpuUsPerReq: 7, peakRssMb: 80, errors: 2, requests: 200 },
+  ];
+  assert.deepEqual(medianRow("x", samples), {
+    target: "x",
+    rps: 20,
+    p50Ms: 2,
+    p99Ms: 8,
+    cpuUsPerReq: 6,
+    peakRssMb: 90,
+    errors: 3,
+    requests: 600,
+  });
+});
+
+Deno.test("ratioChecks() compares llm-balance with the pass-through and checks the targets", () => {
+  const checks = ratioChecks({
+    throughput: [
+      row("direct", { rps: 50_000 }),
+      row("passthrough", { rps: 10_000, cpuUsPerReq: 80 }),
+      row("llm-balance", { rps: 9_000, cpuUsPerReq: 100 }),
+    ],
+    latency: [
+      row("direct", { p50Ms: 0.1, p99Ms: 0.5 }),
+      row("llm-balance", { p50Ms: 0.5, p99Ms: 1 }),
+    ],
+    ttfb: [row("direct", { p50Ms: 0.3 }), row("llm-balance", { p50Ms: 0.8 })],
+    pool: [row("3 keys", { rps: 9000 }), row("10000 keys", { rps: 4500 })],
+  }, [{ measure: "extra", value: 1, unit: "MB" }]);
+  const by = new Map(checks.map((c) => [c.measure, c]));
+  const throughput = by.get("throughput llm-balance / passthrough");
+  assert.equal(throughput?.value, 0.9);
+  assert.equal(throughput?.pass, true);
+  assert.equal(by.get("CPU per request llm-balance / passthrough")?.value, 1.25);
+  const p50 = by.get("1 connection: p50 added vs direct");
+  assert.ok(Math.abs(p50!.value - 0.4) < 1e-9);
+  assert.equal(p50?.pass, false);
+  assert.equal(by.get("1 connection: p99 added vs direct")?.pass, true);
+  assert.equal(by.get("streaming TTFB added vs direct (p50)")?.pass, true);
+  assert.equal(by.get("throughput 10000 keys / 3 keys")?.value, 0.5);
+  assert.equal(checks.at(-1)?.measure, "extra");
+});
+
+Deno.test("ratioChecks() leaves out what was not measured", () => {
+  assert.deepEqual(ratioChecks({ throughput: [row("direct")] }, []), []);
+});
+
+Deno.test("table() and checksTable() render markdown rows", () => {
+  const text = table("Title", [row("direct", { note: "n", rps: NaN })]);
+  assert.match(text, /^### Title\n/);
+  assert.match(text, /\| direct \| - \| 1\.000 \| 2\.000 \| 50\.0 \| 100\.0 \| 0 \| n \|/);
+  const checks = checksTable([
+    { measure: "ratio", value: 0.912, unit: "x", target: ">= 0.8x", pass: true },
+    { measure: "added", value: 1.5, unit: "ms", pass: false },
+  ]);
+  assert.match(checks, /\| ratio \| 0\.91x \| >= 0\.8x \| PASS \|/);
+  assert.ok(checks.includes("| added | 1.500 ms |  | FAIL |"), checks);
+});

@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { Logger, resolveFormat } from "../src/logger.ts";
+
+const T0 = Date.UTC(2025, 0, 2, 3, 4, 5, 678);
+
+function logger(options: ConstructorParameters<typeof Logger>[0] = {}) {
+  const lines: string[] = [];
+  const log = new Logger({ now: () => T0, sink: (l) => lines.push(l), ...options });
+  return { log, lines };
+}
+
+Deno.test("Logger writes one JSON object per line with time, level, msg and fields", () => {
+  const { log, lines } = logger();
+  log.info("request", { status: 200, path: "/v1/x", skipped: undefined, nested: { a: [1] } });
+  assert.equal(lines.length, 1);
+  assert.ok(!lines[0]!.includes("\n"));
+  assert.deepEqual(JSON.parse(lines[0]!), {
+    time: "2025-01-02T03:04:05.678Z",
+    level: "info",
+    msg: "request",
+    status: 200,
+    path: "/v1/x",
+    nested: { a: [1] },
+  });
+});
+
+Deno.test("Logger drops lines below its level, and setLevel() changes it", () => {
+  const { log, lines } = logger({ level: "warn" });
+  log.debug("d");
+  log.info("i");
+  log.warn("w");
+  log.error("e");
+  assert.deepEqual(lines.map((l) => JSON.parse(l).level), ["warn", "error"]);
+  assert.equal(log.enabled("info"), false);
+  log.setLevel("debug");
+  assert.equal(log.enabled("debug"), true);
+  log.debug("d2");
+  assert.equal(JSON.parse(lines.at(-1)!).msg, "d2");
+});
+
+Deno.test("Logger defaults to info", () => {
+  const { log, lines } = logger();
+  log.debug("hidden");
+  log.info("shown");
+  assert.equal(lines.length, 1);
+});
+
+Deno.test("Logger writes Error values as their message", () => {
+  const { log, lines } = logger();
+  log.error("failed", { error: new Error("boom") });
+  assert.equal(JSON.parse(lines[0]!).error, "boom");
+});
+
+Deno.test("Logger pretty format is one human-readable line", () => {
+  const { log, lines } = logger({ format: "pretty" });
+  log.warn("key resting", { key: "sk-a...wxyz", until: undefined, n: 3, o: { a: 1 } });
+  assert.equal(
+    lines[0],
+    '2025-01-02T03:04:05.678Z WARN  key resting key=sk-a...wxyz n=3 o={"a":1}',
+  );
+});
+
+Deno.test("Logger pretty format quotes values with spaces and never breaks the line", () => {
+  const { log, lines } = logger({ format: "pretty" });
+  log.error("failed\nbadly", { error: "upstream connection broke", stack: "a\n  at b", empty: "" });
+  assert.equal(
+    lines[0],
+    '2025-01-02T03:04:05.678Z ERROR failed badly error="upstream connection broke" ' +
+      'stack="a\\n  at b" empty=""',
+  );
+});
+
+Deno.test("Logger scrubs every known secret from every line", () => {
+  const { log, lines } = logger();
+  const secret = "sk-live-0123456789abcdefghij";
+  log.setSecrets(new Map([[secret, "sk-l...ghij"]]));
+  log.info(`got ${secret}`, { header: `Bearer ${secret}`, list: [secret] });
+  assert.ok(!lines[0]!.includes(secret));
+  assert.equal(JSON.parse(lines[0]!).msg, "got sk-l...ghij");
+  assert.equal(log.redact(`x${secret}y`), "xsk-l...ghijy");
+});
+
+Deno.test("Logger scrubs secrets in their JSON-escaped and URL-encoded forms", () => {
+  const { log, lines } = logger();
+  const odd = 'key"with\\odd/chars+&=';
+  log.setSecrets(new Map([[odd, "..#odd"]]));
+  log.info("odd", { value: odd, url: `https://x.example/?key=${encodeURIComponent(odd)}` });
+  const line = lines[0]!;
+  assert.ok(!line.includes(JSON.stringify(odd).slice(1, -1)), line);
+  assert.ok(!line.includes(encodeURIComponent(odd)), line);
+  const parsed = JSON.parse(line);
+  assert.equal(parsed.value, "..#odd");
+  assert.equal(parsed.url, "https://x.example/?key=..#odd");
+});
+
+Deno.test("Logger.setSecrets() replaces the longest secret first and can be cleared", () => {
+  const { log } = logger();
+  log.setSecrets(new Map([["sk-abc", "M1"], ["sk-abcdef", "M2"]]));
+  assert.equal(log.redact("sk-abcdef sk-abc"), "M2 M1");
+  log.setSecrets(new Map());
+  assert.equal(log.redact("sk-abcdef"), "sk-abcdef");
+});
+
+Deno.test("resolveFormat() keeps explicit formats and picks by terminal for auto", () => {
+  assert.equal(resolveFormat("json"), "json");
+  assert.equal(resolveFormat("pretty"), "pretty");
+  assert.equal(resolveFormat("auto"), Deno.stderr.isTerminal() ? "pretty" : "json");
+});

@@ -1,0 +1,266 @@
+/** @module Tests of one upstream attempt: time limits, first bytes, classification. */
+
+import assert from "node:assert/strict";
+import { attempt, type AttemptRequest, type AttemptResult } from "../../src/proxy/attempt.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+type FakeFetch = (url: string, init: RequestInit) => Promise<Response>;
+
+function request(fetch: FakeFetch, over: Partial<AttemptRequest> = {}): AttemptRequest {
+  return {
+    url: "http://upstream.test/v1/chat/completions",
+    method: "POST",
+    headers: new Headers({ authorization: "Bearer k" }),
+    body: enc.encode('{"model":"m"}'),
+    timeouts: { connectMs: 0, firstByteMs: 0, idleMs: 0, totalMs: 0 },
+    deadline: Infinity,
+    clientSignal: new AbortController().signal,
+    fetch: fetch as typeof globalThis.fetch,
+    client: undefined,
+    now: Date.now,
+    ...over,
+  };
+}
+
+/** A body that sends `chunks`, then stays open until the fetch signal aborts (then errors). */
+function openBody(signal: AbortSignal | null | undefined, chunks: string[] = []) {
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      for (const s of chunks) c.enqueue(enc.encode(s));
+      signal?.addEventListener("abort", () => c.error(signal.reason), { once: true });
+    },
+  });
+}
+
+/** A fetch whose headers never come; it rejects when its signal aborts. */
+const neverAnswers: FakeFetch = (_url, init) =>
+  new Promise((_resolve, reject) => {
+    init.signal?.addEventListener("abort", () => reject(init.signal!.reason), { once: true });
+  });
+
+function done(r: AttemptResult): void {
+  if (r.kind === "response") {
+    r.control.dispose();
+    r.reader?.cancel().catch(() => {});
+  }
+}
+
+Deno.test("attempt() sends the request as given, without following redirects", async () => {
+  let seen: { url: string; init: RequestInit } | undefined;
+  const client = Deno.createHttpClient({});
+  try {
+    const r = await attempt(request((url, init) => {
+      seen = { url, init };
+      return Promise.resolve(new Response("{}"));
+    }, { client, method: "PUT" }));
+    done(r);
+    assert.equal(seen?.url, "http://upstream.test/v1/chat/completions");
+    assert.equal(seen?.init.method, "PUT");
+    assert.equal(seen?.init.redirect, "manual");
+    assert.equal(new Headers(seen?.init.headers).get("authorization"), "Bearer k");
+    assert.equal(dec.decode(seen?.init.body as Uint8Array), '{"model":"m"}');
+    assert.ok(seen?.init.signal instanceof AbortSignal);
+    assert.equal((seen?.init as { client?: Deno.HttpClient }).client, client);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("attempt() commits once the first body bytes arrive, leaving the reader open", async () => {
+  let signal: AbortSignal | null | undefined;
+  const r = await attempt(request((_u, init) => {
+    signal = init.signal;
+    return Promise.resolve(
+      new Response(openBody(init.signal, ["data: 1\n\n"]), {
+        headers: { "content-type": "text/event-stream" },
+      }),
+    );
+  }, { timeouts: { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 } }));
+  assert.equal(r.kind, "response");
+  if (r.kind !== "response") return;
+  assert.equal(r.cls, "ok");
+  assert.equal(dec.decode(r.first), "data: 1\n\n");
+  assert.ok(r.reader !== undefined);
+  assert.equal(signal?.aborted, false);
+  r.control.clientGone();
+  await assert.rejects(r.reader.read());
+  r.control.dispose();
+});
+
+Deno.test("attempt() commits a response without a body, or with an empty one", async () => {
+  const none = await attempt(request(() => Promise.resolve(new Response(null, { status: 204 }))));
+  assert.equal(none.kind, "response");
+  if (none.kind === "response") {
+    assert.equal(none.reader, undefined);
+    assert.equal(none.first, undefined);
+  }
+  done(none);
+  const empty = await attempt(request(() => Promise.resolve(new Response(""))));
+  assert.equal(empty.kind, "response");
+  if (empty.kind === "response") assert.equal(empty.first?.length ?? 0, 0);
+  done(empty);
+});
+
+Deno.test("attempt() reads error answers and classifies them", async () => {
+  const cases: { status: number; body: string; cls: string }[] = [
+    { status: 500, body: '{"error":{"message":"boom"}}', cls: "server" },
+    { status: 503, body: "", cls: "server" },
+    { status: 429, body: '{"error":{"code":"rate_limit_exceeded"}}', cls: "rate_limited" },
+    { status: 429, body: '{"error":{"code":"insufficient_quota"}}', cls: "quota" },
+    { status: 401, body: "no", cls: "auth" },
+    { status: 403, body: "", cls: "auth" },
+    { status: 400, body: '{"error":{}}', cls: "bad_request" },
+    { status: 404, body: "", cls: "bad_request" },
+  ];
+  for (const c of cases) {
+    const r = await attempt(
+      request(() => Promise.resolve(new Response(c.body, { status: c.status })), {
+        timeouts: { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 },
+      }),
+    );
+    assert.equal(r.kind, "error_response", `${c.status}`);
+    if (r.kind !== "error_response") continue;
+    assert.equal(r.cls, c.cls, `${c.status} ${c.body}`);
+    assert.equal(r.response.status, c.status);
+    assert.equal(dec.decode(r.body), c.body);
+  }
+});
+
+Deno.test("attempt() keeps at most 1 MiB of an error body", async () => {
+  const big = new Uint8Array(3 * 1024 * 1024).fill(65);
+  const r = await attempt(
+    request(() => Promise.resolve(new Response(new Blob([big]).stream(), { status: 500 }))),
+  );
+  assert.equal(r.kind, "error_response");
+  if (r.kind === "error_response") assert.equal(r.body.length, 1024 * 1024);
+});
+
+Deno.test("attempt() classifies a failed connection as connect", async () => {
+  const r = await attempt(request(() => Promise.reject(new TypeError("connection refused"))));
+  assert.equal(r.kind, "failure");
+  assert.equal(r.cls, "connect");
+  if (r.kind === "failure") assert.equal(r.timeout, undefined);
+});
+
+Deno.test("attempt() times out when the headers do not come in time", async () => {
+  const t0 = performance.now();
+  const r = await attempt(request(neverAnswers, {
+    timeouts: { connectMs: 0, firstByteMs: 60, idleMs: 0, totalMs: 5000 },
+  }));
+  assert.equal(r.cls, "timeout");
+  assert.equal(r.kind === "failure" && r.timeout, "first_byte");
+  assert.ok(performance.now() - t0 < 2000);
+});
+
+Deno.test("attempt() times out when headers come but the first body bytes do not", async () => {
+  const r = await attempt(
+    request((_u, init) => Promise.resolve(new Response(openBody(init.signal), { status: 200 })), {
+      timeouts: { connectMs: 0, firstByteMs: 60, idleMs: 0, totalMs: 5000 },
+    }),
+  );
+  assert.equal(r.kind, "failure");
+  assert.equal(r.cls, "timeout");
+  assert.equal(r.kind === "failure" && r.timeout, "first_byte");
+});
+
+Deno.test("attempt() times out at the request's deadline before its own limits", async () => {
+  const t0 = performance.now();
+  const r = await attempt(request(neverAnswers, {
+    timeouts: { connectMs: 0, firstByteMs: 10_000, idleMs: 0, totalMs: 10_000 },
+    deadline: Date.now() + 60,
+  }));
+  assert.equal(r.cls, "timeout");
+  assert.ok(performance.now() - t0 < 2000);
+});
+
+Deno.test("attempt() classifies a client that leaves as client_abort, not a timeout", async () => {
+  const client = new AbortController();
+  setTimeout(() => client.abort(), 30);
+  const r = await attempt(request(neverAnswers, {
+    clientSignal: client.signal,
+    timeouts: { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 },
+  }));
+  assert.equal(r.cls, "client_abort");
+});
+
+Deno.test("attempt() aborts at once for a client already gone", async () => {
+  const client = new AbortController();
+  client.abort();
+  let signal: AbortSignal | null | undefined;
+  const r = await attempt(request((_u, init) => {
+    signal = init.signal;
+    return Promise.reject(init.signal?.reason);
+  }, { clientSignal: client.signal }));
+  assert.equal(r.cls, "client_abort");
+  assert.equal(signal?.aborted, true);
+});
+
+Deno.test("attempt() classifies an error body that breaks as a server failure", async () => {
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(enc.encode('{"error":'));
+      c.error(new TypeError("connection reset"));
+    },
+  });
+  const r = await attempt(request(() => Promise.resolve(new Response(body, { status: 502 }))));
+  assert.equal(r.kind, "failure");
+  assert.equal(r.cls, "server");
+});
+
+Deno.test("attempt() reads a JSON body whole before committing", async () => {
+  const parts = ['{"id":"x",', '"choices":[]', "}"];
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (const p of parts) c.enqueue(enc.encode(p));
+      c.close();
+    },
+  });
+  const r = await attempt(
+    request(
+      () =>
+        Promise.resolve(new Response(body, { headers: { "content-type": "application/json" } })),
+      {
+        timeouts: { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 },
+      },
+    ),
+  );
+  assert.equal(r.kind, "response");
+  if (r.kind !== "response") return;
+  assert.equal(dec.decode(r.body), parts.join(""));
+  assert.equal(r.reader, undefined);
+});
+
+Deno.test("attempt() classifies a JSON body that breaks before its end as a server failure", async () => {
+  const body = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      c.enqueue(enc.encode('{"id":'));
+      await new Promise((r) => setTimeout(r, 5));
+      c.error(new TypeError("connection reset"));
+    },
+  });
+  const r = await attempt(
+    request(() =>
+      Promise.resolve(new Response(body, { headers: { "content-type": "application/json" } }))
+    ),
+  );
+  assert.equal(r.kind, "failure");
+  assert.equal(r.cls, "server");
+});
+
+Deno.test("attempt() leaves a JSON body over 4 MiB to stream", async () => {
+  const r = await attempt(request((_u, init) =>
+    Promise.resolve(
+      new Response(openBody(init.signal, ['{"data":[']), {
+        headers: { "content-type": "application/json", "content-length": String(5 * 1024 * 1024) },
+      }),
+    )
+  ));
+  assert.equal(r.kind, "response");
+  if (r.kind !== "response") return;
+  assert.equal(r.body, undefined);
+  assert.equal(dec.decode(r.first), '{"data":[');
+  assert.ok(r.reader !== undefined);
+  done(r);
+});

@@ -1,0 +1,134 @@
+/** @module Tests of header hygiene: hop-by-hop headers, credentials and auth styles. */
+
+import assert from "node:assert/strict";
+import {
+  applyAuth,
+  forwardRequestHeaders,
+  returnResponseHeaders,
+} from "../../src/proxy/headers.ts";
+
+Deno.test("forwardRequestHeaders() drops hop-by-hop headers and those named in Connection", () => {
+  const out = forwardRequestHeaders(
+    new Headers({
+      connection: "close, X-Foo, x-bar",
+      "keep-alive": "timeout=5",
+      "proxy-connection": "keep-alive",
+      "transfer-encoding": "chunked",
+      upgrade: "websocket",
+      te: "trailers",
+      trailer: "x-checksum",
+      "proxy-authorization": "Basic abc",
+      "proxy-authenticate": "Basic",
+      "x-foo": "1",
+      "x-bar": "2",
+      "x-kept": "3",
+      "content-type": "application/json",
+    }),
+  );
+  assert.deepEqual([...out], [
+    ["accept-encoding", "identity"],
+    ["content-type", "application/json"],
+    ["x-kept", "3"],
+  ]);
+});
+
+Deno.test("forwardRequestHeaders() drops client credentials, routing hints and cookies", () => {
+  const out = forwardRequestHeaders(
+    new Headers({
+      authorization: "Bearer client-key",
+      "x-api-key": "client-key",
+      "api-key": "client-key",
+      host: "evil.example",
+      "x-forwarded-host": "evil.example",
+      "x-forwarded-for": "1.2.3.4",
+      "x-forwarded-proto": "https",
+      "x-forwarded-port": "443",
+      "x-real-ip": "1.2.3.4",
+      forwarded: "host=evil.example",
+      cookie: "a=b",
+      "content-length": "12",
+      "x-request-id": "client-id",
+      "openai-organization": "org-1",
+      "anthropic-version": "2023-06-01",
+    }),
+  );
+  assert.deepEqual([...out], [
+    ["accept-encoding", "identity"],
+    ["anthropic-version", "2023-06-01"],
+    ["openai-organization", "org-1"],
+  ]);
+});
+
+Deno.test("forwardRequestHeaders() asks for an uncompressed response whatever the client accepts", () => {
+  const out = forwardRequestHeaders(new Headers({ "accept-encoding": "gzip, br" }));
+  assert.equal(out.get("accept-encoding"), "identity");
+});
+
+Deno.test("forwardRequestHeaders() leaves its input unchanged", () => {
+  const src = new Headers({ authorization: "Bearer x", "x-a": "1" });
+  forwardRequestHeaders(src);
+  assert.equal(src.get("authorization"), "Bearer x");
+});
+
+Deno.test("applyAuth() sets the key in the upstream's auth style", () => {
+  const cases = [
+    { style: "bearer", header: "authorization", value: "Bearer sk-1" },
+    { style: "x-api-key", header: "x-api-key", value: "sk-1" },
+    { style: "api-key", header: "api-key", value: "sk-1" },
+  ] as const;
+  for (const { style, header, value } of cases) {
+    const h = new Headers({ "content-type": "application/json" });
+    applyAuth(h, style, "sk-1");
+    assert.equal(h.get(header), value, style);
+    const names = [...h.keys()].filter((k) => k !== "content-type");
+    assert.deepEqual(names, [header], `${style} sets exactly one credential header`);
+  }
+});
+
+Deno.test("applyAuth() replaces a credential already set", () => {
+  const h = new Headers({ authorization: "Bearer old" });
+  applyAuth(h, "bearer", "new");
+  assert.equal(h.get("authorization"), "Bearer new");
+});
+
+Deno.test("returnResponseHeaders() drops hop-by-hop headers and those named in Connection", () => {
+  const out = returnResponseHeaders(
+    new Headers({
+      connection: "x-hop",
+      "keep-alive": "timeout=5",
+      upgrade: "h2c",
+      "proxy-authenticate": "Basic",
+      trailer: "x-t",
+      "transfer-encoding": "chunked",
+      "x-hop": "1",
+      "content-type": "text/event-stream",
+    }),
+  );
+  assert.deepEqual([...out], [["content-type", "text/event-stream"]]);
+});
+
+Deno.test("returnResponseHeaders() keeps rate-limit headers and renames the upstream's request id", () => {
+  const out = returnResponseHeaders(
+    new Headers({
+      "x-request-id": "req_abc",
+      "x-ratelimit-remaining-requests": "99",
+      "x-ratelimit-reset-tokens": "6m0s",
+      "retry-after": "2",
+      "openai-processing-ms": "12",
+      "set-cookie": "s=1",
+      server: "nginx",
+      date: "Mon, 01 Jan 2024 00:00:00 GMT",
+      "content-length": "10",
+    }),
+  );
+  assert.equal(out.get("x-upstream-request-id"), "req_abc");
+  assert.equal(out.get("x-request-id"), null);
+  assert.equal(out.get("x-ratelimit-remaining-requests"), "99");
+  assert.equal(out.get("x-ratelimit-reset-tokens"), "6m0s");
+  assert.equal(out.get("retry-after"), "2");
+  assert.equal(out.get("openai-processing-ms"), "12");
+  assert.equal(out.get("content-length"), "10");
+  assert.equal(out.get("set-cookie"), null);
+  assert.equal(out.get("server"), null);
+  assert.equal(out.get("date"), null);
+});

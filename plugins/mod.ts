@@ -13,6 +13,7 @@ import cors from "./middleware/cors.ts";
 import endpoints from "./middleware/endpoints.ts";
 import clientAuth from "./middleware/client_auth.ts";
 import rateLimit from "./middleware/rate_limit.ts";
+import models from "./middleware/models.ts";
 import proxy from "./middleware/proxy.ts";
 
 /** The built-in plugins, registered at start. */
@@ -27,5 +28,6 @@ export const builtins = [
   endpoints,
   clientAuth,
   rateLimit,
+  models,
   proxy,
 ] as const;

@@ -11,7 +11,13 @@ import { compose } from "./compose.ts";
 import { HealthBoard } from "./health/board.ts";
 import { Logger, resolveFormat } from "./logger.ts";
 import { maskAll, shortHash } from "./mask.ts";
-import { type Candidate, Secret, type Upstream } from "./plugin.ts";
+import {
+  type Candidate,
+  Secret,
+  type Strategy,
+  type StrategyPlugin,
+  type Upstream,
+} from "./plugin.ts";
 import { Pool } from "./pool.ts";
 import { importPlugins, Registry } from "./registry.ts";
 import { MemoryStateStore, type StateStore } from "./state_store.ts";
@@ -61,7 +67,15 @@ export interface AppOptions {
 }
 
 /** The order of the built-in request chain; plugin middleware goes before `proxy`. */
-export const CHAIN = ["request_log", "cors", "endpoints", "client_auth", "rate_limit", "proxy"];
+export const CHAIN = [
+  "request_log",
+  "cors",
+  "endpoints",
+  "client_auth",
+  "rate_limit",
+  "models",
+  "proxy",
+];
 
 /** The running application. */
 export class App {
@@ -81,6 +95,8 @@ export class App {
   #rt: Runtime;
   #active: ActiveHealth | undefined;
   #probes: boolean;
+  /** Whether the logger was built from the config (so reloads may change its format). */
+  #ownLogger = false;
 
   private constructor(rt: Runtime, parts: {
     logger: Logger;
@@ -137,6 +153,7 @@ export class App {
       probes: options.probes ?? true,
     });
     app.#rt = buildRuntime(config, registry, app);
+    app.#ownLogger = options.logger === undefined;
     logger.setSecrets(secretMasks(config));
     app.#startProbes();
     return app;
@@ -159,6 +176,7 @@ export class App {
     this.#rt = rt;
     this.board.configure(config.health);
     this.logger.setLevel(config.log.level);
+    if (this.#ownLogger) this.logger.setFormat(resolveFormat(config.log.format));
     this.logger.setSecrets(secretMasks(config));
     this.board.epoch++;
     const old = this.#active;
@@ -284,7 +302,7 @@ export function buildRuntime(config: Config, registry: Registry, app: App): Runt
       model: pc.model,
       strategyName: pc.strategy,
       candidates: list,
-      strategy: plugin.create({ candidates: list, random: app.random }),
+      strategy: createStrategy(plugin, list, app.random, where),
       fallback: fallbackPlugin.create({ candidates: list, random: app.random }),
       board: app.board,
       onStrategyError: (err) =>
@@ -312,6 +330,23 @@ export function buildRuntime(config: Config, registry: Registry, app: App): Runt
       return (model === undefined ? undefined : pools.get(model)) ?? defaultPool;
     },
   };
+}
+
+function createStrategy(
+  plugin: StrategyPlugin,
+  candidates: Candidate[],
+  random: () => number,
+  pool: string,
+): Strategy {
+  try {
+    return plugin.create({ candidates, random });
+  } catch (err) {
+    throw new Error(
+      `Cannot start: pools.${pool}.strategy: strategy "${plugin.name}" failed to start: ${
+        err instanceof Error ? err.message : String(err)
+      }`,
+    );
+  }
 }
 
 function buildChain(

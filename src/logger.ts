@@ -85,6 +85,14 @@ export class Logger {
     this.#min = LEVELS[level];
   }
 
+  /**
+   * Changes the line format at run time (hot reload).
+   * @param format JSON lines or human-readable
+   */
+  setFormat(format: "json" | "pretty"): void {
+    this.#format = format;
+  }
+
   /** @returns whether lines of this level are written */
   enabled(level: LogLevel): boolean {
     return LEVELS[level] >= this.#min;

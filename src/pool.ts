@@ -137,17 +137,19 @@ export class Pool {
     exclude: ((c: Candidate) => boolean) | undefined,
   ): Candidate {
     let chosen: Candidate | undefined;
+    let threw = false;
     try {
       chosen = this.#strategy.pick(list, ctx);
     } catch (err) {
+      threw = true;
       this.#onStrategyError(err);
     }
     if (
-      chosen === undefined || this.candidates[chosen.index] !== chosen ||
+      typeof chosen !== "object" || chosen === null || this.candidates[chosen.index] !== chosen ||
       chosen.priority !== list[0]!.priority || !isAvailable(chosen.state, now) ||
       (exclude !== undefined && exclude(chosen))
     ) {
-      if (chosen !== undefined) {
+      if (!threw) {
         this.#onStrategyError(
           new Error(`Strategy "${this.strategyName}" returned a non-candidate`),
         );

@@ -173,15 +173,18 @@ export async function importPlugins(
   try {
     mod = await import(pluginSpecifier(path));
   } catch (err) {
-    const baked = (options.baked ?? Deno.build.standalone === true)
-      ? bakedPluginUrl(path)
-      : undefined;
-    const message = err instanceof Error ? err.message : String(err);
-    if (baked === undefined || !/not found/i.test(message)) throw fail(firstLine(message));
+    const useBaked = options.baked ?? Deno.build.standalone === true;
+    const message = firstLine(err instanceof Error ? err.message : String(err));
+    if (!useBaked || !/not found/i.test(message)) throw fail(message);
+    const baked = bakedPluginUrl(path);
     try {
+      if (baked === undefined) throw new Error("not baked in");
       mod = await import(baked);
     } catch {
-      throw fail(`${firstLine(message)} (nor is it baked into this binary)`);
+      throw fail(
+        `${message} (a compiled binary loads only the plugins/ folder it was built with: ` +
+          "put the plugin under plugins/ and rebuild, or run from source)",
+      );
     }
   }
   const out: unknown[] = [];

@@ -34,6 +34,7 @@ export interface ShutdownReport {
 export interface RunningServer {
   /** Base URL, e.g. `http://127.0.0.1:8080`. */
   readonly url: string;
+  /** The port listened on (the one taken when 0 was asked for). */
   readonly port: number;
   /** Requests whose response has not been fully sent yet (streams included). */
   inFlight(): number;
@@ -86,6 +87,7 @@ function shuttingDown(requestId: string): Response {
 export function createHandler(app: App, options: HandlerOptions = {}): Deno.ServeHandler {
   const { track, cut } = options;
   return function handle(req, info): Promise<Response> {
+    if (cut?.aborted) return Promise.resolve(shuttingDown(crypto.randomUUID()));
     const rt = app.rt;
     const ctx: RequestContext = {
       req,
@@ -106,10 +108,6 @@ export function createHandler(app: App, options: HandlerOptions = {}): Deno.Serv
     );
     if (track !== undefined) track(answer.then(() => ctx.done), ctx);
     if (cut === undefined) return answer;
-    if (cut.aborted) {
-      answer.then((res) => res.body?.cancel().catch(() => {}));
-      return Promise.resolve(shuttingDown(ctx.requestId));
-    }
     return new Promise((resolve) => {
       let settled = false;
       const onCut = () => {

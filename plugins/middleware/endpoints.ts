@@ -18,8 +18,8 @@ import type { Config } from "../../src/config/types.ts";
 import type { App } from "../../src/app.ts";
 import { ProxyError } from "../../src/errors.ts";
 import { credentialOf, timingSafeEqual } from "../../src/admin/credentials.ts";
-import { candidateView, health, keyStats, loadBalancers, poolView } from "../../src/admin/stats.ts";
-import type { Candidate } from "../../src/plugin.ts";
+import { health, keyStats, loadBalancers, poolView } from "../../src/admin/stats.ts";
+import { adminAction } from "../../src/admin/actions.ts";
 import { matchClientKey } from "./client_auth.ts";
 
 const JSON_HEADERS = { "content-type": "application/json" };
@@ -29,10 +29,8 @@ function json(body: unknown, status = 200): Response {
 }
 
 function isLoopback(addr: string): boolean {
-  return addr.startsWith("127.") || addr === "::1" || addr === "::ffff:127.0.0.1";
+  return addr.startsWith("127.") || addr === "::1" || addr.startsWith("::ffff:127.");
 }
-
-const ADMIN_ACTIONS = new Set(["disable", "enable", "reset"]);
 
 function notFound(message: string, code = "not_found"): ProxyError {
   return new ProxyError(message, { status: 404, type: "not_found_error", code });
@@ -145,45 +143,11 @@ function endpoints(config: Config, app: App): Middleware {
     }
     if (path === "/admin" || path.startsWith("/admin/")) {
       checkAct(ctx);
-      ctx.res = admin(ctx, app, method, path.split("/").slice(2).map(decode));
+      ctx.res = json(adminAction(app, ctx.rt, method, path.split("/").slice(2).map(decode)));
       return;
     }
     await next();
   };
-}
-
-function admin(ctx: RequestContext, app: App, method: string, parts: string[]): Response {
-  const [what, id, action, ...extra] = parts;
-  const all = [...ctx.rt.candidates.values()];
-  if (method === "GET" && what === "keys" && id === undefined) {
-    return json({ keys: all.map((c) => candidateView(app, c)) });
-  }
-  const known = what === "keys" || what === "upstreams";
-  if (
-    method !== "POST" || !known || id === undefined || action === undefined || extra.length > 0
-  ) {
-    throw notFound(
-      "Unknown admin endpoint (GET /admin/keys, POST /admin/keys/{id}/{action}, " +
-        "POST /admin/upstreams/{name}/{action})",
-    );
-  }
-  if (!ADMIN_ACTIONS.has(action)) {
-    throw new ProxyError(`Unknown admin action "${action}" (disable, enable, reset)`, {
-      status: 400,
-      type: "invalid_request_error",
-      code: "unknown_action",
-    });
-  }
-  const targets: Candidate[] = what === "keys"
-    ? all.filter((c) => c.id === id || c.mask === id)
-    : all.filter((c) => c.upstream.name === id);
-  if (targets.length === 0) throw notFound(`No ${what === "keys" ? "key" : "upstream"} "${id}"`);
-  for (const c of targets) {
-    if (action === "disable") app.board.setDisabled(c, true);
-    else if (action === "enable") app.board.setDisabled(c, false);
-    else app.board.reset(c);
-  }
-  return json({ ok: true, action, keys: targets.map((c) => candidateView(app, c)) });
 }
 
 /** Health, stats, metrics and admin endpoints. */

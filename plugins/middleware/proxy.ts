@@ -17,9 +17,19 @@ import { retryAt } from "../../src/health/retry_after.ts";
 import type { Candidate } from "../../src/plugin.ts";
 import type { Pool } from "../../src/pool.ts";
 import { attempt, type AttemptResult } from "../../src/proxy/attempt.ts";
-import { applyAuth, forwardRequestHeaders, returnResponseHeaders } from "../../src/proxy/headers.ts";
+import type { AttemptControl } from "../../src/proxy/attempt_control.ts";
+import {
+  applyAuth,
+  forwardRequestHeaders,
+  returnResponseHeaders,
+} from "../../src/proxy/headers.ts";
 import { findTopLevel, readTopLevelString, replaceValue } from "../../src/proxy/json_scan.ts";
 import { relay } from "../../src/proxy/relay.ts";
+import {
+  acceptsStreamOptions,
+  injectIncludeUsage,
+  UsageChunkStripper,
+} from "../../src/proxy/stream_usage.ts";
 import { type Usage, UsageTap } from "../../src/proxy/usage.ts";
 import { backoffMs, describeUnavailable, upstreamUrl } from "../../src/proxy/routing.ts";
 
@@ -47,12 +57,21 @@ function proxy(config: Config, app: App): Middleware {
   const retry = config.retry;
   return async function proxy(ctx: RequestContext): Promise<void> {
     const { req, url } = ctx;
-    const body = await readBody(req, config.server.maxBodyBytes);
+    let body = await readBody(req, config.server.maxBodyBytes);
     let text: string | undefined;
     let model: string | undefined;
+    let injected = false;
     if (body !== null && body.length > 0 && isJson(req.headers.get("content-type"))) {
       text = decoder.decode(body);
       model = readTopLevelString(text, "model");
+      if (config.usage.injectStreamUsage && acceptsStreamOptions(url.pathname)) {
+        const withUsage = injectIncludeUsage(text);
+        if (withUsage !== undefined) {
+          text = withUsage;
+          body = encoder.encode(withUsage);
+          injected = true;
+        }
+      }
     }
     ctx.log.model = model;
     if (model !== undefined && ctx.client?.models && !ctx.client.models.includes(model)) {
@@ -112,6 +131,7 @@ function proxy(config: Config, app: App): Middleware {
       if (c.key !== undefined) applyAuth(headers, c.upstream.auth, c.key.reveal());
       const trial = app.board.begin(c);
       const t0 = performance.now();
+      let control: AttemptControl | undefined;
       const result = await attempt({
         url: upstreamUrl(c.upstream, url.pathname, url.search),
         method: req.method,
@@ -123,10 +143,12 @@ function proxy(config: Config, app: App): Middleware {
         fetch: app.fetch,
         client: app.httpClient,
         now: app.now,
+        onControl: (k) => app.open.add(control = k),
       });
+      if (result.kind !== "response" && control !== undefined) app.open.delete(control);
       ctx.log.upstreamMs += performance.now() - t0;
       if (result.kind === "response") {
-        commit(ctx, app, c, result, trial);
+        commit(ctx, app, c, result, { trial, injected });
         return;
       }
       const status = result.kind === "error_response" ? result.response.status : undefined;
@@ -148,6 +170,13 @@ function proxy(config: Config, app: App): Middleware {
         status,
         consecutive_failures: c.state.consecutiveFailures,
       });
+      if (result.kind === "failure" && result.shutdown) {
+        throw new ProxyError("llm-balance is shutting down", {
+          status: 503,
+          type: "service_unavailable",
+          code: "shutting_down",
+        });
+      }
       if (result.cls === "client_abort" || !isRetryable(result.cls)) break;
       if (result.cls === "server" || result.cls === "connect" || result.cls === "timeout") {
         failedUpstreams.add(c.upstream.name);
@@ -181,7 +210,7 @@ function commit(
   app: App,
   c: Candidate,
   r: Extract<AttemptResult, { kind: "response" }>,
-  trial: boolean,
+  { trial, injected }: { trial: boolean; injected: boolean },
 ): void {
   const res = r.response;
   const started = r.startedAt;
@@ -199,6 +228,7 @@ function commit(
   if (r.reader === undefined || NULL_BODY.has(res.status)) {
     r.reader?.cancel().catch(() => {});
     r.control.dispose();
+    app.open.delete(r.control);
     const body = NULL_BODY.has(res.status) ? null : r.body ?? null;
     if (body !== null && body.length > 0) {
       ctx.log.bytes = body.length;
@@ -213,6 +243,8 @@ function commit(
     return;
   }
   const tap = new UsageTap(sse);
+  // the usage chunk the client did not ask for: the tap reads it, the client never sees it
+  const strip = injected && sse ? new UsageChunkStripper() : undefined;
   app.open.add(r.control);
   let resolveDone!: () => void;
   ctx.done = new Promise<void>((resolve) => resolveDone = resolve);
@@ -223,6 +255,8 @@ function commit(
     idleMs: c.upstream.config.timeouts.idleMs,
     sse,
     onChunk: (chunk) => tap.push(chunk),
+    transform: strip && ((chunk) => strip.push(chunk)),
+    flush: strip && (() => strip.flush()),
     onEnd: (end) => {
       app.open.delete(r.control);
       ctx.log.bytes = end.bytes;
@@ -311,7 +345,9 @@ function finalResponse(
     return new Response(body, { status: res.status, headers });
   }
   ctx.log.outcome = last.cls;
-  if (last.kind !== "failure") throw new Error("unreachable: a committed attempt has no final error");
+  if (last.kind !== "failure") {
+    throw new Error("unreachable: a committed attempt has no final error");
+  }
   if (last.cls === "client_abort") {
     ctx.log.status = 499;
     return new Response(null, { status: 499 });

@@ -49,10 +49,16 @@ export class Reloader {
   /**
    * Loads, verifies and swaps in the config; waits for a reload already running first.
    * @param trigger why (`SIGHUP`, `file change`), for the log
-   * @returns whether the new config is now in force (false: rejected, or closed)
+   * @returns whether the new config is now in force (false: rejected, or closed); never rejects
    */
   reload(trigger: string): Promise<boolean> {
-    const run = this.#queue.then(() => this.#reloadNow(trigger));
+    const run = this.#queue.then(() => this.#reloadNow(trigger)).catch((err) => {
+      this.#app.logger.error("reload failed unexpectedly", {
+        trigger,
+        error: this.#app.logger.redact(describeError(err)),
+      });
+      return false;
+    });
     this.#queue = run;
     return run;
   }
@@ -142,6 +148,6 @@ export class Reloader {
   async close(): Promise<void> {
     this.#closed = true;
     this.#unwatch();
-    await this.#queue.catch(() => {});
+    await this.#queue;
   }
 }

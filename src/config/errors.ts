@@ -53,11 +53,7 @@ function describe(issue: ConfigIssue): string {
 function render(source: string, issues: readonly ConfigIssue[]): string {
   const head = `Cannot load config "${source}"`;
   const [only] = issues;
-  if (issues.length === 1 && only !== undefined) {
-    const where = only.path === "" && only.line !== undefined ? `line ${only.line}: ` : "";
-    const path = only.path === "" ? "" : `${only.path}: `;
-    return `${head}: ${where}${path}${only.message}`;
-  }
+  if (issues.length === 1 && only !== undefined) return `${head}: ${describe(only)}`;
   return [`${head}: ${issues.length} problems`, ...issues.map((i) => `  ${describe(i)}`)].join(
     "\n",
   );

@@ -44,7 +44,8 @@ export function probeRequest(c: Candidate): { url: string; headers: Headers } {
   const u = c.upstream.config;
   const headers = new Headers(u.headers);
   if (c.key !== undefined) applyAuth(headers, u.auth, c.key.reveal());
-  return { url: u.baseUrl + (u.healthCheck?.path ?? "/models"), headers };
+  const path = u.healthCheck?.path ?? (u.pathMode === "full" ? "/v1/models" : "/models");
+  return { url: u.baseUrl + path, headers };
 }
 
 /** Runs the probes of a set of candidates. */

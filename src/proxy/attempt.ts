@@ -23,6 +23,8 @@ export interface AttemptRequest {
   fetch: typeof fetch;
   client: Deno.HttpClient | undefined;
   now: () => number;
+  /** Sees the attempt's control as soon as it exists (so shutdown can cut the attempt). */
+  onControl?: ((control: AttemptControl) => void) | undefined;
 }
 
 /**
@@ -59,6 +61,8 @@ export interface Failure {
   error: unknown;
   /** Which limit fired, for timeouts. */
   timeout?: string | undefined;
+  /** llm-balance cut the attempt because it is shutting down. */
+  shutdown?: boolean;
 }
 
 /** The result of {@linkcode attempt}. */
@@ -75,6 +79,7 @@ const BUFFER_LIMIT = 4 * 1024 * 1024;
  */
 export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
   const control = new AttemptControl(r.clientSignal);
+  r.onControl?.(control);
   const startedAt = performance.now();
   const left = r.deadline - r.now();
   control.armTotal(Math.min(r.timeouts.totalMs || Infinity, left));
@@ -228,6 +233,7 @@ function concat(parts: Uint8Array[], size: number): Uint8Array<ArrayBuffer> {
 }
 
 function failure(control: AttemptControl, error: unknown, midBody: boolean): Failure {
+  if (control.shutDown) return { kind: "failure", cls: "client_abort", error, shutdown: true };
   const cls = classifyFailure({
     clientAborted: control.clientAborted,
     timedOut: control.timedOut !== undefined,

@@ -30,8 +30,15 @@ export interface RelayOptions {
   idleMs: number;
   /** Whether the body is an event stream (gets an error event on failure). */
   sse: boolean;
-  /** Sees each chunk as it is sent. */
+  /** Sees each chunk as the upstream sent it (before `transform`). */
   onChunk?: ((chunk: Uint8Array) => void) | undefined;
+  /**
+   * Rewrites each chunk before it goes to the client (e.g. `UsageChunkStripper.push`); may
+   * return no bytes, and the relay then reads on. @default sends chunks as they are
+   */
+  transform?: ((chunk: Uint8Array) => Uint8Array) | undefined;
+  /** Bytes `transform` still holds, sent before the end or the error event. @default none */
+  flush?: (() => Uint8Array) | undefined;
   /** Called exactly once when the body ends, fails or is cancelled. */
   onEnd: (end: RelayEnd) => void;
 }
@@ -54,11 +61,20 @@ export function relay(o: RelayOptions): ReadableStream<Uint8Array> {
     o.control.dispose();
     o.onEnd({ ...end, bytes });
   };
-  const deliver = (controller: ReadableStreamDefaultController<Uint8Array>, c: Uint8Array) => {
-    if (c.length === 0) return;
+  const send = (controller: ReadableStreamDefaultController<Uint8Array>, c: Uint8Array) => {
+    if (c.length === 0) return false;
     bytes += c.length;
-    o.onChunk?.(c);
     controller.enqueue(c);
+    return true;
+  };
+  /** Sends an upstream chunk; false when nothing went out (the caller reads on). */
+  const deliver = (controller: ReadableStreamDefaultController<Uint8Array>, c: Uint8Array) => {
+    if (c.length === 0) return false;
+    o.onChunk?.(c);
+    return send(controller, o.transform ? o.transform(c) : c);
+  };
+  const flush = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    if (o.flush) send(controller, o.flush());
   };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -69,10 +85,7 @@ export function relay(o: RelayOptions): ReadableStream<Uint8Array> {
       if (first !== undefined) {
         const c = first;
         first = undefined;
-        if (c.length > 0) {
-          deliver(controller, c);
-          return;
-        }
+        if (deliver(controller, c)) return;
       }
       for (;;) {
         let timer: ReturnType<typeof setTimeout> | undefined;
@@ -80,13 +93,12 @@ export function relay(o: RelayOptions): ReadableStream<Uint8Array> {
         try {
           const r = await o.reader.read();
           if (r.done) {
+            flush(controller);
             finish({ outcome: "complete", cls: "ok" });
             controller.close();
             return;
           }
-          if (r.value.length === 0) continue;
-          deliver(controller, r.value);
-          return;
+          if (deliver(controller, r.value)) return;
         } catch (err) {
           const cls = classifyFailure({
             clientAborted: o.control.clientAborted || o.control.shutDown,
@@ -105,6 +117,7 @@ export function relay(o: RelayOptions): ReadableStream<Uint8Array> {
             ? `upstream ${o.control.timedOut.replace("_", " ")} timeout`
             : "upstream connection broke";
           const error = new Error(`Stream interrupted: ${why}`);
+          flush(controller);
           if (o.sse) {
             // blank lines end whatever partial event came before; extra ones are ignored
             const event = `\n\nevent: error\ndata: ${

@@ -36,6 +36,7 @@ const LF = 10;
 const CR = 13;
 const EMPTY = new Uint8Array(0);
 const decoder = new TextDecoder();
+const EMPTY_CHOICES = /"choices"\s*:\s*\[\s*\]/;
 
 /**
  * Tells whether one complete SSE event is an OpenAI usage chunk: its data is a JSON object with
@@ -44,7 +45,8 @@ const decoder = new TextDecoder();
  */
 export function isUsageEvent(event: Uint8Array): boolean {
   const text = decoder.decode(event);
-  if (!text.includes('"usage"') || !text.includes('"choices"')) return false;
+  // cheap tests first: with include_usage every chunk carries `"usage":null`
+  if (!EMPTY_CHOICES.test(text) || !text.includes('"usage"')) return false;
   const data: string[] = [];
   for (const line of text.split(/\r\n|\r|\n/)) {
     if (line.startsWith("data:")) data.push(line.slice(line.startsWith("data: ") ? 6 : 5));

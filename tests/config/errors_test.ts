@@ -16,7 +16,10 @@ Deno.test("ConfigError renders one issue on one line", () => {
   const error = new ConfigError("x.yaml", [
     { path: "upstreams.ms.weight", message: "must be >= 0", line: 4 },
   ]);
-  assert.equal(error.message, 'Cannot load config "x.yaml": upstreams.ms.weight: must be >= 0');
+  assert.equal(
+    error.message,
+    'Cannot load config "x.yaml": upstreams.ms.weight (line 4): must be >= 0',
+  );
   assert.equal(error.name, "ConfigError");
   assert.equal(error.source, "x.yaml");
   assert.ok(error instanceof Error);

@@ -106,6 +106,6 @@ Deno.test("normalizeSeedA() substitutes ${VAR} through parseConfigText", () => {
     (error: unknown) =>
       error instanceof ConfigError &&
       error.message ===
-        'Cannot load config "config.json": api_keys[0]: environment variable "K1" is not set',
+        'Cannot load config "config.json": api_keys[0] (line 1): environment variable "K1" is not set',
   );
 });

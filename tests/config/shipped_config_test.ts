@@ -49,7 +49,7 @@ Deno.test("config.yaml fails naming MODELSCOPE_KEYS when it is not set", async (
       assert.ok(error instanceof ConfigError);
       assert.equal(
         error.message,
-        `Cannot load config "${SHIPPED}": upstreams.modelscope.keys: ` +
+        `Cannot load config "${SHIPPED}": upstreams.modelscope.keys (line ${keysLine}): ` +
           'environment variable "MODELSCOPE_KEYS" is not set',
       );
       assert.equal(error.issues[0]?.line, keysLine);

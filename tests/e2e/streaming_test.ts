@@ -174,7 +174,7 @@ Deno.test("proxy cancels the upstream stream at once when the client disconnects
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(chat("gpt-4o", { stream: true })),
-    signal: abort.signal,
+    signal: AbortSignal.any([abort.signal, AbortSignal.timeout(10_000)]),
   });
   const reader = res.body!.getReader();
   await reader.read();
@@ -259,7 +259,7 @@ pools:
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(chat("gpt-4o", { stream: true })),
-    signal: abort.signal,
+    signal: AbortSignal.any([abort.signal, AbortSignal.timeout(10_000)]),
   }).catch(() => undefined);
   await waitFor(() => up.requests.length === 1, "the upstream request");
   abort.abort();

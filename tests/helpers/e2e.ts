@@ -188,6 +188,26 @@ export async function waitFor(cond: () => boolean, what: string, timeoutMs = 300
 }
 
 /**
+ * Waits for a promise, but no longer than `ms`.
+ * @param p the promise
+ * @param ms the longest wait
+ * @param what named in the error
+ * @returns what `p` resolves to
+ * @throws Error when the time is up first
+ */
+export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Reads a body chunk by chunk, remembering each chunk and whether the stream errored.
  * @param body the stream
  * @returns the chunks, the error if any (undefined for a clean end)

@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { attempt, type AttemptRequest, type AttemptResult } from "../../src/proxy/attempt.ts";
+import { within } from "../helpers/e2e.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -40,6 +41,11 @@ const neverAnswers: FakeFetch = (_url, init) =>
     init.signal?.addEventListener("abort", () => reject(init.signal!.reason), { once: true });
   });
 
+/** Runs one attempt, failing the test if it takes more than 3 s. */
+function run(r: AttemptRequest): Promise<AttemptResult> {
+  return within(attempt(r), 3000, "attempt()");
+}
+
 function done(r: AttemptResult): void {
   if (r.kind === "response") {
     r.control.dispose();
@@ -51,7 +57,7 @@ Deno.test("attempt() sends the request as given, without following redirects", a
   let seen: { url: string; init: RequestInit } | undefined;
   const client = Deno.createHttpClient({});
   try {
-    const r = await attempt(request((url, init) => {
+    const r = await run(request((url, init) => {
       seen = { url, init };
       return Promise.resolve(new Response("{}"));
     }, { client, method: "PUT" }));
@@ -70,7 +76,7 @@ Deno.test("attempt() sends the request as given, without following redirects", a
 
 Deno.test("attempt() commits once the first body bytes arrive, leaving the reader open", async () => {
   let signal: AbortSignal | null | undefined;
-  const r = await attempt(request((_u, init) => {
+  const r = await run(request((_u, init) => {
     signal = init.signal;
     return Promise.resolve(
       new Response(openBody(init.signal, ["data: 1\n\n"]), {
@@ -85,19 +91,19 @@ Deno.test("attempt() commits once the first body bytes arrive, leaving the reade
   assert.ok(r.reader !== undefined);
   assert.equal(signal?.aborted, false);
   r.control.clientGone();
-  await assert.rejects(r.reader.read());
+  await assert.rejects(within(r.reader.read(), 3000, "the read to fail"));
   r.control.dispose();
 });
 
 Deno.test("attempt() commits a response without a body, or with an empty one", async () => {
-  const none = await attempt(request(() => Promise.resolve(new Response(null, { status: 204 }))));
+  const none = await run(request(() => Promise.resolve(new Response(null, { status: 204 }))));
   assert.equal(none.kind, "response");
   if (none.kind === "response") {
     assert.equal(none.reader, undefined);
     assert.equal(none.first, undefined);
   }
   done(none);
-  const empty = await attempt(request(() => Promise.resolve(new Response(""))));
+  const empty = await run(request(() => Promise.resolve(new Response(""))));
   assert.equal(empty.kind, "response");
   if (empty.kind === "response") assert.equal(empty.first?.length ?? 0, 0);
   done(empty);
@@ -115,7 +121,7 @@ Deno.test("attempt() reads error answers and classifies them", async () => {
     { status: 404, body: "", cls: "bad_request" },
   ];
   for (const c of cases) {
-    const r = await attempt(
+    const r = await run(
       request(() => Promise.resolve(new Response(c.body, { status: c.status })), {
         timeouts: { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 },
       }),
@@ -130,7 +136,7 @@ Deno.test("attempt() reads error answers and classifies them", async () => {
 
 Deno.test("attempt() keeps at most 1 MiB of an error body", async () => {
   const big = new Uint8Array(3 * 1024 * 1024).fill(65);
-  const r = await attempt(
+  const r = await run(
     request(() => Promise.resolve(new Response(new Blob([big]).stream(), { status: 500 }))),
   );
   assert.equal(r.kind, "error_response");
@@ -138,7 +144,7 @@ Deno.test("attempt() keeps at most 1 MiB of an error body", async () => {
 });
 
 Deno.test("attempt() classifies a failed connection as connect", async () => {
-  const r = await attempt(request(() => Promise.reject(new TypeError("connection refused"))));
+  const r = await run(request(() => Promise.reject(new TypeError("connection refused"))));
   assert.equal(r.kind, "failure");
   assert.equal(r.cls, "connect");
   if (r.kind === "failure") assert.equal(r.timeout, undefined);
@@ -146,7 +152,7 @@ Deno.test("attempt() classifies a failed connection as connect", async () => {
 
 Deno.test("attempt() times out when the headers do not come in time", async () => {
   const t0 = performance.now();
-  const r = await attempt(request(neverAnswers, {
+  const r = await run(request(neverAnswers, {
     timeouts: { connectMs: 0, firstByteMs: 60, idleMs: 0, totalMs: 5000 },
   }));
   assert.equal(r.cls, "timeout");
@@ -155,7 +161,7 @@ Deno.test("attempt() times out when the headers do not come in time", async () =
 });
 
 Deno.test("attempt() times out when headers come but the first body bytes do not", async () => {
-  const r = await attempt(
+  const r = await run(
     request((_u, init) => Promise.resolve(new Response(openBody(init.signal), { status: 200 })), {
       timeouts: { connectMs: 0, firstByteMs: 60, idleMs: 0, totalMs: 5000 },
     }),
@@ -167,7 +173,7 @@ Deno.test("attempt() times out when headers come but the first body bytes do not
 
 Deno.test("attempt() times out at the request's deadline before its own limits", async () => {
   const t0 = performance.now();
-  const r = await attempt(request(neverAnswers, {
+  const r = await run(request(neverAnswers, {
     timeouts: { connectMs: 0, firstByteMs: 10_000, idleMs: 0, totalMs: 10_000 },
     deadline: Date.now() + 60,
   }));
@@ -178,7 +184,7 @@ Deno.test("attempt() times out at the request's deadline before its own limits",
 Deno.test("attempt() classifies a client that leaves as client_abort, not a timeout", async () => {
   const client = new AbortController();
   setTimeout(() => client.abort(), 30);
-  const r = await attempt(request(neverAnswers, {
+  const r = await run(request(neverAnswers, {
     clientSignal: client.signal,
     timeouts: { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 },
   }));
@@ -189,7 +195,7 @@ Deno.test("attempt() aborts at once for a client already gone", async () => {
   const client = new AbortController();
   client.abort();
   let signal: AbortSignal | null | undefined;
-  const r = await attempt(request((_u, init) => {
+  const r = await run(request((_u, init) => {
     signal = init.signal;
     return Promise.reject(init.signal?.reason);
   }, { clientSignal: client.signal }));
@@ -204,7 +210,7 @@ Deno.test("attempt() classifies an error body that breaks as a server failure", 
       c.error(new TypeError("connection reset"));
     },
   });
-  const r = await attempt(request(() => Promise.resolve(new Response(body, { status: 502 }))));
+  const r = await run(request(() => Promise.resolve(new Response(body, { status: 502 }))));
   assert.equal(r.kind, "failure");
   assert.equal(r.cls, "server");
 });
@@ -217,7 +223,7 @@ Deno.test("attempt() reads a JSON body whole before committing", async () => {
       c.close();
     },
   });
-  const r = await attempt(
+  const r = await run(
     request(
       () =>
         Promise.resolve(new Response(body, { headers: { "content-type": "application/json" } })),
@@ -240,7 +246,7 @@ Deno.test("attempt() classifies a JSON body that breaks before its end as a serv
       c.error(new TypeError("connection reset"));
     },
   });
-  const r = await attempt(
+  const r = await run(
     request(() =>
       Promise.resolve(new Response(body, { headers: { "content-type": "application/json" } }))
     ),
@@ -250,7 +256,7 @@ Deno.test("attempt() classifies a JSON body that breaks before its end as a serv
 });
 
 Deno.test("attempt() leaves a JSON body over 4 MiB to stream", async () => {
-  const r = await attempt(request((_u, init) =>
+  const r = await run(request((_u, init) =>
     Promise.resolve(
       new Response(openBody(init.signal, ['{"data":[']), {
         headers: { "content-type": "application/json", "content-length": String(5 * 1024 * 1024) },

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { relay, type RelayEnd } from "../../src/proxy/relay.ts";
 import { AttemptControl } from "../../src/proxy/attempt_control.ts";
+import { within } from "../helpers/e2e.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -76,7 +77,7 @@ async function readAll(reader: ReadableStreamDefaultReader<Uint8Array>) {
   let reads = 0;
   try {
     for (let i = 0; i < 1000; i++) {
-      const r = await reader.read();
+      const r = await within(reader.read(), 3000, "the next chunk");
       if (r.done) return { text, reads, error: undefined };
       reads++;
       text += dec.decode(r.value, { stream: true });
@@ -111,15 +112,15 @@ Deno.test("relay() reads the upstream only when the client reads", async () => {
   const t = setup({ first: "a" });
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(t.up.pulls(), 0);
-  assert.equal(dec.decode((await t.reader.read()).value), "a");
+  assert.equal(dec.decode((await within(t.reader.read(), 3000, "a chunk")).value), "a");
   assert.equal(t.up.pulls(), 0);
   const next = t.reader.read();
   await new Promise((r) => setTimeout(r, 5));
   assert.equal(t.up.pulls(), 1);
   t.up.push("b");
-  assert.equal(dec.decode((await next).value), "b");
+  assert.equal(dec.decode((await within(next, 3000, "a chunk")).value), "b");
   t.up.close();
-  assert.equal((await t.reader.read()).done, true);
+  assert.equal((await within(t.reader.read(), 3000, "a chunk")).done, true);
 });
 
 Deno.test("relay() skips empty chunks", async () => {
@@ -187,7 +188,7 @@ Deno.test("relay() errors a non-event body that breaks, adding no bytes", async 
 
 Deno.test("relay() cancels the upstream at once when the client cancels", async () => {
   const t = setup({ first: "data: 1\n\n" });
-  await t.reader.read();
+  await within(t.reader.read(), 3000, "a chunk");
   await t.reader.cancel("client left");
   assert.equal(t.control.clientAborted, true);
   assert.equal(t.control.signal.aborted, true);
@@ -200,11 +201,11 @@ Deno.test("relay() cancels the upstream at once when the client cancels", async 
 
 Deno.test("relay() reports client_abort when the client's signal aborts during a read", async () => {
   const t = setup({ first: "data: 1\n\n" });
-  await t.reader.read();
+  await within(t.reader.read(), 3000, "a chunk");
   const next = t.reader.read();
   await new Promise((r) => setTimeout(r, 5));
   t.client.abort();
-  await assert.rejects(next);
+  await assert.rejects(within(next, 3000, "the read to fail"));
   assert.deepEqual(t.ends.map((e) => [e.outcome, e.cls]), [["client_abort", "client_abort"]]);
 });
 
@@ -234,9 +235,9 @@ Deno.test("relay() tells the client when llm-balance shuts down mid-stream", asy
 
 Deno.test("relay() calls onEnd once however the body ends", async () => {
   const t = setup({ first: "x" });
-  await t.reader.read();
+  await within(t.reader.read(), 3000, "a chunk");
   t.up.close();
-  assert.equal((await t.reader.read()).done, true);
+  assert.equal((await within(t.reader.read(), 3000, "a chunk")).done, true);
   await t.reader.cancel().catch(() => {});
   t.client.abort();
   assert.equal(t.ends.length, 1);

@@ -5,8 +5,10 @@
  */
 
 import { main } from "./src/cli.ts";
+import { flushStderr } from "./src/logger.ts";
 
 if (import.meta.main) {
   const code = await main(Deno.args);
+  flushStderr();
   Deno.exit(code);
 }

@@ -21,7 +21,7 @@ export interface LoggerOptions {
   level?: LogLevel;
   /** @default "json" */
   format?: "json" | "pretty";
-  /** @default writes to stderr */
+  /** @default batched writes to stderr ({@linkcode batchedStderrSink}) */
   sink?: LogSink;
   /** @default Date.now */
   now?: () => number;
@@ -30,12 +30,46 @@ export interface LoggerOptions {
 const encoder = new TextEncoder();
 const BARE = /^[^\s"=]+$/;
 
-/** Writes a line to stderr, synchronously so lines are never interleaved or lost on exit. */
+/** Writes a line to stderr at once, synchronously (for messages before exiting). */
 export function stderrSink(line: string): void {
-  const bytes = encoder.encode(line + "\n");
+  flushStderr();
+  writeAll(encoder.encode(line + "\n"));
+}
+
+function writeAll(bytes: Uint8Array): void {
   let off = 0;
   while (off < bytes.length) off += Deno.stderr.writeSync(bytes.subarray(off));
 }
+
+let pending: string[] = [];
+let pendingSize = 0;
+let flushTimer: ReturnType<typeof setTimeout> | undefined;
+const FLUSH_BYTES = 64 * 1024;
+const FLUSH_MS = 10;
+
+/** Writes every line {@linkcode batchedStderrSink} still holds; safe to call any time. */
+export function flushStderr(): void {
+  if (flushTimer !== undefined) clearTimeout(flushTimer);
+  flushTimer = undefined;
+  if (pending.length === 0) return;
+  const text = pending.join("");
+  pending = [];
+  pendingSize = 0;
+  writeAll(encoder.encode(text));
+}
+
+/**
+ * Queues a line for stderr: lines written within 10 ms (or up to 64 KiB) go out in one
+ * write, so a busy proxy does not pay a system call per request. Flushed on exit.
+ */
+export function batchedStderrSink(line: string): void {
+  pending.push(line + "\n");
+  pendingSize += line.length + 1;
+  if (pendingSize >= FLUSH_BYTES) flushStderr();
+  else if (flushTimer === undefined) flushTimer = setTimeout(flushStderr, FLUSH_MS);
+}
+
+globalThis.addEventListener("unload", flushStderr);
 
 /** A leveled structured logger. */
 export class Logger {
@@ -50,7 +84,7 @@ export class Logger {
   constructor(options: LoggerOptions = {}) {
     this.#min = LEVELS[options.level ?? "info"];
     this.#format = options.format ?? "json";
-    this.#sink = options.sink ?? stderrSink;
+    this.#sink = options.sink ?? batchedStderrSink;
     this.#now = options.now ?? Date.now;
   }
 

@@ -86,6 +86,12 @@ function shuttingDown(requestId: string): Response {
  */
 export function createHandler(app: App, options: HandlerOptions = {}): Deno.ServeHandler {
   const { track, cut } = options;
+  // requests still waiting for their response; one listener on `cut` serves them all
+  const waiting = new Set<() => void>();
+  cut?.addEventListener("abort", () => {
+    for (const onCut of waiting) onCut();
+    waiting.clear();
+  }, { once: true });
   return function handle(req, info): Promise<Response> {
     if (cut?.aborted) return Promise.resolve(shuttingDown(crypto.randomUUID()));
     const rt = app.rt;
@@ -114,9 +120,9 @@ export function createHandler(app: App, options: HandlerOptions = {}): Deno.Serv
         settled = true;
         resolve(shuttingDown(ctx.requestId));
       };
-      cut.addEventListener("abort", onCut, { once: true });
+      waiting.add(onCut);
       answer.then((res) => {
-        cut.removeEventListener("abort", onCut);
+        waiting.delete(onCut);
         // Cut before the response was ready: nobody will read this body; release its upstream.
         if (settled) res.body?.cancel().catch(() => {});
         else resolve(res);

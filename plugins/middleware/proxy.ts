@@ -39,7 +39,8 @@ const NULL_BODY = new Set([101, 204, 205, 304]);
 
 /** Reads the request body once (it is replayed on every attempt), enforcing the size limit. */
 async function readBody(req: Request, max: number): Promise<Uint8Array<ArrayBuffer> | null> {
-  if (req.body === null) return null;
+  // `req.body` is never touched: reading it builds a JS stream and loses the native fast path
+  if (req.method === "GET" || req.method === "HEAD") return null;
   const declared = Number(req.headers.get("content-length") ?? "0");
   const tooLarge = () =>
     new ProxyError(`Request body is larger than ${max} bytes`, {
@@ -50,7 +51,7 @@ async function readBody(req: Request, max: number): Promise<Uint8Array<ArrayBuff
   if (declared > max) throw tooLarge();
   const body = new Uint8Array(await req.arrayBuffer());
   if (body.length > max) throw tooLarge();
-  return body;
+  return body.length === 0 && !req.headers.has("content-length") ? null : body;
 }
 
 function proxy(config: Config, app: App): Middleware {

@@ -37,7 +37,13 @@ function skipString(t: string, i: number): number {
   return -1;
 }
 
-function skipValue(t: string, i: number): number {
+/**
+ * Finds where the JSON value starting at `i` ends.
+ * @param t the JSON text
+ * @param i index of the value's first character
+ * @returns the index after the value, or -1 when it does not end
+ */
+export function skipValue(t: string, i: number): number {
   const c = t.charCodeAt(i);
   if (c === 34) return skipString(t, i);
   if (c === 123 || c === 91) {
@@ -102,8 +108,8 @@ export function findTopLevel(text: string, key: string): FieldSpan | undefined {
 }
 
 function hasEscape(t: string, start: number, end: number): boolean {
-  const at = t.indexOf("\\", start);
-  return at >= 0 && at < end;
+  for (let i = start; i < end; i++) if (t.charCodeAt(i) === 92) return true;
+  return false;
 }
 
 function unescapeKey(raw: string): string | undefined {

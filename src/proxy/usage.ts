@@ -6,6 +6,8 @@
  * gets are never touched or delayed.
  */
 
+import { findTopLevel } from "./json_scan.ts";
+
 /** Token counts of one response. */
 export interface Usage {
   promptTokens: number;
@@ -34,6 +36,20 @@ export function readUsage(u: unknown): Usage | undefined {
   return { promptTokens: prompt, completionTokens: completion, totalTokens: total };
 }
 
+/**
+ * Reads the top-level `"usage"` of a JSON text without building the rest of the body.
+ * @returns the usage, or undefined when there is none
+ */
+function usageField(text: string): Usage | undefined {
+  const span = findTopLevel(text, "usage");
+  if (span === undefined || span.raw.charCodeAt(0) !== 123) return undefined;
+  try {
+    return readUsage(JSON.parse(span.raw));
+  } catch {
+    return undefined;
+  }
+}
+
 /** Collects usage from response bytes as they pass. */
 export class UsageTap {
   readonly #sse: boolean;
@@ -58,11 +74,16 @@ export class UsageTap {
       if (this.#size <= MAX_JSON_BYTES) this.#chunks.push(chunk);
       return;
     }
+    const carried = this.#line.length;
     const text = this.#line + this.#decoder.decode(chunk, { stream: true });
     let start = 0;
-    let nl = text.indexOf("\n", start);
+    // the carried part holds no newline: search only the new text (linear over a long line)
+    let nl = text.indexOf("\n", carried);
+    // one forward-moving search for "usage" serves every line of the chunk (linear overall)
+    let usageAt = nl < 0 ? -1 : text.indexOf('"usage"');
     while (nl >= 0) {
-      this.#onLine(text, start, nl);
+      if (usageAt >= 0 && usageAt < start) usageAt = text.indexOf('"usage"', start);
+      if (usageAt >= 0 && usageAt < nl) this.#onLine(text, start, nl);
       start = nl + 1;
       nl = text.indexOf("\n", start);
     }
@@ -83,24 +104,17 @@ export class UsageTap {
         off += c.length;
       }
       this.#chunks = [];
-      try {
-        const body: unknown = JSON.parse(this.#decoder.decode(all));
-        if (typeof body === "object" && body !== null) {
-          return readUsage((body as Record<string, unknown>).usage);
-        }
-      } catch {
-        return undefined;
-      }
-      return undefined;
+      const text = this.#decoder.decode(all);
+      return usageField(text);
     }
-    if (this.#line) this.#onLine(this.#line, 0, this.#line.length);
+    const rest = this.#line;
+    if (rest.includes('"usage"')) this.#onLine(rest, 0, rest.length);
     this.#line = "";
     return this.#usage;
   }
 
   #onLine(text: string, start: number, end: number): void {
-    const usageAt = text.indexOf('"usage"', start);
-    if (usageAt < 0 || usageAt >= end || !text.startsWith("data:", start)) return;
+    if (!text.startsWith("data:", start)) return;
     let line = text.slice(start + 5, end);
     if (line.endsWith("\r")) line = line.slice(0, -1);
     try {

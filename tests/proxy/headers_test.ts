@@ -132,3 +132,15 @@ Deno.test("returnResponseHeaders() keeps rate-limit headers and renames the upst
   assert.equal(out.get("server"), null);
   assert.equal(out.get("date"), null);
 });
+
+Deno.test("returnResponseHeaders() keeps content-encoding and content-length of an encoded body", () => {
+  // the upstream was asked for identity, so fetch leaves an encoded body as it came
+  const out = returnResponseHeaders(
+    new Headers({ "content-encoding": "gzip", "content-length": "10", "content-type": "x/y" }),
+  );
+  assert.deepEqual([...out], [
+    ["content-encoding", "gzip"],
+    ["content-length", "10"],
+    ["content-type", "x/y"],
+  ]);
+});

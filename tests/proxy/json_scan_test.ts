@@ -118,3 +118,13 @@ Deno.test("appendField() adds a field before the closing brace", () => {
 Deno.test("appendField() leaves text without a closing brace unchanged", () => {
   assert.equal(appendField("[1,2]", "k", 1), "[1,2]");
 });
+
+Deno.test("findTopLevel() takes linear time over a body of many top-level fields", () => {
+  // a body any client may send: quadratic scanning would block every request for seconds
+  const fields = Array.from({ length: 150_000 }, (_, i) => `"k${i}":1`);
+  const text = `{${fields.join(",")},"model":"m"}`;
+  const t0 = performance.now();
+  assert.equal(readTopLevelString(text, "model"), "m");
+  const ms = performance.now() - t0;
+  assert.ok(ms < 400, `${Math.round(ms)} ms for ${text.length} bytes`);
+});

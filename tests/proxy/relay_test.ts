@@ -37,7 +37,15 @@ function upstream(control: AttemptControl) {
   };
 }
 
-function setup(opts: { sse?: boolean; first?: string; idleMs?: number } = {}) {
+interface SetupOptions {
+  sse?: boolean;
+  first?: string;
+  idleMs?: number;
+  transform?: (chunk: Uint8Array) => Uint8Array;
+  flush?: () => Uint8Array;
+}
+
+function setup(opts: SetupOptions = {}) {
   const client = new AbortController();
   const control = new AttemptControl(client.signal);
   control.armTotal(10_000);
@@ -51,6 +59,8 @@ function setup(opts: { sse?: boolean; first?: string; idleMs?: number } = {}) {
     idleMs: opts.idleMs ?? 0,
     sse: opts.sse ?? true,
     onChunk: (c) => seen.push(dec.decode(c)),
+    transform: opts.transform,
+    flush: opts.flush,
     onEnd: (e) => ends.push(e),
   });
   return { client, control, up, ends, seen, reader: body.getReader() };
@@ -241,4 +251,55 @@ Deno.test("relay() calls onEnd once however the body ends", async () => {
   await t.reader.cancel().catch(() => {});
   t.client.abort();
   assert.equal(t.ends.length, 1);
+});
+
+/** A transform that holds back a trailing partial line, as a line-based rewriter does. */
+function lineHolder() {
+  let held = "";
+  return {
+    transform: (c: Uint8Array) => {
+      const all = held + dec.decode(c);
+      const cut = all.lastIndexOf("\n") + 1;
+      held = all.slice(cut);
+      return enc.encode(all.slice(0, cut).replaceAll("secret", "******"));
+    },
+    flush: () => {
+      const out = held;
+      held = "";
+      return enc.encode(out);
+    },
+  };
+}
+
+Deno.test("relay() sends what transform makes of each chunk, reading on when it holds all back", async () => {
+  const t = setup({ first: "data: sec", ...lineHolder() });
+  const read = readAll(t.reader);
+  t.up.push("ret\n\ndata: 2");
+  t.up.push("\n\n");
+  t.up.close();
+  const { text, reads, error } = await read;
+  assert.equal(error, undefined);
+  assert.equal(text, "data: ******\n\ndata: 2\n\n");
+  assert.equal(reads, 2);
+  assert.deepEqual(t.seen, ["data: sec", "ret\n\ndata: 2", "\n\n"], "onChunk sees upstream bytes");
+  assert.deepEqual(t.ends.map((e) => [e.outcome, e.bytes]), [["complete", text.length]]);
+});
+
+Deno.test("relay() sends what flush holds before the end", async () => {
+  const t = setup({ first: "data: 1\n\ntail", ...lineHolder() });
+  const read = readAll(t.reader);
+  t.up.close();
+  const { text } = await read;
+  assert.equal(text, "data: 1\n\ntail");
+});
+
+Deno.test("relay() sends what flush holds before the error event", async () => {
+  const t = setup({ first: "data: 1\n\ndata: {", ...lineHolder() });
+  const read = readAll(t.reader);
+  await new Promise((r) => setTimeout(r, 5));
+  t.up.fail();
+  const { text, error } = await read;
+  assert.ok(error instanceof Error);
+  assert.ok(text.startsWith("data: 1\n\ndata: {\n\nevent: error\n"), JSON.stringify(text));
+  assert.equal(parseSse(text).at(-1)?.event, "error");
 });

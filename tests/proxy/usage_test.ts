@@ -46,6 +46,18 @@ Deno.test("UsageTap reads the usage of a JSON body split over chunks", () => {
   assert.deepEqual(u, { promptTokens: 10, completionTokens: 2, totalTokens: 12 });
 });
 
+Deno.test("UsageTap reads the top-level usage of a JSON body, not a nested one", () => {
+  const body = JSON.stringify({
+    usage: { prompt_tokens: 1, completion_tokens: 2 },
+    data: [{ object: "result", usage: { prompt_tokens: 100, completion_tokens: 200 } }],
+  });
+  assert.deepEqual(tap(false, [body]), { promptTokens: 1, completionTokens: 2, totalTokens: 3 });
+  const noTop = JSON.stringify({
+    data: [{ usage: { prompt_tokens: 100, completion_tokens: 200 } }],
+  });
+  assert.equal(tap(false, [noTop]), undefined);
+});
+
 Deno.test("UsageTap returns undefined for an empty, non-JSON or usage-less JSON body", () => {
   assert.equal(tap(false, []), undefined);
   assert.equal(tap(false, ["not json"]), undefined);
@@ -101,4 +113,15 @@ Deno.test("UsageTap ignores usage text in comments, non-data lines and broken JS
     'data: {"usage":{"prompt_tokens":1\n\n',
   ]);
   assert.equal(u, undefined);
+});
+
+Deno.test("UsageTap takes linear time over a chunk of many events", () => {
+  // an upstream that sends many events in one read must not stall the relay
+  const events = Array.from({ length: 20_000 }, (_, i) => `data: {"i":${i}}\n\n`);
+  const text = events.join("") + 'data: {"usage":{"prompt_tokens":1,"completion_tokens":1}}\n\n';
+  const t0 = performance.now();
+  const u = tap(true, [text]);
+  const ms = performance.now() - t0;
+  assert.deepEqual(u, { promptTokens: 1, completionTokens: 1, totalTokens: 2 });
+  assert.ok(ms < 300, `${Math.round(ms)} ms for ${text.length} bytes`);
 });

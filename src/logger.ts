@@ -5,6 +5,7 @@
  * of defence (callers already log masks only).
  */
 
+import { SecretScanner } from "./secrets.ts";
 import type { LogLevel } from "./config/types.ts";
 
 /** Fields of one log line. */
@@ -77,8 +78,7 @@ export class Logger {
   #format: "json" | "pretty";
   #sink: LogSink;
   #now: () => number;
-  #secrets: RegExp | undefined;
-  #masks = new Map<string, string>();
+  #secrets: SecretScanner | undefined;
 
   /** @param options level, format, sink and clock */
   constructor(options: LoggerOptions = {}) {
@@ -101,15 +101,7 @@ export class Logger {
         if (!masks.has(form)) masks.set(form, mask);
       }
     }
-    if (masks.size === 0) {
-      this.#secrets = undefined;
-      this.#masks = masks;
-      return;
-    }
-    const forms = [...masks.keys()].sort((a, b) => b.length - a.length);
-    const escaped = forms.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
-    this.#secrets = new RegExp(escaped.join("|"), "g");
-    this.#masks = masks;
+    this.#secrets = masks.size === 0 ? undefined : new SecretScanner(masks);
   }
   /**
    * Changes the level at run time (hot reload).
@@ -158,16 +150,22 @@ export class Logger {
    * @returns the text with every known secret replaced by its mask
    */
   redact(text: string): string {
-    const re = this.#secrets;
-    if (re === undefined) return text;
-    return text.replace(re, (m) => this.#masks.get(m) ?? "***");
+    return this.#secrets === undefined ? text : this.#secrets.redact(text);
   }
 
   #write(level: LogLevel, msg: string, fields: LogFields | undefined): void {
     const time = new Date(this.#now()).toISOString();
     let line: string;
     if (this.#format === "json") {
-      line = JSON.stringify({ time, level, msg, ...fields }, replacer);
+      // a replacer would slow every line down: errors are turned into messages up front
+      const record: LogFields = { time, level, msg };
+      if (fields) {
+        for (const k in fields) {
+          const v = fields[k];
+          record[k] = v instanceof Error ? v.message : v;
+        }
+      }
+      line = JSON.stringify(record);
     } else {
       let rest = "";
       if (fields) {

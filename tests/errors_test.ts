@@ -16,7 +16,12 @@ Deno.test("errorResponse() renders a ProxyError in OpenAI's shape", async () => 
   assert.equal(res.headers.get("x-request-id"), "req-1");
   assert.equal(res.headers.get("content-type"), "application/json");
   assert.deepEqual(await res.json(), {
-    error: { message: "No key", type: "service_unavailable", code: "no_upstream_available", param: null },
+    error: {
+      message: "No key",
+      type: "service_unavailable",
+      code: "no_upstream_available",
+      param: null,
+    },
   });
 });
 

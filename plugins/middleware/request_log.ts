@@ -43,7 +43,7 @@ function requestLog(_config: unknown, app: App): Middleware {
         ctx.requestId,
       );
     }
-    ctx.res = await withoutSecrets(ctx, app, ctx.res);
+    if (ctx.res.status >= 400) ctx.res = await withoutSecrets(ctx, app, ctx.res);
     if (!ctx.res.headers.has("x-request-id")) {
       try {
         ctx.res.headers.set("x-request-id", ctx.requestId);
@@ -58,10 +58,10 @@ function requestLog(_config: unknown, app: App): Middleware {
 }
 
 /**
- * The last line of defence for responses: a configured key in a response header, or in the
- * body of an error response (buffered: an upstream's error, or one of ours), is replaced by its
- * mask. Upstream providers do quote the key they were sent in their error messages. Streamed
- * bodies are never touched, so their bytes reach the client unchanged and undelayed.
+ * The last line of defence for error responses (status >= 400): a configured key in a header or
+ * in the buffered body (an upstream's error, or one of ours) is replaced by its mask. Upstream
+ * providers do quote the key they were sent in their error messages. Successful responses and
+ * streamed bodies are never touched, so their bytes reach the client unchanged and undelayed.
  */
 async function withoutSecrets(ctx: RequestContext, app: App, res: Response): Promise<Response> {
   const redact = (t: string) => app.logger.redact(t);

@@ -1,8 +1,11 @@
 /**
  * @module
- * The abort controller and timers of one upstream attempt: knows whether it ended because the
- * client went away or because one of our time limits fired, which decides the attempt's class.
+ * The abort controller and deadlines of one upstream attempt: knows whether it ended because
+ * the client went away or because one of our time limits fired, which decides the attempt's
+ * class. Deadlines are checked by the shared {@linkcode watchdog}, not by timers of their own.
  */
+
+import { watchdog } from "./watchdog.ts";
 
 /** Which limit fired. */
 export type TimeoutKind = "first_byte" | "idle" | "total";
@@ -18,8 +21,9 @@ export class AttemptControl {
   clientAborted = false;
   /** Set when llm-balance cut the attempt because it is shutting down. */
   shutDown = false;
-  #total: ReturnType<typeof setTimeout> | undefined;
-  #firstByte: ReturnType<typeof setTimeout> | undefined;
+  #totalAt = 0;
+  #firstByteAt = 0;
+  #idleAt = 0;
   #client: AbortSignal | undefined;
   #onClientAbort = () => this.clientGone();
 
@@ -37,29 +41,55 @@ export class AttemptControl {
   }
 
   /**
-   * Starts the timer of the whole attempt.
-   * @param ms milliseconds; 0 or Infinity disables
+   * Sets the limit of the whole attempt.
+   * @param ms milliseconds from now; 0 or Infinity disables
    */
   armTotal(ms: number): void {
-    if (ms > 0 && Number.isFinite(ms)) {
-      this.#total = setTimeout(() => this.timeout("total"), ms);
-    }
+    if (ms > 0 && Number.isFinite(ms)) this.#arm("total", ms);
   }
 
   /**
-   * Starts the timer until the first body bytes.
-   * @param ms milliseconds; 0 or Infinity disables
+   * Sets the limit until the first body bytes.
+   * @param ms milliseconds from now; 0 or Infinity disables
    */
   armFirstByte(ms: number): void {
-    if (ms > 0 && Number.isFinite(ms)) {
-      this.#firstByte = setTimeout(() => this.timeout("first_byte"), ms);
-    }
+    if (ms > 0 && Number.isFinite(ms)) this.#arm("first_byte", ms);
   }
 
-  /** Stops the first-byte timer (the first bytes arrived). */
+  /**
+   * Sets (or moves) the limit until the next body chunk.
+   * @param ms milliseconds from now; 0 disables
+   */
+  armIdle(ms: number): void {
+    if (ms > 0 && Number.isFinite(ms)) this.#arm("idle", ms);
+  }
+
+  /** Clears the idle limit (a chunk arrived). */
+  idleOver(): void {
+    this.#idleAt = 0;
+  }
+
+  /** Clears the first-byte limit (the first bytes arrived). */
   firstByteArrived(): void {
-    if (this.#firstByte !== undefined) clearTimeout(this.#firstByte);
-    this.#firstByte = undefined;
+    this.#firstByteAt = 0;
+  }
+
+  /**
+   * Fires whatever limit has passed (called by the watchdog).
+   * @param now `performance.now()`
+   */
+  check(now: number): void {
+    if (this.#firstByteAt !== 0 && now >= this.#firstByteAt) this.timeout("first_byte");
+    else if (this.#idleAt !== 0 && now >= this.#idleAt) this.timeout("idle");
+    else if (this.#totalAt !== 0 && now >= this.#totalAt) this.timeout("total");
+  }
+
+  #arm(kind: TimeoutKind, ms: number): void {
+    const at = performance.now() + ms;
+    if (kind === "total") this.#totalAt = at;
+    else if (kind === "first_byte") this.#firstByteAt = at;
+    else this.#idleAt = at;
+    if (!this.signal.aborted) watchdog.watch(this);
   }
 
   /**
@@ -69,6 +99,7 @@ export class AttemptControl {
   timeout(kind: TimeoutKind): void {
     if (this.signal.aborted) return;
     this.timedOut = kind;
+    watchdog.unwatch(this);
     this.#controller.abort(new DOMException(`upstream ${kind} timeout`, "TimeoutError"));
   }
 
@@ -86,11 +117,10 @@ export class AttemptControl {
     this.#controller.abort(new DOMException("client went away", "AbortError"));
   }
 
-  /** Clears every timer and listener; the attempt is over. */
+  /** Clears every deadline and listener; the attempt is over. */
   dispose(): void {
-    if (this.#total !== undefined) clearTimeout(this.#total);
-    if (this.#firstByte !== undefined) clearTimeout(this.#firstByte);
-    this.#total = this.#firstByte = undefined;
+    this.#totalAt = this.#firstByteAt = this.#idleAt = 0;
+    watchdog.unwatch(this);
     this.#client?.removeEventListener("abort", this.#onClientAbort);
     this.#client = undefined;
   }

@@ -88,8 +88,7 @@ export function relay(o: RelayOptions): ReadableStream<Uint8Array> {
         if (deliver(controller, c)) return;
       }
       for (;;) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        if (o.idleMs > 0) timer = setTimeout(() => o.control.timeout("idle"), o.idleMs);
+        o.control.armIdle(o.idleMs);
         try {
           const r = await o.reader.read();
           if (r.done) {
@@ -130,7 +129,7 @@ export function relay(o: RelayOptions): ReadableStream<Uint8Array> {
           }
           return;
         } finally {
-          if (timer !== undefined) clearTimeout(timer);
+          o.control.idleOver();
         }
       }
     },

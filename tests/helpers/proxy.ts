@@ -40,7 +40,10 @@ export interface StartProxyOptions extends Omit<AppOptions, "logger"> {
  * @param options environment, injected clock/randomness/fetch, probes (default off)
  * @returns the running proxy; close it (or `await using`)
  */
-export async function startProxy(text: string, options: StartProxyOptions = {}): Promise<TestProxy> {
+export async function startProxy(
+  text: string,
+  options: StartProxyOptions = {},
+): Promise<TestProxy> {
   const env = options.env ?? {};
   const config = parseConfigText(text, options.source ?? "test.yaml", { env: (n) => env[n] });
   const logs: string[] = [];

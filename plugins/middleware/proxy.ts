@@ -62,7 +62,7 @@ function proxy(config: Config, app: App): Middleware {
     let text: string | undefined;
     let model: string | undefined;
     let injected = false;
-    if (body !== null && body.length > 0 && isJson(req.headers.get("content-type"))) {
+    if (body !== null && body.length > 0 && isJson(req.headers.get("content-type"), body)) {
       text = decoder.decode(body);
       model = readTopLevelString(text, "model");
       if (config.usage.injectStreamUsage && acceptsStreamOptions(url.pathname)) {
@@ -95,6 +95,17 @@ function proxy(config: Config, app: App): Middleware {
           type: "invalid_request_error",
           code: "model_not_found",
         });
+    }
+    const path = url.pathname;
+    if (
+      path !== "/v1" && !path.startsWith("/v1/") &&
+      pool.candidates.every((c) => c.upstream.pathMode === "v1")
+    ) {
+      throw new ProxyError(`Path "${path}" is not proxied: only /v1/* requests are forwarded`, {
+        status: 404,
+        type: "not_found_error",
+        code: "not_found",
+      });
     }
     const start = app.now();
     const deadline = retry.deadlineMs > 0 ? start + retry.deadlineMs : Infinity;
@@ -382,8 +393,20 @@ function looksLikeJsonError(body: Uint8Array): boolean {
   }
 }
 
-function isJson(contentType: string | null): boolean {
-  return contentType === null || contentType.includes("json");
+/**
+ * Whether a request body is JSON: by its content type, or, for the types `curl -d` and
+ * careless clients send (`x-www-form-urlencoded`, `text/plain`), by a leading `{`.
+ */
+function isJson(contentType: string | null, body: Uint8Array): boolean {
+  if (contentType === null || contentType.includes("json")) return true;
+  if (!contentType.includes("x-www-form-urlencoded") && !contentType.startsWith("text/plain")) {
+    return false;
+  }
+  let i = 0;
+  while (i < body.length && (body[i] === 32 || body[i] === 10 || body[i] === 13 || body[i] === 9)) {
+    i++;
+  }
+  return body[i] === 123;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -22,7 +22,8 @@ export function upstreamUrl(u: Upstream, path: string, search: string): string {
 }
 
 /**
- * Backoff before reusing an upstream: full jitter over an exponential ceiling.
+ * Backoff before reusing an upstream: a random wait between half and all of an exponential
+ * ceiling ("equal jitter"), so retries spread out yet never come back at once.
  * @param retry the retry number, 1-based
  * @param baseMs the first ceiling
  * @param maxMs the largest ceiling

@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startProxy } from "../helpers/proxy.ts";
+
+Deno.test("proxy answers 404 for a path outside /v1 when every upstream is in v1 mode", async () => {
+  await using mock = await startMockUpstream();
+  await using proxy = await startProxy(`
+upstreams:
+  m: { base_url: "${mock.baseUrl}", keys: [k-0000000000000001] }
+`);
+  const res = await fetch(`${proxy.url}/other/thing`, { method: "POST", body: "{}" });
+  assert.equal(res.status, 404);
+  assert.equal((await res.json()).error.code, "not_found");
+  assert.equal(mock.requests.length, 0);
+});
+
+Deno.test("proxy forwards any path as is to a full-mode upstream (Seed A)", async () => {
+  await using mock = await startMockUpstream();
+  await using proxy = await startProxy(
+    JSON.stringify({ api_keys: ["seed-a-key-00000001"], target_url: mock.origin, health_check: false }),
+    { source: "config.json" },
+  );
+  const res = await fetch(`${proxy.url}/api/v2/thing?x=1`, { method: "GET" });
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
+  assert.equal(mock.requests[0]?.path, "/api/v2/thing");
+  assert.equal(mock.requests[0]?.search, "?x=1");
+});
+
+Deno.test("proxy routes a JSON body sent as form data (curl -d) by its model", async () => {
+  await using a = await startMockUpstream({ name: "a" });
+  await using b = await startMockUpstream({ name: "b" });
+  await using proxy = await startProxy(`
+upstreams:
+  a: { base_url: "${a.baseUrl}", keys: [ka-000000000000001] }
+  b: { base_url: "${b.baseUrl}", keys: [kb-000000000000001] }
+pools:
+  special: { upstreams: [b] }
+  default: { upstreams: [a] }
+`);
+  const res = await fetch(`${proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: '{"model":"special","messages":[]}',
+  });
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
+  assert.equal(b.requests.length, 1);
+  assert.equal(a.requests.length, 0);
+  assert.equal(b.requests[0]?.text, '{"model":"special","messages":[]}');
+});

@@ -17,7 +17,11 @@ upstreams:
 Deno.test("proxy forwards any path as is to a full-mode upstream (Seed A)", async () => {
   await using mock = await startMockUpstream();
   await using proxy = await startProxy(
-    JSON.stringify({ api_keys: ["seed-a-key-00000001"], target_url: mock.origin, health_check: false }),
+    JSON.stringify({
+      api_keys: ["seed-a-key-00000001"],
+      target_url: mock.origin,
+      health_check: false,
+    }),
     { source: "config.json" },
   );
   const res = await fetch(`${proxy.url}/api/v2/thing?x=1`, { method: "GET" });

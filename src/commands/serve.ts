@@ -20,6 +20,9 @@ export interface ServeOptions {
   stopSignals?: Deno.Signal[];
 }
 
+/** A stop signal this soon after the first is the same signal delivered twice. */
+const DUPLICATE_SIGNAL_MS = 300;
+
 /**
  * Serves until a stop signal arrives and the drain is over.
  * @param config the verified config
@@ -49,12 +52,17 @@ export async function serve(config: Config, options: ServeOptions): Promise<numb
   let stopped: Promise<void> | undefined;
   let stopRequested!: () => void;
   const stopping = new Promise<void>((r) => stopRequested = r);
+  let firstSignalAt = 0;
   const stop = (signal: string): Promise<void> => {
     if (stopped !== undefined) {
+      // `deno task` and a terminal's Ctrl-C deliver the same signal twice at once (to the task
+      // runner, which forwards it, and to the whole process group): only a later one cuts
+      if (performance.now() - firstSignalAt < DUPLICATE_SIGNAL_MS) return stopped;
       app.logger.warn("second stop signal: cutting the requests still open", { signal });
       server.cutNow();
       return stopped;
     }
+    firstSignalAt = performance.now();
     stopped = (async () => {
       const drainMs = app.rt.config.server.drainTimeoutMs;
       app.logger.info("shutting down: no new connections, draining requests in flight", {

@@ -139,6 +139,25 @@ Deno.test("after the drain time, a request still waiting for its upstream gets a
   }
 });
 
+Deno.test("the same SIGTERM delivered twice at once (deno task, Ctrl-C) still drains", async () => {
+  await using mock = await startMockUpstream({ chunks: 8, chunkDelayMs: 100 });
+  const cfg = await tempConfig(config(mock.baseUrl, 30));
+  try {
+    await using served = await startServe(["serve", "--config", cfg.path, "--port", "0"]);
+    const res = await chat(served.url, true);
+    const body = drain(res);
+    await new Promise((r) => setTimeout(r, 150));
+    served.child.kill("SIGTERM");
+    served.child.kill("SIGTERM");
+    assert.equal((await served.exited).code, 0);
+    const text = (await body).text;
+    assert.doesNotMatch(text, /event: error/);
+    assert.match(text, /\[DONE\]/);
+  } finally {
+    await cfg.remove();
+  }
+});
+
 Deno.test("a second SIGTERM cuts the drain short", async () => {
   await using mock = await startMockUpstream({ chunks: 100_000, chunkDelayMs: 100 });
   const cfg = await tempConfig(config(mock.baseUrl, 30));
@@ -150,6 +169,8 @@ Deno.test("a second SIGTERM cuts the drain short", async () => {
     const t0 = performance.now();
     served.child.kill("SIGTERM");
     await served.waitForLog((r) => String(r.msg).startsWith("shutting down"));
+    // a signal within 300 ms of the first counts as the same one delivered twice
+    await new Promise((r) => setTimeout(r, 400));
     served.child.kill("SIGTERM");
     assert.equal((await served.exited).code, 0);
     assert.ok(performance.now() - t0 < 5000);

@@ -145,18 +145,7 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
       control.dispose();
       return committed(response, new Uint8Array(0), control, startedAt);
     }
-    if (!whole) {
-      return {
-        kind: "response",
-        cls: "ok",
-        response,
-        body: undefined,
-        reader,
-        first: r1.value,
-        control,
-        startedAt,
-      };
-    }
+    if (!whole) return streaming(response, reader, r1.value, control, startedAt);
     const parts: Uint8Array[] = [r1.value];
     let size = r1.value.length;
     while (size <= BUFFER_LIMIT) {
@@ -168,21 +157,31 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
       parts.push(r.value);
       size += r.value.length;
     }
-    return {
-      kind: "response",
-      cls: "ok",
-      response,
-      body: undefined,
-      reader,
-      first: concat(parts, size),
-      control,
-      startedAt,
-    };
+    return streaming(response, reader, concat(parts, size), control, startedAt);
   } catch (error) {
     control.dispose();
     reader.cancel().catch(() => {});
     return failure(control, error, got);
   }
+}
+
+function streaming(
+  response: Response,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  first: Uint8Array,
+  control: AttemptControl,
+  startedAt: number,
+): Committable {
+  return {
+    kind: "response",
+    cls: "ok",
+    response,
+    body: undefined,
+    reader,
+    first,
+    control,
+    startedAt,
+  };
 }
 
 function committed(

@@ -8,32 +8,9 @@
 
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { type MockUpstream, startMockUpstream } from "../../src/dev/mock_upstream.ts";
-import { startProxy, type TestProxy } from "../helpers/proxy.ts";
-
-const KEY_A = "sk-aaaa-000000000001";
-const KEY_B = "sk-bbbb-000000000002";
-const MASK_A = "sk-a...0001";
-const MESSAGES = [{ role: "user" as const, content: "hi" }];
-
-function sdk(proxy: TestProxy): OpenAI {
-  return new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "client-key", maxRetries: 0 });
-}
-
-/** Config text: upstream `a` then `b`, one key each, in a default round_robin pool. */
-function twoUpstreams(a: MockUpstream, b: MockUpstream, extra = ""): string {
-  return `
-upstreams:
-  a: { base_url: "${a.baseUrl}", keys: [${KEY_A}] }
-  b: { base_url: "${b.baseUrl}", keys: [${KEY_B}] }
-${extra}`;
-}
-
-async function stats(proxy: TestProxy): Promise<Record<string, Record<string, unknown>>> {
-  const res = await fetch(`${proxy.url}/stats`);
-  assert.equal(res.status, 200);
-  return await res.json();
-}
+import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startProxy } from "../helpers/proxy.ts";
+import { KEY_A, KEY_B, MASK_A, MESSAGES, sdk, stats, twoUpstreams } from "../helpers/failures.ts";
 
 async function apiError(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
   try {

@@ -8,30 +8,11 @@
 
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { type MockUpstream, startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
+import { KEY_A, MASK_A, MESSAGES, sdk, stats, twoUpstreams } from "../helpers/failures.ts";
 
 const T0 = Date.UTC(2025, 0, 1, 0, 0, 0);
-const KEY_A = "sk-aaaa-000000000001";
-const KEY_B = "sk-bbbb-000000000002";
-const MASK_A = "sk-a...0001";
-const MESSAGES = [{ role: "user" as const, content: "hi" }];
-
-function sdk(proxy: TestProxy): OpenAI {
-  return new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "client-key", maxRetries: 0 });
-}
-
-function twoUpstreams(a: MockUpstream, b: MockUpstream, extra = ""): string {
-  return `
-upstreams:
-  a: { base_url: "${a.baseUrl}", keys: [${KEY_A}] }
-  b: { base_url: "${b.baseUrl}", keys: [${KEY_B}] }
-${extra}`;
-}
-
-async function stats(proxy: TestProxy): Promise<Record<string, Record<string, unknown>>> {
-  return await (await fetch(`${proxy.url}/stats`)).json();
-}
 
 async function apiError(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
   try {

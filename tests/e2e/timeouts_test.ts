@@ -6,22 +6,9 @@
  */
 
 import assert from "node:assert/strict";
-import OpenAI from "openai";
 import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
-
-const KEY_A = "sk-aaaa-000000000001";
-const KEY_B = "sk-bbbb-000000000002";
-const MASK_A = "sk-a...0001";
-const MESSAGES = [{ role: "user" as const, content: "hi" }];
-
-function sdk(proxy: TestProxy): OpenAI {
-  return new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "client-key", maxRetries: 0 });
-}
-
-async function stats(proxy: TestProxy): Promise<Record<string, Record<string, unknown>>> {
-  return await (await fetch(`${proxy.url}/stats`)).json();
-}
+import { KEY_A, KEY_B, MASK_A, MESSAGES, sdk, stats } from "../helpers/failures.ts";
 
 /** Sends a streaming chat request and reads the whole body, tolerating a cut connection. */
 async function streamText(proxy: TestProxy): Promise<{ status: number; text: string }> {

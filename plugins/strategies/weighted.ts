@@ -8,10 +8,20 @@
  * give a a b a c a a. Weights may be fractional; a weight of 0 (or a negative or non-finite one)
  * is never chosen, unless every available candidate has it: then they share traffic in round
  * robin. Unavailable candidates are skipped and keep their `current` until they return.
+ *
+ * nginx's pick looks at every candidate, which is fine for the usual handful of keys but not for
+ * thousands. Pools larger than {@linkcode LARGE_POOL} use earliest-deadline-first scheduling
+ * instead (as Envoy does): each key is due again `1 / weight` after its last turn and a heap
+ * gives the next one due in O(log n). Shares and interleaving are the same; only the order of
+ * picks within a round can differ from nginx's. A key that was unusable when its turn came is
+ * scheduled again from the current turn, so it never comes back with a burst.
  */
 
 import type { Candidate, Strategy, StrategyOptions, StrategyPlugin } from "../../src/plugin.ts";
 import { nextAfter } from "./round_robin.ts";
+
+/** Pools with more candidates than this use the O(log n) scheduler. */
+export const LARGE_POOL = 256;
 
 /** Returns the weight a candidate counts with: its weight if finite and positive, else 0. */
 function effectiveWeight(candidate: Candidate): number {
@@ -29,6 +39,7 @@ export default {
   name: "weighted",
   description: "Traffic in proportion to each key's weight, interleaved (nginx smooth weighted)",
   create(options: StrategyOptions): Strategy {
+    if (options.candidates.length > LARGE_POOL) return earliestDeadline(options.candidates);
     const current = new Float64Array(options.candidates.length);
     let lastZero = -1;
     return {
@@ -58,3 +69,71 @@ export default {
     };
   },
 } satisfies StrategyPlugin;
+
+/** Whether `c` is in `available` (sorted by index), by binary search. */
+function isIn(available: readonly Candidate[], c: Candidate): boolean {
+  let lo = 0;
+  let hi = available.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const at = available[mid]!.index;
+    if (at === c.index) return available[mid] === c;
+    if (at < c.index) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
+}
+
+/**
+ * Earliest-deadline-first weighted scheduling for large pools: a binary min-heap of candidate
+ * indexes ordered by (due, index).
+ */
+function earliestDeadline(candidates: readonly Candidate[]): Strategy {
+  const due = new Float64Array(candidates.length);
+  const heap: number[] = [];
+  const less = (a: number, b: number) => due[a]! < due[b]! || (due[a] === due[b] && a < b);
+  const up = (i: number) => {
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!less(heap[i]!, heap[p]!)) break;
+      [heap[i], heap[p]] = [heap[p]!, heap[i]!];
+      i = p;
+    }
+  };
+  const down = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < heap.length && less(heap[l]!, heap[m]!)) m = l;
+      if (r < heap.length && less(heap[r]!, heap[m]!)) m = r;
+      if (m === i) return;
+      [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+      i = m;
+    }
+  };
+  for (const c of candidates) {
+    const w = effectiveWeight(c);
+    if (w === 0) continue;
+    due[c.index] = 1 / w;
+    heap.push(c.index);
+    up(heap.length - 1);
+  }
+  let lastZero = -1;
+  return {
+    pick(available) {
+      // every candidate popped is due now; unusable ones are rescheduled from this turn
+      for (let tries = heap.length; tries > 0; tries--) {
+        const index = heap[0]!;
+        const c = candidates[index]!;
+        const now = due[index]!;
+        due[index] = now + 1 / effectiveWeight(c);
+        down(0);
+        if (isIn(available, c)) return c;
+      }
+      const chosen = nextAfter(available, lastZero);
+      lastZero = chosen.index;
+      return chosen;
+    },
+  };
+}

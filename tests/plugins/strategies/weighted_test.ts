@@ -139,3 +139,37 @@ Deno.test("weighted.pick() follows weights while availability keeps changing", (
     assert.ok(Math.abs(count - want) / want < 0.05, `candidate ${i}: ${count} vs ${want}`);
   });
 });
+
+Deno.test("weighted.pick() in a large pool splits picks in proportion to weight, interleaved", () => {
+  const n = 600;
+  const candidates = makeCandidates(Array.from({ length: n }, (_, i) => ({ weight: (i % 3) + 1 })));
+  const strategy = weighted.create({ candidates, random: seededRandom(1) });
+  const picks = pickMany(strategy, { available: candidates, count: 12_000 });
+  const byWeight = [0, 0, 0];
+  for (const i of picks) byWeight[i % 3]!++;
+  // weights 1:2:3 over 200 keys each: 2,000 / 4,000 / 6,000 picks
+  assert.deepEqual(byWeight, [2000, 4000, 6000]);
+  // interleaved: no key is picked twice within any window of 100 picks
+  for (let s = 0; s + 100 <= picks.length; s += 100) {
+    const window = picks.slice(s, s + 100);
+    assert.equal(new Set(window).size, window.length);
+  }
+});
+
+Deno.test("weighted.pick() in a large pool skips unavailable keys, with no burst on return", () => {
+  const n = 400;
+  const candidates = makeCandidates(n);
+  const strategy = weighted.create({ candidates, random: seededRandom(2) });
+  const without0 = candidates.slice(1);
+  const during = pickMany(strategy, { available: without0, count: 2_000 });
+  assert.ok(!during.includes(0));
+  const after = pickMany(strategy, { available: candidates, count: 400 });
+  // back in rotation, key 0 gets its fair share (once per round), not the turns it missed
+  assert.equal(after.filter((i) => i === 0).length, 1);
+});
+
+Deno.test("weighted.pick() in a large pool falls back to round robin when every weight is 0", () => {
+  const candidates = makeCandidates(Array.from({ length: 300 }, () => ({ weight: 0 })));
+  const strategy = weighted.create({ candidates, random: seededRandom(3) });
+  assert.deepEqual(pickMany(strategy, { available: candidates, count: 3 }), [0, 1, 2]);
+});

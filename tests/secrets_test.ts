@@ -40,3 +40,35 @@ Deno.test("SecretScanner.redact() stays linear with 10,000 secrets", () => {
   assert.ok(out.endsWith("m277"), out.slice(-20));
   assert.ok(ms < 1000, `took ${ms} ms`);
 });
+
+Deno.test("SecretScanner.redact() agrees with a plain search on random texts", () => {
+  let seed = 7;
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const alphabet = 'abcdefghij-_ \n"{}:é🙂';
+  const pick = (n: number) =>
+    Array.from({ length: n }, () => alphabet[Math.floor(rand() * alphabet.length)]).join("");
+  const secrets = Array.from({ length: 50 }, (_, i) => `s${i}-${pick(6 + (i % 5))}`);
+  const masks = new Map(secrets.map((s, i) => [s, `<${i}>`]));
+  const scanner = new SecretScanner(masks);
+  const naive = (t: string) => {
+    let out = "";
+    for (let i = 0; i < t.length;) {
+      const hit = [...masks.keys()].filter((k) => t.startsWith(k, i))
+        .sort((a, b) => b.length - a.length)[0];
+      if (hit === undefined) out += t[i++];
+      else {
+        out += masks.get(hit);
+        i += hit.length;
+      }
+    }
+    return out;
+  };
+  for (let round = 0; round < 200; round++) {
+    let text = "";
+    for (let part = 0; part < 6; part++) {
+      text += pick(Math.floor(rand() * 20));
+      if (rand() < 0.5) text += secrets[Math.floor(rand() * secrets.length)];
+    }
+    assert.equal(scanner.redact(text), naive(text), JSON.stringify(text));
+  }
+});

@@ -56,6 +56,16 @@ async function readBody(req: Request, max: number): Promise<Uint8Array<ArrayBuff
 
 function proxy(config: Config, app: App): Middleware {
   const retry = config.retry;
+  const v1OnlyPools = new WeakMap<Pool, boolean>();
+  /** Whether every upstream of a pool takes only /v1 paths (computed once per pool). */
+  const v1Only = (pool: Pool): boolean => {
+    let v = v1OnlyPools.get(pool);
+    if (v === undefined) {
+      v = pool.candidates.every((c) => c.upstream.pathMode === "v1");
+      v1OnlyPools.set(pool, v);
+    }
+    return v;
+  };
   return async function proxy(ctx: RequestContext): Promise<void> {
     const { req, url } = ctx;
     let body = await readBody(req, config.server.maxBodyBytes);
@@ -99,7 +109,7 @@ function proxy(config: Config, app: App): Middleware {
     const path = url.pathname;
     if (
       path !== "/v1" && !path.startsWith("/v1/") &&
-      pool.candidates.every((c) => c.upstream.pathMode === "v1")
+      v1Only(pool)
     ) {
       throw new ProxyError(`Path "${path}" is not proxied: only /v1/* requests are forwarded`, {
         status: 404,

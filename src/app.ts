@@ -184,8 +184,15 @@ export class App {
     await old?.stop();
   }
 
-  /** Cuts every response still being relayed (drain time over); clients get an honest error. */
+  /** Set once the drain time is over: no new upstream attempt starts. */
+  stopping = false;
+
+  /**
+   * Cuts every attempt still open (drain time over): relayed streams end with an error event,
+   * requests still waiting for an upstream get a 503, and no new attempt starts.
+   */
   cutAll(): void {
+    this.stopping = true;
     for (const c of this.open) c.shutdown();
   }
 

@@ -52,16 +52,22 @@ export interface RunningServer {
   readonly finished: Promise<void>;
 }
 
+/** Callbacks of {@linkcode HandlerOptions.track}. */
+export interface RequestTracker {
+  start(ctx: RequestContext): void;
+  end(ctx: RequestContext): void;
+}
+
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
   /**
-   * Called at the start of every request with a promise that resolves when its response has
-   * been fully sent, cancelled or has failed.
+   * Sees every request start, and end once its response is ready (a stream: once it has been
+   * fully sent, cancelled or has failed). Plain callbacks: no promise per request.
    */
-  track?: (life: Promise<void>, ctx: RequestContext) => void;
+  track?: RequestTracker;
   /**
-   * Aborted when the drain time is over: requests still waiting for their response get a 503
-   * (`shutting_down`) at once.
+   * Aborted when the drain time is over: requests still waiting for an upstream get a 503
+   * (`shutting_down`) at once, and so does every request that arrives later.
    */
   cut?: AbortSignal;
 }
@@ -86,12 +92,8 @@ function shuttingDown(requestId: string): Response {
  */
 export function createHandler(app: App, options: HandlerOptions = {}): Deno.ServeHandler {
   const { track, cut } = options;
-  // requests still waiting for their response; one listener on `cut` serves them all
-  const waiting = new Set<() => void>();
-  cut?.addEventListener("abort", () => {
-    for (const onCut of waiting) onCut();
-    waiting.clear();
-  }, { once: true });
+  // attempts still waiting for an upstream are cut by the app (their clients get a 503)
+  cut?.addEventListener("abort", () => app.cutAll(), { once: true });
   return function handle(req, info): Promise<Response> {
     if (cut?.aborted) return Promise.resolve(shuttingDown(crypto.randomUUID()));
     const rt = app.rt;
@@ -108,26 +110,27 @@ export function createHandler(app: App, options: HandlerOptions = {}): Deno.Serv
       log: { status: 0, attempts: 0, stream: false, bytes: 0, upstreamMs: 0 },
       done: undefined,
     };
-    const answer = rt.chain(ctx).then(
-      () => ctx.res ?? errorResponse(new Error("no response"), ctx.requestId),
-      (err) => errorResponse(err, ctx.requestId),
+    if (track === undefined) {
+      return rt.chain(ctx).then(
+        () => ctx.res ?? errorResponse(new Error("no response"), ctx.requestId),
+        (err) => errorResponse(err, ctx.requestId),
+      );
+    }
+    track.start(ctx);
+    const end = () => {
+      if (ctx.done === undefined) track.end(ctx);
+      else ctx.done.then(() => track.end(ctx), () => track.end(ctx));
+    };
+    return rt.chain(ctx).then(
+      () => {
+        end();
+        return ctx.res ?? errorResponse(new Error("no response"), ctx.requestId);
+      },
+      (err) => {
+        end();
+        return errorResponse(err, ctx.requestId);
+      },
     );
-    if (track !== undefined) track(answer.then(() => ctx.done), ctx);
-    if (cut === undefined) return answer;
-    return new Promise((resolve) => {
-      let settled = false;
-      const onCut = () => {
-        settled = true;
-        resolve(shuttingDown(ctx.requestId));
-      };
-      waiting.add(onCut);
-      answer.then((res) => {
-        waiting.delete(onCut);
-        // Cut before the response was ready: nobody will read this body; release its upstream.
-        if (settled) res.body?.cancel().catch(() => {});
-        else resolve(res);
-      });
-    });
   };
 }
 
@@ -139,14 +142,11 @@ export function createHandler(app: App, options: HandlerOptions = {}): Deno.Serv
  * @throws {Error} when the address cannot be bound (e.g. `AddrInUse`)
  */
 export function startServer(app: App, options: ServerOptions = {}): Promise<RunningServer> {
-  const open = new Set<Promise<void>>();
+  const open = new Set<RequestContext>();
   const cut = new AbortController();
   const handler = createHandler(app, {
     cut: cut.signal,
-    track(life) {
-      const settled = life.catch(() => {}).finally(() => open.delete(settled));
-      open.add(settled);
-    },
+    track: { start: (ctx) => open.add(ctx), end: (ctx) => open.delete(ctx) },
   });
   const cutGraceMs = options.cutGraceMs ?? 1000;
   let forceCut: (() => void) | undefined;

@@ -125,6 +125,7 @@ function proxy(config: Config, app: App): Middleware {
     let last: AttemptResult | undefined;
     let lastCandidate: Candidate | undefined;
     for (let n = 1; n <= retry.maxAttempts; n++) {
+      if (app.stopping) throw shuttingDown();
       if (n > 1 && app.now() >= deadline) break;
       const pick = { model, attempt: n };
       let c = n === 1 ? pool.pick(pick) : pool.pick(
@@ -142,6 +143,7 @@ function proxy(config: Config, app: App): Middleware {
         c = pool.pick(pick);
       }
       if (c === undefined) break;
+      if (app.stopping) throw shuttingDown();
       tried.add(c.id);
       lastCandidate = c;
       ctx.log.attempts = n;
@@ -192,13 +194,7 @@ function proxy(config: Config, app: App): Middleware {
         status,
         consecutive_failures: c.state.consecutiveFailures,
       });
-      if (result.kind === "failure" && result.shutdown) {
-        throw new ProxyError("llm-balance is shutting down", {
-          status: 503,
-          type: "service_unavailable",
-          code: "shutting_down",
-        });
-      }
+      if (result.kind === "failure" && result.shutdown) throw shuttingDown();
       if (result.cls === "client_abort" || !isRetryable(result.cls)) break;
       if (result.cls === "server" || result.cls === "connect" || result.cls === "timeout") {
         failedUpstreams.add(c.upstream.name);
@@ -206,6 +202,15 @@ function proxy(config: Config, app: App): Middleware {
     }
     ctx.res = finalResponse(ctx, app, pool, last, lastCandidate);
   };
+}
+
+function shuttingDown(): ProxyError {
+  return new ProxyError("llm-balance is shutting down; retry the request", {
+    status: 503,
+    type: "service_unavailable",
+    code: "shutting_down",
+    headers: { "retry-after": "1" },
+  });
 }
 
 function bodyFor(

@@ -11,48 +11,22 @@
 import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
 import type { Config } from "../../src/config/types.ts";
 import type { App } from "../../src/app.ts";
-import { errorBody, ProxyError } from "../../src/errors.ts";
+import { ProxyError } from "../../src/errors.ts";
 import { isRetryable } from "../../src/health/classify.ts";
 import { retryAt } from "../../src/health/retry_after.ts";
 import type { Candidate } from "../../src/plugin.ts";
 import type { Pool } from "../../src/pool.ts";
 import { attempt, type AttemptResult } from "../../src/proxy/attempt.ts";
 import type { AttemptControl } from "../../src/proxy/attempt_control.ts";
-import {
-  applyAuth,
-  forwardRequestHeaders,
-  returnResponseHeaders,
-} from "../../src/proxy/headers.ts";
-import { findTopLevel, readTopLevelString, replaceValue } from "../../src/proxy/json_scan.ts";
-import { relay } from "../../src/proxy/relay.ts";
-import {
-  acceptsStreamOptions,
-  injectIncludeUsage,
-  UsageChunkStripper,
-} from "../../src/proxy/stream_usage.ts";
-import { type Usage, UsageTap } from "../../src/proxy/usage.ts";
-import { backoffMs, describeUnavailable, upstreamUrl } from "../../src/proxy/routing.ts";
+import { applyAuth, forwardRequestHeaders } from "../../src/proxy/headers.ts";
+import { readTopLevelString } from "../../src/proxy/json_scan.ts";
+import { acceptsStreamOptions, injectIncludeUsage } from "../../src/proxy/stream_usage.ts";
+import { backoffMs, upstreamUrl } from "../../src/proxy/routing.ts";
+import { bodyFor, isJson, readBody } from "../../src/proxy/request_body.ts";
+import { commit, finalResponse, shuttingDown } from "../../src/proxy/respond.ts";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
-const NULL_BODY = new Set([101, 204, 205, 304]);
-
-/** Reads the request body once (it is replayed on every attempt), enforcing the size limit. */
-async function readBody(req: Request, max: number): Promise<Uint8Array<ArrayBuffer> | null> {
-  // `req.body` is never touched: reading it builds a JS stream and loses the native fast path
-  if (req.method === "GET" || req.method === "HEAD") return null;
-  const declared = Number(req.headers.get("content-length") ?? "0");
-  const tooLarge = () =>
-    new ProxyError(`Request body is larger than ${max} bytes`, {
-      status: 413,
-      type: "invalid_request_error",
-      code: "request_too_large",
-    });
-  if (declared > max) throw tooLarge();
-  const body = new Uint8Array(await req.arrayBuffer());
-  if (body.length > max) throw tooLarge();
-  return body.length === 0 && !req.headers.has("content-length") ? null : body;
-}
 
 function proxy(config: Config, app: App): Middleware {
   const retry = config.retry;
@@ -202,226 +176,6 @@ function proxy(config: Config, app: App): Middleware {
     }
     ctx.res = finalResponse(ctx, app, pool, last, lastCandidate);
   };
-}
-
-function shuttingDown(): ProxyError {
-  return new ProxyError("llm-balance is shutting down; retry the request", {
-    status: 503,
-    type: "service_unavailable",
-    code: "shutting_down",
-    headers: { "retry-after": "1" },
-  });
-}
-
-function bodyFor(
-  c: Candidate,
-  body: Uint8Array<ArrayBuffer> | null,
-  text: string | undefined,
-  model: string | undefined,
-  cache: Map<string, Uint8Array<ArrayBuffer> | null>,
-): Uint8Array<ArrayBuffer> | null {
-  if (text === undefined || model === undefined) return body;
-  const mapped = c.upstream.config.models[model];
-  if (mapped === undefined || mapped === model) return body;
-  let out = cache.get(c.upstream.name);
-  if (out === undefined) {
-    const span = findTopLevel(text, "model");
-    out = span === undefined ? body : encoder.encode(replaceValue(text, span, mapped));
-    cache.set(c.upstream.name, out);
-  }
-  return out;
-}
-
-function commit(
-  ctx: RequestContext,
-  app: App,
-  c: Candidate,
-  r: Extract<AttemptResult, { kind: "response" }>,
-  { trial, injected }: { trial: boolean; injected: boolean },
-): void {
-  const res = r.response;
-  const started = r.startedAt;
-  const headers = returnResponseHeaders(res.headers);
-  headers.set("x-request-id", ctx.requestId);
-  headers.set("x-llm-balance-upstream", c.upstream.name);
-  ctx.log.status = res.status;
-  ctx.log.ttfbMs = performance.now() - ctx.startedAt;
-  if (ctx.rt.config.server.overheadHeader) {
-    const overhead = Math.max(0, ctx.log.ttfbMs - ctx.log.upstreamMs);
-    headers.set("x-llm-balance-overhead-ms", overhead.toFixed(3));
-  }
-  const sse = (res.headers.get("content-type") ?? "").includes("text/event-stream");
-  ctx.log.stream = sse;
-  if (r.reader === undefined || NULL_BODY.has(res.status)) {
-    r.reader?.cancel().catch(() => {});
-    r.control.dispose();
-    app.open.delete(r.control);
-    const body = NULL_BODY.has(res.status) ? null : r.body ?? null;
-    if (body !== null && body.length > 0) {
-      ctx.log.bytes = body.length;
-      const tap = new UsageTap(false);
-      tap.push(body);
-      countUsage(ctx, app, c, tap.finish());
-    }
-    app.board.end(c, "ok", { trial });
-    app.latency.record(c.id, performance.now() - started);
-    ctx.log.outcome = "complete";
-    ctx.res = new Response(body, { status: res.status, statusText: res.statusText, headers });
-    return;
-  }
-  const tap = new UsageTap(sse);
-  // the usage chunk the client did not ask for: the tap reads it, the client never sees it
-  const strip = injected && sse ? new UsageChunkStripper() : undefined;
-  app.open.add(r.control);
-  let resolveDone!: () => void;
-  ctx.done = new Promise<void>((resolve) => resolveDone = resolve);
-  const stream = relay({
-    reader: r.reader,
-    first: r.first,
-    control: r.control,
-    idleMs: c.upstream.config.timeouts.idleMs,
-    sse,
-    onChunk: (chunk) => tap.push(chunk),
-    transform: strip && ((chunk) => strip.push(chunk)),
-    flush: strip && (() => strip.flush()),
-    onEnd: (end) => {
-      app.open.delete(r.control);
-      ctx.log.bytes = end.bytes;
-      ctx.log.outcome = end.outcome === "failed" ? end.cls : end.outcome;
-      if (end.outcome === "complete") countUsage(ctx, app, c, tap.finish());
-      if (end.outcome === "failed") {
-        ctx.log.error = `stream interrupted: ${end.cls}`;
-        app.logger.warn("upstream broke mid-response", {
-          request_id: ctx.requestId,
-          upstream: c.upstream.name,
-          key: c.mask,
-          class: end.cls,
-          bytes: end.bytes,
-        });
-      }
-      app.board.end(c, end.outcome === "complete" ? "ok" : end.cls, { trial });
-      if (end.outcome === "complete") app.latency.record(c.id, performance.now() - started);
-      resolveDone();
-    },
-  });
-  ctx.res = new Response(stream, { status: res.status, statusText: res.statusText, headers });
-}
-
-function countUsage(ctx: RequestContext, app: App, c: Candidate, usage: Usage | undefined): void {
-  if (usage === undefined) return;
-  ctx.log.usage = usage;
-  const s = app.store.record(c.id);
-  s.promptTokens += usage.promptTokens;
-  s.completionTokens += usage.completionTokens;
-  s.totalTokens += usage.totalTokens;
-}
-
-function finalResponse(
-  ctx: RequestContext,
-  app: App,
-  pool: Pool,
-  last: AttemptResult | undefined,
-  c: Candidate | undefined,
-): Response {
-  const now = app.now();
-  const summary = pool.summary(now);
-  const retryAfter = Number.isFinite(summary.nextReturn)
-    ? String(Math.max(1, Math.ceil((summary.nextReturn - now) / 1000)))
-    : undefined;
-  if (last === undefined || c === undefined) {
-    ctx.log.error = "no candidate available";
-    throw new ProxyError(describeUnavailable(pool, summary), {
-      status: 503,
-      type: "service_unavailable",
-      code: "no_upstream_available",
-      headers: retryAfter === undefined ? {} : { "retry-after": retryAfter },
-    });
-  }
-  if (last.kind === "error_response" && last.cls === "auth") {
-    // the upstream refused OUR key: not the client's fault, and not its key
-    ctx.log.status = 502;
-    ctx.log.outcome = last.cls;
-    throw new ProxyError(
-      `Upstream "${c.upstream.name}" refused key ${c.mask} (HTTP ${last.response.status}); ` +
-        "no other key could serve the request",
-      { status: 502, type: "upstream_error", code: "upstream_auth_failed" },
-    );
-  }
-  if (last.kind === "error_response") {
-    const res = last.response;
-    const headers = returnResponseHeaders(res.headers);
-    headers.delete("content-length");
-    headers.set("x-request-id", ctx.requestId);
-    headers.set("x-llm-balance-upstream", c.upstream.name);
-    if (res.status === 429 && !headers.has("retry-after") && retryAfter !== undefined) {
-      headers.set("retry-after", retryAfter);
-    }
-    ctx.log.status = res.status;
-    ctx.log.outcome = last.cls;
-    let body: Uint8Array<ArrayBuffer> | string = last.body;
-    if (!looksLikeJsonError(last.body)) {
-      headers.set("content-type", "application/json");
-      body = errorBody(
-        `Upstream "${c.upstream.name}" answered HTTP ${res.status}${
-          res.statusText ? ` ${res.statusText}` : ""
-        }`,
-        res.status >= 500 ? "upstream_error" : "invalid_request_error",
-        `upstream_${res.status}`,
-      );
-    }
-    return new Response(body, { status: res.status, headers });
-  }
-  ctx.log.outcome = last.cls;
-  if (last.kind !== "failure") {
-    throw new Error("unreachable: a committed attempt has no final error");
-  }
-  if (last.cls === "client_abort") {
-    ctx.log.status = 499;
-    return new Response(null, { status: 499 });
-  }
-  const message = app.logger.redact(
-    last.error instanceof Error ? last.error.message : String(last.error),
-  );
-  ctx.log.error = message;
-  if (last.cls === "timeout") {
-    throw new ProxyError(
-      `Upstream "${c.upstream.name}" timed out (${
-        (last.timeout ?? "total").replace("_", " ")
-      } limit)`,
-      { status: 504, type: "timeout_error", code: "upstream_timeout" },
-    );
-  }
-  throw new ProxyError(`Could not reach upstream "${c.upstream.name}": ${message}`, {
-    status: 502,
-    type: "upstream_error",
-    code: "upstream_unreachable",
-  });
-}
-
-function looksLikeJsonError(body: Uint8Array): boolean {
-  if (body.length === 0) return false;
-  try {
-    const v: unknown = JSON.parse(decoder.decode(body));
-    return typeof v === "object" && v !== null && "error" in v;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Whether a request body is JSON: by its content type, or, for the types `curl -d` and
- * careless clients send (`x-www-form-urlencoded`, `text/plain`), by a leading `{`.
- */
-function isJson(contentType: string | null, body: Uint8Array): boolean {
-  if (contentType === null || contentType.includes("json")) return true;
-  if (!contentType.includes("x-www-form-urlencoded") && !contentType.startsWith("text/plain")) {
-    return false;
-  }
-  let i = 0;
-  while (i < body.length && (body[i] === 32 || body[i] === 10 || body[i] === 13 || body[i] === 9)) {
-    i++;
-  }
-  return body[i] === 123;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

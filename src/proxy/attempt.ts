@@ -112,23 +112,14 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
   }
   if (response.body === null) {
     control.firstByteArrived();
-    return {
-      kind: "response",
-      cls: "ok",
-      response,
-      body: new Uint8Array(0),
-      reader: undefined,
-      first: undefined,
-      control,
-      startedAt,
-    };
+    return committed(response, control, startedAt, new Uint8Array(0));
   }
   if (wholeBody(response.headers)) {
     // known small JSON body: one native read, sent on in one piece
     try {
       const body = new Uint8Array(await response.arrayBuffer());
       control.dispose();
-      return committed(response, body, control, startedAt);
+      return committed(response, control, startedAt, body);
     } catch (error) {
       control.dispose();
       return failure(control, error, true);
@@ -143,21 +134,26 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
     got = true;
     if (r1.done) {
       control.dispose();
-      return committed(response, new Uint8Array(0), control, startedAt);
+      return committed(response, control, startedAt, new Uint8Array(0));
     }
-    if (!whole) return streaming(response, reader, r1.value, control, startedAt);
+    if (!whole) {
+      return committed(response, control, startedAt, undefined, { reader, first: r1.value });
+    }
     const parts: Uint8Array[] = [r1.value];
     let size = r1.value.length;
     while (size <= BUFFER_LIMIT) {
       const r = await reader.read();
       if (r.done) {
         control.dispose();
-        return committed(response, concat(parts, size), control, startedAt);
+        return committed(response, control, startedAt, concat(parts, size));
       }
       parts.push(r.value);
       size += r.value.length;
     }
-    return streaming(response, reader, concat(parts, size), control, startedAt);
+    return committed(response, control, startedAt, undefined, {
+      reader,
+      first: concat(parts, size),
+    });
   } catch (error) {
     control.dispose();
     reader.cancel().catch(() => {});
@@ -165,38 +161,21 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
   }
 }
 
-function streaming(
-  response: Response,
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  first: Uint8Array,
-  control: AttemptControl,
-  startedAt: number,
-): Committable {
-  return {
-    kind: "response",
-    cls: "ok",
-    response,
-    body: undefined,
-    reader,
-    first,
-    control,
-    startedAt,
-  };
-}
-
+/** A committable result: a whole body, or a reader (with what was read so far) to relay. */
 function committed(
   response: Response,
-  body: Uint8Array<ArrayBuffer>,
   control: AttemptControl,
   startedAt: number,
+  body: Uint8Array<ArrayBuffer> | undefined,
+  stream?: { reader: ReadableStreamDefaultReader<Uint8Array>; first: Uint8Array },
 ): Committable {
   return {
     kind: "response",
     cls: "ok",
     response,
     body,
-    reader: undefined,
-    first: undefined,
+    reader: stream?.reader,
+    first: stream?.first,
     control,
     startedAt,
   };

@@ -29,8 +29,9 @@ export function matchClientKey(
 
 function clientAuth(config: Config): Middleware {
   const keys = config.clientKeys;
-  return async function clientAuth(ctx: RequestContext, next): Promise<void> {
-    if (keys.length === 0) return await next();
+  // synchronous: a refused key throws (the chain turns it into a rejection)
+  return function clientAuth(ctx: RequestContext, next): Promise<void> {
+    if (keys.length === 0) return next();
     const presented = credentialOf(ctx.req.headers);
     if (presented === undefined) {
       throw new ProxyError(
@@ -47,7 +48,7 @@ function clientAuth(config: Config): Middleware {
       });
     }
     ctx.client = client;
-    await next();
+    return next();
   };
 }
 

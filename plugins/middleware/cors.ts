@@ -33,10 +33,10 @@ function cors(config: Config): Middleware {
     set("access-control-expose-headers", EXPOSED);
     if (!any) set("vary", "origin");
   };
-  return async function cors(ctx: RequestContext, next): Promise<void> {
+  return function cors(ctx: RequestContext, next): Promise<void> | void {
     const h = ctx.req.headers;
-    const origin = h.get("origin");
     if (ctx.req.method === "OPTIONS" && h.has("access-control-request-method")) {
+      const origin = h.get("origin");
       const headers = new Headers();
       if (enabled && allowed(origin)) {
         headers.set("access-control-allow-origin", any ? "*" : origin);
@@ -51,7 +51,17 @@ function cors(config: Config): Middleware {
       ctx.res = new Response(null, { status: 204, headers });
       return;
     }
-    if (!enabled || !allowed(origin)) return await next();
+    if (!enabled) return next();
+    const origin = h.get("origin");
+    if (!allowed(origin)) return next();
+    return withCors(ctx, next, origin!);
+  };
+
+  async function withCors(
+    ctx: RequestContext,
+    next: () => Promise<void>,
+    origin: string,
+  ): Promise<void> {
     try {
       await next();
     } catch (err) {
@@ -66,7 +76,7 @@ function cors(config: Config): Middleware {
     } catch {
       // immutable headers: skip
     }
-  };
+  }
 }
 
 /** Cross-origin requests from browsers. */

@@ -95,7 +95,8 @@ function endpoints(config: Config, app: App): Middleware {
       });
     }
   };
-  return async function endpoints(ctx: RequestContext, next): Promise<void> {
+  // synchronous: requests for other paths pass on without an extra async frame
+  return function endpoints(ctx: RequestContext, next): Promise<void> | void {
     const path = ctx.url.pathname;
     const method = ctx.req.method;
     const read = method === "GET" || method === "HEAD";
@@ -146,7 +147,7 @@ function endpoints(config: Config, app: App): Middleware {
       ctx.res = json(adminAction(app, ctx.rt, method, path.split("/").slice(2).map(decode)));
       return;
     }
-    await next();
+    return next();
   };
 }
 

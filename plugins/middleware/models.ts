@@ -23,7 +23,7 @@ function notFound(model: string): ProxyError {
 }
 
 function models(_config: unknown, app: App): Middleware {
-  return async function models(ctx: RequestContext, next): Promise<void> {
+  return function models(ctx: RequestContext, next): Promise<void> | void {
     const path = ctx.url.pathname;
     const method = ctx.req.method;
     const listing = path === PREFIX || path === `${PREFIX}/`;
@@ -31,7 +31,7 @@ function models(_config: unknown, app: App): Middleware {
       (method !== "GET" && method !== "HEAD") || ctx.rt.defaultPool !== undefined ||
       (!listing && !path.startsWith(`${PREFIX}/`))
     ) {
-      return await next();
+      return next();
     }
     const list = modelList(app, { rt: ctx.rt, allowed: ctx.client?.models });
     let body: unknown = list;

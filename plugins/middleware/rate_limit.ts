@@ -11,6 +11,7 @@ import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/con
 import type { App } from "../../src/app.ts";
 import { ProxyError } from "../../src/errors.ts";
 import type { RateDecision } from "../../src/rate_limiter.ts";
+import type { ClientKeyConfig } from "../../src/config/types.ts";
 
 /**
  * The `x-ratelimit-*` headers of a decision, as OpenAI sends them.
@@ -26,10 +27,19 @@ export function rateLimitHeaders(d: RateDecision): Record<string, string> {
 }
 
 function rateLimit(_config: unknown, app: App): Middleware {
-  return async function rateLimit(ctx: RequestContext, next): Promise<void> {
+  return function rateLimit(ctx: RequestContext, next): Promise<void> {
     const client = ctx.client;
     const rpm = client?.rateLimitPerMinute;
-    if (client === undefined || rpm === undefined) return await next();
+    if (client === undefined || rpm === undefined) return next();
+    return limited(ctx, next, client, rpm);
+  };
+
+  async function limited(
+    ctx: RequestContext,
+    next: () => Promise<void>,
+    client: ClientKeyConfig,
+    rpm: number,
+  ): Promise<void> {
     const d = app.limiter.take(client.key, rpm);
     const headers = rateLimitHeaders(d);
     if (!d.allowed) {
@@ -62,7 +72,7 @@ function rateLimit(_config: unknown, app: App): Middleware {
     } catch {
       // immutable headers: skip
     }
-  };
+  }
 }
 
 /** Per-client-key rate limiting. */

@@ -60,13 +60,13 @@ function connectionTokens(h: Headers): Set<string> | undefined {
  */
 export function forwardRequestHeaders(src: Headers): Headers {
   const extra = connectionTokens(src);
-  const out = new Headers();
-  for (const [k, v] of src) {
-    if (NOT_FORWARDED.has(k) || (extra !== undefined && extra.has(k))) continue;
-    out.append(k, v);
-  }
-  out.set("accept-encoding", "identity");
-  return out;
+  // forEach walks the header list without building an entry array per header
+  const pairs: [string, string][] = [];
+  src.forEach((v, k) => {
+    if (!NOT_FORWARDED.has(k) && (extra === undefined || !extra.has(k))) pairs.push([k, v]);
+  });
+  pairs.push(["accept-encoding", "identity"]);
+  return new Headers(pairs);
 }
 
 /**
@@ -90,12 +90,10 @@ export function applyAuth(h: Headers, style: AuthStyle, key: string): void {
  */
 export function returnResponseHeaders(src: Headers): Headers {
   const extra = connectionTokens(src);
-  const out = new Headers();
-  for (const [k, v] of src) {
-    if (NOT_RETURNED.has(k) || (extra !== undefined && extra.has(k))) continue;
-    out.append(k, v);
-  }
-  const upstreamId = src.get("x-request-id");
-  if (upstreamId !== null) out.set("x-upstream-request-id", upstreamId);
-  return out;
+  const pairs: [string, string][] = [];
+  src.forEach((v, k) => {
+    if (!NOT_RETURNED.has(k) && (extra === undefined || !extra.has(k))) pairs.push([k, v]);
+    else if (k === "x-request-id") pairs.push(["x-upstream-request-id", v]);
+  });
+  return new Headers(pairs);
 }

@@ -35,7 +35,8 @@ export class AttemptControl {
       if (clientSignal.aborted) this.clientGone();
       else {
         this.#client = clientSignal;
-        clientSignal.addEventListener("abort", this.#onClientAbort, { once: true });
+        // no options object: the listener is removed on dispose, and options cost a conversion
+        clientSignal.addEventListener("abort", this.#onClientAbort);
       }
     }
   }

@@ -25,7 +25,7 @@ export function shortHash(text: string): string {
 
 /**
  * Masks one key: `sk-a...wxyz` for long keys, fewer visible characters for short ones, and only
- * a hash tag for very short keys. Never throws, whatever the length.
+ * a hash tag for very short keys (`...~1a2b`); masks use only URL-safe characters, so they can name a key in an admin URL as they are. Never throws, whatever the length.
  * @param key the secret
  * @returns the mask
  */
@@ -33,12 +33,12 @@ export function maskKey(key: string): string {
   const n = key.length;
   if (n >= 20) return `${key.slice(0, 4)}...${key.slice(-4)}`;
   if (n >= 12) return `${key.slice(0, 2)}...${key.slice(-2)}`;
-  return `...#${shortHash(key).slice(0, 4)}`;
+  return `...~${shortHash(key).slice(0, 4)}`;
 }
 
 /**
  * Masks a set of keys so that no two masks are equal: when two keys share a mask, each gets a
- * `#xxxx` tag from its hash (longer tags if those collide too).
+ * `~xxxx` tag from its hash (longer tags if those collide too).
  * @param keys the secrets, duplicates allowed (equal keys get equal masks)
  * @returns key → mask
  */
@@ -64,8 +64,8 @@ export function maskAll(keys: Iterable<string>): Map<string, string> {
     for (const key of list) {
       const hash = shortHash(key);
       let len = 4;
-      let tagged = `${mask}#${hash.slice(0, len)}`;
-      while (used.has(tagged) && len < hash.length) tagged = `${mask}#${hash.slice(0, ++len)}`;
+      let tagged = `${mask}~${hash.slice(0, len)}`;
+      while (used.has(tagged) && len < hash.length) tagged = `${mask}~${hash.slice(0, ++len)}`;
       while (used.has(tagged)) tagged += "'";
       used.add(tagged);
       out.set(key, tagged);

@@ -60,14 +60,14 @@ export interface Upstream {
  * change them; `state` is the live record from the state store.
  */
 export interface Candidate {
-  /** Stable id: `<upstream>#<hash of the key>`; never the key itself. */
+  /** Stable id: `<upstream>:<hash of the key>`; never the key itself. */
   readonly id: string;
   /** Position in the pool's stable order (0-based). */
   readonly index: number;
   readonly upstream: Upstream;
   /** The key (prints as its mask); undefined for an upstream without keys. */
   readonly key: Secret | undefined;
-  /** The key's mask, or `<upstream>/no-key`. */
+  /** The key's mask, or `<upstream>:no-key`. */
   readonly mask: string;
   /** Optional human name of the key. */
   readonly name: string | undefined;

@@ -115,8 +115,9 @@ export function buildRuntime(config: Config, registry: Registry, app: App): Runt
         if (keys.length === 0 && k > 0) continue;
         if (keys.length > 0 && k >= keys.length) continue;
         const kc = keys[k];
-        const id = kc === undefined ? `${u.name}#nokey` : `${u.name}#${shortHash(kc.key)}`;
-        const mask = kc === undefined ? `${u.name}/no-key` : masks.get(kc.key)!;
+        // ids and masks use only URL-safe characters: they name keys in admin URLs as they are
+        const id = kc === undefined ? `${u.name}:nokey` : `${u.name}:${shortHash(kc.key)}`;
+        const mask = kc === undefined ? `${u.name}:no-key` : masks.get(kc.key)!;
         const cand: Candidate = {
           id,
           index: list.length,

@@ -7,6 +7,7 @@
 
 import type { App } from "./app.ts";
 import type { RequestContext } from "./context.ts";
+import { StreamInterruptedError } from "./proxy/relay.ts";
 import { errorResponse, ProxyError } from "./errors.ts";
 
 /** Options of {@linkcode startServer}. */
@@ -159,6 +160,8 @@ export function startServer(app: App, options: ServerOptions = {}): Promise<Runn
         port: options.port ?? 8080,
         onListen() {},
         onError(err) {
+          // a relayed stream we ended on purpose: the client got an error event, the log a line
+          if (err instanceof StreamInterruptedError) return errorResponse(err);
           app.logger.error("unhandled error in request handler", {
             error: app.logger.redact(err instanceof Error ? err.message : String(err)),
           });

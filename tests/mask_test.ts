@@ -10,7 +10,7 @@ Deno.test("shortHash() is stable and 13 hex digits", () => {
 Deno.test("maskKey() never throws and never shows a short key", () => {
   for (const key of ["", "a", "k1", "short-key", "0123456789a"]) {
     const m = maskKey(key);
-    assert.match(m, /^\.\.\.#[0-9a-f]{4}$/);
+    assert.match(m, /^\.\.\.~[0-9a-f]{4}$/);
     if (key.length > 4) assert.ok(!m.includes(key), `mask ${m} shows ${key}`);
   }
   assert.equal(maskKey("sk-abcdefghijklmnopqrstuvwxyz"), "sk-a...wxyz");
@@ -22,7 +22,7 @@ Deno.test("maskAll() gives distinct masks to keys sharing a prefix and suffix", 
   const masks = maskAll(keys);
   assert.equal(new Set(masks.values()).size, 3);
   for (const [key, mask] of masks) {
-    assert.ok(mask.startsWith("sk-a...zzzz#"));
+    assert.ok(mask.startsWith("sk-a...zzzz~"));
     assert.ok(!mask.includes(key));
   }
 });

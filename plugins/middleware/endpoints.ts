@@ -130,8 +130,8 @@ function endpoints(config: Config, app: App): Middleware {
       }
       if (path.startsWith("/v1/stats/models/") && path.length > "/v1/stats/models/".length) {
         const model = decode(path.slice("/v1/stats/models/".length));
-        const pool = ctx.rt.pools.get(model) ??
-          (model === "default" || model === "*" ? ctx.rt.defaultPool : undefined);
+        // a named pool, else the pool that serves the model (the default pool serves the rest)
+        const pool = ctx.rt.pools.get(model) ?? ctx.rt.defaultPool;
         if (pool === undefined) {
           throw notFound(`No pool serves model "${model}"`, "model_not_found");
         }

@@ -13,7 +13,7 @@ import { describeError, out, say } from "./_io.ts";
 
 /** One key's probe result, as printed. */
 export interface ProbeRow {
-  /** The key's mask (or `<upstream>/no-key`). */
+  /** The key's mask (or `<upstream>:no-key`). */
   key: string;
   upstream: string;
   /** `healthy`, or why not: `server_error`, `auth`, `rate_limited`, `network`, `timeout`. */

@@ -97,7 +97,8 @@ function toUpstreams(name: string, m: SeedBModel): UpstreamConfig[] {
     [{ api_base: m.api_base ?? "", api_key: m.api_key ?? "", timeout: m.timeout }];
   const intervalMs = m.health_check_interval ?? defaultHealthCheck().intervalMs;
   return entries.map((u, i) => ({
-    name: `${name}#${i + 1}`,
+    // URL-safe, so the name works in /admin/upstreams/{name} as it is
+    name: `${name.replace(/[^A-Za-z0-9._-]/g, "_")}-${i + 1}`,
     baseUrl: u.api_base,
     pathMode: "v1",
     auth: "bearer",
@@ -113,7 +114,7 @@ function toUpstreams(name: string, m: SeedBModel): UpstreamConfig[] {
 }
 
 /**
- * Checks a parsed Seed B file and turns it into a `Config`: upstreams named `<model>#<i>`
+ * Checks a parsed Seed B file and turns it into a `Config`: upstreams named `<model>-<i>`
  * (1-based), one pool per model, client keys from `auth.default_auth.api_keys` (allowed to read
  * stats, as in Seed B), `rate_limit` applied to every client key, `server.log_level` mapped to
  * llm-balance's levels.

@@ -10,6 +10,18 @@ import { errorBody } from "../errors.ts";
 import { type AttemptClass, classifyFailure } from "../health/classify.ts";
 import type { AttemptControl } from "./attempt_control.ts";
 
+/**
+ * The error a relayed body ends with when the upstream broke or llm-balance cut it: already
+ * reported to the client (error event) and logged, so the server need not report it again.
+ */
+export class StreamInterruptedError extends Error {
+  /** @param message what happened */
+  constructor(message: string) {
+    super(message);
+    this.name = "StreamInterruptedError";
+  }
+}
+
 /** How a relayed body ended. */
 export interface RelayEnd {
   outcome: "complete" | "client_abort" | "failed";
@@ -17,6 +29,8 @@ export interface RelayEnd {
   cls: AttemptClass;
   /** Body bytes sent to the client. */
   bytes: number;
+  /** llm-balance cut the stream because it is shutting down (the upstream is not to blame). */
+  shutdown?: boolean;
   error?: unknown;
 }
 
@@ -109,13 +123,13 @@ export function relay(o: RelayOptions): ReadableStream<Uint8Array> {
             safeError(controller, err);
             return;
           }
-          finish({ outcome: "failed", cls, error: err });
+          finish({ outcome: "failed", cls, error: err, shutdown: o.control.shutDown });
           const why = o.control.shutDown
             ? "llm-balance shut down before the upstream finished"
             : o.control.timedOut
             ? `upstream ${o.control.timedOut.replace("_", " ")} timeout`
             : "upstream connection broke";
-          const error = new Error(`Stream interrupted: ${why}`);
+          const error = new StreamInterruptedError(`Stream interrupted: ${why}`);
           flush(controller);
           if (o.sse) {
             // blank lines end whatever partial event came before; extra ones are ignored

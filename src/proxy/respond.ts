@@ -99,9 +99,17 @@ export function commit(
     onEnd: (end) => {
       app.open.delete(r.control);
       ctx.log.bytes = end.bytes;
-      ctx.log.outcome = end.outcome === "failed" ? end.cls : end.outcome;
-      if (end.outcome === "complete") countUsage(ctx, app, c, tap.finish());
-      if (end.outcome === "failed") {
+      // SDKs stop reading (and cancel) at `[DONE]` / `message_stop`: that stream was complete
+      const complete = end.outcome === "complete" ||
+        (end.outcome === "client_abort" && !end.shutdown && tap.ended);
+      // tokens the upstream reported were spent, however the stream ended
+      countUsage(ctx, app, c, tap.finish());
+      if (complete) ctx.log.outcome = "complete";
+      else if (end.shutdown) ctx.log.outcome = "shutdown";
+      else ctx.log.outcome = end.outcome === "failed" ? end.cls : end.outcome;
+      if (end.shutdown) {
+        ctx.log.error = "stream cut: llm-balance shut down before the upstream finished";
+      } else if (end.outcome === "failed") {
         ctx.log.error = `stream interrupted: ${end.cls}`;
         app.logger.warn("upstream broke mid-response", {
           request_id: ctx.requestId,
@@ -111,8 +119,8 @@ export function commit(
           bytes: end.bytes,
         });
       }
-      app.board.end(c, end.outcome === "complete" ? "ok" : end.cls, { trial });
-      if (end.outcome === "complete") app.latency.record(c.id, performance.now() - started);
+      app.board.end(c, complete ? "ok" : end.cls, { trial });
+      if (complete) app.latency.record(c.id, performance.now() - started);
       resolveDone();
     },
   });

@@ -58,6 +58,12 @@ export class UsageTap {
   #size = 0;
   #line = "";
   #usage: Usage | undefined;
+  #ended = false;
+
+  /** Whether the stream's own end marker went by (`data: [DONE]`, Anthropic's `message_stop`). */
+  get ended(): boolean {
+    return this.#ended;
+  }
 
   /** @param sse whether the body is a server-sent event stream */
   constructor(sse: boolean) {
@@ -82,6 +88,10 @@ export class UsageTap {
     // one forward-moving search for "usage" serves every line of the chunk (linear overall)
     let usageAt = nl < 0 ? -1 : text.indexOf('"usage"');
     while (nl >= 0) {
+      if (
+        !this.#ended && (text.startsWith("data: [DONE]", start) ||
+          text.startsWith("data:[DONE]", start) || text.startsWith("event: message_stop", start))
+      ) this.#ended = true;
       if (usageAt >= 0 && usageAt < start) usageAt = text.indexOf('"usage"', start);
       if (usageAt >= 0 && usageAt < nl) this.#onLine(text, start, nl);
       start = nl + 1;

@@ -32,7 +32,7 @@ Deno.test("normalizeSeedB() reads the full Seed B example", async () => {
   });
   assert.deepEqual(config.upstreams, [
     {
-      name: "gpt-3.5-turbo#1",
+      name: "gpt-3.5-turbo-1",
       baseUrl: "https://api.openai.com/v1",
       pathMode: "v1",
       auth: "bearer",
@@ -46,7 +46,7 @@ Deno.test("normalizeSeedB() reads the full Seed B example", async () => {
       healthCheck: health(30_000),
     },
     {
-      name: "gpt-3.5-turbo#2",
+      name: "gpt-3.5-turbo-2",
       baseUrl: "https://api-proxy1.com/v1",
       pathMode: "v1",
       auth: "bearer",
@@ -60,7 +60,7 @@ Deno.test("normalizeSeedB() reads the full Seed B example", async () => {
       healthCheck: health(30_000),
     },
     {
-      name: "gpt-4#1",
+      name: "gpt-4-1",
       baseUrl: "https://api.openai.com/v1",
       pathMode: "v1",
       auth: "bearer",
@@ -78,9 +78,9 @@ Deno.test("normalizeSeedB() reads the full Seed B example", async () => {
     {
       model: "gpt-3.5-turbo",
       strategy: "round_robin",
-      members: [{ upstream: "gpt-3.5-turbo#1" }, { upstream: "gpt-3.5-turbo#2" }],
+      members: [{ upstream: "gpt-3.5-turbo-1" }, { upstream: "gpt-3.5-turbo-2" }],
     },
-    { model: "gpt-4", strategy: "round_robin", members: [{ upstream: "gpt-4#1" }] },
+    { model: "gpt-4", strategy: "round_robin", members: [{ upstream: "gpt-4-1" }] },
   ]);
   assert.deepEqual(config.clientKeys, [
     { key: "sk-prod-key-1", name: "client-1", rateLimitPerMinute: 100 },

@@ -202,3 +202,22 @@ upstreams:
     `duration_ms ${line.duration_ms} < ${drained}`,
   );
 });
+
+Deno.test("admin ids and masks work in URLs exactly as /admin/keys lists them", async () => {
+  await using mock = await startMockUpstream();
+  await using proxy = await startProxy(`
+upstreams:
+  a: { base_url: "${mock.baseUrl}", keys: [k1, sk-long-key-aaaaaaaaaaaa1] }
+`);
+  const listed = await (await fetch(`${proxy.url}/admin/keys`)).json();
+  for (const k of listed.keys as { id: string; key: string }[]) {
+    for (const name of [k.id, k.key]) {
+      const res = await fetch(`${proxy.url}/admin/keys/${name}/disable`, { method: "POST" });
+      assert.equal(res.status, 200, `disable ${name}`);
+      await res.body?.cancel();
+      const back = await fetch(`${proxy.url}/admin/keys/${name}/enable`, { method: "POST" });
+      assert.equal(back.status, 200);
+      await back.body?.cancel();
+    }
+  }
+});

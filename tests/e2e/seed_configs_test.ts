@@ -106,11 +106,11 @@ Deno.test("Seed B config routes each model to its own upstreams, api_base includ
     served.push(res.headers.get("x-llm-balance-upstream")!);
   }
   assert.deepEqual(served, [
-    "gpt-3.5-turbo#1",
-    "gpt-3.5-turbo#2",
-    "gpt-4#1",
-    "gpt-3.5-turbo#1",
-    "gpt-4#1",
+    "gpt-3.5-turbo-1",
+    "gpt-3.5-turbo-2",
+    "gpt-4-1",
+    "gpt-3.5-turbo-1",
+    "gpt-4-1",
   ]);
   assert.deepEqual(s.m1.requests.map((r) => [r.path, r.key]), [
     ["/v1/chat/completions", "sk-key-1"],

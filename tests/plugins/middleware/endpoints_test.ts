@@ -229,7 +229,7 @@ Deno.test("endpoints: admin lists keys by id and mask, never the key", async () 
   const keys = JSON.parse(text).keys as { id: string; key: string; upstream: string }[];
   assert.equal(keys.length, 2);
   for (const k of keys) {
-    assert.match(k.id, /^a#[0-9a-f]{13}$/);
+    assert.match(k.id, /^a:[0-9a-f]{13}$/);
     assert.equal(k.upstream, "a");
   }
 });

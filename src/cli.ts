@@ -9,7 +9,7 @@
 
 import { ConfigError, loadConfig, resolveConfigPath } from "./config/mod.ts";
 import type { Config, LogLevel } from "./config/types.ts";
-import { check, verifyConfig } from "./commands/check.ts";
+import { check, verifyConfig, withUnknownStrategies } from "./commands/check.ts";
 import { probe } from "./commands/probe.ts";
 import { serve } from "./commands/serve.ts";
 import { describeError, out, say } from "./commands/_io.ts";
@@ -235,7 +235,12 @@ export async function main(args: readonly string[]): Promise<number> {
     try {
       config = await loadEffectiveConfig(flags);
     } catch (err) {
-      if (err instanceof ConfigError || err instanceof UsageError) {
+      if (err instanceof ConfigError) {
+        // a schema error stops loading: add the other problems the file has, all in one run
+        say(describeError(await withUnknownStrategies(err)));
+        return 2;
+      }
+      if (err instanceof UsageError) {
         say(describeError(err));
         return 2;
       }

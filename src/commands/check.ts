@@ -104,6 +104,58 @@ export async function verifyConfig(
   return { config, registry, plugins };
 }
 
+/**
+ * Finds strategy names no built-in plugin provides, straight from the file's text: used when the
+ * schema already failed, so that one run reports these problems too. Skipped when the file
+ * loads plugins (they may provide the names).
+ * @param text the config file's content
+ * @returns one issue per unknown strategy, with its line
+ */
+export function unknownStrategies(text: string): ConfigIssue[] {
+  let tree: unknown;
+  try {
+    tree = parseDocument(text).toJS();
+  } catch {
+    return [];
+  }
+  if (typeof tree !== "object" || tree === null) return [];
+  const root = tree as Record<string, unknown>;
+  if (root.plugins !== undefined && root.plugins !== null) return [];
+  const known = new Registry();
+  known.register(...builtins);
+  const names = known.names("strategy");
+  const found: { path: Segment[][]; message: string }[] = [];
+  const seedB = root.models !== undefined && root.upstreams === undefined;
+  const section = (seedB ? root.models : root.pools) as Record<string, unknown> | undefined;
+  if (typeof section !== "object" || section === null) return [];
+  for (const [name, value] of Object.entries(section)) {
+    if (typeof value !== "object" || value === null) continue;
+    const field = seedB ? "load_balance_strategy" : "strategy";
+    const strategy = (value as Record<string, unknown>)[field];
+    if (typeof strategy !== "string" || known.strategy(strategy) !== undefined) continue;
+    found.push({
+      path: [[seedB ? "models" : "pools", name, field]],
+      message: `unknown strategy "${strategy}" (known: ${names.join(", ")})`,
+    });
+  }
+  return found.map((issue) => locateIssue(issue, text));
+}
+
+/**
+ * Adds the unknown-strategy problems of the file to a schema error, so one run shows them all.
+ * @param err the loader's error
+ * @returns the same error, or a new one with the extra problems sorted in by line
+ */
+export async function withUnknownStrategies(err: ConfigError): Promise<ConfigError> {
+  const text = await Deno.readTextFile(err.source).catch(() => undefined);
+  if (text === undefined) return err;
+  const seen = new Set(err.issues.map((i) => i.path));
+  const extra = unknownStrategies(text).filter((i) => !seen.has(i.path));
+  if (extra.length === 0) return err;
+  const all = [...err.issues, ...extra].sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+  return new ConfigError(err.source, all);
+}
+
 function locateIssue(issue: { path: Segment[][]; message: string }, text: string | undefined) {
   const lines = issue.path.map((p) => ({
     p,

@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { App } from "../../src/app.ts";
 import { ConfigError, parseConfigText } from "../../src/config/mod.ts";
-import { formatSummary, lineOf, summarize, verifyConfig } from "../../src/commands/check.ts";
+import {
+  formatSummary,
+  lineOf,
+  summarize,
+  unknownStrategies,
+  verifyConfig,
+} from "../../src/commands/check.ts";
 
 const EXAMPLE = new URL("../../plugins/examples/quota_aware.ts", import.meta.url).pathname;
 
@@ -143,4 +149,24 @@ Deno.test("summarize() and formatSummary() describe pools, upstreams and masked 
   } finally {
     await app.close();
   }
+});
+
+Deno.test("unknownStrategies() finds strategies no built-in provides, with their lines", () => {
+  const native = [
+    "upstreams:",
+    "  a: { base_url: http://127.0.0.1:9/v1, keys: [k] }",
+    "pools:",
+    "  default:",
+    "    strategy: fastest",
+    "    upstreams: [a]",
+  ].join("\n");
+  const found = unknownStrategies(native);
+  assert.equal(found.length, 1);
+  assert.equal(found[0]!.path, "pools.default.strategy");
+  assert.equal(found[0]!.line, 5);
+  assert.match(found[0]!.message, /unknown strategy "fastest"/);
+  assert.deepEqual(unknownStrategies(native + "\nplugins: [./x.ts]\n"), []);
+  const seedB =
+    "models:\n  m:\n    api_base: http://x/v1\n    api_key: k\n    load_balance_strategy: nope\n";
+  assert.equal(unknownStrategies(seedB)[0]?.path, "models.m.load_balance_strategy");
 });

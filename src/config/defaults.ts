@@ -14,6 +14,18 @@ export const DEFAULT_TIMEOUTS: Readonly<Timeouts> = Object.freeze({
 });
 
 /** Consecutive failures that eject a key when a file sets none. */
+/**
+ * The limits a single `timeout: N` means (Seed B's `timeout`, or a native number): the whole
+ * attempt may take N, and so may the wait for the first bytes and any pause in a stream, so a
+ * slow model given 300 s is never cut at a hidden shorter default.
+ * @param totalMs N in milliseconds; 0 disables the total and keeps the other defaults
+ * @returns the limits
+ */
+export function timeoutsFromTotal(totalMs: number): Timeouts {
+  if (totalMs <= 0) return { ...DEFAULT_TIMEOUTS, totalMs: 0 };
+  return { ...DEFAULT_TIMEOUTS, firstByteMs: totalMs, idleMs: totalMs, totalMs };
+}
+
 export const DEFAULT_MAX_FAILURES = 3;
 
 /**

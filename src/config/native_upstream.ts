@@ -15,7 +15,7 @@ import {
   splitList,
   text,
 } from "./_schema.ts";
-import { DEFAULT_TIMEOUTS, defaultHealthCheck } from "./defaults.ts";
+import { DEFAULT_TIMEOUTS, defaultHealthCheck, timeoutsFromTotal } from "./defaults.ts";
 import type { HealthCheckConfig, KeyConfig, Timeouts, UpstreamConfig } from "./types.ts";
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -46,7 +46,7 @@ const keys = z.union([
 );
 
 const timeouts = z.union([
-  seconds().transform((totalMs): Timeouts => ({ ...DEFAULT_TIMEOUTS, totalMs })),
+  seconds().transform((totalMs): Timeouts => timeoutsFromTotal(totalMs)),
   z.strictObject({
     connect: seconds().optional(),
     first_byte: seconds().optional(),

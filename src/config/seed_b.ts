@@ -21,8 +21,8 @@ import {
 import {
   baseConfig,
   DEFAULT_MAX_FAILURES,
-  DEFAULT_TIMEOUTS,
   defaultHealthCheck,
+  timeoutsFromTotal,
 } from "./defaults.ts";
 import type { Config, LogLevel, PoolConfig, UpstreamConfig } from "./types.ts";
 
@@ -107,7 +107,7 @@ function toUpstreams(name: string, m: SeedBModel): UpstreamConfig[] {
     models: {},
     weight: u.weight ?? 1,
     priority: 0,
-    timeouts: { ...DEFAULT_TIMEOUTS, totalMs: u.timeout ?? 60_000 },
+    timeouts: timeoutsFromTotal(u.timeout ?? 60_000),
     maxFailures: m.max_failures ?? DEFAULT_MAX_FAILURES,
     healthCheck: { ...defaultHealthCheck("/models"), intervalMs },
   }));

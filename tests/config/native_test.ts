@@ -114,7 +114,7 @@ Deno.test("normalizeNative() reads every field of native_full.yaml", async () =>
     models: {},
     weight: 2,
     priority: 0,
-    timeouts: { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 30_000 },
+    timeouts: { connectMs: 10_000, firstByteMs: 30_000, idleMs: 30_000, totalMs: 30_000 },
     maxFailures: 5,
     healthCheck: { probe: "http", path: "/models", intervalMs: 30_000, timeoutMs: 5_000 },
   });

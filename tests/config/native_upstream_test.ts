@@ -82,8 +82,8 @@ Deno.test("upstreamSchema accepts key as a shorthand, but not with keys", () => 
 Deno.test("upstreamSchema reads timeout as total seconds or as a mapping", () => {
   assert.deepEqual(upstream({ timeout: 1.5 }).timeouts, {
     connectMs: 10_000,
-    firstByteMs: 120_000,
-    idleMs: 120_000,
+    firstByteMs: 1_500,
+    idleMs: 1_500,
     totalMs: 1_500,
   });
   assert.deepEqual(upstream({ timeout: { idle: 0, first_byte: 30 } }).timeouts, {

@@ -91,6 +91,21 @@ export class Pool {
   }
 
   /**
+   * Tells whether a pick would find a candidate, without asking the strategy (so its state,
+   * e.g. a round-robin cursor, does not move).
+   * @param exclude candidates not to count
+   * @returns whether any available candidate (or a panic candidate) is left
+   */
+  any(exclude?: (c: Candidate) => boolean): boolean {
+    const now = this.#board.now();
+    this.#refresh(now);
+    for (const tier of this.#tiers) {
+      if (exclude === undefined ? tier.length > 0 : tier.some((c) => !exclude(c))) return true;
+    }
+    return this.#tiers.length === 0 && this.#panic(now, exclude) !== undefined;
+  }
+
+  /**
    * Counts candidates by status.
    * @param now epoch ms
    */

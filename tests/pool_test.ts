@@ -219,3 +219,16 @@ Deno.test("Pool.summary() reports Infinity when nothing returns by time alone", 
   assert.equal(sum.authFailed, 1);
   assert.equal(sum.nextReturn, Infinity);
 });
+
+Deno.test("Pool.any() tells whether a pick would succeed without moving the strategy", () => {
+  let picks = 0;
+  const counting: Strategy = { pick: (list) => (picks++, list[0]!) };
+  const { pool, board, candidates: [a, b] } = setup(2, counting);
+  assert.equal(pool.any(), true);
+  assert.equal(pool.any((c) => c.index === 0), true);
+  assert.equal(pool.any(() => true), false);
+  board.setDisabled(a!, true);
+  board.setDisabled(b!, true);
+  assert.equal(pool.any(), false);
+  assert.equal(picks, 0);
+});

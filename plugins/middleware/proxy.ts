@@ -105,16 +105,18 @@ function proxy(config: Config, app: App): Middleware {
       let c = n === 1 ? pool.pick(pick) : pool.pick(
         pick,
         (k) => tried.has(k.id) || failedUpstreams.has(k.upstream.name),
-      ) ?? pool.pick(pick, (k) => tried.has(k.id));
-      if (c === undefined && n > 1 && pool.pick(pick) !== undefined) {
-        // only tried candidates are left: back off before reusing one, then pick again
-        const wait = Math.min(
-          backoffMs(n - 1, retry.backoffBaseMs, retry.backoffMaxMs, app.random),
-          Math.max(0, deadline - app.now()),
-        );
-        if (wait > 0) await sleep(wait, req.signal);
-        if (req.signal.aborted) break;
-        c = pool.pick(pick);
+      );
+      if (c === undefined && n > 1) {
+        // only upstreams that already failed (or only tried keys) are left: back off first
+        if (pool.any()) {
+          const wait = Math.min(
+            backoffMs(n - 1, retry.backoffBaseMs, retry.backoffMaxMs, app.random),
+            Math.max(0, deadline - app.now()),
+          );
+          if (wait > 0) await sleep(wait, req.signal);
+          if (req.signal.aborted) break;
+          c = pool.pick(pick, (k) => tried.has(k.id)) ?? pool.pick(pick);
+        }
       }
       if (c === undefined) break;
       if (app.stopping) throw shuttingDown();

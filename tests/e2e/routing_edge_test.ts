@@ -53,3 +53,28 @@ pools:
   assert.equal(a.requests.length, 0);
   assert.equal(b.requests[0]?.text, '{"model":"special","messages":[]}');
 });
+
+Deno.test("proxy backs off before retrying on an upstream that just failed, even with another key", async () => {
+  await using mock = await startMockUpstream({ mode: "error500" });
+  await using proxy = await startProxy(
+    JSON.stringify({
+      api_keys: ["seed-a-key-00000001", "seed-a-key-00000002", "seed-a-key-00000003"],
+      target_url: mock.origin,
+      health_check: false,
+    }),
+    { source: "config.json" },
+  );
+  const res = await fetch(`${proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: '{"model":"m","messages":[]}',
+  });
+  assert.equal(res.status, 500);
+  await res.body?.cancel();
+  const times = mock.requests.map((r) => r.receivedAt);
+  assert.equal(times.length, 3);
+  // equal jitter over a 100 ms ceiling, doubling: at least 50 ms, then at least 100 ms
+  assert.ok(times[1]! - times[0]! >= 45, `first gap ${times[1]! - times[0]!} ms`);
+  assert.ok(times[2]! - times[1]! >= 95, `second gap ${times[2]! - times[1]!} ms`);
+  assert.equal(new Set(mock.requests.map((r) => r.key)).size, 3);
+});

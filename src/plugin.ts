@@ -92,9 +92,10 @@ export interface Strategy {
   /**
    * @param available the usable candidates, in the pool's stable order; never empty
    * @param ctx the request
-   * @returns the chosen candidate, one of `available`
+   * @returns the chosen candidate, one of `available`; or undefined when none of them may serve
+   *   (the weighted strategy never chooses weight 0): the pool then tries the next priority tier
    */
-  pick(available: readonly Candidate[], ctx: PickContext): Candidate;
+  pick(available: readonly Candidate[], ctx: PickContext): Candidate | undefined;
 }
 
 /** What a strategy factory receives. */

@@ -84,7 +84,9 @@ export class Pool {
     this.#refresh(now);
     for (const tier of this.#tiers) {
       const list = exclude ? tier.filter((c) => !exclude(c)) : tier;
-      if (list.length > 0) return this.#choose(list, ctx, now, exclude);
+      if (list.length === 0) continue;
+      const chosen = this.#choose(list, ctx, now, exclude);
+      if (chosen !== undefined) return chosen;
     }
     if (this.#tiers.length > 0) return undefined;
     return this.#panic(now, exclude);
@@ -150,26 +152,25 @@ export class Pool {
     ctx: PickContext,
     now: number,
     exclude: ((c: Candidate) => boolean) | undefined,
-  ): Candidate {
+  ): Candidate | undefined {
     let chosen: Candidate | undefined;
-    let threw = false;
     try {
       chosen = this.#strategy.pick(list, ctx);
     } catch (err) {
-      threw = true;
       this.#onStrategyError(err);
+      return this.#fallback.pick(list, ctx);
     }
+    // undefined is an answer: none of these may serve (e.g. weight 0 under `weighted`)
+    if (chosen === undefined) return undefined;
     if (
       typeof chosen !== "object" || chosen === null || this.candidates[chosen.index] !== chosen ||
       chosen.priority !== list[0]!.priority || !isAvailable(chosen.state, now) ||
       (exclude !== undefined && exclude(chosen))
     ) {
-      if (!threw) {
-        this.#onStrategyError(
-          new Error(`Strategy "${this.strategyName}" returned a non-candidate`),
-        );
-      }
-      chosen = this.#fallback.pick(list, ctx);
+      this.#onStrategyError(
+        new Error(`Strategy "${this.strategyName}" returned a non-candidate`),
+      );
+      return this.#fallback.pick(list, ctx);
     }
     return chosen;
   }

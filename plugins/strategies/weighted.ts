@@ -6,8 +6,9 @@
  * total weight of the available candidates. Traffic is proportional to weight and interleaved:
  * weights 8 and 2 give exactly 8 and 2 picks in any 10 consecutive picks, and weights 5, 1, 1
  * give a a b a c a a. Weights may be fractional; a weight of 0 (or a negative or non-finite one)
- * is never chosen, unless every available candidate has it: then they share traffic in round
- * robin. Unavailable candidates are skipped and keep their `current` until they return.
+ * is never chosen: when only such candidates are available, the strategy chooses none (the pool
+ * then tries its next priority tier, else answers 503). Unavailable candidates are skipped and
+ * keep their `current` until they return.
  *
  * nginx's pick looks at every candidate, which is fine for the usual handful of keys but not for
  * thousands. Pools larger than {@linkcode LARGE_POOL} use earliest-deadline-first scheduling
@@ -18,7 +19,6 @@
  */
 
 import type { Candidate, Strategy, StrategyOptions, StrategyPlugin } from "../../src/plugin.ts";
-import { nextAfter } from "./round_robin.ts";
 
 /** Pools with more candidates than this use the O(log n) scheduler. */
 export const LARGE_POOL = 256;
@@ -31,8 +31,7 @@ function effectiveWeight(candidate: Candidate): number {
 
 /**
  * Smooth weighted round robin (nginx) over the available candidates, with a `current` value per
- * candidate index that lives as long as the pool. Zero-weight candidates serve only when every
- * available candidate has weight 0, in round robin among them.
+ * candidate index that lives as long as the pool. Zero-weight candidates never serve.
  */
 export default {
   kind: "strategy",
@@ -41,7 +40,6 @@ export default {
   create(options: StrategyOptions): Strategy {
     if (options.candidates.length > LARGE_POOL) return earliestDeadline(options.candidates);
     const current = new Float64Array(options.candidates.length);
-    let lastZero = -1;
     return {
       pick(available) {
         let total = 0;
@@ -58,11 +56,7 @@ export default {
             bestCurrent = c;
           }
         }
-        if (best === undefined) {
-          const chosen = nextAfter(available, lastZero);
-          lastZero = chosen.index;
-          return chosen;
-        }
+        if (best === undefined) return undefined;
         current[best.index] = bestCurrent - total;
         return best;
       },
@@ -119,7 +113,6 @@ function earliestDeadline(candidates: readonly Candidate[]): Strategy {
     heap.push(c.index);
     up(heap.length - 1);
   }
-  let lastZero = -1;
   return {
     pick(available) {
       // every candidate popped is due now; unusable ones are rescheduled from this turn
@@ -131,9 +124,13 @@ function earliestDeadline(candidates: readonly Candidate[]): Strategy {
         down(0);
         if (isIn(available, c)) return c;
       }
-      const chosen = nextAfter(available, lastZero);
-      lastZero = chosen.index;
-      return chosen;
+      // every key due was unusable (many heavy keys resting): take the heaviest usable one
+      let heaviest: Candidate | undefined;
+      for (const c of available) {
+        const w = effectiveWeight(c);
+        if (w > 0 && (heaviest === undefined || w > effectiveWeight(heaviest))) heaviest = c;
+      }
+      return heaviest;
     },
   };
 }

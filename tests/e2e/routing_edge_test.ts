@@ -78,3 +78,33 @@ Deno.test("proxy backs off before retrying on an upstream that just failed, even
   assert.ok(times[2]! - times[1]! >= 95, `second gap ${times[2]! - times[1]!} ms`);
   assert.equal(new Set(mock.requests.map((r) => r.key)).size, 3);
 });
+
+Deno.test("weighted never sends traffic to weight 0, not even as a retry", async () => {
+  await using failing = await startMockUpstream({ mode: "error500" });
+  await using standby = await startMockUpstream();
+  await using proxy = await startProxy(`
+models:
+  m:
+    load_balance_strategy: weighted
+    upstreams:
+      - { api_base: "${failing.baseUrl}", api_key: sk-weighted-a-0001, weight: 1 }
+      - { api_base: "${standby.baseUrl}", api_key: sk-weighted-b-0002, weight: 0 }
+  only-zero:
+    load_balance_strategy: weighted
+    upstreams:
+      - { api_base: "${standby.baseUrl}", api_key: sk-weighted-c-0003, weight: 0 }
+`);
+  // the failing upstream answers 500 three times (then it is ejected, and weight 0 still never
+  // serves: 503); a pool with only weight 0 answers 503 at once
+  const expected: [string, number][] = [["m", 500], ["m", 503], ["only-zero", 503]];
+  for (const [model, status] of expected) {
+    const res = await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [] }),
+    });
+    assert.equal(res.status, status, model);
+    await res.body?.cancel();
+  }
+  assert.equal(standby.requests.length, 0);
+});

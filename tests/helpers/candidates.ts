@@ -147,7 +147,7 @@ export function pickMany(strategy: Strategy, options: PickManyOptions): number[]
   const out: number[] = [];
   for (let step = 0; step < count; step++) {
     const list = typeof available === "function" ? available(step) : available;
-    out.push(strategy.pick(list, PICK_CONTEXT).index);
+    out.push(strategy.pick(list, PICK_CONTEXT)?.index ?? -1);
   }
   return out;
 }

@@ -82,7 +82,7 @@ Deno.test("quota_aware.pick() only picks among the available candidates", () => 
   const candidates = makeCandidates([{ weight: 5 }, { weight: 1 }, { weight: 1 }]);
   const s = quotaAware({ now: () => 0 }).create({ candidates, random: seededRandom(1) });
   const available = [candidates[1]!, candidates[2]!];
-  for (let i = 0; i < 4; i++) assert.notEqual(s.pick(available, PICK_CONTEXT).index, 0);
+  for (let i = 0; i < 4; i++) assert.notEqual(s.pick(available, PICK_CONTEXT)!.index, 0);
 });
 
 Deno.test("quotaAware() rejects a quota that is not positive", () => {

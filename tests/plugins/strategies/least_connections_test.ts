@@ -84,7 +84,7 @@ Deno.test("least_connections.pick() sends less traffic to a slower candidate", (
   let maxSpread = 0;
   for (let tick = 0; tick < 10_000; tick++) {
     for (const i of finishing[tick]!) candidates[i]!.state.inFlight--;
-    const chosen = strategy.pick(candidates, PICK_CONTEXT);
+    const chosen = strategy.pick(candidates, PICK_CONTEXT)!;
     candidates[chosen.index]!.state.inFlight++;
     finishing[tick + durations[chosen.index]!]!.push(chosen.index);
     picks.push(chosen.index);

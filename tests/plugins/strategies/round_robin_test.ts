@@ -90,7 +90,11 @@ Deno.test("round_robin.pick() follows the pool order as availability changes", (
   for (const { name, steps } of cases) {
     const { strategy, only } = setup(4);
     steps.forEach(([indexes, want], i) => {
-      assert.equal(strategy.pick(only(...indexes), PICK_CONTEXT).index, want, `${name}, step ${i}`);
+      assert.equal(
+        strategy.pick(only(...indexes), PICK_CONTEXT)!.index,
+        want,
+        `${name}, step ${i}`,
+      );
     });
   }
 });

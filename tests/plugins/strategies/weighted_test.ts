@@ -6,7 +6,13 @@
 import assert from "node:assert/strict";
 import weighted from "../../../plugins/strategies/weighted.ts";
 import type { Candidate } from "../../../src/plugin.ts";
-import { countPicks, makeCandidates, pickMany, seededRandom } from "../../helpers/candidates.ts";
+import {
+  countPicks,
+  makeCandidates,
+  PICK_CONTEXT,
+  pickMany,
+  seededRandom,
+} from "../../helpers/candidates.ts";
 
 /** Builds a weighted strategy over candidates with the given weights. */
 function setup(weights: number[]) {
@@ -83,21 +89,20 @@ Deno.test("weighted.pick() never chooses weight 0 while a weighted candidate is 
   assert.deepEqual(counts, [0, 2000, 0, 1000, 0]);
 });
 
-Deno.test("weighted.pick() falls back to round robin when every available weight is 0", () => {
-  const cases: { name: string; weights: number[]; available: number[]; want: number[] }[] = [
-    { name: "all zero", weights: [0, 0, 0], available: [0, 1, 2], want: [0, 1, 2, 0, 1, 2, 0] },
-    { name: "weighted one unavailable", weights: [3, 0, 0], available: [1, 2], want: [1, 2, 1] },
+Deno.test("weighted.pick() chooses none when every available weight is 0", () => {
+  const cases: { name: string; weights: number[]; available: number[] }[] = [
+    { name: "all zero", weights: [0, 0, 0], available: [0, 1, 2] },
+    { name: "weighted one unavailable", weights: [3, 0, 0], available: [1, 2] },
     {
       name: "invalid weights count as 0",
       weights: [-1, Number.NaN, Infinity],
       available: [0, 1, 2],
-      want: [0, 1, 2, 0],
     },
   ];
-  for (const { name, weights, available, want } of cases) {
+  for (const { name, weights, available } of cases) {
     const { candidates, strategy } = setup(weights);
     const list = candidates.filter((c) => available.includes(c.index));
-    assert.deepEqual(pickMany(strategy, { available: list, count: want.length }), want, name);
+    assert.equal(strategy.pick(list, PICK_CONTEXT), undefined, name);
   }
 });
 
@@ -168,8 +173,8 @@ Deno.test("weighted.pick() in a large pool skips unavailable keys, with no burst
   assert.equal(after.filter((i) => i === 0).length, 1);
 });
 
-Deno.test("weighted.pick() in a large pool falls back to round robin when every weight is 0", () => {
+Deno.test("weighted.pick() in a large pool chooses none when every weight is 0", () => {
   const candidates = makeCandidates(Array.from({ length: 300 }, () => ({ weight: 0 })));
   const strategy = weighted.create({ candidates, random: seededRandom(3) });
-  assert.deepEqual(pickMany(strategy, { available: candidates, count: 3 }), [0, 1, 2]);
+  assert.equal(strategy.pick(candidates, PICK_CONTEXT), undefined);
 });

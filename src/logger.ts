@@ -29,6 +29,8 @@ export interface LoggerOptions {
 }
 
 const encoder = new TextEncoder();
+/** Shorter keys (test keys like `k1`) are not scrubbed from text. */
+const MIN_SECRET_LENGTH = 6;
 const BARE = /^[^\s"=]+$/;
 
 /** Writes a line to stderr at once, synchronously (for messages before exiting). */
@@ -95,7 +97,8 @@ export class Logger {
   setSecrets(secrets: Map<string, string>): void {
     const masks = new Map<string, string>();
     for (const [key, mask] of secrets) {
-      if (key.length === 0) continue;
+      // a key this short is no secret worth hiding, and masking it would garble other words
+      if (key.length < MIN_SECRET_LENGTH) continue;
       // also the forms a secret takes inside a JSON string or a URL
       for (const form of [key, JSON.stringify(key).slice(1, -1), encodeURIComponent(key)]) {
         if (!masks.has(form)) masks.set(form, mask);

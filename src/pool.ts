@@ -23,7 +23,10 @@ export interface PoolSummary {
   rateLimited: number;
   quota: number;
   authFailed: number;
-  /** Epoch ms when the earliest unusable candidate comes back by itself; Infinity if none will. */
+  /**
+   * Epoch ms when the earliest unusable candidate may come back by itself (for a key failing
+   * its health checks: the next probe); Infinity if none will.
+   */
   nextReturn: number;
 }
 
@@ -141,7 +144,10 @@ export class Pool {
         else if (s.restReason === "quota") sum.quota++;
         else if (s.restReason === "auth") sum.authFailed++;
       } else sum.ejected++;
-      const back = returnsAt(s, now);
+      let back = returnsAt(s, now);
+      // an unhealthy key with a health check may be back at its next probe
+      const hc = c.upstream.config.healthCheck;
+      if (back === Infinity && st === "unhealthy" && hc !== undefined) back = now + hc.intervalMs;
       if (back < sum.nextReturn) sum.nextReturn = back;
     }
     return sum;

@@ -23,7 +23,11 @@ export const SEED_A_HEALTH_PATH = "/v1/models";
 const NAME = /^[A-Za-z0-9._-]+$/;
 
 const seedA = z.object({
-  api_keys: z.array(z.string().trim()).optional(),
+  // a list, or one string of comma- or space-separated keys (`"api_keys": "${MS_KEYS}"`)
+  api_keys: z.union([
+    z.array(z.string().trim()),
+    z.string().transform((list) => list.split(/[\s,]+/)),
+  ]).optional(),
   server_port: intRange(0, 65535).optional(),
   target_url: httpUrl().optional(),
   health_check: bool().optional(),

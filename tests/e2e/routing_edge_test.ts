@@ -108,3 +108,31 @@ models:
   }
   assert.equal(standby.requests.length, 0);
 });
+
+Deno.test("503 for keys failing their health checks says when the next probe may bring one back", async () => {
+  await using mock = await startMockUpstream({ mode: "error500" });
+  await using proxy = await startProxy(
+    `
+upstreams:
+  m:
+    base_url: "${mock.baseUrl}"
+    keys: [sk-probe-retry-after-1]
+    health_check: { interval: 2, timeout: 1 }
+`,
+    { probes: true },
+  );
+  for (let i = 0; i < 100; i++) {
+    const s = await (await fetch(`${proxy.url}/stats`)).json();
+    if ((Object.values(s)[0] as { state: string }).state === "unhealthy") break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const res = await fetch(`${proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: '{"model":"x","messages":[]}',
+  });
+  assert.equal(res.status, 503);
+  const retryAfter = Number(res.headers.get("retry-after"));
+  assert.ok(retryAfter >= 1 && retryAfter <= 2, `retry-after ${retryAfter}`);
+  assert.match((await res.json()).error.message, /1 unhealthy/);
+});

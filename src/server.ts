@@ -177,10 +177,20 @@ export function startServer(app: App, options: ServerOptions = {}): Promise<Runn
     const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
     async function drain(drainMs: number): Promise<ShutdownReport> {
       const graceful = server.shutdown().catch(() => {});
-      const over = await raceTimer(graceful, drainMs, (force) => forceCut = force);
+      let forced = false;
+      const over = await raceTimer(graceful, drainMs, (force) =>
+        forceCut = () => {
+          forced = true;
+          force();
+        });
       if (!over) return { drained: true, cut: 0 };
       const left = open.size;
-      app.logger.warn("drain time over: cutting the requests still open", { open: left });
+      app.logger.warn(
+        forced
+          ? "drain ended early (second stop signal): cutting the requests still open"
+          : "drain time over: cutting the requests still open",
+        { open: left },
+      );
       cut.abort();
       app.cutAll();
       await raceTimer(finished, cutGraceMs);

@@ -156,19 +156,40 @@ export class Logger {
     return this.#secrets === undefined ? text : this.#secrets.redact(text);
   }
 
+  #lastMs = -1;
+  #lastIso = "";
+
+  /** The time as ISO text, computed once per millisecond. */
+  #time(): string {
+    const ms = this.#now();
+    if (ms !== this.#lastMs) {
+      this.#lastMs = ms;
+      this.#lastIso = new Date(ms).toISOString();
+    }
+    return this.#lastIso;
+  }
+
   #write(level: LogLevel, msg: string, fields: LogFields | undefined): void {
-    const time = new Date(this.#now()).toISOString();
+    const time = this.#time();
     let line: string;
     if (this.#format === "json") {
-      // a replacer would slow every line down: errors are turned into messages up front
-      const record: LogFields = { time, level, msg };
+      // the fields are serialized as given (no copy, no replacer): errors become messages first
+      let clean = fields;
       if (fields) {
         for (const k in fields) {
-          const v = fields[k];
-          record[k] = v instanceof Error ? v.message : v;
+          if (fields[k] instanceof Error) {
+            clean = {};
+            for (const j in fields) {
+              const v = fields[j];
+              clean[j] = v instanceof Error ? v.message : v;
+            }
+            break;
+          }
         }
       }
-      line = JSON.stringify(record);
+      const head = `{"time":"${time}","level":"${level}","msg":${JSON.stringify(msg)}`;
+      const rest = clean === undefined ? "{}" : JSON.stringify(clean);
+      line = rest.length > 2 ? `${head},${rest.slice(1)}` : `${head}}`;
     } else {
       let rest = "";
       if (fields) {

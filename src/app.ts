@@ -9,7 +9,7 @@ import type { Config } from "./config/types.ts";
 import { HealthBoard } from "./health/board.ts";
 import { Logger, resolveFormat } from "./logger.ts";
 import { importPlugins, Registry } from "./registry.ts";
-import { buildRuntime, type Runtime, secretMasks } from "./runtime.ts";
+import { buildRuntime, type Runtime } from "./runtime.ts";
 import { MemoryStateStore, type StateStore } from "./state_store.ts";
 import { builtins } from "../plugins/mod.ts";
 import { ActiveHealth } from "./health/active.ts";
@@ -113,7 +113,7 @@ export class App {
     });
     app.#rt = buildRuntime(config, registry, app);
     app.#ownLogger = options.logger === undefined;
-    logger.setSecrets(secretMasks(config));
+    logger.setSecrets(app.#rt.masks);
     app.#startProbes();
     return app;
   }
@@ -136,7 +136,7 @@ export class App {
     this.board.configure(config.health);
     this.logger.setLevel(config.log.level);
     if (this.#ownLogger) this.logger.setFormat(resolveFormat(config.log.format));
-    this.logger.setSecrets(secretMasks(config));
+    this.logger.setSecrets(rt.masks);
     this.board.epoch++;
     const old = this.#active;
     this.#startProbes();

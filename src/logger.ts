@@ -94,7 +94,7 @@ export class Logger {
    * Sets the secrets to scrub from every line (replaced by their masks).
    * @param secrets secret → mask
    */
-  setSecrets(secrets: Map<string, string>): void {
+  setSecrets(secrets: ReadonlyMap<string, string>): void {
     const masks = new Map<string, string>();
     for (const [key, mask] of secrets) {
       // a key this short is no secret worth hiding, and masking it would garble other words

@@ -31,6 +31,8 @@ export interface Runtime {
   readonly defaultPool: Pool | undefined;
   /** Every distinct candidate (the first pool's view of each key), by id. */
   readonly candidates: ReadonlyMap<string, Candidate>;
+  /** Every secret of the config (upstream, client and admin keys) → its mask. */
+  readonly masks: ReadonlyMap<string, string>;
   /** Client keys by secret. */
   readonly clientKeys: ReadonlyMap<string, ClientKeyConfig>;
   /** The request chain. */
@@ -71,7 +73,8 @@ export function secretMasks(config: Config): Map<string, string> {
  * @throws {Error} naming the field when a pool's strategy or a probe is unknown
  */
 export function buildRuntime(config: Config, registry: Registry, app: App): Runtime {
-  const masks = maskAll(config.upstreams.flatMap((u) => u.keys.map((k) => k.key)));
+  // one set of masks for every secret: stats, logs and scrubbed text all show the same mask
+  const masks = secretMasks(config);
   const upstreams = new Map<string, Upstream>();
   for (const u of config.upstreams) {
     upstreams.set(u.name, {
@@ -154,6 +157,7 @@ export function buildRuntime(config: Config, registry: Registry, app: App): Runt
   const chain = buildChain(config, registry, app);
   return {
     config,
+    masks,
     registry,
     upstreams,
     pools,

@@ -82,3 +82,29 @@ upstreams:
     await a.close();
   }
 });
+
+Deno.test("App.create() masks a key the same way in stats and in scrubbed text", async () => {
+  // an upstream key and a client key sharing a mask get told apart once, for everything
+  const lines: string[] = [];
+  const config = parseConfigText(
+    `
+auth: { client_keys: [sk-shared-aaaa-1111-zzzz] }
+upstreams:
+  u1: { base_url: "http://127.0.0.1:9/v1", keys: [sk-shared-bbbb-2222-zzzz] }
+`,
+    "app_test.yaml",
+    { env: () => undefined },
+  );
+  const a = await App.create(config, {
+    probes: false,
+    logger: new Logger({ sink: (l) => lines.push(l) }),
+  });
+  try {
+    const mask = a.rt.defaultPool!.candidates[0]!.mask;
+    assert.equal(a.rt.masks.get("sk-shared-bbbb-2222-zzzz"), mask);
+    assert.equal(a.logger.redact("key sk-shared-bbbb-2222-zzzz"), `key ${mask}`);
+    assert.notEqual(a.rt.masks.get("sk-shared-aaaa-1111-zzzz"), mask);
+  } finally {
+    await a.close();
+  }
+});

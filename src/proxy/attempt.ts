@@ -114,7 +114,8 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
     control.firstByteArrived();
     return committed(response, control, startedAt, new Uint8Array(0));
   }
-  if (wholeBody(response.headers)) {
+  const plan = bodyPlan(response.headers);
+  if (plan === "whole") {
     // known small JSON body: one native read, sent on in one piece
     try {
       const body = new Uint8Array(await response.arrayBuffer());
@@ -126,7 +127,6 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
     }
   }
   const reader = response.body.getReader();
-  const whole = isJson(response.headers);
   let got = false;
   try {
     const r1 = await reader.read();
@@ -136,7 +136,7 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
       control.dispose();
       return committed(response, control, startedAt, new Uint8Array(0));
     }
-    if (!whole) {
+    if (plan === "stream") {
       return committed(response, control, startedAt, undefined, { reader, first: r1.value });
     }
     const parts: Uint8Array[] = [r1.value];
@@ -181,19 +181,17 @@ function committed(
   };
 }
 
-/** A JSON body whose length is known and small: read it with one native call. */
-function wholeBody(h: Headers): boolean {
-  const len = h.get("content-length");
-  if (len === null || Number(len) > BUFFER_LIMIT) return false;
+/**
+ * How to take a response body: a small JSON body of known length in one native read
+ * (`whole`), a JSON body of unknown length read up to the buffering limit (`buffer`), anything
+ * else (event streams, downloads, large JSON) relayed as it comes (`stream`).
+ */
+function bodyPlan(h: Headers): "whole" | "buffer" | "stream" {
   const ct = h.get("content-type");
-  return ct !== null && ct.includes("json");
-}
-
-function isJson(h: Headers): boolean {
-  const ct = h.get("content-type");
-  if (ct === null || !ct.includes("json")) return false;
+  if (ct === null || !ct.includes("json")) return "stream";
   const len = h.get("content-length");
-  return len === null || Number(len) <= BUFFER_LIMIT;
+  if (len === null) return "buffer";
+  return Number(len) <= BUFFER_LIMIT ? "whole" : "stream";
 }
 
 function concat(parts: Uint8Array[], size: number): Uint8Array<ArrayBuffer> {

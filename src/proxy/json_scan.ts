@@ -43,7 +43,7 @@ function skipString(t: string, i: number): number {
  * @param i index of the value's first character
  * @returns the index after the value, or -1 when it does not end
  */
-export function skipValue(t: string, i: number): number {
+function skipValue(t: string, i: number): number {
   const c = t.charCodeAt(i);
   if (c === 34) return skipString(t, i);
   if (c === 123 || c === 91) {

@@ -125,9 +125,7 @@ function proxy(config: Config, app: App): Middleware {
       ctx.log.attempts = n;
       ctx.log.upstream = c.upstream.name;
       ctx.log.key = c.mask;
-      const headers = forwardRequestHeaders(req.headers);
-      const extra = c.upstream.config.headers;
-      for (const k in extra) headers.set(k, extra[k]!);
+      const headers = forwardRequestHeaders(req.headers, c.upstream.config.headers);
       if (c.key !== undefined) applyAuth(headers, c.upstream.auth, c.key.reveal());
       const trial = app.board.begin(c);
       const t0 = performance.now();
@@ -139,7 +137,7 @@ function proxy(config: Config, app: App): Middleware {
         body: bodyFor(c, body, text, model, bodies),
         timeouts: c.upstream.config.timeouts,
         deadline,
-        clientSignal: req.signal,
+        clientSignal: clientSignal(req),
         fetch: app.fetch,
         client: app.httpClient,
         now: app.now,
@@ -178,6 +176,11 @@ function proxy(config: Config, app: App): Middleware {
     }
     ctx.res = finalResponse(ctx, app, pool, last, lastCandidate);
   };
+}
+
+/** Reading `req.signal` costs; attempts that answer fast never need it (see ClientSignal). */
+function clientSignal(req: Request): () => AbortSignal {
+  return () => req.signal;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

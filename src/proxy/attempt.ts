@@ -7,19 +7,20 @@
 
 import type { Timeouts } from "../config/types.ts";
 import { type AttemptClass, classifyFailure, classifyStatus } from "../health/classify.ts";
-import { AttemptControl } from "./attempt_control.ts";
+import { AttemptControl, type ClientSignal } from "./attempt_control.ts";
+import type { HeaderRecord } from "./headers.ts";
 
 /** What one attempt sends. */
 export interface AttemptRequest {
   url: string;
   method: string;
-  headers: Headers;
+  headers: HeaderRecord | Headers;
   body: Uint8Array<ArrayBuffer> | null;
   timeouts: Timeouts;
   /** Epoch ms by which the whole request must be done; Infinity for none. */
   deadline: number;
-  /** Aborts when the client disconnects. */
-  clientSignal: AbortSignal;
+  /** Aborts when the client disconnects (a function: read only if the attempt lasts). */
+  clientSignal: ClientSignal;
   fetch: typeof fetch;
   client: Deno.HttpClient | undefined;
   now: () => number;

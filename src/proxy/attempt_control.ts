@@ -10,6 +10,20 @@ import { watchdog } from "./watchdog.ts";
 /** Which limit fired. */
 export type TimeoutKind = "first_byte" | "idle" | "total";
 
+/**
+ * The client's abort signal, or a function giving it. A function is called only once the
+ * attempt has lasted {@linkcode LAZY_CLIENT_MS}: reading `Request.signal` of a `Deno.serve`
+ * request starts a watch on its connection (about 10 µs), which most answers never need.
+ */
+export type ClientSignal = AbortSignal | (() => AbortSignal);
+
+/**
+ * How long an attempt runs before it watches for the client leaving (when given a function).
+ * A client that leaves earlier still stops the upstream request this long after it started,
+ * at most a watchdog tick later.
+ */
+export const LAZY_CLIENT_MS = 20;
+
 /** Aborts one upstream attempt and remembers why. */
 export class AttemptControl {
   readonly #controller = new AbortController();
@@ -25,19 +39,28 @@ export class AttemptControl {
   #firstByteAt = 0;
   #idleAt = 0;
   #client: AbortSignal | undefined;
+  #lazyClient: (() => AbortSignal) | undefined;
+  #lazyAt = 0;
   #onClientAbort = () => this.clientGone();
 
   /**
-   * @param clientSignal aborts when the client disconnects
+   * @param client aborts when the client disconnects (a function: read only if the attempt
+   *   lasts {@linkcode LAZY_CLIENT_MS})
    */
-  constructor(clientSignal: AbortSignal | undefined) {
-    if (clientSignal !== undefined) {
-      if (clientSignal.aborted) this.clientGone();
-      else {
-        this.#client = clientSignal;
-        // no options object: the listener is removed on dispose, and options cost a conversion
-        clientSignal.addEventListener("abort", this.#onClientAbort);
-      }
+  constructor(client: ClientSignal | undefined) {
+    if (typeof client === "function") {
+      this.#lazyClient = client;
+      this.#lazyAt = performance.now() + LAZY_CLIENT_MS;
+      watchdog.watch(this);
+    } else if (client !== undefined) this.#listen(client);
+  }
+
+  #listen(client: AbortSignal): void {
+    if (client.aborted) this.clientGone();
+    else {
+      this.#client = client;
+      // no options object: the listener is removed on dispose, and options cost a conversion
+      client.addEventListener("abort", this.#onClientAbort);
     }
   }
 
@@ -80,6 +103,12 @@ export class AttemptControl {
    * @param now `performance.now()`
    */
   check(now: number): void {
+    if (this.#lazyClient !== undefined && now >= this.#lazyAt) {
+      const client = this.#lazyClient;
+      this.#lazyClient = undefined;
+      this.#listen(client());
+      if (this.signal.aborted) return;
+    }
     if (this.#firstByteAt !== 0 && now >= this.#firstByteAt) this.timeout("first_byte");
     else if (this.#idleAt !== 0 && now >= this.#idleAt) this.timeout("idle");
     else if (this.#totalAt !== 0 && now >= this.#totalAt) this.timeout("total");
@@ -121,6 +150,7 @@ export class AttemptControl {
   /** Clears every deadline and listener; the attempt is over. */
   dispose(): void {
     this.#totalAt = this.#firstByteAt = this.#idleAt = 0;
+    this.#lazyClient = undefined;
     watchdog.unwatch(this);
     this.#client?.removeEventListener("abort", this.#onClientAbort);
     this.#client = undefined;

@@ -52,21 +52,26 @@ function connectionTokens(h: Headers): Set<string> | undefined {
   return set;
 }
 
+/** Header names (lower case) to values: what `fetch` is given (cheaper for it than `Headers`). */
+export type HeaderRecord = Record<string, string>;
+
 /**
  * Copies the headers of a client request that may go upstream.
  * @param src the client's request headers
- * @returns a new Headers without hop-by-hop headers, credentials or routing hints, asking for
+ * @param extra headers the upstream's config adds (they replace the client's of the same name)
+ * @returns a new record without hop-by-hop headers, credentials or routing hints, asking for
  *   an uncompressed response (`identity`: fetch then never decodes, so bytes pass unchanged)
  */
-export function forwardRequestHeaders(src: Headers): Headers {
-  const extra = connectionTokens(src);
+export function forwardRequestHeaders(src: Headers, extra?: Readonly<HeaderRecord>): HeaderRecord {
+  const named = connectionTokens(src);
+  const out: HeaderRecord = Object.create(null);
   // forEach walks the header list without building an entry array per header
-  const pairs: [string, string][] = [];
   src.forEach((v, k) => {
-    if (!NOT_FORWARDED.has(k) && (extra === undefined || !extra.has(k))) pairs.push([k, v]);
+    if (!NOT_FORWARDED.has(k) && (named === undefined || !named.has(k))) out[k] = v;
   });
-  pairs.push(["accept-encoding", "identity"]);
-  return new Headers(pairs);
+  out["accept-encoding"] = "identity";
+  if (extra !== undefined) { for (const k in extra) out[k.toLowerCase()] = extra[k]!; }
+  return out;
 }
 
 /**
@@ -75,9 +80,11 @@ export function forwardRequestHeaders(src: Headers): Headers {
  * @param style bearer, x-api-key or api-key
  * @param key the secret
  */
-export function applyAuth(h: Headers, style: AuthStyle, key: string): void {
-  if (style === "bearer") h.set("authorization", `Bearer ${key}`);
-  else h.set(style, key);
+export function applyAuth(h: Headers | HeaderRecord, style: AuthStyle, key: string): void {
+  const value = style === "bearer" ? `Bearer ${key}` : key;
+  const name = style === "bearer" ? "authorization" : style;
+  if (h instanceof Headers) h.set(name, value);
+  else h[name] = value;
 }
 
 /**
@@ -86,14 +93,24 @@ export function applyAuth(h: Headers, style: AuthStyle, key: string): void {
  * asked for `identity` encoding and fetch leaves an encoded body as it came, so an upstream that
  * compresses anyway keeps its `content-encoding` and `content-length`: the client decodes.
  * @param src the upstream response's headers
- * @returns a new Headers for the client's response
+ * @param dst where they go, e.g. the headers of the client's new `Response` (appending to them
+ *   costs far less than a `headers` option of the `Response` constructor)
+ */
+export function copyResponseHeaders(src: Headers, dst: Headers): void {
+  const named = connectionTokens(src);
+  src.forEach((v, k) => {
+    if (!NOT_RETURNED.has(k) && (named === undefined || !named.has(k))) dst.append(k, v);
+    else if (k === "x-request-id") dst.append("x-upstream-request-id", v);
+  });
+}
+
+/**
+ * {@linkcode copyResponseHeaders} into a new `Headers`.
+ * @param src the upstream response's headers
+ * @returns the headers for the client's response
  */
 export function returnResponseHeaders(src: Headers): Headers {
-  const extra = connectionTokens(src);
-  const pairs: [string, string][] = [];
-  src.forEach((v, k) => {
-    if (!NOT_RETURNED.has(k) && (extra === undefined || !extra.has(k))) pairs.push([k, v]);
-    else if (k === "x-request-id") pairs.push(["x-upstream-request-id", v]);
-  });
-  return new Headers(pairs);
+  const out = new Headers();
+  copyResponseHeaders(src, out);
+  return out;
 }

@@ -12,10 +12,10 @@ import { errorBody, ProxyError } from "../errors.ts";
 import type { Candidate } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
 import type { AttemptResult } from "./attempt.ts";
-import { returnResponseHeaders } from "./headers.ts";
+import { copyResponseHeaders, returnResponseHeaders } from "./headers.ts";
 import { relay } from "./relay.ts";
 import { UsageChunkStripper } from "./stream_usage.ts";
-import { type Usage, UsageTap } from "./usage.ts";
+import { type Usage, usageOfJson, UsageTap } from "./usage.ts";
 import { describeUnavailable } from "./routing.ts";
 
 const decoder = new TextDecoder();
@@ -53,15 +53,8 @@ export function commit(
 ): void {
   const res = r.response;
   const started = r.startedAt;
-  const headers = returnResponseHeaders(res.headers);
-  headers.set("x-request-id", ctx.requestId);
-  headers.set("x-llm-balance-upstream", c.upstream.name);
   ctx.log.status = res.status;
   ctx.log.ttfbMs = performance.now() - ctx.startedAt;
-  if (ctx.rt.config.server.overheadHeader) {
-    const overhead = Math.max(0, ctx.log.ttfbMs - ctx.log.upstreamMs);
-    headers.set("x-llm-balance-overhead-ms", overhead.toFixed(3));
-  }
   const sse = (res.headers.get("content-type") ?? "").includes("text/event-stream");
   ctx.log.stream = sse;
   if (r.reader === undefined || NULL_BODY.has(res.status)) {
@@ -71,14 +64,12 @@ export function commit(
     const body = NULL_BODY.has(res.status) ? null : r.body ?? null;
     if (body !== null && body.length > 0) {
       ctx.log.bytes = body.length;
-      const tap = new UsageTap(false);
-      tap.push(body);
-      countUsage(ctx, app, c, tap.finish());
+      countUsage(ctx, app, c, usageOfJson(body));
     }
     app.board.end(c, "ok", { trial });
     app.latency.record(c.id, performance.now() - started);
     ctx.log.outcome = "complete";
-    ctx.res = new Response(body, { status: res.status, statusText: res.statusText, headers });
+    ctx.res = respondWith(ctx, c, res, body);
     return;
   }
   const tap = new UsageTap(sse);
@@ -124,7 +115,27 @@ export function commit(
       resolveDone();
     },
   });
-  ctx.res = new Response(stream, { status: res.status, statusText: res.statusText, headers });
+  ctx.res = respondWith(ctx, c, res, stream);
+}
+
+/** The client's response: the upstream's status and useful headers, ours, and the body. */
+function respondWith(
+  ctx: RequestContext,
+  c: Candidate,
+  res: Response,
+  body: BodyInit | null,
+): Response {
+  // headers appended to a new response cost far less than a `headers` constructor option
+  const out = new Response(body, { status: res.status, statusText: res.statusText });
+  const headers = out.headers;
+  copyResponseHeaders(res.headers, headers);
+  headers.set("x-request-id", ctx.requestId);
+  headers.set("x-llm-balance-upstream", c.upstream.name);
+  if (ctx.rt.config.server.overheadHeader) {
+    const overhead = Math.max(0, (ctx.log.ttfbMs ?? 0) - ctx.log.upstreamMs);
+    headers.set("x-llm-balance-overhead-ms", overhead.toFixed(3));
+  }
+  return out;
 }
 
 function countUsage(ctx: RequestContext, app: App, c: Candidate, usage: Usage | undefined): void {

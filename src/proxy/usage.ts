@@ -40,6 +40,18 @@ export function readUsage(u: unknown): Usage | undefined {
  * Reads the top-level `"usage"` of a JSON text without building the rest of the body.
  * @returns the usage, or undefined when there is none
  */
+const sharedDecoder = new TextDecoder();
+
+/**
+ * Reads the usage of a whole JSON response body (the top-level `usage` object).
+ * @param body the body's bytes
+ * @returns the usage, or undefined when the body has none (or is too large to scan)
+ */
+export function usageOfJson(body: Uint8Array): Usage | undefined {
+  if (body.length === 0 || body.length > MAX_JSON_BYTES) return undefined;
+  return usageField(sharedDecoder.decode(body));
+}
+
 function usageField(text: string): Usage | undefined {
   const span = findTopLevel(text, "usage");
   if (span === undefined || span.raw.charCodeAt(0) !== 123) return undefined;

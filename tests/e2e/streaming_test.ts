@@ -233,49 +233,53 @@ Deno.test("proxy makes the openai SDK throw when the upstream dies mid-stream", 
   assert.equal(count, 2);
 });
 
-Deno.test("proxy cancels the upstream request when the client leaves before the first byte", async () => {
-  let onAbort!: () => void;
-  const upstreamAborted = new Promise<void>((r) => onAbort = r);
-  await using up = startScriptedUpstream((req) =>
-    new Promise<Response>((resolve) => {
-      const t = setTimeout(() => resolve(new Response("late")), 5000);
-      req.signal.addEventListener("abort", () => {
-        clearTimeout(t);
-        onAbort();
-        resolve(new Response(null, { status: 499 }));
-      }, { once: true });
-    })
-  );
-  await using other = await startMockUpstream();
-  await using proxy = await startProxy(`
+for (const waitMs of [0, 150]) {
+  Deno.test(`proxy cancels the upstream request when the client leaves before the first byte (after ${waitMs} ms)`, async () => {
+    let onAbort!: () => void;
+    const upstreamAborted = new Promise<void>((r) => onAbort = r);
+    await using up = startScriptedUpstream((req) =>
+      new Promise<Response>((resolve) => {
+        const t = setTimeout(() => resolve(new Response("late")), 5000);
+        req.signal.addEventListener("abort", () => {
+          clearTimeout(t);
+          onAbort();
+          resolve(new Response(null, { status: 499 }));
+        }, { once: true });
+      })
+    );
+    await using other = await startMockUpstream();
+    await using proxy = await startProxy(`
 upstreams:
   slow: { base_url: "${up.baseUrl}", key: sk-slow-000000000001 }
   other: { base_url: "${other.baseUrl}", key: sk-other-00000000001 }
 pools:
   gpt-4o: { upstreams: [slow, other] }
 `);
-  const abort = new AbortController();
-  const pending = fetch(`${proxy.url}/v1/chat/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(chat("gpt-4o", { stream: true })),
-    signal: AbortSignal.any([abort.signal, AbortSignal.timeout(10_000)]),
-  }).catch(() => undefined);
-  await waitFor(() => up.requests.length === 1, "the upstream request");
-  abort.abort();
-  await pending;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const aborted = await Promise.race([
-    upstreamAborted.then(() => true),
-    new Promise<boolean>((r) => timer = setTimeout(() => r(false), 2000)),
-  ]);
-  clearTimeout(timer);
-  assert.ok(aborted, "the upstream request was never cancelled");
-  await waitFor(() => proxy.server.inFlight() === 0, "in-flight count back to 0");
-  await waitFor(() => requestLines(proxy).length === 1, "the request log line");
-  assert.equal(requestLines(proxy)[0]!.outcome, "client_abort");
-  assert.equal(other.requests.length, 0, "a client that left was retried elsewhere");
-});
+    const abort = new AbortController();
+    const pending = fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(chat("gpt-4o", { stream: true })),
+      signal: AbortSignal.any([abort.signal, AbortSignal.timeout(10_000)]),
+    }).catch(() => undefined);
+    await waitFor(() => up.requests.length === 1, "the upstream request");
+    // early and late: an attempt watches for the client leaving only once it lasts
+    if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+    abort.abort();
+    await pending;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const aborted = await Promise.race([
+      upstreamAborted.then(() => true),
+      new Promise<boolean>((r) => timer = setTimeout(() => r(false), 2000)),
+    ]);
+    clearTimeout(timer);
+    assert.ok(aborted, "the upstream request was never cancelled");
+    await waitFor(() => proxy.server.inFlight() === 0, "in-flight count back to 0");
+    await waitFor(() => requestLines(proxy).length === 1, "the request log line");
+    assert.equal(requestLines(proxy)[0]!.outcome, "client_abort");
+    assert.equal(other.requests.length, 0, "a client that left was retried elsewhere");
+  });
+}
 
 Deno.test("proxy never ends a JSON body the upstream cuts short cleanly", async () => {
   await using mock = await startMockUpstream({ mode: "die_mid_stream" });

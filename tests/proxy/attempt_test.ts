@@ -270,3 +270,44 @@ Deno.test("attempt() leaves a JSON body over 4 MiB to stream", async () => {
   assert.ok(r.reader !== undefined);
   done(r);
 });
+
+Deno.test("attempt() reads a client signal given as a function only when the attempt lasts", async () => {
+  let reads = 0;
+  const client = new AbortController();
+  const lazy = () => {
+    reads++;
+    return client.signal;
+  };
+  const quick = await run(request(
+    () =>
+      Promise.resolve(
+        new Response('{"ok":true}', { headers: { "content-type": "application/json" } }),
+      ),
+    { clientSignal: lazy },
+  ));
+  assert.equal(quick.kind, "response");
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(reads, 0, "a fast answer never needs the client's signal");
+
+  setTimeout(() => client.abort(), 80);
+  const t0 = performance.now();
+  const slow = await run(request(neverAnswers, {
+    clientSignal: lazy,
+    timeouts: { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 },
+  }));
+  assert.equal(slow.cls, "client_abort");
+  assert.equal(reads, 1);
+  assert.ok(performance.now() - t0 < 1000);
+});
+
+Deno.test("attempt() stops at the first watchdog tick for a lazily read client already gone", async () => {
+  const client = new AbortController();
+  client.abort();
+  const t0 = performance.now();
+  const r = await run(request(neverAnswers, {
+    clientSignal: () => client.signal,
+    timeouts: { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 },
+  }));
+  assert.equal(r.cls, "client_abort");
+  assert.ok(performance.now() - t0 < 1000);
+});

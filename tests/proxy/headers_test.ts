@@ -25,7 +25,7 @@ Deno.test("forwardRequestHeaders() drops hop-by-hop headers and those named in C
       "content-type": "application/json",
     }),
   );
-  assert.deepEqual([...out], [
+  assert.deepEqual(Object.entries(out).sort(), [
     ["accept-encoding", "identity"],
     ["content-type", "application/json"],
     ["x-kept", "3"],
@@ -52,7 +52,7 @@ Deno.test("forwardRequestHeaders() drops client credentials, routing hints and c
       "anthropic-version": "2023-06-01",
     }),
   );
-  assert.deepEqual([...out], [
+  assert.deepEqual(Object.entries(out).sort(), [
     ["accept-encoding", "identity"],
     ["anthropic-version", "2023-06-01"],
     ["openai-organization", "org-1"],
@@ -61,7 +61,20 @@ Deno.test("forwardRequestHeaders() drops client credentials, routing hints and c
 
 Deno.test("forwardRequestHeaders() asks for an uncompressed response whatever the client accepts", () => {
   const out = forwardRequestHeaders(new Headers({ "accept-encoding": "gzip, br" }));
-  assert.equal(out.get("accept-encoding"), "identity");
+  assert.equal(out["accept-encoding"], "identity");
+});
+
+Deno.test("forwardRequestHeaders() lets the upstream's configured headers replace the client's", () => {
+  const out = forwardRequestHeaders(new Headers({ "x-team": "client", "x-a": "1" }), {
+    "X-Team": "ops",
+    "x-b": "2",
+  });
+  assert.deepEqual(Object.entries(out).sort(), [
+    ["accept-encoding", "identity"],
+    ["x-a", "1"],
+    ["x-b", "2"],
+    ["x-team", "ops"],
+  ]);
 });
 
 Deno.test("forwardRequestHeaders() leaves its input unchanged", () => {
@@ -83,6 +96,12 @@ Deno.test("applyAuth() sets the key in the upstream's auth style", () => {
     const names = [...h.keys()].filter((k) => k !== "content-type");
     assert.deepEqual(names, [header], `${style} sets exactly one credential header`);
   }
+});
+
+Deno.test("applyAuth() also sets the key in a header record", () => {
+  const h: Record<string, string> = { "content-type": "application/json" };
+  applyAuth(h, "x-api-key", "sk-1");
+  assert.deepEqual(h, { "content-type": "application/json", "x-api-key": "sk-1" });
 });
 
 Deno.test("applyAuth() replaces a credential already set", () => {

@@ -1,7 +1,7 @@
 /** @module Tests of token usage read from passing response bytes. */
 
 import assert from "node:assert/strict";
-import { readUsage, UsageTap } from "../../src/proxy/usage.ts";
+import { readUsage, usageOfJson, UsageTap } from "../../src/proxy/usage.ts";
 
 const enc = new TextEncoder();
 
@@ -124,4 +124,18 @@ Deno.test("UsageTap takes linear time over a chunk of many events", () => {
   const ms = performance.now() - t0;
   assert.deepEqual(u, { promptTokens: 1, completionTokens: 1, totalTokens: 2 });
   assert.ok(ms < 300, `${Math.round(ms)} ms for ${text.length} bytes`);
+});
+
+Deno.test("usageOfJson() reads the top-level usage of a whole JSON body, and nothing nested", () => {
+  const enc = new TextEncoder();
+  const body = enc.encode(JSON.stringify({
+    choices: [{
+      message: { content: '{"usage":{"prompt_tokens":99}}', usage: { prompt_tokens: 7 } },
+    }],
+    usage: { prompt_tokens: 10, completion_tokens: 2, total_tokens: 12 },
+  }));
+  assert.deepEqual(usageOfJson(body), { promptTokens: 10, completionTokens: 2, totalTokens: 12 });
+  assert.equal(usageOfJson(enc.encode('{"choices":[{"usage":{"prompt_tokens":3}}]}')), undefined);
+  assert.equal(usageOfJson(new Uint8Array(0)), undefined);
+  assert.equal(usageOfJson(enc.encode("not json")), undefined);
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Watchdog } from "../../src/proxy/watchdog.ts";
 
-Deno.test("Watchdog checks every watched deadline on its interval, then stops with the last one", async () => {
+Deno.test("Watchdog checks every watched deadline on its interval, then stops a tick after the last one", async () => {
   const dog = new Watchdog(5);
   const seen: number[] = [];
   const a = { check: (now: number) => seen.push(now) };
@@ -19,4 +19,5 @@ Deno.test("Watchdog checks every watched deadline on its interval, then stops wi
   const count = seen.length;
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(seen.length, count);
+  assert.equal(dog.running, false, "the interval stops once nothing is watched");
 });

@@ -70,7 +70,9 @@ export function forwardRequestHeaders(src: Headers, extra?: Readonly<HeaderRecor
     if (!NOT_FORWARDED.has(k) && (named === undefined || !named.has(k))) out[k] = v;
   });
   out["accept-encoding"] = "identity";
-  if (extra !== undefined) { for (const k in extra) out[k.toLowerCase()] = extra[k]!; }
+  if (extra !== undefined) {
+    for (const k in extra) out[k.toLowerCase()] = extra[k]!;
+  }
   return out;
 }
 

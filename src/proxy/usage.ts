@@ -36,10 +36,6 @@ export function readUsage(u: unknown): Usage | undefined {
   return { promptTokens: prompt, completionTokens: completion, totalTokens: total };
 }
 
-/**
- * Reads the top-level `"usage"` of a JSON text without building the rest of the body.
- * @returns the usage, or undefined when there is none
- */
 const sharedDecoder = new TextDecoder();
 
 /**
@@ -52,6 +48,10 @@ export function usageOfJson(body: Uint8Array): Usage | undefined {
   return usageField(sharedDecoder.decode(body));
 }
 
+/**
+ * Reads the top-level `"usage"` of a JSON text without building the rest of the body.
+ * @returns the usage, or undefined when there is none
+ */
 function usageField(text: string): Usage | undefined {
   const span = findTopLevel(text, "usage");
   if (span === undefined || span.raw.charCodeAt(0) !== 123) return undefined;
@@ -126,8 +126,7 @@ export class UsageTap {
         off += c.length;
       }
       this.#chunks = [];
-      const text = this.#decoder.decode(all);
-      return usageField(text);
+      return usageOfJson(all);
     }
     const rest = this.#line;
     if (rest.includes('"usage"')) this.#onLine(rest, 0, rest.length);

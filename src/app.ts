@@ -16,7 +16,7 @@ import { ActiveHealth } from "./health/active.ts";
 import { Metrics } from "./admin/metrics.ts";
 import { LatencyTracker } from "./admin/latency.ts";
 import { RateLimiter } from "./rate_limiter.ts";
-import type { AttemptControl } from "./proxy/attempt_control.ts";
+import { OpenAttempts } from "./proxy/attempt_control.ts";
 
 export { buildRuntime, CHAIN, type Runtime, secretMasks } from "./runtime.ts";
 
@@ -50,7 +50,7 @@ export class App {
   readonly limiter: RateLimiter;
   readonly startedAt: number;
   /** Attempts whose response is being relayed to a client. */
-  readonly open = new Set<AttemptControl>();
+  readonly open = new OpenAttempts();
   #rt: Runtime;
   #active: ActiveHealth | undefined;
   #probes: boolean;
@@ -152,7 +152,7 @@ export class App {
    */
   cutAll(): void {
     this.stopping = true;
-    for (const c of this.open) c.shutdown();
+    for (const c of this.open.toArray()) c.shutdown();
   }
 
   /** Stops probes and closes connections and the store. */

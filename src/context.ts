@@ -61,6 +61,8 @@ export interface MiddlewarePlugin {
    * Builds the middleware for one configuration (again on every reload).
    * @param config the configuration in force
    * @param app the application (logger, board, metrics, clock)
+   * @returns the middleware, or undefined when it has nothing to do under this configuration
+   *   (it then stays out of the chain, and requests skip it entirely)
    */
-  create(config: Config, app: App): Middleware;
+  create(config: Config, app: App): Middleware | undefined;
 }

@@ -44,21 +44,20 @@ function writeAll(bytes: Uint8Array): void {
   while (off < bytes.length) off += Deno.stderr.writeSync(bytes.subarray(off));
 }
 
-let pending: string[] = [];
+/** Lines waiting for stderr, already encoded (`encodeInto` a reused buffer: no copy per line). */
+const pending = new Uint8Array(64 * 1024);
 let pendingSize = 0;
 let flushTimer: ReturnType<typeof setTimeout> | undefined;
-const FLUSH_BYTES = 64 * 1024;
 const FLUSH_MS = 10;
 
 /** Writes every line {@linkcode batchedStderrSink} still holds; safe to call any time. */
 export function flushStderr(): void {
   if (flushTimer !== undefined) clearTimeout(flushTimer);
   flushTimer = undefined;
-  if (pending.length === 0) return;
-  const text = pending.join("");
-  pending = [];
+  if (pendingSize === 0) return;
+  const size = pendingSize;
   pendingSize = 0;
-  writeAll(encoder.encode(text));
+  writeAll(pending.subarray(0, size));
 }
 
 /**
@@ -66,10 +65,17 @@ export function flushStderr(): void {
  * write, so a busy proxy does not pay a system call per request. Flushed on exit.
  */
 export function batchedStderrSink(line: string): void {
-  pending.push(line + "\n");
-  pendingSize += line.length + 1;
-  if (pendingSize >= FLUSH_BYTES) flushStderr();
-  else if (flushTimer === undefined) flushTimer = setTimeout(flushStderr, FLUSH_MS);
+  const text = line + "\n";
+  // at most 3 bytes per UTF-16 unit: a line that may not fit is written after what is queued
+  if (text.length * 3 > pending.length - pendingSize) {
+    flushStderr();
+    if (text.length * 3 > pending.length) {
+      writeAll(encoder.encode(text));
+      return;
+    }
+  }
+  pendingSize += encoder.encodeInto(text, pending.subarray(pendingSize)).written;
+  flushTimer ??= setTimeout(flushStderr, FLUSH_MS);
 }
 
 globalThis.addEventListener("unload", flushStderr);
@@ -148,6 +154,18 @@ export class Logger {
   }
 
   /**
+   * Logs a line whose string values the caller has already passed through
+   * {@linkcode Logger.redact} where they could hold outside text: the line is not scanned again
+   * (the per-request line uses this; scanning only its few outside values costs a fraction).
+   * @param level the line's level
+   * @param msg the message (a constant)
+   * @param fields the fields, every outside value already redacted
+   */
+  scrubbed(level: LogLevel, msg: string, fields: LogFields): void {
+    if (LEVELS[level] >= this.#min) this.#write(level, msg, fields, true);
+  }
+
+  /**
    * Removes known secrets from a string.
    * @param text any text that might hold a key (error messages, URLs)
    * @returns the text with every known secret replaced by its mask
@@ -169,13 +187,14 @@ export class Logger {
     return this.#lastIso;
   }
 
-  #write(level: LogLevel, msg: string, fields: LogFields | undefined): void {
+  #write(level: LogLevel, msg: string, fields: LogFields | undefined, scrubbed = false): void {
     const time = this.#time();
     let line: string;
     if (this.#format === "json") {
       // the fields are serialized as given (no copy, no replacer): errors become messages first
       let clean = fields;
-      if (fields) {
+      // a scrubbed line's fields are plain values (no errors to turn into messages)
+      if (fields && !scrubbed) {
         for (const k in fields) {
           if (fields[k] instanceof Error) {
             clean = {};
@@ -204,7 +223,7 @@ export class Logger {
       }
       line = `${time} ${level.toUpperCase().padEnd(5)} ${msg.replace(/[\r\n]+/g, " ")}${rest}`;
     }
-    this.#sink(this.redact(line));
+    this.#sink(scrubbed ? line : this.redact(line));
   }
 }
 

@@ -202,7 +202,8 @@ function buildChain(
   for (const n of names) {
     const plugin = registry.middleware(n);
     if (plugin === undefined) throw new Error(`Cannot start: middleware "${n}" is not registered`);
-    mws.push(plugin.create(config, app));
+    const mw = plugin.create(config, app);
+    if (mw !== undefined) mws.push(mw);
   }
   return compose(mws);
 }

@@ -6,7 +6,9 @@
  */
 
 import type { App } from "./app.ts";
-import type { RequestContext } from "./context.ts";
+import type { RequestContext, RequestLog } from "./context.ts";
+import type { ClientKeyConfig } from "./config/types.ts";
+import type { Runtime } from "./runtime.ts";
 import { StreamInterruptedError } from "./proxy/relay.ts";
 import { errorResponse, ProxyError } from "./errors.ts";
 
@@ -86,6 +88,44 @@ function shuttingDown(requestId: string): Response {
 }
 
 /**
+ * The context of a request that came through `Deno.serve`. The client's address is read from
+ * the connection only when a step asks for it (most requests never do, and reading it is an
+ * op call).
+ */
+class ServeContext implements RequestContext {
+  readonly req: Request;
+  readonly url: URL;
+  readonly app: App;
+  readonly rt: Runtime;
+  readonly startedAt: number;
+  requestId: string;
+  client: ClientKeyConfig | undefined = undefined;
+  res: Response | undefined = undefined;
+  log: RequestLog = { status: 0, attempts: 0, stream: false, bytes: 0, upstreamMs: 0 };
+  done: Promise<void> | undefined = undefined;
+  #info: Deno.ServeHandlerInfo | undefined;
+  #remoteAddr = "";
+
+  constructor(req: Request, info: Deno.ServeHandlerInfo, app: App) {
+    this.req = req;
+    this.url = new URL(req.url);
+    this.app = app;
+    this.rt = app.rt;
+    this.startedAt = performance.now();
+    this.requestId = crypto.randomUUID();
+    this.#info = info;
+  }
+
+  get remoteAddr(): string {
+    if (this.#info !== undefined) {
+      this.#remoteAddr = (this.#info.remoteAddr as Deno.NetAddr).hostname ?? "";
+      this.#info = undefined;
+    }
+    return this.#remoteAddr;
+  }
+}
+
+/**
  * Builds the request handler (also usable without a socket, in tests).
  * @param app the application
  * @param options the request tracker and the cut signal
@@ -97,42 +137,25 @@ export function createHandler(app: App, options: HandlerOptions = {}): Deno.Serv
   cut?.addEventListener("abort", () => app.cutAll(), { once: true });
   return function handle(req, info): Promise<Response> {
     if (cut?.aborted) return Promise.resolve(shuttingDown(crypto.randomUUID()));
-    const rt = app.rt;
-    const ctx: RequestContext = {
-      req,
-      url: new URL(req.url),
-      app,
-      rt,
-      startedAt: performance.now(),
-      remoteAddr: (info.remoteAddr as Deno.NetAddr).hostname ?? "",
-      requestId: crypto.randomUUID(),
-      client: undefined,
-      res: undefined,
-      log: { status: 0, attempts: 0, stream: false, bytes: 0, upstreamMs: 0 },
-      done: undefined,
-    };
-    if (track === undefined) {
-      return rt.chain(ctx).then(
-        () => ctx.res ?? errorResponse(new Error("no response"), ctx.requestId),
-        (err) => errorResponse(err, ctx.requestId),
-      );
+    const ctx = new ServeContext(req, info, app);
+    track?.start(ctx);
+    return run(ctx);
+  };
+  /** Runs the chain; a plain async function, no closures per request. */
+  async function run(ctx: RequestContext): Promise<Response> {
+    let res: Response;
+    try {
+      await ctx.rt.chain(ctx);
+      res = ctx.res ?? errorResponse(new Error("no response"), ctx.requestId);
+    } catch (err) {
+      res = errorResponse(err, ctx.requestId);
     }
-    track.start(ctx);
-    const end = () => {
+    if (track !== undefined) {
       if (ctx.done === undefined) track.end(ctx);
       else ctx.done.then(() => track.end(ctx), () => track.end(ctx));
-    };
-    return rt.chain(ctx).then(
-      () => {
-        end();
-        return ctx.res ?? errorResponse(new Error("no response"), ctx.requestId);
-      },
-      (err) => {
-        end();
-        return errorResponse(err, ctx.requestId);
-      },
-    );
-  };
+    }
+    return res;
+  }
 }
 
 /**

@@ -13,6 +13,7 @@ import { ProxyError } from "../../src/errors.ts";
 import { modelList } from "../../src/admin/stats.ts";
 
 const PREFIX = "/v1/models";
+const PREFIX_SLASH = "/v1/models/";
 
 function notFound(model: string): ProxyError {
   return new ProxyError(`The model "${model}" does not exist or is not served here`, {
@@ -26,10 +27,10 @@ function models(_config: unknown, app: App): Middleware {
   return function models(ctx: RequestContext, next): Promise<void> | void {
     const path = ctx.url.pathname;
     const method = ctx.req.method;
-    const listing = path === PREFIX || path === `${PREFIX}/`;
+    const listing = path === PREFIX || path === PREFIX_SLASH;
     if (
       (method !== "GET" && method !== "HEAD") || ctx.rt.defaultPool !== undefined ||
-      (!listing && !path.startsWith(`${PREFIX}/`))
+      (!listing && !path.startsWith(PREFIX_SLASH))
     ) {
       return next();
     }

@@ -19,7 +19,7 @@ import type { Pool } from "../../src/pool.ts";
 import { attempt, type AttemptResult } from "../../src/proxy/attempt.ts";
 import type { AttemptControl } from "../../src/proxy/attempt_control.ts";
 import { applyAuth, forwardRequestHeaders } from "../../src/proxy/headers.ts";
-import { readTopLevelString } from "../../src/proxy/json_scan.ts";
+import { findTopLevelFields, stringOf } from "../../src/proxy/json_scan.ts";
 import { acceptsStreamOptions, injectIncludeUsage } from "../../src/proxy/stream_usage.ts";
 import { backoffMs, upstreamUrl } from "../../src/proxy/routing.ts";
 import { bodyFor, isJson, readBody } from "../../src/proxy/request_body.ts";
@@ -27,6 +27,7 @@ import { commit, finalResponse, shuttingDown } from "../../src/proxy/respond.ts"
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
+const BODY_FIELDS = ["model", "stream", "stream_options"];
 
 function proxy(config: Config, app: App): Middleware {
   const retry = config.retry;
@@ -48,9 +49,11 @@ function proxy(config: Config, app: App): Middleware {
     let injected = false;
     if (body !== null && body.length > 0 && isJson(req.headers.get("content-type"), body)) {
       text = decoder.decode(body);
-      model = readTopLevelString(text, "model");
+      // one pass over the body finds every field the proxy reads
+      const [modelSpan, stream, streamOptions] = findTopLevelFields(text, BODY_FIELDS);
+      model = stringOf(modelSpan);
       if (config.usage.injectStreamUsage && acceptsStreamOptions(url.pathname)) {
-        const withUsage = injectIncludeUsage(text);
+        const withUsage = injectIncludeUsage(text, { stream, streamOptions });
         if (withUsage !== undefined) {
           text = withUsage;
           body = encoder.encode(withUsage);
@@ -93,9 +96,12 @@ function proxy(config: Config, app: App): Middleware {
     }
     const start = app.now();
     const deadline = retry.deadlineMs > 0 ? start + retry.deadlineMs : Infinity;
-    const tried = new Set<string>();
-    const failedUpstreams = new Set<string>();
-    const bodies = new Map<string, Uint8Array<ArrayBuffer> | null>();
+    // ids and upstreams tried so far; the sets are made only when a retry needs them
+    let firstId = "";
+    let tried: Set<string> | undefined;
+    let failedUpstreams: Set<string> | undefined;
+    const isTried = (k: Candidate) => k.id === firstId || tried?.has(k.id) === true;
+    let bodies: Map<string, Uint8Array<ArrayBuffer> | null> | undefined;
     let last: AttemptResult | undefined;
     let lastCandidate: Candidate | undefined;
     for (let n = 1; n <= retry.maxAttempts; n++) {
@@ -104,7 +110,7 @@ function proxy(config: Config, app: App): Middleware {
       const pick = { model, attempt: n };
       let c = n === 1 ? pool.pick(pick) : pool.pick(
         pick,
-        (k) => tried.has(k.id) || failedUpstreams.has(k.upstream.name),
+        (k) => isTried(k) || failedUpstreams?.has(k.upstream.name) === true,
       );
       if (c === undefined && n > 1) {
         // only upstreams that already failed (or only tried keys) are left: back off first
@@ -115,12 +121,13 @@ function proxy(config: Config, app: App): Middleware {
           );
           if (wait > 0) await sleep(wait, req.signal);
           if (req.signal.aborted) break;
-          c = pool.pick(pick, (k) => tried.has(k.id)) ?? pool.pick(pick);
+          c = pool.pick(pick, isTried) ?? pool.pick(pick);
         }
       }
       if (c === undefined) break;
       if (app.stopping) throw shuttingDown();
-      tried.add(c.id);
+      if (n === 1) firstId = c.id;
+      else (tried ??= new Set()).add(c.id);
       lastCandidate = c;
       ctx.log.attempts = n;
       ctx.log.upstream = c.upstream.name;
@@ -134,7 +141,7 @@ function proxy(config: Config, app: App): Middleware {
         url: upstreamUrl(c.upstream, url.pathname, url.search),
         method: req.method,
         headers,
-        body: bodyFor(c, body, text, model, bodies),
+        body: bodyFor(c, body, text, model, bodies ??= new Map()),
         timeouts: c.upstream.config.timeouts,
         deadline,
         clientSignal: clientSignal(req),
@@ -171,7 +178,7 @@ function proxy(config: Config, app: App): Middleware {
       if (result.kind === "failure" && result.shutdown) throw shuttingDown();
       if (result.cls === "client_abort" || !isRetryable(result.cls)) break;
       if (result.cls === "server" || result.cls === "connect" || result.cls === "timeout") {
-        failedUpstreams.add(c.upstream.name);
+        (failedUpstreams ??= new Set()).add(c.upstream.name);
       }
     }
     ctx.res = finalResponse(ctx, app, pool, last, lastCandidate);

@@ -9,6 +9,7 @@
 
 import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
 import type { App } from "../../src/app.ts";
+import type { Config } from "../../src/config/types.ts";
 import { ProxyError } from "../../src/errors.ts";
 import type { RateDecision } from "../../src/rate_limiter.ts";
 import type { ClientKeyConfig } from "../../src/config/types.ts";
@@ -26,7 +27,9 @@ export function rateLimitHeaders(d: RateDecision): Record<string, string> {
   };
 }
 
-function rateLimit(_config: unknown, app: App): Middleware {
+function rateLimit(config: Config, app: App): Middleware | undefined {
+  // no client key has a limit: the step stays out of the chain
+  if (!config.clientKeys.some((k) => k.rateLimitPerMinute !== undefined)) return undefined;
   return function rateLimit(ctx: RequestContext, next): Promise<void> {
     const client = ctx.client;
     const rpm = client?.rateLimitPerMinute;

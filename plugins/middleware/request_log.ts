@@ -17,7 +17,10 @@ const decoder = new TextDecoder();
 function requestLog(_config: unknown, app: App): Middleware {
   return async function requestLog(ctx: RequestContext, next): Promise<void> {
     const given = ctx.req.headers.get("x-request-id");
-    if (given !== null && SANE_ID.test(given)) ctx.requestId = given;
+    // a client's id that holds a configured key is not taken (it would be echoed and logged)
+    if (given !== null && SANE_ID.test(given) && app.logger.redact(given) === given) {
+      ctx.requestId = given;
+    }
     try {
       await next();
     } catch (err) {
@@ -104,14 +107,17 @@ function write(ctx: RequestContext, app: App): void {
   const path = ctx.url.pathname;
   const quiet = path === "/health" || path === "/metrics";
   const level = quiet ? "debug" : ctx.log.status >= 500 ? "warn" : "info";
-  if (!app.logger.enabled(level)) return;
+  const logger = app.logger;
+  if (!logger.enabled(level)) return;
   const l = ctx.log;
-  app.logger[level]("request", {
+  // only the values that can carry outside text are scanned for secrets (the rest are config
+  // names, masks, numbers and fixed words), not the whole line
+  logger.scrubbed(level, "request", {
     request_id: ctx.requestId,
-    method: ctx.req.method,
-    path,
+    method: logger.redact(ctx.req.method),
+    path: logger.redact(path),
     client: ctx.client?.name,
-    model: l.model,
+    model: l.model === undefined ? undefined : logger.redact(l.model),
     upstream: l.upstream,
     key: l.key,
     status: l.status,
@@ -123,7 +129,7 @@ function write(ctx: RequestContext, app: App): void {
     outcome: l.outcome,
     prompt_tokens: l.usage?.promptTokens,
     completion_tokens: l.usage?.completionTokens,
-    error: l.error,
+    error: l.error === undefined ? undefined : logger.redact(l.error),
   });
 }
 

@@ -43,16 +43,35 @@ function labels(obj: Record<string, string>): string {
   return parts.length ? `{${parts.join(",")}}` : "";
 }
 
+/** What is counted for one model and upstream (upstream "" for requests that made no attempt). */
+class Series {
+  /** Requests by status class: index 1 for 1xx ... 5 for 5xx, 0 for anything else. */
+  readonly requests = [0, 0, 0, 0, 0, 0];
+  /** Upstream attempts; rendered once the series saw one. */
+  attempts = 0;
+  duration: Histogram | undefined;
+  ttfb: Histogram | undefined;
+  /** Tokens by client name: [prompt, completion]. */
+  readonly tokens = new Map<string, [number, number]>();
+}
+
+const STATUS_CLASSES = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
 /** Collects request metrics and renders them in the Prometheus text format. */
 export class Metrics {
-  #requests = new Map<string, number>();
-  #attempts = new Map<string, number>();
-  #tokens = new Map<string, number>();
-  #duration = new Map<string, Histogram>();
-  #ttfb = new Map<string, Histogram>();
+  /** model → upstream → series: two lookups per request, no label strings built. */
+  #series = new Map<string, Map<string, Series>>();
   #overhead = new Histogram(OVERHEAD_BUCKETS_MS);
   #retries = 0;
   #streamsBroken = 0;
+
+  #seriesOf(model: string, upstream: string): Series {
+    let byUpstream = this.#series.get(model);
+    if (byUpstream === undefined) this.#series.set(model, byUpstream = new Map());
+    let series = byUpstream.get(upstream);
+    if (series === undefined) byUpstream.set(upstream, series = new Series());
+    return series;
+  }
 
   /**
    * Records a finished request.
@@ -64,23 +83,15 @@ export class Metrics {
       const path = ctx.url.pathname;
       if (!path.startsWith("/v1/") || path.startsWith("/v1/stats")) return;
     }
-    const model = l.model ?? "";
-    const upstream = l.upstream ?? "";
-    const statusClass = `${Math.floor(l.status / 100)}xx`;
-    const key = `${model}\u0000${upstream}\u0000${statusClass}`;
-    this.#requests.set(key, (this.#requests.get(key) ?? 0) + 1);
+    const series = this.#seriesOf(l.model ?? "", l.upstream ?? "");
+    const cls = Math.floor(l.status / 100);
+    series.requests[cls >= 1 && cls <= 5 ? cls : 0]!++;
     if (l.attempts > 0) {
-      const ak = `${model}\u0000${upstream}`;
-      this.#attempts.set(ak, (this.#attempts.get(ak) ?? 0) + l.attempts);
+      series.attempts += l.attempts;
       if (l.attempts > 1) this.#retries += l.attempts - 1;
-      const total = performance.now() - ctx.startedAt;
-      let h = this.#duration.get(ak);
-      if (h === undefined) this.#duration.set(ak, h = new Histogram(BUCKETS_MS));
-      h.observe(total);
+      (series.duration ??= new Histogram(BUCKETS_MS)).observe(performance.now() - ctx.startedAt);
       if (l.ttfbMs !== undefined) {
-        let t = this.#ttfb.get(ak);
-        if (t === undefined) this.#ttfb.set(ak, t = new Histogram(BUCKETS_MS));
-        t.observe(l.ttfbMs);
+        (series.ttfb ??= new Histogram(BUCKETS_MS)).observe(l.ttfbMs);
         this.#overhead.observe(Math.max(0, l.ttfbMs - l.upstreamMs));
       }
     }
@@ -92,12 +103,20 @@ export class Metrics {
     }
     const u = l.usage;
     if (u !== undefined) {
-      for (
-        const [type, n] of [["prompt", u.promptTokens], ["completion", u.completionTokens]] as const
-      ) {
-        const tk = `${model}\u0000${upstream}\u0000${ctx.client?.name ?? ""}\u0000${type}`;
-        this.#tokens.set(tk, (this.#tokens.get(tk) ?? 0) + n);
+      const client = ctx.client?.name ?? "";
+      const t = series.tokens.get(client);
+      if (t === undefined) series.tokens.set(client, [u.promptTokens, u.completionTokens]);
+      else {
+        t[0] += u.promptTokens;
+        t[1] += u.completionTokens;
       }
+    }
+  }
+
+  /** Every series with its labels. */
+  *#each(): Generator<[{ model: string; upstream: string }, Series]> {
+    for (const [model, byUpstream] of this.#series) {
+      for (const [upstream, series] of byUpstream) yield [{ model, upstream }, series];
     }
   }
 
@@ -111,26 +130,27 @@ export class Metrics {
     const head = (name: string, type: string, help: string) =>
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     head("llm_balance_requests_total", "counter", "Requests by model, upstream and status class");
-    for (const [k, v] of this.#requests) {
-      const [model, upstream, status] = k.split("\u0000") as [string, string, string];
-      out.push(`llm_balance_requests_total${labels({ model, upstream, status })} ${v}`);
+    for (const [l, series] of this.#each()) {
+      series.requests.forEach((n, i) => {
+        if (n > 0) {
+          out.push(
+            `llm_balance_requests_total${labels({ ...l, status: STATUS_CLASSES[i]! })} ${n}`,
+          );
+        }
+      });
     }
     head("llm_balance_attempts_total", "counter", "Upstream attempts by model and final upstream");
-    for (const [k, v] of this.#attempts) {
-      const [model, upstream] = k.split("\u0000") as [string, string];
-      out.push(`llm_balance_attempts_total${labels({ model, upstream })} ${v}`);
+    for (const [l, series] of this.#each()) {
+      if (series.attempts > 0) {
+        out.push(`llm_balance_attempts_total${labels(l)} ${series.attempts}`);
+      }
     }
     head("llm_balance_retries_total", "counter", "Attempts beyond the first");
     out.push(`llm_balance_retries_total ${this.#retries}`);
     head("llm_balance_streams_interrupted_total", "counter", "Streams broken by the upstream");
     out.push(`llm_balance_streams_interrupted_total ${this.#streamsBroken}`);
-    this.#histograms(
-      out,
-      "llm_balance_request_duration_seconds",
-      "Request duration",
-      this.#duration,
-    );
-    this.#histograms(out, "llm_balance_ttfb_seconds", "Time to first byte", this.#ttfb);
+    this.#histograms(out, "llm_balance_request_duration_seconds", "Request duration", "duration");
+    this.#histograms(out, "llm_balance_ttfb_seconds", "Time to first byte", "ttfb");
     head(
       "llm_balance_overhead_seconds",
       "histogram",
@@ -138,9 +158,13 @@ export class Metrics {
     );
     writeHistogram(out, "llm_balance_overhead_seconds", {}, this.#overhead);
     head("llm_balance_tokens_total", "counter", "Tokens by model, upstream, client and type");
-    for (const [k, v] of this.#tokens) {
-      const [model, upstream, client, type] = k.split("\u0000") as [string, string, string, string];
-      out.push(`llm_balance_tokens_total${labels({ model, upstream, client, type })} ${v}`);
+    for (const [l, series] of this.#each()) {
+      for (const [client, [prompt, completion]] of series.tokens) {
+        out.push(`llm_balance_tokens_total${labels({ ...l, client, type: "prompt" })} ${prompt}`);
+        out.push(
+          `llm_balance_tokens_total${labels({ ...l, client, type: "completion" })} ${completion}`,
+        );
+      }
     }
     const now = app.now();
     head("llm_balance_in_flight", "gauge", "Requests in flight per candidate");
@@ -184,11 +208,11 @@ export class Metrics {
     }
   }
 
-  #histograms(out: string[], name: string, help: string, map: Map<string, Histogram>): void {
+  #histograms(out: string[], name: string, help: string, which: "duration" | "ttfb"): void {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
-    for (const [k, h] of map) {
-      const [model, upstream] = k.split("\u0000") as [string, string];
-      writeHistogram(out, name, { model, upstream }, h);
+    for (const [l, series] of this.#each()) {
+      const h = series[which];
+      if (h !== undefined) writeHistogram(out, name, l, h);
     }
   }
 }

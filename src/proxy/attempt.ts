@@ -79,12 +79,12 @@ const BUFFER_LIMIT = 4 * 1024 * 1024;
  * @returns the classified result; never throws
  */
 export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
-  const control = new AttemptControl(r.clientSignal);
-  r.onControl?.(control);
   const startedAt = performance.now();
-  const left = r.deadline - r.now();
-  control.armTotal(Math.min(r.timeouts.totalMs || Infinity, left));
-  control.armFirstByte(Math.min(r.timeouts.firstByteMs || Infinity, left));
+  const control = new AttemptControl(r.clientSignal, startedAt);
+  r.onControl?.(control);
+  const left = r.deadline === Infinity ? Infinity : r.deadline - r.now();
+  control.armTotal(Math.min(r.timeouts.totalMs || Infinity, left), startedAt);
+  control.armFirstByte(Math.min(r.timeouts.firstByteMs || Infinity, left), startedAt);
   let response: Response;
   try {
     const init: RequestInit & { client?: Deno.HttpClient } = {

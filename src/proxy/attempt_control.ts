@@ -41,16 +41,22 @@ export class AttemptControl {
   #client: AbortSignal | undefined;
   #lazyClient: (() => AbortSignal) | undefined;
   #lazyAt = 0;
-  #onClientAbort = () => this.clientGone();
+  /** The listener on the client's signal, made only when one is added. */
+  #onClientAbort: (() => void) | undefined;
+  /** The watchdog's bookkeeping. */
+  watchSlot = -1;
+  /** {@linkcode OpenAttempts}' bookkeeping. */
+  openSlot = -1;
 
   /**
    * @param client aborts when the client disconnects (a function: read only if the attempt
    *   lasts {@linkcode LAZY_CLIENT_MS})
+   * @param now `performance.now()`, when the caller has it
    */
-  constructor(client: ClientSignal | undefined) {
+  constructor(client: ClientSignal | undefined, now: number = performance.now()) {
     if (typeof client === "function") {
       this.#lazyClient = client;
-      this.#lazyAt = performance.now() + LAZY_CLIENT_MS;
+      this.#lazyAt = now + LAZY_CLIENT_MS;
       watchdog.watch(this);
     } else if (client !== undefined) this.#listen(client);
   }
@@ -60,24 +66,26 @@ export class AttemptControl {
     else {
       this.#client = client;
       // no options object: the listener is removed on dispose, and options cost a conversion
-      client.addEventListener("abort", this.#onClientAbort);
+      client.addEventListener("abort", this.#onClientAbort = () => this.clientGone());
     }
   }
 
   /**
    * Sets the limit of the whole attempt.
    * @param ms milliseconds from now; 0 or Infinity disables
+   * @param now `performance.now()`, when the caller has it
    */
-  armTotal(ms: number): void {
-    if (ms > 0 && Number.isFinite(ms)) this.#arm("total", ms);
+  armTotal(ms: number, now?: number): void {
+    if (ms > 0 && Number.isFinite(ms)) this.#arm("total", ms, now);
   }
 
   /**
    * Sets the limit until the first body bytes.
    * @param ms milliseconds from now; 0 or Infinity disables
+   * @param now `performance.now()`, when the caller has it
    */
-  armFirstByte(ms: number): void {
-    if (ms > 0 && Number.isFinite(ms)) this.#arm("first_byte", ms);
+  armFirstByte(ms: number, now?: number): void {
+    if (ms > 0 && Number.isFinite(ms)) this.#arm("first_byte", ms, now);
   }
 
   /**
@@ -114,8 +122,8 @@ export class AttemptControl {
     else if (this.#totalAt !== 0 && now >= this.#totalAt) this.timeout("total");
   }
 
-  #arm(kind: TimeoutKind, ms: number): void {
-    const at = performance.now() + ms;
+  #arm(kind: TimeoutKind, ms: number, now = performance.now()): void {
+    const at = now + ms;
     if (kind === "total") this.#totalAt = at;
     else if (kind === "first_byte") this.#firstByteAt = at;
     else this.#idleAt = at;
@@ -152,7 +160,54 @@ export class AttemptControl {
     this.#totalAt = this.#firstByteAt = this.#idleAt = 0;
     this.#lazyClient = undefined;
     watchdog.unwatch(this);
-    this.#client?.removeEventListener("abort", this.#onClientAbort);
+    if (this.#onClientAbort !== undefined) {
+      this.#client?.removeEventListener("abort", this.#onClientAbort);
+    }
     this.#client = undefined;
+  }
+}
+
+/**
+ * The attempts in flight or being relayed, so shutdown can cut them. An array with each
+ * member's index kept on the member: adding and removing cost no hashing and no allocation (a
+ * `Set` that grows and shrinks with every request measurably slowed each one).
+ */
+export class OpenAttempts {
+  readonly #list: AttemptControl[] = [];
+
+  /** How many are open. */
+  get size(): number {
+    return this.#list.length;
+  }
+
+  /**
+   * Adds an attempt (idempotent).
+   * @param c the attempt's control
+   */
+  add(c: AttemptControl): void {
+    if (c.openSlot >= 0 && this.#list[c.openSlot] === c) return;
+    c.openSlot = this.#list.length;
+    this.#list.push(c);
+  }
+
+  /**
+   * Removes an attempt (idempotent).
+   * @param c the attempt's control
+   */
+  delete(c: AttemptControl): void {
+    const slot = c.openSlot;
+    const list = this.#list;
+    if (slot < 0 || list[slot] !== c) return;
+    const last = list.pop()!;
+    if (last !== c) {
+      list[slot] = last;
+      last.openSlot = slot;
+    }
+    c.openSlot = -1;
+  }
+
+  /** @returns a copy of the open attempts (safe to change the set while going through it) */
+  toArray(): AttemptControl[] {
+    return this.#list.slice();
   }
 }

@@ -80,31 +80,55 @@ function skipValue(t: string, i: number): number {
  * @returns the value's span, or undefined when absent or the text is not a JSON object
  */
 export function findTopLevel(text: string, key: string): FieldSpan | undefined {
+  return findTopLevelFields(text, [key])[0];
+}
+
+/**
+ * Finds several top-level fields of a JSON object in one pass over the text (as
+ * {@linkcode findTopLevel} finds one).
+ * @param text the JSON text
+ * @param keys the field names
+ * @returns each key's span (or undefined), in the order of `keys`
+ */
+export function findTopLevelFields(
+  text: string,
+  keys: readonly string[],
+): (FieldSpan | undefined)[] {
+  const found: (FieldSpan | undefined)[] = keys.map(() => undefined);
   let i = skipWs(text, 0);
-  if (text.charCodeAt(i) !== 123) return undefined;
+  if (text.charCodeAt(i) !== 123) return found;
   i++;
-  const quoted = `"${key}"`;
-  let found: FieldSpan | undefined;
   while (i < text.length) {
     i = skipWs(text, i);
     if (text.charCodeAt(i) !== 34) return found;
     const keyEnd = skipString(text, i);
     if (keyEnd < 0) return found;
-    const isKey = keyEnd - i === quoted.length
-      ? text.startsWith(quoted, i)
-      : hasEscape(text, i, keyEnd) && unescapeKey(text.slice(i, keyEnd)) === key;
+    const k = keyIndex(text, i, keyEnd, keys);
     i = skipWs(text, keyEnd);
     if (text.charCodeAt(i) !== 58) return found;
     i = skipWs(text, i + 1);
     const start = i;
     const end = skipValue(text, i);
     if (end < 0 || end === start) return found;
-    if (isKey) found = { raw: text.slice(start, end), start, end };
+    if (k >= 0) found[k] = { raw: text.slice(start, end), start, end };
     i = skipWs(text, end);
     if (text.charCodeAt(i) !== 44) return found;
     i++;
   }
   return found;
+}
+
+/** Which of `keys` the quoted name at `text[start, end)` is, or -1. */
+function keyIndex(text: string, start: number, end: number, keys: readonly string[]): number {
+  const len = end - start - 2;
+  for (let k = 0; k < keys.length; k++) {
+    const key = keys[k]!;
+    // the names asked for are plain words, so a literal match holds no escape
+    if (len === key.length && text.startsWith(key, start + 1)) return k;
+  }
+  if (!hasEscape(text, start, end)) return -1;
+  const name = unescapeKey(text.slice(start, end));
+  return name === undefined ? -1 : keys.indexOf(name);
 }
 
 function hasEscape(t: string, start: number, end: number): boolean {
@@ -126,7 +150,15 @@ function unescapeKey(raw: string): string | undefined {
  * @returns the string, or undefined when absent or not a string
  */
 export function readTopLevelString(text: string, key: string): string | undefined {
-  const span = findTopLevel(text, key);
+  return stringOf(findTopLevel(text, key));
+}
+
+/**
+ * The string a span holds.
+ * @param span a value's span
+ * @returns the string, or undefined when there is no span or it is not a string
+ */
+export function stringOf(span: FieldSpan | undefined): string | undefined {
   if (span === undefined || span.raw.charCodeAt(0) !== 34) return undefined;
   if (!span.raw.includes("\\")) return span.raw.slice(1, -1);
   try {

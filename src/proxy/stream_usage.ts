@@ -6,7 +6,7 @@
  * this makes the upstream send, passing every other byte through unchanged.
  */
 
-import { appendField, findTopLevel } from "./json_scan.ts";
+import { appendField, type FieldSpan, findTopLevelFields } from "./json_scan.ts";
 
 /**
  * Tells whether a path is an OpenAI-style endpoint that honours `stream_options`.
@@ -20,16 +20,31 @@ export function acceptsStreamOptions(pathname: string): boolean {
 /**
  * Asks for the usage chunk on a streaming request that did not ask for it.
  * @param text the request body, a JSON object
+ * @param spans its top-level `stream` and `stream_options`, when the caller has scanned for them
  * @returns the body with `"stream_options":{"include_usage":true}` added before the closing
  * brace, or undefined when there is nothing to do: `stream` is not `true`, `stream_options` is
  * already there (whatever it says), or the text is not a JSON object
  */
-export function injectIncludeUsage(text: string): string | undefined {
-  if (findTopLevel(text, "stream")?.raw !== "true") return undefined;
-  if (findTopLevel(text, "stream_options") !== undefined) return undefined;
+export function injectIncludeUsage(
+  text: string,
+  spans: StreamSpans = streamSpans(text),
+): string | undefined {
+  if (spans.stream?.raw !== "true") return undefined;
+  if (spans.streamOptions !== undefined) return undefined;
   if (!text.trimEnd().endsWith("}")) return undefined;
   const out = appendField(text, "stream_options", { include_usage: true });
   return out === text ? undefined : out;
+}
+
+/** Where a request body's top-level `stream` and `stream_options` are. */
+export interface StreamSpans {
+  stream: FieldSpan | undefined;
+  streamOptions: FieldSpan | undefined;
+}
+
+function streamSpans(text: string): StreamSpans {
+  const [stream, streamOptions] = findTopLevelFields(text, ["stream", "stream_options"]);
+  return { stream, streamOptions };
 }
 
 const LF = 10;

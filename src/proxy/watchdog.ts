@@ -13,11 +13,17 @@ export interface Watched {
    * @param now `performance.now()`
    */
   check(now: number): void;
+  /**
+   * Where the watchdog keeps it (set by the watchdog; -1 or absent when not watched). An object
+   * is watched by one watchdog at a time.
+   */
+  watchSlot?: number;
 }
 
 /** Checks the deadlines of watched attempts every `tickMs`. */
 export class Watchdog {
-  readonly #watched = new Set<Watched>();
+  /** An array with each member's index in its `watchSlot`: no hashing, no allocation. */
+  readonly #watched: Watched[] = [];
   readonly #tickMs: number;
   #timer: ReturnType<typeof setInterval> | undefined;
 
@@ -33,7 +39,7 @@ export class Watchdog {
 
   /** How many are watched. */
   get size(): number {
-    return this.#watched.size;
+    return this.#watched.length;
   }
 
   /**
@@ -41,28 +47,41 @@ export class Watchdog {
    * @param w the attempt
    */
   watch(w: Watched): void {
-    this.#watched.add(w);
+    const slot = w.watchSlot;
+    if (slot !== undefined && slot >= 0 && this.#watched[slot] === w) return;
+    w.watchSlot = this.#watched.length;
+    this.#watched.push(w);
     this.#timer ??= setInterval(() => this.#tick(), this.#tickMs);
   }
 
   /**
-   * Stops watching; the interval stops with the last one.
+   * Stops watching; the interval stops a tick after the last one.
    * @param w the attempt
    */
   unwatch(w: Watched): void {
     // the interval stops at the next tick that finds nothing watched: one request at a time
     // would otherwise start and clear a timer per request (about 20 µs each time)
-    this.#watched.delete(w);
+    const slot = w.watchSlot;
+    const list = this.#watched;
+    if (slot === undefined || slot < 0 || list[slot] !== w) return;
+    const last = list.pop()!;
+    if (last !== w) {
+      list[slot] = last;
+      last.watchSlot = slot;
+    }
+    w.watchSlot = -1;
   }
 
   #tick(): void {
-    if (this.#watched.size === 0) {
+    const list = this.#watched;
+    if (list.length === 0) {
       clearInterval(this.#timer);
       this.#timer = undefined;
       return;
     }
     const now = performance.now();
-    for (const w of this.#watched) w.check(now);
+    // backwards: a check that unwatches its attempt moves an already checked one into its slot
+    for (let i = list.length - 1; i >= 0; i--) list[i]?.check(now);
   }
 }
 

@@ -9,6 +9,7 @@ import type { Timeouts } from "../config/types.ts";
 import { type AttemptClass, classifyFailure, classifyStatus } from "../health/classify.ts";
 import { AttemptControl, type ClientSignal } from "./attempt_control.ts";
 import type { HeaderRecord } from "./headers.ts";
+import { type BodyReader, bodyReader } from "./body_reader.ts";
 
 /** What one attempt sends. */
 export interface AttemptRequest {
@@ -40,7 +41,7 @@ export interface Committable {
   response: Response;
   /** The whole body, when it was read (JSON up to the buffering limit). */
   body: Uint8Array<ArrayBuffer> | undefined;
-  reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  reader: BodyReader | undefined;
   first: Uint8Array | undefined;
   control: AttemptControl;
   /** performance.now() when the attempt started. */
@@ -127,7 +128,7 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
       return failure(control, error, true);
     }
   }
-  const reader = response.body.getReader();
+  const reader = bodyReader(response.body);
   let got = false;
   try {
     const r1 = await reader.read();
@@ -168,7 +169,7 @@ function committed(
   control: AttemptControl,
   startedAt: number,
   body: Uint8Array<ArrayBuffer> | undefined,
-  stream?: { reader: ReadableStreamDefaultReader<Uint8Array>; first: Uint8Array },
+  stream?: { reader: BodyReader; first: Uint8Array },
 ): Committable {
   return {
     kind: "response",

@@ -9,6 +9,7 @@
 import { errorBody } from "../errors.ts";
 import { type AttemptClass, classifyFailure } from "../health/classify.ts";
 import type { AttemptControl } from "./attempt_control.ts";
+import type { BodyReader } from "./body_reader.ts";
 
 /**
  * The error a relayed body ends with when the upstream broke or llm-balance cut it: already
@@ -36,7 +37,7 @@ export interface RelayEnd {
 
 /** Options of {@linkcode relay}. */
 export interface RelayOptions {
-  reader: ReadableStreamDefaultReader<Uint8Array>;
+  reader: BodyReader;
   /** A chunk already read from `reader` (to know the upstream answered), sent first. */
   first: Uint8Array | undefined;
   control: AttemptControl;

@@ -90,7 +90,9 @@ function earliestDeadline(candidates: readonly Candidate[]): Strategy {
     while (i > 0) {
       const p = (i - 1) >> 1;
       if (!less(heap[i]!, heap[p]!)) break;
-      [heap[i], heap[p]] = [heap[p]!, heap[i]!];
+      const t = heap[i]!;
+      heap[i] = heap[p]!;
+      heap[p] = t;
       i = p;
     }
   };
@@ -102,7 +104,9 @@ function earliestDeadline(candidates: readonly Candidate[]): Strategy {
       if (l < heap.length && less(heap[l]!, heap[m]!)) m = l;
       if (r < heap.length && less(heap[r]!, heap[m]!)) m = r;
       if (m === i) return;
-      [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+      const t = heap[i]!;
+      heap[i] = heap[m]!;
+      heap[m] = t;
       i = m;
     }
   };

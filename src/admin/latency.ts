@@ -1,14 +1,22 @@
 /**
  * @module
  * Recent latencies per candidate in a fixed ring, for p50/p95 in stats. Constant memory per
- * candidate, O(1) per record; percentiles are computed only when stats are read.
+ * candidate, O(1) per record; percentiles are computed only when stats are read. Every ring
+ * lives in one shared array (a pool of 10,000 keys is one allocation, not 10,000 typed arrays
+ * for the garbage collector to walk).
  */
 
 const SIZE = 256;
 
 /** Latency samples per candidate id. */
 export class LatencyTracker {
-  #rings = new Map<string, { values: Float64Array; next: number; count: number }>();
+  /** Candidate id → ring number. */
+  #rings = new Map<string, number>();
+  /** Ring r holds its samples at [r * SIZE, (r + 1) * SIZE). */
+  #values = new Float64Array(SIZE * 16);
+  /** Per ring: where the next sample goes, and how many it holds. */
+  #next = new Uint16Array(16);
+  #count = new Uint16Array(16);
 
   /**
    * Records one attempt's latency.
@@ -18,12 +26,14 @@ export class LatencyTracker {
   record(id: string, ms: number): void {
     let r = this.#rings.get(id);
     if (r === undefined) {
-      r = { values: new Float64Array(SIZE), next: 0, count: 0 };
+      r = this.#rings.size;
       this.#rings.set(id, r);
+      if (r >= this.#next.length) this.#grow(r + 1);
     }
-    r.values[r.next] = ms;
-    r.next = (r.next + 1) % SIZE;
-    if (r.count < SIZE) r.count++;
+    const next = this.#next[r]!;
+    this.#values[r * SIZE + next] = ms;
+    this.#next[r] = (next + 1) % SIZE;
+    if (this.#count[r]! < SIZE) this.#count[r]!++;
   }
 
   /**
@@ -33,11 +43,26 @@ export class LatencyTracker {
    */
   percentiles(id: string): { p50: number | null; p95: number | null } {
     const r = this.#rings.get(id);
-    if (r === undefined || r.count === 0) return { p50: null, p95: null };
-    const sorted = r.values.slice(0, r.count).sort();
+    const count = r === undefined ? 0 : this.#count[r]!;
+    if (r === undefined || count === 0) return { p50: null, p95: null };
+    const sorted = this.#values.slice(r * SIZE, r * SIZE + count).sort();
     // nearest rank: the smallest sample with at least q of the samples at or below it
     const at = (q: number) =>
-      Math.round(sorted[Math.max(0, Math.ceil(q * r.count) - 1)]! * 100) / 100;
+      Math.round(sorted[Math.max(0, Math.ceil(q * count) - 1)]! * 100) / 100;
     return { p50: at(0.5), p95: at(0.95) };
+  }
+
+  #grow(rings: number): void {
+    let n = this.#next.length;
+    while (n < rings) n *= 2;
+    const values = new Float64Array(n * SIZE);
+    values.set(this.#values);
+    this.#values = values;
+    const next = new Uint16Array(n);
+    next.set(this.#next);
+    this.#next = next;
+    const count = new Uint16Array(n);
+    count.set(this.#count);
+    this.#count = count;
   }
 }

@@ -39,7 +39,16 @@ const NOT_FORWARDED = new Set([
 ]);
 
 /** Response headers that describe the upstream's hop, or that the client must not get. */
-const NOT_RETURNED = new Set([...HOP_BY_HOP, "set-cookie", "x-request-id", "date", "server"]);
+const NOT_RETURNED = new Set([
+  ...HOP_BY_HOP,
+  "set-cookie",
+  "x-request-id",
+  "date",
+  "server",
+  // ours describe this hop (an upstream that is itself an llm-balance sends its own)
+  "x-llm-balance-upstream",
+  "x-llm-balance-overhead-ms",
+]);
 
 function connectionTokens(h: Headers): Set<string> | undefined {
   const conn = h.get("connection");

@@ -9,7 +9,7 @@
 import type { RequestContext } from "../context.ts";
 import type { App } from "../app.ts";
 import { errorBody, ProxyError } from "../errors.ts";
-import type { Candidate } from "../plugin.ts";
+import type { Candidate, CandidateState } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
 import type { AttemptResult } from "./attempt.ts";
 import { copyResponseHeaders, returnResponseHeaders } from "./headers.ts";
@@ -64,7 +64,7 @@ export function commit(
     const body = NULL_BODY.has(res.status) ? null : r.body ?? null;
     if (body !== null && body.length > 0) {
       ctx.log.bytes = body.length;
-      countUsage(ctx, app, c, usageOfJson(body));
+      countUsage(ctx, c, usageOfJson(body));
     }
     app.board.end(c, "ok", { trial });
     app.latency.record(c.id, performance.now() - started);
@@ -94,7 +94,7 @@ export function commit(
       const complete = end.outcome === "complete" ||
         (end.outcome === "client_abort" && !end.shutdown && tap.ended);
       // tokens the upstream reported were spent, however the stream ended
-      countUsage(ctx, app, c, tap.finish());
+      countUsage(ctx, c, tap.finish());
       if (complete) ctx.log.outcome = "complete";
       else if (end.shutdown) ctx.log.outcome = "shutdown";
       else ctx.log.outcome = end.outcome === "failed" ? end.cls : end.outcome;
@@ -129,19 +129,20 @@ function respondWith(
   const out = new Response(body, { status: res.status, statusText: res.statusText });
   const headers = out.headers;
   copyResponseHeaders(res.headers, headers);
-  headers.set("x-request-id", ctx.requestId);
-  headers.set("x-llm-balance-upstream", c.upstream.name);
+  // none of these came from the upstream (copyResponseHeaders leaves them out): appended
+  headers.append("x-request-id", ctx.requestId);
+  headers.append("x-llm-balance-upstream", c.upstream.name);
   if (ctx.rt.config.server.overheadHeader) {
     const overhead = Math.max(0, (ctx.log.ttfbMs ?? 0) - ctx.log.upstreamMs);
-    headers.set("x-llm-balance-overhead-ms", overhead.toFixed(3));
+    headers.append("x-llm-balance-overhead-ms", overhead.toFixed(3));
   }
   return out;
 }
 
-function countUsage(ctx: RequestContext, app: App, c: Candidate, usage: Usage | undefined): void {
+function countUsage(ctx: RequestContext, c: Candidate, usage: Usage | undefined): void {
   if (usage === undefined) return;
   ctx.log.usage = usage;
-  const s = app.store.record(c.id);
+  const s = c.state as CandidateState; // the live store record; the proxy counts its usage
   s.promptTokens += usage.promptTokens;
   s.completionTokens += usage.completionTokens;
   s.totalTokens += usage.totalTokens;

@@ -34,3 +34,11 @@ Deno.test("LatencyTracker.record() keeps only the recent samples of each candida
   assert.deepEqual(t.percentiles("b"), { p50: 42, p95: 42 });
   assert.deepEqual(t.percentiles("a"), { p50: 5, p95: 5 });
 });
+
+Deno.test("LatencyTracker keeps each candidate's samples apart as it grows past its first rings", () => {
+  const t = new LatencyTracker();
+  for (let i = 0; i < 1000; i++) t.record(`k${i}`, i);
+  for (let i = 0; i < 1000; i += 97) {
+    assert.deepEqual(t.percentiles(`k${i}`), { p50: i, p95: i });
+  }
+});

@@ -6,7 +6,7 @@
  */
 
 import { cpuSeconds, fail, type Processes, resetPeak, type Target, vmMb } from "./_proc.ts";
-import { medianRow, percentile, type Row, type Sample } from "./_report.ts";
+import { median, medianRow, percentile, type Row, type Sample } from "./_report.ts";
 
 /** The client key the bench sends (`auth.client_keys` of the llm-balance configs). */
 export const CLIENT_KEY = "bench-client";
@@ -206,6 +206,45 @@ export async function interleavedWrk(
     }
   }
   return targets.map((t) => medianRow(t.name, samples.get(t.name)!));
+}
+
+/** What {@linkcode pairedWrk} measured. */
+export interface Paired {
+  rows: Row[];
+  /** Median over rounds of (second target's requests / first target's requests). */
+  ratio: number;
+}
+
+/**
+ * Two targets under load at the same time, each with its own wrk and `connections`
+ * connections. Both servers share core 0, so whatever slows the machine during a round slows
+ * both alike, and the ratio of requests they served tracks the ratio of their CPU cost per
+ * request far more steadily than rounds taken one after the other on a noisy machine.
+ */
+export async function pairedWrk(
+  bench: Bench,
+  targets: [Target, Target],
+  connections: number,
+  label: string,
+): Promise<Paired> {
+  const { rounds, duration, warmup } = bench.settings;
+  if (warmup > 0) {
+    progress(`${label}: warm-up, both at once (${warmup} s)`);
+    await Promise.all(targets.map((t) => runWrk(bench, t.url, connections, warmup)));
+  }
+  const samples: [Sample[], Sample[]] = [[], []];
+  const ratios: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    progress(`${label}: round ${round + 1}/${rounds}, both at once (${duration} s)`);
+    const [a, b] = await Promise.all(targets.map((t) => wrkRound(bench, t, connections)));
+    samples[0].push(a!);
+    samples[1].push(b!);
+    ratios.push(b!.requests / Math.max(1, a!.requests));
+  }
+  return {
+    rows: targets.map((t, i) => medianRow(`${t.name} (paired)`, samples[i]!)),
+    ratio: median(ratios),
+  };
 }
 
 /** Time to the first body byte of N sequential streamed completions per target, interleaved. */

@@ -87,6 +87,23 @@ Deno.test("ratioChecks() compares llm-balance with the pass-through and checks t
   assert.equal(checks.at(-1)?.measure, "extra");
 });
 
+Deno.test("ratioChecks() takes ratios measured side by side over the ratio of medians", () => {
+  const checks = ratioChecks(
+    {
+      pool: [row("3 keys", { rps: 5000 }), row("10000 keys", { rps: 4000 })],
+    },
+    [],
+    { throughput: 0.82, pool: 0.97 },
+  );
+  const by = new Map(checks.map((c) => [c.measure, c]));
+  const side = by.get("throughput llm-balance / passthrough, side by side (paired)");
+  assert.equal(side?.value, 0.82);
+  assert.equal(side?.pass, true);
+  const pool = by.get("throughput 10000 keys / 3 keys");
+  assert.equal(pool?.value, 0.97);
+  assert.equal(pool?.pass, true);
+});
+
 Deno.test("ratioChecks() leaves out what was not measured", () => {
   assert.deepEqual(ratioChecks({ throughput: [row("direct")] }, []), []);
 });

@@ -37,7 +37,7 @@ Deno.test({
           "--ttfb-requests=5",
           "--streams=20",
           "--pool-keys=100",
-          "--scenarios=throughput,ttfb,streams,pool",
+          "--scenarios=throughput,paired,ttfb,streams,pool",
           `--json=${json}`,
         ],
         stdin: "null",
@@ -50,7 +50,7 @@ Deno.test({
       assert.equal(output.code, 0, `bench failed:\n${stdout}\n${stderr}`);
       assert.match(stdout, /### Ratios and targets/);
       const report = JSON.parse(await Deno.readTextFile(json));
-      for (const scenario of ["throughput", "ttfb", "streams", "pool"]) {
+      for (const scenario of ["throughput", "paired", "ttfb", "streams", "pool"]) {
         const rows: { target: string; rps: number; errors: number }[] = report.results[scenario];
         assert.ok(rows?.length >= 2, `${scenario} has no rows`);
         for (const row of rows) {
@@ -64,6 +64,10 @@ Deno.test({
         "llm-balance",
       ]);
       assert.ok(report.checks.length > 0);
+      const sideBySide = report.checks.find((c: { measure: string }) =>
+        c.measure === "throughput llm-balance / passthrough, side by side (paired)"
+      );
+      assert.ok(sideBySide?.value > 0, "the paired ratio was measured");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

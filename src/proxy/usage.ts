@@ -62,6 +62,23 @@ function usageField(text: string): Usage | undefined {
   }
 }
 
+/**
+ * Whether the `"usage"` at `at` is `"usage": null` (and the only one before `end`).
+ * @param text the text
+ * @param at where `"usage"` starts
+ * @param end the end of the line
+ */
+function isNullUsage(text: string, at: number, end: number): boolean {
+  let i = at + 7;
+  while (text.charCodeAt(i) === 32) i++;
+  if (text.charCodeAt(i) !== 58) return false;
+  i++;
+  while (text.charCodeAt(i) === 32) i++;
+  if (!text.startsWith("null", i)) return false;
+  const next = text.indexOf('"usage"', i);
+  return next < 0 || next >= end;
+}
+
 /** Collects usage from response bytes as they pass. */
 export class UsageTap {
   readonly #sse: boolean;
@@ -105,7 +122,10 @@ export class UsageTap {
           text.startsWith("data:[DONE]", start) || text.startsWith("event: message_stop", start))
       ) this.#ended = true;
       if (usageAt >= 0 && usageAt < start) usageAt = text.indexOf('"usage"', start);
-      if (usageAt >= 0 && usageAt < nl) this.#onLine(text, start, nl);
+      // with include_usage every chunk says `"usage":null`: no need to parse those
+      if (usageAt >= 0 && usageAt < nl && !isNullUsage(text, usageAt, nl)) {
+        this.#onLine(text, start, nl);
+      }
       start = nl + 1;
       nl = text.indexOf("\n", start);
     }

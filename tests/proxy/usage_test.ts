@@ -139,3 +139,16 @@ Deno.test("usageOfJson() reads the top-level usage of a whole JSON body, and not
   assert.equal(usageOfJson(new Uint8Array(0)), undefined);
   assert.equal(usageOfJson(enc.encode("not json")), undefined);
 });
+
+Deno.test('UsageTap skips `"usage": null` chunks and still finds the usage chunk after them', () => {
+  const tap = new UsageTap(true);
+  const enc = new TextEncoder();
+  tap.push(enc.encode('data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'));
+  tap.push(enc.encode('data: {"choices":[{"delta":{}}],"usage" : null}\n\n'));
+  tap.push(
+    enc.encode('data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'),
+  );
+  tap.push(enc.encode("data: [DONE]\n\n"));
+  assert.deepEqual(tap.finish(), { promptTokens: 3, completionTokens: 2, totalTokens: 5 });
+  assert.equal(tap.ended, true);
+});

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { rateLimitHeaders } from "../../../plugins/middleware/rate_limit.ts";
+import rateLimit, { rateLimitHeaders } from "../../../plugins/middleware/rate_limit.ts";
+import { parseConfigText } from "../../../src/config/mod.ts";
+import type { App } from "../../../src/app.ts";
 import { startMockUpstream } from "../../../src/dev/mock_upstream.ts";
 import { startProxy } from "../../helpers/proxy.ts";
 
@@ -101,4 +103,22 @@ Deno.test("rate_limit never applies to /health or preflights", async () => {
     assert.equal(h.status, 200);
     await h.body?.cancel();
   }
+});
+
+Deno.test("rate_limit stays out of the chain when no client key has a limit", () => {
+  const parse = (limit: string) =>
+    parseConfigText(
+      `
+auth:
+  client_keys:
+    - { key: ${FREE}, name: free${limit} }
+upstreams:
+  m: { base_url: "http://127.0.0.1:9/v1", keys: [${UPSTREAM_KEY}] }
+`,
+      "rate_limit_test.yaml",
+      { env: () => undefined },
+    );
+  const app = {} as App;
+  assert.equal(rateLimit.create(parse(""), app), undefined);
+  assert.equal(typeof rateLimit.create(parse(", rate_limit: 5"), app), "function");
 });

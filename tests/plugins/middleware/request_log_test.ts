@@ -256,3 +256,15 @@ Deno.test("request_log leaves clean responses and success bodies as they are", a
   assert.equal(passed, ok, "a success body is the upstream's business and never rewritten");
   await passed.body?.cancel();
 });
+
+Deno.test("request_log never echoes or logs a configured key sent as the request id or model", async () => {
+  const { res, lines, ctx } = await runDirect((c) => {
+    c.log.model = `model-${KEY}`;
+    c.res = new Response("{}", { status: 200 });
+  }, { "x-request-id": KEY });
+  assert.equal(res.headers.get("x-request-id"), "generated-id");
+  assert.equal(ctx.requestId, "generated-id");
+  const line = lines.find((l) => l.msg === "request")!;
+  assert.equal(line.model, "model-sk-r...0001");
+  assert.ok(!JSON.stringify(lines).includes(KEY));
+});

@@ -96,12 +96,9 @@ function proxy(config: Config, app: App): Middleware {
     }
     const start = app.now();
     const deadline = retry.deadlineMs > 0 ? start + retry.deadlineMs : Infinity;
-    // ids and upstreams tried so far; the sets are made only when a retry needs them
-    let firstId = "";
-    let tried: Set<string> | undefined;
-    let failedUpstreams: Set<string> | undefined;
-    const isTried = (k: Candidate) => k.id === firstId || tried?.has(k.id) === true;
-    let bodies: Map<string, Uint8Array<ArrayBuffer> | null> | undefined;
+    const tried = new Set<string>();
+    const failedUpstreams = new Set<string>();
+    const bodies = new Map<string, Uint8Array<ArrayBuffer> | null>();
     let last: AttemptResult | undefined;
     let lastCandidate: Candidate | undefined;
     for (let n = 1; n <= retry.maxAttempts; n++) {
@@ -110,7 +107,7 @@ function proxy(config: Config, app: App): Middleware {
       const pick = { model, attempt: n };
       let c = n === 1 ? pool.pick(pick) : pool.pick(
         pick,
-        (k) => isTried(k) || failedUpstreams?.has(k.upstream.name) === true,
+        (k) => tried.has(k.id) || failedUpstreams.has(k.upstream.name),
       );
       if (c === undefined && n > 1) {
         // only upstreams that already failed (or only tried keys) are left: back off first
@@ -121,13 +118,12 @@ function proxy(config: Config, app: App): Middleware {
           );
           if (wait > 0) await sleep(wait, req.signal);
           if (req.signal.aborted) break;
-          c = pool.pick(pick, isTried) ?? pool.pick(pick);
+          c = pool.pick(pick, (k) => tried.has(k.id)) ?? pool.pick(pick);
         }
       }
       if (c === undefined) break;
       if (app.stopping) throw shuttingDown();
-      if (n === 1) firstId = c.id;
-      else (tried ??= new Set()).add(c.id);
+      tried.add(c.id);
       lastCandidate = c;
       ctx.log.attempts = n;
       ctx.log.upstream = c.upstream.name;
@@ -141,7 +137,7 @@ function proxy(config: Config, app: App): Middleware {
         url: upstreamUrl(c.upstream, url.pathname, url.search),
         method: req.method,
         headers,
-        body: bodyFor(c, body, text, model, bodies ??= new Map()),
+        body: bodyFor(c, body, text, model, bodies),
         timeouts: c.upstream.config.timeouts,
         deadline,
         clientSignal: clientSignal(req),
@@ -178,7 +174,7 @@ function proxy(config: Config, app: App): Middleware {
       if (result.kind === "failure" && result.shutdown) throw shuttingDown();
       if (result.cls === "client_abort" || !isRetryable(result.cls)) break;
       if (result.cls === "server" || result.cls === "connect" || result.cls === "timeout") {
-        (failedUpstreams ??= new Set()).add(c.upstream.name);
+        failedUpstreams.add(c.upstream.name);
       }
     }
     ctx.res = finalResponse(ctx, app, pool, last, lastCandidate);

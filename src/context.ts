@@ -32,7 +32,12 @@ export interface RequestLog {
 /** One request in flight. */
 export interface RequestContext {
   readonly req: Request;
+  /** The request's URL (parsed when first read). */
   readonly url: URL;
+  /** The URL's path, as `url.pathname` has it (routing reads this, not `url`). */
+  readonly path: string;
+  /** The URL's query with its `?`, as `url.search` has it ("" when none). */
+  readonly search: string;
   readonly app: App;
   /** The configuration in force when the request arrived (stays the same for its life). */
   readonly rt: Runtime;

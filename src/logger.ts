@@ -11,6 +11,16 @@ import type { LogLevel } from "./config/types.ts";
 /** Fields of one log line. */
 export type LogFields = Record<string, unknown>;
 
+/**
+ * Fields already written as the members of a JSON object (`"a":1,"b":"x"`, no braces), for a
+ * line written on every request: building the text directly costs a third of building an
+ * object and serializing it.
+ */
+export class JsonMembers {
+  /** @param text the members, comma-separated, without the braces */
+  constructor(readonly text: string) {}
+}
+
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 /** Where finished lines go. */
@@ -161,7 +171,7 @@ export class Logger {
    * @param msg the message (a constant)
    * @param fields the fields, every outside value already redacted
    */
-  scrubbed(level: LogLevel, msg: string, fields: LogFields): void {
+  scrubbed(level: LogLevel, msg: string, fields: LogFields | JsonMembers): void {
     if (LEVELS[level] >= this.#min) this.#write(level, msg, fields, true);
   }
 
@@ -187,8 +197,22 @@ export class Logger {
     return this.#lastIso;
   }
 
-  #write(level: LogLevel, msg: string, fields: LogFields | undefined, scrubbed = false): void {
+  #write(
+    level: LogLevel,
+    msg: string,
+    given: LogFields | JsonMembers | undefined,
+    scrubbed = false,
+  ): void {
     const time = this.#time();
+    if (given instanceof JsonMembers) {
+      if (this.#format === "json") {
+        const head = `{"time":"${time}","level":"${level}","msg":${JSON.stringify(msg)}`;
+        this.#sink(given.text.length > 0 ? `${head},${given.text}}` : `${head}}`);
+        return;
+      }
+      given = JSON.parse(`{${given.text}}`) as LogFields;
+    }
+    const fields = given;
     let line: string;
     if (this.#format === "json") {
       // the fields are serialized as given (no copy, no replacer): errors become messages first

@@ -87,6 +87,9 @@ function shuttingDown(requestId: string): Response {
   );
 }
 
+/** A path `new URL` would leave as it is: segments of letters, digits, `_` and `-`, no query. */
+const PLAIN_PATH = /^(?:\/[\w-]+)*\/?$/;
+
 /**
  * The context of a request that came through `Deno.serve`. The client's address is read from
  * the connection only when a step asks for it (most requests never do, and reading it is an
@@ -94,7 +97,8 @@ function shuttingDown(requestId: string): Response {
  */
 class ServeContext implements RequestContext {
   readonly req: Request;
-  readonly url: URL;
+  readonly path: string;
+  readonly search: string;
   readonly app: App;
   readonly rt: Runtime;
   readonly startedAt: number;
@@ -105,15 +109,31 @@ class ServeContext implements RequestContext {
   done: Promise<void> | undefined = undefined;
   #info: Deno.ServeHandlerInfo | undefined;
   #remoteAddr = "";
+  #url: URL | undefined;
 
   constructor(req: Request, info: Deno.ServeHandlerInfo, app: App) {
     this.req = req;
-    this.url = new URL(req.url);
+    // a plain path without a query (most API calls) is read as it is; anything else (dots,
+    // escapes, a query) goes through the URL parser, which normalizes it
+    const raw = req.url;
+    const at = raw.indexOf("/", raw.indexOf("//") + 2);
+    const path = raw.slice(at);
+    if (at >= 0 && PLAIN_PATH.test(path)) {
+      this.path = path;
+      this.search = "";
+    } else {
+      this.path = this.url.pathname;
+      this.search = this.url.search;
+    }
     this.app = app;
     this.rt = app.rt;
     this.startedAt = performance.now();
     this.requestId = crypto.randomUUID();
     this.#info = info;
+  }
+
+  get url(): URL {
+    return this.#url ??= new URL(this.req.url);
   }
 
   get remoteAddr(): string {

@@ -97,7 +97,7 @@ function endpoints(config: Config, app: App): Middleware {
   };
   // synchronous: requests for other paths pass on without an extra async frame
   return function endpoints(ctx: RequestContext, next): Promise<void> | void {
-    const path = ctx.url.pathname;
+    const path = ctx.path;
     const method = ctx.req.method;
     const read = method === "GET" || method === "HEAD";
     const own = path === "/health" || path === "/stats" || path === "/metrics" ||

@@ -25,7 +25,7 @@ function notFound(model: string): ProxyError {
 
 function models(_config: unknown, app: App): Middleware {
   return function models(ctx: RequestContext, next): Promise<void> | void {
-    const path = ctx.url.pathname;
+    const path = ctx.path;
     const method = ctx.req.method;
     const listing = path === PREFIX || path === PREFIX_SLASH;
     if (

@@ -42,7 +42,7 @@ function proxy(config: Config, app: App): Middleware {
     return v;
   };
   return async function proxy(ctx: RequestContext): Promise<void> {
-    const { req, url } = ctx;
+    const { req, path } = ctx;
     let body = await readBody(req, config.server.maxBodyBytes);
     let text: string | undefined;
     let model: string | undefined;
@@ -52,7 +52,7 @@ function proxy(config: Config, app: App): Middleware {
       // one pass over the body finds every field the proxy reads
       const [modelSpan, stream, streamOptions] = findTopLevelFields(text, BODY_FIELDS);
       model = stringOf(modelSpan);
-      if (config.usage.injectStreamUsage && acceptsStreamOptions(url.pathname)) {
+      if (config.usage.injectStreamUsage && acceptsStreamOptions(path)) {
         const withUsage = injectIncludeUsage(text, { stream, streamOptions });
         if (withUsage !== undefined) {
           text = withUsage;
@@ -83,7 +83,6 @@ function proxy(config: Config, app: App): Middleware {
           code: "model_not_found",
         });
     }
-    const path = url.pathname;
     if (
       path !== "/v1" && !path.startsWith("/v1/") &&
       v1Only(pool)
@@ -96,18 +95,20 @@ function proxy(config: Config, app: App): Middleware {
     }
     const start = app.now();
     const deadline = retry.deadlineMs > 0 ? start + retry.deadlineMs : Infinity;
-    const tried = new Set<string>();
-    const failedUpstreams = new Set<string>();
-    const bodies = new Map<string, Uint8Array<ArrayBuffer> | null>();
+    // made on the first retry: most requests never need them
+    let tried: Set<string> | undefined;
+    let failedUpstreams: Set<string> | undefined;
+    let bodies: Map<string, Uint8Array<ArrayBuffer> | null> | undefined;
     let last: AttemptResult | undefined;
     let lastCandidate: Candidate | undefined;
     for (let n = 1; n <= retry.maxAttempts; n++) {
       if (app.stopping) throw shuttingDown();
       if (n > 1 && app.now() >= deadline) break;
       const pick = { model, attempt: n };
+      if (lastCandidate !== undefined) (tried ??= new Set()).add(lastCandidate.id);
       let c = n === 1 ? pool.pick(pick) : pool.pick(
         pick,
-        (k) => tried.has(k.id) || failedUpstreams.has(k.upstream.name),
+        (k) => tried!.has(k.id) || failedUpstreams?.has(k.upstream.name) === true,
       );
       if (c === undefined && n > 1) {
         // only upstreams that already failed (or only tried keys) are left: back off first
@@ -118,12 +119,11 @@ function proxy(config: Config, app: App): Middleware {
           );
           if (wait > 0) await sleep(wait, req.signal);
           if (req.signal.aborted) break;
-          c = pool.pick(pick, (k) => tried.has(k.id)) ?? pool.pick(pick);
+          c = pool.pick(pick, (k) => tried!.has(k.id)) ?? pool.pick(pick);
         }
       }
       if (c === undefined) break;
       if (app.stopping) throw shuttingDown();
-      tried.add(c.id);
       lastCandidate = c;
       ctx.log.attempts = n;
       ctx.log.upstream = c.upstream.name;
@@ -134,10 +134,10 @@ function proxy(config: Config, app: App): Middleware {
       const t0 = performance.now();
       let control: AttemptControl | undefined;
       const result = await attempt({
-        url: upstreamUrl(c.upstream, url.pathname, url.search),
+        url: upstreamUrl(c.upstream, path, ctx.search),
         method: req.method,
         headers,
-        body: bodyFor(c, body, text, model, bodies),
+        body: bodyFor(c, body, text, model, n > 1 ? (bodies ??= new Map()) : undefined),
         timeouts: c.upstream.config.timeouts,
         deadline,
         clientSignal: clientSignal(req),
@@ -145,11 +145,13 @@ function proxy(config: Config, app: App): Middleware {
         client: app.httpClient,
         now: app.now,
         onControl: (k) => app.open.add(control = k),
+        startedAt: t0,
       });
       if (result.kind !== "response" && control !== undefined) app.open.delete(control);
-      ctx.log.upstreamMs += performance.now() - t0;
+      const t1 = performance.now();
+      ctx.log.upstreamMs += t1 - t0;
       if (result.kind === "response") {
-        commit(ctx, app, c, result, { trial, injected });
+        commit(ctx, app, c, result, { trial, injected, now: t1 });
         return;
       }
       const status = result.kind === "error_response" ? result.response.status : undefined;
@@ -174,7 +176,7 @@ function proxy(config: Config, app: App): Middleware {
       if (result.kind === "failure" && result.shutdown) throw shuttingDown();
       if (result.cls === "client_abort" || !isRetryable(result.cls)) break;
       if (result.cls === "server" || result.cls === "connect" || result.cls === "timeout") {
-        failedUpstreams.add(c.upstream.name);
+        (failedUpstreams ??= new Set()).add(c.upstream.name);
       }
     }
     ctx.res = finalResponse(ctx, app, pool, last, lastCandidate);

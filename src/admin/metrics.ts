@@ -76,11 +76,13 @@ export class Metrics {
   /**
    * Records a finished request.
    * @param ctx the request's context, after its response ended
+   * @param durationMs milliseconds from arrival to the end of the response (measured now when
+   *   not given)
    */
-  observe(ctx: RequestContext): void {
+  observe(ctx: RequestContext, durationMs?: number): void {
     const l = ctx.log;
     if (l.attempts === 0) {
-      const path = ctx.url.pathname;
+      const path = ctx.path;
       if (!path.startsWith("/v1/") || path.startsWith("/v1/stats")) return;
     }
     const series = this.#seriesOf(l.model ?? "", l.upstream ?? "");
@@ -89,7 +91,9 @@ export class Metrics {
     if (l.attempts > 0) {
       series.attempts += l.attempts;
       if (l.attempts > 1) this.#retries += l.attempts - 1;
-      (series.duration ??= new Histogram(BUCKETS_MS)).observe(performance.now() - ctx.startedAt);
+      (series.duration ??= new Histogram(BUCKETS_MS)).observe(
+        durationMs ?? performance.now() - ctx.startedAt,
+      );
       if (l.ttfbMs !== undefined) {
         (series.ttfb ??= new Histogram(BUCKETS_MS)).observe(l.ttfbMs);
         this.#overhead.observe(Math.max(0, l.ttfbMs - l.upstreamMs));

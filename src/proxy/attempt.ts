@@ -27,6 +27,8 @@ export interface AttemptRequest {
   now: () => number;
   /** Sees the attempt's control as soon as it exists (so shutdown can cut the attempt). */
   onControl?: ((control: AttemptControl) => void) | undefined;
+  /** `performance.now()` when the attempt starts, when the caller has it. */
+  startedAt?: number | undefined;
 }
 
 /**
@@ -46,6 +48,8 @@ export interface Committable {
   control: AttemptControl;
   /** performance.now() when the attempt started. */
   startedAt: number;
+  /** The response's content type (read once here). */
+  contentType: string | null;
 }
 
 /** The upstream answered with an error status; its body was read (up to a limit). */
@@ -80,7 +84,7 @@ const BUFFER_LIMIT = 4 * 1024 * 1024;
  * @returns the classified result; never throws
  */
 export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
-  const startedAt = performance.now();
+  const startedAt = r.startedAt ?? performance.now();
   const control = new AttemptControl(r.clientSignal, startedAt);
   r.onControl?.(control);
   const left = r.deadline === Infinity ? Infinity : r.deadline - r.now();
@@ -112,17 +116,19 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
       return failure(control, error, true);
     }
   }
+  const contentType = response.headers.get("content-type");
+  const head: Head = { response, control, startedAt, contentType };
   if (response.body === null) {
     control.firstByteArrived();
-    return committed(response, control, startedAt, new Uint8Array(0));
+    return committed(head, new Uint8Array(0));
   }
-  const plan = bodyPlan(response.headers);
+  const plan = bodyPlan(contentType, response.headers);
   if (plan === "whole") {
     // known small JSON body: one native read, sent on in one piece
     try {
       const body = new Uint8Array(await response.arrayBuffer());
       control.dispose();
-      return committed(response, control, startedAt, body);
+      return committed(head, body);
     } catch (error) {
       control.dispose();
       return failure(control, error, true);
@@ -136,10 +142,10 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
     got = true;
     if (r1.done) {
       control.dispose();
-      return committed(response, control, startedAt, new Uint8Array(0));
+      return committed(head, new Uint8Array(0));
     }
     if (plan === "stream") {
-      return committed(response, control, startedAt, undefined, { reader, first: r1.value });
+      return committed(head, undefined, { reader, first: r1.value });
     }
     const parts: Uint8Array[] = [r1.value];
     let size = r1.value.length;
@@ -147,15 +153,12 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
       const r = await reader.read();
       if (r.done) {
         control.dispose();
-        return committed(response, control, startedAt, concat(parts, size));
+        return committed(head, concat(parts, size));
       }
       parts.push(r.value);
       size += r.value.length;
     }
-    return committed(response, control, startedAt, undefined, {
-      reader,
-      first: concat(parts, size),
-    });
+    return committed(head, undefined, { reader, first: concat(parts, size) });
   } catch (error) {
     control.dispose();
     reader.cancel().catch(() => {});
@@ -163,23 +166,30 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
   }
 }
 
+/** What every committable result of one attempt shares. */
+interface Head {
+  response: Response;
+  control: AttemptControl;
+  startedAt: number;
+  contentType: string | null;
+}
+
 /** A committable result: a whole body, or a reader (with what was read so far) to relay. */
 function committed(
-  response: Response,
-  control: AttemptControl,
-  startedAt: number,
+  h: Head,
   body: Uint8Array<ArrayBuffer> | undefined,
   stream?: { reader: BodyReader; first: Uint8Array },
 ): Committable {
   return {
     kind: "response",
     cls: "ok",
-    response,
+    response: h.response,
     body,
     reader: stream?.reader,
     first: stream?.first,
-    control,
-    startedAt,
+    control: h.control,
+    startedAt: h.startedAt,
+    contentType: h.contentType,
   };
 }
 
@@ -188,8 +198,7 @@ function committed(
  * (`whole`), a JSON body of unknown length read up to the buffering limit (`buffer`), anything
  * else (event streams, downloads, large JSON) relayed as it comes (`stream`).
  */
-function bodyPlan(h: Headers): "whole" | "buffer" | "stream" {
-  const ct = h.get("content-type");
+function bodyPlan(ct: string | null, h: Headers): "whole" | "buffer" | "stream" {
   if (ct === null || !ct.includes("json")) return "stream";
   const len = h.get("content-length");
   if (len === null) return "buffer";

@@ -50,15 +50,17 @@ const NOT_RETURNED = new Set([
   "x-llm-balance-overhead-ms",
 ]);
 
-function connectionTokens(h: Headers): Set<string> | undefined {
-  const conn = h.get("connection");
-  if (conn === null) return undefined;
-  const set = new Set<string>();
-  for (const t of conn.split(",")) {
+/** A valid header name (lower case). */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+
+/** The header names a `Connection` value lists (lower case). */
+function connectionTokens(value: string): string[] {
+  const names: string[] = [];
+  for (const t of value.split(",")) {
     const name = t.trim().toLowerCase();
-    if (name) set.add(name);
+    if (name) names.push(name);
   }
-  return set;
+  return names;
 }
 
 /** Header names (lower case) to values: what `fetch` is given (cheaper for it than `Headers`). */
@@ -72,12 +74,19 @@ export type HeaderRecord = Record<string, string>;
  *   an uncompressed response (`identity`: fetch then never decodes, so bytes pass unchanged)
  */
 export function forwardRequestHeaders(src: Headers, extra?: Readonly<HeaderRecord>): HeaderRecord {
-  const named = connectionTokens(src);
   const out: HeaderRecord = Object.create(null);
-  // forEach walks the header list without building an entry array per header
+  let connection: string | undefined;
+  // one walk over the header list (forEach builds no entry array per header); headers named in
+  // `Connection` are dropped after it
   src.forEach((v, k) => {
-    if (!NOT_FORWARDED.has(k) && (named === undefined || !named.has(k))) out[k] = v;
+    if (k === "connection") connection = v;
+    else if (!NOT_FORWARDED.has(k)) out[k] = v;
   });
+  if (connection !== undefined) {
+    for (const name of connectionTokens(connection)) {
+      delete out[name];
+    }
+  }
   out["accept-encoding"] = "identity";
   if (extra !== undefined) {
     for (const k in extra) out[k.toLowerCase()] = extra[k]!;
@@ -108,11 +117,18 @@ export function applyAuth(h: Headers | HeaderRecord, style: AuthStyle, key: stri
  *   costs far less than a `headers` option of the `Response` constructor)
  */
 export function copyResponseHeaders(src: Headers, dst: Headers): void {
-  const named = connectionTokens(src);
+  let connection: string | undefined;
   src.forEach((v, k) => {
-    if (!NOT_RETURNED.has(k) && (named === undefined || !named.has(k))) dst.append(k, v);
+    if (k === "connection") connection = v;
+    else if (!NOT_RETURNED.has(k)) dst.append(k, v);
     else if (k === "x-request-id") dst.append("x-upstream-request-id", v);
   });
+  // headers named in `Connection` describe the upstream's hop: taken back out
+  if (connection !== undefined) {
+    for (const name of connectionTokens(connection)) {
+      if (!NOT_RETURNED.has(name) && TOKEN.test(name)) dst.delete(name);
+    }
+  }
 }
 
 /**

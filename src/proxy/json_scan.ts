@@ -26,15 +26,17 @@ function skipWs(t: string, i: number): number {
 }
 
 function skipString(t: string, i: number): number {
-  // t[i] is the opening quote
-  i++;
-  while (i < t.length) {
-    const c = t.charCodeAt(i);
-    if (c === 92) i += 2;
-    else if (c === 34) return i + 1;
-    else i++;
+  // t[i] is the opening quote; the native search skips the text between quotes at once, and a
+  // quote counts as the end when an even number of backslashes precedes it
+  let from = i + 1;
+  for (;;) {
+    const q = t.indexOf('"', from);
+    if (q < 0) return -1;
+    let b = q - 1;
+    while (b > i && t.charCodeAt(b) === 92) b--;
+    if (((q - 1 - b) & 1) === 0) return q + 1;
+    from = q + 1;
   }
-  return -1;
 }
 
 /**

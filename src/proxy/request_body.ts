@@ -60,7 +60,8 @@ export function isJson(contentType: string | null, body: Uint8Array): boolean {
  * @param body the client's body
  * @param text the body as text, when it is JSON
  * @param model the client's model
- * @param cache mapped bodies by upstream name, for this request
+ * @param cache mapped bodies by upstream name, for this request (none: nothing is kept, as on a
+ *   first attempt, which most requests never follow)
  * @returns the bytes to send
  */
 export function bodyFor(
@@ -68,16 +69,16 @@ export function bodyFor(
   body: Uint8Array<ArrayBuffer> | null,
   text: string | undefined,
   model: string | undefined,
-  cache: Map<string, Uint8Array<ArrayBuffer> | null>,
+  cache?: Map<string, Uint8Array<ArrayBuffer> | null>,
 ): Uint8Array<ArrayBuffer> | null {
   if (text === undefined || model === undefined) return body;
   const mapped = c.upstream.config.models[model];
   if (mapped === undefined || mapped === model) return body;
-  let out = cache.get(c.upstream.name);
+  let out = cache?.get(c.upstream.name);
   if (out === undefined) {
     const span = findTopLevel(text, "model");
     out = span === undefined ? body : encoder.encode(replaceValue(text, span, mapped));
-    cache.set(c.upstream.name, out);
+    cache?.set(c.upstream.name, out);
   }
   return out;
 }

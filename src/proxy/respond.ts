@@ -41,21 +41,26 @@ export function shuttingDown(): ProxyError {
  * @param app the application
  * @param c the candidate that answered
  * @param r the committed attempt
- * @param flags whether the attempt was a half-open trial, and whether the proxy added
- *   `stream_options.include_usage` (then the extra usage chunk is stripped)
+ * @param flags whether the attempt was a half-open trial, whether the proxy added
+ *   `stream_options.include_usage` (then the extra usage chunk is stripped), and
+ *   `performance.now()` when the attempt's answer was ready (measured when not given)
  */
 export function commit(
   ctx: RequestContext,
   app: App,
   c: Candidate,
   r: Extract<AttemptResult, { kind: "response" }>,
-  { trial, injected }: { trial: boolean; injected: boolean },
+  { trial, injected, now = performance.now() }: {
+    trial: boolean;
+    injected: boolean;
+    now?: number;
+  },
 ): void {
   const res = r.response;
   const started = r.startedAt;
   ctx.log.status = res.status;
-  ctx.log.ttfbMs = performance.now() - ctx.startedAt;
-  const sse = (res.headers.get("content-type") ?? "").includes("text/event-stream");
+  ctx.log.ttfbMs = now - ctx.startedAt;
+  const sse = (r.contentType ?? "").includes("text/event-stream");
   ctx.log.stream = sse;
   if (r.reader === undefined || NULL_BODY.has(res.status)) {
     r.reader?.cancel().catch(() => {});
@@ -67,7 +72,7 @@ export function commit(
       countUsage(ctx, c, usageOfJson(body));
     }
     app.board.end(c, "ok", { trial });
-    app.latency.record(c.id, performance.now() - started);
+    app.latency.record(c.id, now - started);
     ctx.log.outcome = "complete";
     ctx.res = respondWith(ctx, c, res, body);
     return;

@@ -23,6 +23,8 @@ function ctxOf(path: string, log: Partial<RequestLog>, client?: string): Request
   return {
     req: new Request(`http://x${path}`),
     url: new URL(`http://x${path}`),
+    path: new URL(`http://x${path}`).pathname,
+    search: "",
     startedAt: performance.now() - 12,
     remoteAddr: "127.0.0.1",
     requestId: "r",

@@ -18,6 +18,8 @@ async function setup(): Promise<{ app: App; ctx: RequestContext }> {
   const ctx: RequestContext = {
     req,
     url: new URL(req.url),
+    path: new URL(req.url).pathname,
+    search: "",
     app,
     rt: app.rt,
     startedAt: performance.now(),

@@ -51,6 +51,8 @@ async function direct(
     const ctx = {
       req,
       url: new URL(req.url),
+      path: new URL(req.url).pathname,
+      search: new URL(req.url).search,
       app,
       rt: app.rt,
       startedAt: performance.now(),

@@ -46,6 +46,8 @@ async function runDirect(inner: Middleware, headers: Record<string, string> = {}
   const ctx = {
     req,
     url: new URL(req.url),
+    path: new URL(req.url).pathname,
+    search: new URL(req.url).search,
     app,
     rt: app.rt,
     startedAt: performance.now(),

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Logger, resolveFormat } from "../src/logger.ts";
+import { JsonMembers, Logger, resolveFormat } from "../src/logger.ts";
 
 const T0 = Date.UTC(2025, 0, 2, 3, 4, 5, 678);
 
@@ -105,4 +105,30 @@ Deno.test("resolveFormat() keeps explicit formats and picks by terminal for auto
   assert.equal(resolveFormat("json"), "json");
   assert.equal(resolveFormat("pretty"), "pretty");
   assert.equal(resolveFormat("auto"), Deno.stderr.isTerminal() ? "pretty" : "json");
+});
+
+Deno.test("Logger writes fields given as JSON members as they are (JSON), and as key=value (pretty)", () => {
+  const members = new JsonMembers('"request_id":"r-1","path":"/v1/x y","status":200');
+  const json = logger();
+  json.log.scrubbed("info", "request", members);
+  json.log.scrubbed("info", "empty", new JsonMembers(""));
+  assert.deepEqual(JSON.parse(json.lines[0]!), {
+    time: "2025-01-02T03:04:05.678Z",
+    level: "info",
+    msg: "request",
+    request_id: "r-1",
+    path: "/v1/x y",
+    status: 200,
+  });
+  assert.deepEqual(JSON.parse(json.lines[1]!), {
+    time: "2025-01-02T03:04:05.678Z",
+    level: "info",
+    msg: "empty",
+  });
+  const pretty = logger({ format: "pretty" });
+  pretty.log.scrubbed("info", "request", members);
+  assert.equal(
+    pretty.lines[0],
+    '2025-01-02T03:04:05.678Z INFO  request request_id=r-1 path="/v1/x y" status=200',
+  );
 });

@@ -378,3 +378,32 @@ Deno.test("proxy returns a compressed upstream body in a form the client can rea
   assert.equal(res.status, 200);
   assert.equal(await res.text(), json);
 });
+
+Deno.test("paths with dot segments or escapes are routed and forwarded as the URL parser normalizes them; queries are kept", async () => {
+  await using mock = await startMockUpstream();
+  await using proxy = await startProxy(oneUpstream(mock.baseUrl));
+  const body = JSON.stringify(chat());
+  const send = (target: string) =>
+    rawRequest(
+      proxy.url,
+      `POST ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${body.length}\r\n\r\n${body}`,
+    );
+  const dotted = await send("/v1/models/../chat/./completions");
+  const queried = await send("/v1/chat/completions?api-version=2024-10-21&x=a%20b");
+  const plain = await send("/v1/chat/completions");
+  for (const r of [dotted, queried, plain]) assert.equal(r.status, 200, r.head);
+  assert.deepEqual(
+    mock.requests.map((r) => [r.path, r.search]),
+    [
+      ["/v1/chat/completions", ""],
+      ["/v1/chat/completions", "?api-version=2024-10-21&x=a%20b"],
+      ["/v1/chat/completions", ""],
+    ],
+  );
+  // routing reads the normalized path too: /v1/../health is /health, answered here (a POST to
+  // it is refused) and never forwarded
+  const health = await send("/v1/../health");
+  assert.equal(health.status, 405, health.head);
+  assert.equal(mock.requests.length, 3);
+});

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import {
   applyAuth,
+  copyResponseHeaders,
   forwardRequestHeaders,
   returnResponseHeaders,
 } from "../../src/proxy/headers.ts";
@@ -161,5 +162,21 @@ Deno.test("returnResponseHeaders() keeps content-encoding and content-length of 
     ["content-encoding", "gzip"],
     ["content-length", "10"],
     ["content-type", "x/y"],
+  ]);
+});
+
+Deno.test("copyResponseHeaders() drops headers named in Connection whatever their order, and skips invalid names", () => {
+  const src = new Headers({
+    "a-hop": "1",
+    connection: "a-hop, zz-hop, not a name, x-request-id",
+    "content-type": "application/json",
+    "x-request-id": "up-1",
+    "zz-hop": "2",
+  });
+  const dst = new Headers();
+  copyResponseHeaders(src, dst);
+  assert.deepEqual([...dst], [
+    ["content-type", "application/json"],
+    ["x-upstream-request-id", "up-1"],
   ]);
 });

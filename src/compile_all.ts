@@ -18,13 +18,23 @@ export const TARGETS = [
   "x86_64-pc-windows-msvc",
 ] as const;
 
-/** Permissions and files baked into the binary; the same as deno.json's `compile` task. */
+/**
+ * The V8 setting llm-balance runs with (deno.json's `start`, `cli` and `compile` tasks, and
+ * `deno task bench`): no allocation-site pretenuring. Parsing the configuration at start-up
+ * leads V8 to allocate every later request's fetch body streams straight into the old
+ * generation, where only full collections free them; without it the proxy spends about 4% less
+ * CPU per request (measured with `deno task bench`).
+ */
+export const V8_FLAGS = "--v8-flags=--no-allocation-site-pretenuring";
+
+/** Permissions, files and V8 settings baked into the binary; as deno.json's `compile` task. */
 export const COMPILE_FLAGS: readonly string[] = [
   "--allow-net",
   "--allow-read",
   "--allow-env",
   "--include",
   "plugins",
+  V8_FLAGS,
 ];
 
 /**

@@ -11,6 +11,7 @@ import {
   explainFailure,
   outputFor,
   TARGETS,
+  V8_FLAGS,
 } from "../src/compile_all.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -27,8 +28,19 @@ Deno.test("TARGETS covers Linux x64/arm64, macOS x64/arm64 and Windows x64", () 
 Deno.test("COMPILE_FLAGS are the permissions and includes of deno.json's compile task", () => {
   const task = denoJson.tasks.compile.split(/\s+/);
   for (const flag of COMPILE_FLAGS) assert.ok(task.includes(flag), `compile task lacks ${flag}`);
-  const taskFlags = task.filter((a) => a.startsWith("--allow") || a === "--include");
+  const taskFlags = task.filter((a) =>
+    a.startsWith("--allow") || a === "--include" || a.startsWith("--v8-flags")
+  );
   assert.deepEqual(taskFlags, COMPILE_FLAGS.filter((f) => f.startsWith("--")));
+});
+
+Deno.test("the start and cli tasks run with the V8 settings the binary is built with", () => {
+  for (const name of ["start", "cli"] as const) {
+    assert.ok(
+      denoJson.tasks[name].split(/\s+/).includes(V8_FLAGS),
+      `${name} task lacks ${V8_FLAGS}`,
+    );
+  }
 });
 
 Deno.test("compileArgs() builds one target into dist/llm-balance-<target>", () => {

@@ -31,6 +31,7 @@ import {
   WRK_SCRIPT,
 } from "./_load.ts";
 import { BenchError, fail, Processes, type Started, type Target, vmMb } from "./_proc.ts";
+import { V8_FLAGS } from "../../src/compile_all.ts";
 import {
   type Check,
   checksTable,
@@ -232,6 +233,11 @@ function denoRun(file: string, ...args: string[]): string[] {
   return [Deno.execPath(), "run", "-A", file, ...args];
 }
 
+/** llm-balance as `deno task start` runs it (with its V8 settings). */
+function denoRunProxy(file: string, ...args: string[]): string[] {
+  return [Deno.execPath(), "run", "-A", V8_FLAGS, file, ...args];
+}
+
 function asTarget(name: string, started: Started): Target {
   return { name, url: started.url, pid: started.pid };
 }
@@ -241,7 +247,7 @@ async function startProxy(run: Run, name: string, config: string): Promise<Start
   const file = `${run.bench.dir}/${name}.json`;
   await Deno.writeTextFile(file, config);
   const args = ["serve", "--config", file, "--port", "0", "--host", "127.0.0.1"];
-  return await run.processes.start(name, 0, denoRun(run.settings.main, ...args));
+  return await run.processes.start(name, 0, denoRunProxy(run.settings.main, ...args));
 }
 
 /** Throughput, latency and TTFB against direct, passthrough and llm-balance. */

@@ -108,7 +108,7 @@ function proxy(config: Config, app: App): Middleware {
       if (lastCandidate !== undefined) (tried ??= new Set()).add(lastCandidate.id);
       let c = n === 1 ? pool.pick(pick) : pool.pick(
         pick,
-        (k) => tried!.has(k.id) || failedUpstreams?.has(k.upstream.name) === true,
+        (k) => tried?.has(k.id) === true || failedUpstreams?.has(k.upstream.name) === true,
       );
       if (c === undefined && n > 1) {
         // only upstreams that already failed (or only tried keys) are left: back off first
@@ -119,7 +119,7 @@ function proxy(config: Config, app: App): Middleware {
           );
           if (wait > 0) await sleep(wait, req.signal);
           if (req.signal.aborted) break;
-          c = pool.pick(pick, (k) => tried!.has(k.id)) ?? pool.pick(pick);
+          c = pool.pick(pick, (k) => tried?.has(k.id) === true) ?? pool.pick(pick);
         }
       }
       if (c === undefined) break;

@@ -15,10 +15,9 @@ import {
   splitList,
   text,
 } from "./_schema.ts";
+import { HEADER_NAME } from "../proxy/headers.ts";
 import { DEFAULT_TIMEOUTS, defaultHealthCheck, timeoutsFromTotal } from "./defaults.ts";
 import type { HealthCheckConfig, KeyConfig, Timeouts, UpstreamConfig } from "./types.ts";
-
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 const keyObject = z.strictObject({
   key: z.string().trim().min(1, "must not be empty"),

@@ -117,10 +117,9 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
     }
   }
   const contentType = response.headers.get("content-type");
-  const head: Head = { response, control, startedAt, contentType };
   if (response.body === null) {
     control.firstByteArrived();
-    return committed(head, new Uint8Array(0));
+    return committed(response, control, startedAt, contentType, new Uint8Array(0));
   }
   const plan = bodyPlan(contentType, response.headers);
   if (plan === "whole") {
@@ -128,7 +127,7 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
     try {
       const body = new Uint8Array(await response.arrayBuffer());
       control.dispose();
-      return committed(head, body);
+      return committed(response, control, startedAt, contentType, body);
     } catch (error) {
       control.dispose();
       return failure(control, error, true);
@@ -142,10 +141,13 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
     got = true;
     if (r1.done) {
       control.dispose();
-      return committed(head, new Uint8Array(0));
+      return committed(response, control, startedAt, contentType, new Uint8Array(0));
     }
     if (plan === "stream") {
-      return committed(head, undefined, { reader, first: r1.value });
+      return committed(response, control, startedAt, contentType, undefined, {
+        reader,
+        first: r1.value,
+      });
     }
     const parts: Uint8Array[] = [r1.value];
     let size = r1.value.length;
@@ -153,12 +155,15 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
       const r = await reader.read();
       if (r.done) {
         control.dispose();
-        return committed(head, concat(parts, size));
+        return committed(response, control, startedAt, contentType, concat(parts, size));
       }
       parts.push(r.value);
       size += r.value.length;
     }
-    return committed(head, undefined, { reader, first: concat(parts, size) });
+    return committed(response, control, startedAt, contentType, undefined, {
+      reader,
+      first: concat(parts, size),
+    });
   } catch (error) {
     control.dispose();
     reader.cancel().catch(() => {});
@@ -166,30 +171,25 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
   }
 }
 
-/** What every committable result of one attempt shares. */
-interface Head {
-  response: Response;
-  control: AttemptControl;
-  startedAt: number;
-  contentType: string | null;
-}
-
 /** A committable result: a whole body, or a reader (with what was read so far) to relay. */
 function committed(
-  h: Head,
+  response: Response,
+  control: AttemptControl,
+  startedAt: number,
+  contentType: string | null,
   body: Uint8Array<ArrayBuffer> | undefined,
   stream?: { reader: BodyReader; first: Uint8Array },
 ): Committable {
   return {
     kind: "response",
     cls: "ok",
-    response: h.response,
+    response,
     body,
     reader: stream?.reader,
     first: stream?.first,
-    control: h.control,
-    startedAt: h.startedAt,
-    contentType: h.contentType,
+    control,
+    startedAt,
+    contentType,
   };
 }
 

@@ -50,8 +50,8 @@ const NOT_RETURNED = new Set([
   "x-llm-balance-overhead-ms",
 ]);
 
-/** A valid header name (lower case). */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+/** A valid HTTP header name (an RFC 9110 token). */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** The header names a `Connection` value lists (lower case). */
 function connectionTokens(value: string): string[] {
@@ -126,7 +126,7 @@ export function copyResponseHeaders(src: Headers, dst: Headers): void {
   // headers named in `Connection` describe the upstream's hop: taken back out
   if (connection !== undefined) {
     for (const name of connectionTokens(connection)) {
-      if (!NOT_RETURNED.has(name) && TOKEN.test(name)) dst.delete(name);
+      if (!NOT_RETURNED.has(name) && HEADER_NAME.test(name)) dst.delete(name);
     }
   }
 }

@@ -12,13 +12,15 @@ import type { LogLevel } from "./config/types.ts";
 export type LogFields = Record<string, unknown>;
 
 /**
- * Fields already written as the members of a JSON object (`"a":1,"b":"x"`, no braces), for a
- * line written on every request: building the text directly costs a third of building an
- * object and serializing it.
+ * A whole line as one flat record: `time` (from {@linkcode Logger.timeText}), `level` and
+ * `msg` first, then the fields (members whose value is `undefined` are left out). Serialized in
+ * one step, with no text joined: the form of the line written on every request.
  */
-export class JsonMembers {
-  /** @param text the members, comma-separated, without the braces */
-  constructor(readonly text: string) {}
+export interface LogRecord {
+  time: string;
+  level: LogLevel;
+  msg: string;
+  [field: string]: unknown;
 }
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -57,35 +59,45 @@ function writeAll(bytes: Uint8Array): void {
 /** Lines waiting for stderr, already encoded (`encodeInto` a reused buffer: no copy per line). */
 const pending = new Uint8Array(64 * 1024);
 let pendingSize = 0;
-let flushTimer: ReturnType<typeof setTimeout> | undefined;
+/** Flushes every {@linkcode FLUSH_MS} while lines come; stops at the first tick with none. */
+let flusher: ReturnType<typeof setInterval> | undefined;
 const FLUSH_MS = 10;
 
 /** Writes every line {@linkcode batchedStderrSink} still holds; safe to call any time. */
 export function flushStderr(): void {
-  if (flushTimer !== undefined) clearTimeout(flushTimer);
-  flushTimer = undefined;
   if (pendingSize === 0) return;
   const size = pendingSize;
   pendingSize = 0;
   writeAll(pending.subarray(0, size));
 }
 
+function tick(): void {
+  if (pendingSize === 0) {
+    clearInterval(flusher);
+    flusher = undefined;
+  } else flushStderr();
+}
+
 /**
  * Queues a line for stderr: lines written within 10 ms (or up to 64 KiB) go out in one
- * write, so a busy proxy does not pay a system call per request. Flushed on exit.
+ * write, so a busy proxy does not pay a system call per request. One interval timer runs
+ * while lines keep coming (not a timer per batch). Flushed on exit.
  */
 export function batchedStderrSink(line: string): void {
-  const text = line + "\n";
-  // at most 3 bytes per UTF-16 unit: a line that may not fit is written after what is queued
-  if (text.length * 3 > pending.length - pendingSize) {
+  // at most 3 bytes per UTF-16 unit, and the newline: a line that may not fit is written after
+  // what is queued
+  const most = line.length * 3 + 1;
+  if (most > pending.length - pendingSize) {
     flushStderr();
-    if (text.length * 3 > pending.length) {
-      writeAll(encoder.encode(text));
+    if (most > pending.length) {
+      writeAll(encoder.encode(line + "\n"));
       return;
     }
   }
-  pendingSize += encoder.encodeInto(text, pending.subarray(pendingSize)).written;
-  flushTimer ??= setTimeout(flushStderr, FLUSH_MS);
+  // the newline is written as a byte: `line + "\n"` would make a new string to flatten
+  pendingSize += encoder.encodeInto(line, pending.subarray(pendingSize)).written;
+  pending[pendingSize++] = 10;
+  flusher ??= setInterval(tick, FLUSH_MS);
 }
 
 globalThis.addEventListener("unload", flushStderr);
@@ -164,15 +176,19 @@ export class Logger {
   }
 
   /**
-   * Logs a line whose string values the caller has already passed through
+   * Logs a line given as one record whose string values the caller has already passed through
    * {@linkcode Logger.redact} where they could hold outside text: the line is not scanned again
    * (the per-request line uses this; scanning only its few outside values costs a fraction).
-   * @param level the line's level
-   * @param msg the message (a constant)
-   * @param fields the fields, every outside value already redacted
+   * @param record the whole line, its level and time included
    */
-  scrubbed(level: LogLevel, msg: string, fields: LogFields | JsonMembers): void {
-    if (LEVELS[level] >= this.#min) this.#write(level, msg, fields, true);
+  scrubbedRecord(record: LogRecord): void {
+    if (LEVELS[record.level] < this.#min) return;
+    if (this.#format === "json") {
+      this.#sink(JSON.stringify(record));
+      return;
+    }
+    const { time: _time, level, msg, ...fields } = record;
+    this.#write(level, msg, fields, true);
   }
 
   /**
@@ -187,8 +203,8 @@ export class Logger {
   #lastMs = -1;
   #lastIso = "";
 
-  /** The time as ISO text, computed once per millisecond. */
-  #time(): string {
+  /** @returns the time as ISO text, as lines show it (computed once per millisecond) */
+  timeText(): string {
     const ms = this.#now();
     if (ms !== this.#lastMs) {
       this.#lastMs = ms;
@@ -200,19 +216,10 @@ export class Logger {
   #write(
     level: LogLevel,
     msg: string,
-    given: LogFields | JsonMembers | undefined,
+    fields: LogFields | undefined,
     scrubbed = false,
   ): void {
-    const time = this.#time();
-    if (given instanceof JsonMembers) {
-      if (this.#format === "json") {
-        const head = `{"time":"${time}","level":"${level}","msg":${JSON.stringify(msg)}`;
-        this.#sink(given.text.length > 0 ? `${head},${given.text}}` : `${head}}`);
-        return;
-      }
-      given = JSON.parse(`{${given.text}}`) as LogFields;
-    }
-    const fields = given;
+    const time = this.timeText();
     let line: string;
     if (this.#format === "json") {
       // the fields are serialized as given (no copy, no replacer): errors become messages first

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { JsonMembers, Logger, resolveFormat } from "../src/logger.ts";
+import { Logger, resolveFormat } from "../src/logger.ts";
 
 const T0 = Date.UTC(2025, 0, 2, 3, 4, 5, 678);
 
@@ -107,28 +107,31 @@ Deno.test("resolveFormat() keeps explicit formats and picks by terminal for auto
   assert.equal(resolveFormat("auto"), Deno.stderr.isTerminal() ? "pretty" : "json");
 });
 
-Deno.test("Logger writes fields given as JSON members as they are (JSON), and as key=value (pretty)", () => {
-  const members = new JsonMembers('"request_id":"r-1","path":"/v1/x y","status":200');
+Deno.test("Logger writes a record as one JSON line in its order, and as key=value (pretty)", () => {
   const json = logger();
-  json.log.scrubbed("info", "request", members);
-  json.log.scrubbed("info", "empty", new JsonMembers(""));
-  assert.deepEqual(JSON.parse(json.lines[0]!), {
-    time: "2025-01-02T03:04:05.678Z",
-    level: "info",
+  const record = {
+    time: json.log.timeText(),
+    level: "info" as const,
     msg: "request",
     request_id: "r-1",
     path: "/v1/x y",
+    model: undefined,
     status: 200,
-  });
-  assert.deepEqual(JSON.parse(json.lines[1]!), {
-    time: "2025-01-02T03:04:05.678Z",
-    level: "info",
-    msg: "empty",
-  });
+    duration_ms: NaN,
+  };
+  json.log.scrubbedRecord(record);
+  json.log.scrubbedRecord({ time: json.log.timeText(), level: "debug", msg: "below the level" });
+  assert.equal(json.lines.length, 1);
+  // members without a value are left out, numbers JSON cannot hold are null
+  assert.equal(
+    json.lines[0],
+    '{"time":"2025-01-02T03:04:05.678Z","level":"info","msg":"request","request_id":"r-1",' +
+      '"path":"/v1/x y","status":200,"duration_ms":null}',
+  );
   const pretty = logger({ format: "pretty" });
-  pretty.log.scrubbed("info", "request", members);
+  pretty.log.scrubbedRecord({ ...record, duration_ms: 1.5 });
   assert.equal(
     pretty.lines[0],
-    '2025-01-02T03:04:05.678Z INFO  request request_id=r-1 path="/v1/x y" status=200',
+    '2025-01-02T03:04:05.678Z INFO  request request_id=r-1 path="/v1/x y" status=200 duration_ms=1.5',
   );
 });

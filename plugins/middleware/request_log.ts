@@ -10,7 +10,6 @@
 import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
 import type { App } from "../../src/app.ts";
 import { errorResponse, ProxyError } from "../../src/errors.ts";
-import { JsonMembers } from "../../src/logger.ts";
 
 const SANE_ID = /^[\w.:@-]{1,128}$/;
 /** Methods that need no scan for secrets (any other is outside text). */
@@ -116,34 +115,30 @@ function write(ctx: RequestContext, app: App): void {
   const l = ctx.log;
   const method = ctx.req.method;
   // only the values that can carry outside text are scanned for secrets (the rest are config
-  // names, masks, numbers and fixed words), not the whole line; written as JSON text directly
-  // (fields without a value are left out, as JSON.stringify leaves out undefined)
-  let t = `"request_id":${q(ctx.requestId)}` +
-    `,"method":${q(METHODS.has(method) ? method : logger.redact(method))}` +
-    `,"path":${q(logger.redact(path))}`;
-  if (ctx.client !== undefined) t += `,"client":${q(ctx.client.name)}`;
-  if (l.model !== undefined) t += `,"model":${q(logger.redact(l.model))}`;
-  if (l.upstream !== undefined) t += `,"upstream":${q(l.upstream)}`;
-  if (l.key !== undefined) t += `,"key":${q(l.key)}`;
-  t += `,"status":${num(l.status)},"duration_ms":${num(round(durationMs))}`;
-  if (l.ttfbMs !== undefined) t += `,"ttfb_ms":${num(round(l.ttfbMs))}`;
-  if (l.attempts) t += `,"attempts":${num(l.attempts)}`;
-  if (l.stream) t += `,"stream":true`;
-  if (l.bytes) t += `,"bytes":${num(l.bytes)}`;
-  if (l.outcome !== undefined) t += `,"outcome":${q(l.outcome)}`;
-  if (l.usage !== undefined) {
-    t += `,"prompt_tokens":${num(l.usage.promptTokens)}` +
-      `,"completion_tokens":${num(l.usage.completionTokens)}`;
-  }
-  if (l.error !== undefined) t += `,"error":${q(logger.redact(l.error))}`;
-  logger.scrubbed(level, "request", new JsonMembers(t));
-}
-
-const q = JSON.stringify;
-
-/** A number as JSON writes it (non-finite numbers are null). */
-function num(n: number): string {
-  return Number.isFinite(n) ? String(n) : "null";
+  // names, masks, numbers and fixed words), not the whole line; the line is one record
+  // serialized in one step (members without a value are left out)
+  logger.scrubbedRecord({
+    time: logger.timeText(),
+    level,
+    msg: "request",
+    request_id: ctx.requestId,
+    method: METHODS.has(method) ? method : logger.redact(method),
+    path: logger.redact(path),
+    client: ctx.client?.name,
+    model: l.model === undefined ? undefined : logger.redact(l.model),
+    upstream: l.upstream,
+    key: l.key,
+    status: l.status,
+    duration_ms: round(durationMs),
+    ttfb_ms: l.ttfbMs === undefined ? undefined : round(l.ttfbMs),
+    attempts: l.attempts || undefined,
+    stream: l.stream || undefined,
+    bytes: l.bytes || undefined,
+    outcome: l.outcome,
+    prompt_tokens: l.usage?.promptTokens,
+    completion_tokens: l.usage?.completionTokens,
+    error: l.error === undefined ? undefined : logger.redact(l.error),
+  });
 }
 
 function round(ms: number): number {

@@ -22,7 +22,7 @@ export type ClientSignal = AbortSignal | (() => AbortSignal);
  * A client that leaves earlier still stops the upstream request this long after it started,
  * at most a watchdog tick later.
  */
-export const LAZY_CLIENT_MS = 20;
+export const LAZY_CLIENT_MS = 50;
 
 /** Aborts one upstream attempt and remembers why. */
 export class AttemptControl {

@@ -182,13 +182,21 @@ export function progress(message: string): void {
   console.error(`[bench] ${message}`);
 }
 
+/** What {@linkcode interleavedWrk} measured. */
+export interface Interleaved {
+  /** Medians over rounds, one row per target. */
+  rows: Row[];
+  /** Each target's samples, one per round. */
+  samples: Map<string, Sample[]>;
+}
+
 /** Runs wrk rounds interleaved over the targets (rotating the order each round); medians. */
 export async function interleavedWrk(
   bench: Bench,
   targets: Target[],
   connections: number,
   label: string,
-): Promise<Row[]> {
+): Promise<Interleaved> {
   const { rounds, duration, warmup } = bench.settings;
   if (warmup > 0) {
     for (const target of targets) {
@@ -205,7 +213,7 @@ export async function interleavedWrk(
       samples.get(target.name)!.push(sample);
     }
   }
-  return targets.map((t) => medianRow(t.name, samples.get(t.name)!));
+  return { rows: targets.map((t) => medianRow(t.name, samples.get(t.name)!)), samples };
 }
 
 /** What {@linkcode pairedWrk} measured. */

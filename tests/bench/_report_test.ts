@@ -7,7 +7,9 @@ import {
   medianRow,
   percentile,
   ratioChecks,
+  roundRatio,
   type Row,
+  type Sample,
   table,
 } from "./_report.ts";
 
@@ -23,6 +25,11 @@ function row(target: string, fields: Partial<Row> = {}): Row {
     requests: 5000,
     ...fields,
   };
+}
+
+function sample(fields: Partial<Sample> = {}): Sample {
+  const { target: _, ...rest } = row("", fields);
+  return rest;
 }
 
 Deno.test("median() takes the middle value, or the mean of the two middle ones, ignoring NaN", () => {
@@ -102,6 +109,31 @@ Deno.test("ratioChecks() takes ratios measured side by side over the ratio of me
   const pool = by.get("throughput 10000 keys / 3 keys");
   assert.equal(pool?.value, 0.97);
   assert.equal(pool?.pass, true);
+});
+
+Deno.test("roundRatio() is the median of the per-round ratios, rounds taken pairwise", () => {
+  const base = [1000, 500, 800, 1000].map((rps) => sample({ rps }));
+  const other = [800, 400, 720].map((rps) => sample({ rps }));
+  // rounds 1-3 only (round 4 has no pair): 0.8, 0.8, 0.9
+  assert.equal(roundRatio(base, other), 0.8);
+  assert.ok(Number.isNaN(roundRatio([], other)));
+});
+
+Deno.test("ratioChecks() takes the per-round ratio of rounds in turn and shows the medians' too", () => {
+  const checks = ratioChecks(
+    {
+      throughput: [
+        row("passthrough", { rps: 10_000, cpuUsPerReq: 80 }),
+        row("llm-balance", { rps: 6_000, cpuUsPerReq: 100 }),
+      ],
+    },
+    [],
+    { inTurn: 0.81 },
+  );
+  const by = new Map(checks.map((c) => [c.measure, c]));
+  assert.equal(by.get("throughput llm-balance / passthrough")?.value, 0.81);
+  assert.equal(by.get("throughput llm-balance / passthrough")?.pass, true);
+  assert.equal(by.get("throughput llm-balance / passthrough, ratio of the medians")?.value, 0.6);
 });
 
 Deno.test("ratioChecks() leaves out what was not measured", () => {

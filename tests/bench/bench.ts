@@ -37,6 +37,7 @@ import {
   checksTable,
   type PairedRatios,
   ratioChecks,
+  roundRatio,
   type Row,
   type Scenario,
   SCENARIOS,
@@ -274,12 +275,10 @@ async function mainScenarios(run: Run): Promise<void> {
   for (const target of targets) await checkTarget(target);
   let rssAfterThroughput = NaN;
   if (settings.scenarios.includes("throughput")) {
-    results.throughput = await interleavedWrk(
-      run.bench,
-      targets,
-      settings.connections,
-      "throughput",
-    );
+    const t = await interleavedWrk(run.bench, targets, settings.connections, "throughput");
+    results.throughput = t.rows;
+    const [ptRounds, lbRounds] = [t.samples.get("passthrough"), t.samples.get("llm-balance")];
+    if (ptRounds && lbRounds) run.paired.inTurn = roundRatio(ptRounds, lbRounds);
     if (proxy) rssAfterThroughput = vmMb(proxy.pid, "VmRSS");
   }
   const pt = targets.find((t) => t.name === "passthrough");
@@ -290,7 +289,7 @@ async function mainScenarios(run: Run): Promise<void> {
     run.paired.throughput = p.ratio;
   }
   if (settings.scenarios.includes("latency")) {
-    results.latency = await interleavedWrk(run.bench, targets, 1, "latency");
+    results.latency = (await interleavedWrk(run.bench, targets, 1, "latency")).rows;
   }
   if (settings.scenarios.includes("ttfb")) results.ttfb = await ttfbScenario(run.bench, targets);
   const later = [results.latency ?? [], results.ttfb ?? []].flat()

@@ -17,6 +17,7 @@ import { Metrics } from "./admin/metrics.ts";
 import { LatencyTracker } from "./admin/latency.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import { OpenAttempts } from "./proxy/attempt_control.ts";
+import { Http1Client } from "./proxy/http1.ts";
 
 export { buildRuntime, CHAIN, type Runtime, secretMasks } from "./runtime.ts";
 
@@ -30,7 +31,7 @@ export interface AppOptions {
   now?: () => number;
   /** @default Math.random */
   random?: () => number;
-  /** @default globalThis.fetch */
+  /** @default an {@linkcode Http1Client}'s (which hands what it does not take to `fetch`) */
   fetch?: typeof fetch;
   /** Start active health probes. @default true */
   probes?: boolean;
@@ -45,6 +46,8 @@ export class App {
   readonly random: () => number;
   readonly fetch: typeof fetch;
   readonly httpClient: Deno.HttpClient;
+  /** The upstream client, unless a fetch was injected. */
+  readonly http1: Http1Client | undefined;
   readonly metrics: Metrics;
   readonly latency: LatencyTracker;
   readonly limiter: RateLimiter;
@@ -63,7 +66,7 @@ export class App {
     board: HealthBoard;
     now: () => number;
     random: () => number;
-    fetch: typeof fetch;
+    fetch: typeof fetch | undefined;
     probes: boolean;
   }) {
     this.#rt = rt;
@@ -72,9 +75,13 @@ export class App {
     this.board = parts.board;
     this.now = parts.now;
     this.random = parts.random;
-    this.fetch = parts.fetch;
     this.#probes = parts.probes;
     this.httpClient = Deno.createHttpClient({ poolIdleTimeout: 60_000 });
+    const http1 = parts.fetch === undefined
+      ? new Http1Client({ idleTimeoutMs: 60_000 })
+      : undefined;
+    this.http1 = http1;
+    this.fetch = parts.fetch ?? http1?.fetch ?? globalThis.fetch;
     this.metrics = new Metrics();
     this.latency = new LatencyTracker();
     this.limiter = new RateLimiter(parts.now);
@@ -108,7 +115,7 @@ export class App {
       board,
       now,
       random,
-      fetch: options.fetch ?? globalThis.fetch,
+      fetch: options.fetch,
       probes: options.probes ?? true,
     });
     app.#rt = buildRuntime(config, registry, app);
@@ -160,6 +167,7 @@ export class App {
     await this.#active?.stop();
     this.#active = undefined;
     this.httpClient.close();
+    this.http1?.close();
     await this.store.close();
   }
 

@@ -234,12 +234,22 @@ export class Http1Client {
       }
       safeClose(c.conn);
     }
-    const connect = origin.tls
+    const connect: Promise<Deno.Conn> = origin.tls
       ? Deno.connectTls({
         hostname: origin.hostname,
         port: origin.port,
         alpnProtocols: ["http/1.1"],
         ...(this.#caCerts ? { caCerts: this.#caCerts } : {}),
+      }).then(async (tls) => {
+        // handshake failures (a certificate, an upstream that speaks only HTTP/2) surface here,
+        // as connect failures, and not on the first write
+        try {
+          await tls.handshake();
+        } catch (err) {
+          safeClose(tls);
+          throw err;
+        }
+        return tls;
       })
       : Deno.connect({ hostname: origin.hostname, port: origin.port });
     let conn: Deno.Conn;

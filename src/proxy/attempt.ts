@@ -10,6 +10,7 @@ import { type AttemptClass, classifyFailure, classifyStatus } from "../health/cl
 import { AttemptControl, type ClientSignal } from "./attempt_control.ts";
 import type { HeaderRecord } from "./headers.ts";
 import { type BodyReader, bodyReader } from "./body_reader.ts";
+import type { Http1Init } from "./http1.ts";
 
 /** What one attempt sends. */
 export interface AttemptRequest {
@@ -92,12 +93,14 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
   control.armFirstByte(Math.min(r.timeouts.firstByteMs || Infinity, left), startedAt);
   let response: Response;
   try {
-    const init: RequestInit & { client?: Deno.HttpClient } = {
+    // connectTimeoutMs: for the HTTP/1.1 client (fetch has no connect phase of its own)
+    const init: Http1Init & { client?: Deno.HttpClient } = {
       method: r.method,
       headers: r.headers,
       body: r.body,
       signal: control.signal,
       redirect: "manual",
+      connectTimeoutMs: r.timeouts.connectMs,
     };
     if (r.client !== undefined) init.client = r.client;
     response = await r.fetch(r.url, init);

@@ -23,6 +23,11 @@ export interface Http1Options {
   maxHeadBytes?: number;
   /** Extra root certificates (PEM) for `https` upstreams. @default the system's and Deno's */
   caCerts?: string[];
+  /**
+   * Opens a connection (TLS already negotiated for `tls`).
+   * @default `Deno.connect`, or `Deno.connectTls` with ALPN `http/1.1` and a completed handshake
+   */
+  dial?: (to: { hostname: string; port: number; tls: boolean }) => Promise<Deno.Conn>;
   /** What requests this client does not take go to. @default globalThis.fetch */
   fallback?: typeof fetch;
   /** Whether every request goes to `fallback`. @default {@linkcode fetchPreferred} */
@@ -75,6 +80,20 @@ export class UpstreamProtocolError extends TypeError {
   }
 }
 
+/** No connection within the connect limit (`connectTimeoutMs`). */
+export class ConnectTimeoutError extends UpstreamProtocolError {
+  /** @param message what went wrong */
+  constructor(message: string) {
+    super(message);
+    this.name = "ConnectTimeoutError";
+  }
+}
+
+/** `fetch`'s init, and how long a new connection may take to open (0: no limit). */
+export interface Http1Init extends RequestInit {
+  connectTimeoutMs?: number;
+}
+
 /**
  * Whether `fetch` should take every request: a proxy is configured in the environment
  * (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, any case), or `LLM_BALANCE_HTTP_CLIENT=fetch` asks
@@ -102,7 +121,7 @@ export class Http1Client {
   readonly #maxHead: number;
   readonly #fallback: typeof fetch;
   readonly #useFallback: boolean;
-  readonly #caCerts: string[] | undefined;
+  readonly #dial: (to: { hostname: string; port: number; tls: boolean }) => Promise<Deno.Conn>;
   #lastSweep = 0;
   #closed = false;
 
@@ -113,7 +132,7 @@ export class Http1Client {
     this.#maxHead = options.maxHeadBytes ?? 64 * 1024;
     this.#fallback = options.fallback ?? globalThis.fetch;
     this.#useFallback = options.useFallback ?? fetchPreferred();
-    this.#caCerts = options.caCerts;
+    this.#dial = options.dial ?? ((to) => dial(to, options.caCerts));
   }
 
   /** Idle connections held, over all origins. */
@@ -124,7 +143,7 @@ export class Http1Client {
   }
 
   /** `fetch`'s signature; see the module's description for what it takes. */
-  readonly fetch = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+  readonly fetch = (input: string | URL | Request, init: Http1Init = {}): Promise<Response> => {
     // `fetch` follows redirects unless told not to: such requests (health probes) go to it
     if (this.#useFallback || typeof input !== "string" || init.redirect !== "manual") {
       return this.#fallback(input, init);
@@ -177,7 +196,7 @@ export class Http1Client {
   async #request(
     origin: Origin,
     url: string,
-    init: RequestInit,
+    init: Http1Init,
     body: string | Uint8Array | null,
   ): Promise<Response> {
     const signal = init.signal ?? undefined;
@@ -194,9 +213,10 @@ export class Http1Client {
     for (let attempt = 0;; attempt++) {
       let c: Connection;
       try {
-        c = await this.#checkout(origin, signal);
-      } catch {
+        c = await this.#checkout(origin, signal, init.connectTimeoutMs ?? 0);
+      } catch (err) {
         if (signal?.aborted) throw signal.reason;
+        if (err instanceof ConnectTimeoutError) throw err;
         // `Deno.connect` tries only the first address a name resolves to (e.g. `localhost` to
         // ::1 while the server listens on 127.0.0.1); `fetch` tries them all: it takes this
         // origin for a while, and answers this request (or fails it the same way)
@@ -223,7 +243,11 @@ export class Http1Client {
     }
   }
 
-  async #checkout(origin: Origin, signal: AbortSignal | undefined): Promise<Connection> {
+  async #checkout(
+    origin: Origin,
+    signal: AbortSignal | undefined,
+    connectTimeoutMs: number,
+  ): Promise<Connection> {
     const list = this.#idle.get(origin.key);
     const now = Date.now();
     while (list !== undefined && list.length > 0) {
@@ -234,43 +258,37 @@ export class Http1Client {
       }
       safeClose(c.conn);
     }
-    const connect: Promise<Deno.Conn> = origin.tls
-      ? Deno.connectTls({
-        hostname: origin.hostname,
-        port: origin.port,
-        alpnProtocols: ["http/1.1"],
-        ...(this.#caCerts ? { caCerts: this.#caCerts } : {}),
-      }).then(async (tls) => {
-        // handshake failures (a certificate, an upstream that speaks only HTTP/2) surface here,
-        // as connect failures, and not on the first write
-        try {
-          await tls.handshake();
-        } catch (err) {
-          safeClose(tls);
-          throw err;
-        }
-        return tls;
-      })
-      : Deno.connect({ hostname: origin.hostname, port: origin.port });
+    const connect = this.#dial(origin);
     let conn: Deno.Conn;
-    if (signal === undefined) conn = await connect;
+    if (signal === undefined && !(connectTimeoutMs > 0)) conn = await connect;
     else {
-      // a connect that never completes is cut by the caller's signal
+      // a connect that never completes is cut by the caller's signal or the connect limit
       let onAbort: (() => void) | undefined;
-      const aborted = new Promise<never>((_, reject) => {
-        onAbort = () => reject(signal.reason);
-        signal.addEventListener("abort", onAbort, { once: true });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const cut = new Promise<never>((_, reject) => {
+        if (signal !== undefined) {
+          onAbort = () => reject(signal.reason);
+          signal.addEventListener("abort", onAbort, { once: true });
+        }
+        if (connectTimeoutMs > 0) {
+          timer = setTimeout(() =>
+            reject(
+              new ConnectTimeoutError(
+                `connect timeout: no connection to ${origin.host} within ${connectTimeoutMs} ms`,
+              ),
+            ), connectTimeoutMs);
+        }
       });
       try {
-        conn = await Promise.race([connect, aborted]);
+        conn = await Promise.race([connect, cut]);
       } catch (err) {
         connect.then((late) => safeClose(late), () => {});
         throw err;
       } finally {
-        signal.removeEventListener("abort", onAbort!);
+        if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
+        clearTimeout(timer);
       }
     }
-    if (!origin.tls) (conn as Deno.TcpConn).setNoDelay?.(true);
     return {
       conn,
       buf: new Uint8Array(READ_BYTES),
@@ -398,6 +416,33 @@ type Framing =
   | { kind: "close" }
   | { kind: "length"; left: number }
   | { kind: "chunked" };
+
+/** Opens a TCP connection, or a TLS one with its handshake done (ALPN `http/1.1`). */
+async function dial(
+  to: { hostname: string; port: number; tls: boolean },
+  caCerts: string[] | undefined,
+): Promise<Deno.Conn> {
+  if (!to.tls) {
+    const conn = await Deno.connect({ hostname: to.hostname, port: to.port });
+    conn.setNoDelay(true);
+    return conn;
+  }
+  const tls = await Deno.connectTls({
+    hostname: to.hostname,
+    port: to.port,
+    alpnProtocols: ["http/1.1"],
+    ...(caCerts ? { caCerts } : {}),
+  });
+  // handshake failures (a certificate, an upstream that speaks only HTTP/2) surface here, as
+  // connect failures, and not on the first write
+  try {
+    await tls.handshake();
+  } catch (err) {
+    safeClose(tls);
+    throw err;
+  }
+  return tls;
+}
 
 function requestHead(
   origin: Origin,

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Http1Client, UpstreamProtocolError } from "../../src/proxy/http1.ts";
+import { ConnectTimeoutError, Http1Client, UpstreamProtocolError } from "../../src/proxy/http1.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -454,4 +454,25 @@ Deno.test("Http1Client speaks HTTP/1.1 over TLS, verifying the upstream's certif
   await assert.rejects(strict.fetch(`https://localhost:${port}/v1/x`, POST), TypeError);
   listener.close();
   await accepted.catch(() => {});
+});
+
+Deno.test("Http1Client gives up on a connection that does not open within connectTimeoutMs", async () => {
+  let fallbacks = 0;
+  const http = new Http1Client({
+    useFallback: false,
+    fallback: () => {
+      fallbacks++;
+      return Promise.resolve(new Response("from fetch"));
+    },
+    // a connect that never completes (as to a host that drops the SYN)
+    dial: () => new Promise<Deno.Conn>(() => {}),
+  });
+  const started = performance.now();
+  await assert.rejects(
+    http.fetch("http://127.0.0.1:9/v1/x", { ...POST, connectTimeoutMs: 50 }),
+    ConnectTimeoutError,
+  );
+  const took = performance.now() - started;
+  assert.ok(took >= 45 && took < 1000, `gave up after ${took} ms`);
+  assert.equal(fallbacks, 0, "a timeout is not handed to fetch (it would wait as long again)");
 });

@@ -69,6 +69,7 @@ const ORIGIN = /^(https?):\/\/([^/?#]*)/i;
 const OWN_HEADERS = new Set(["host", "content-length", "transfer-encoding", "connection"]);
 /** A connection's first read buffer; it doubles while reads fill it, up to 64 KiB. */
 const READ_BYTES = 4 * 1024;
+const USER_AGENT = `user-agent: Deno/${Deno.version.deno}\r\n`;
 const MAX_READ_BYTES = 64 * 1024;
 
 /** The answer broke the protocol, or the connection failed before it was complete. */
@@ -461,12 +462,16 @@ function requestHead(
     target = u.pathname + u.search;
   }
   let head = `${method} ${target} HTTP/1.1\r\nhost: ${origin.host}\r\n`;
+  let accept = false;
+  let agent = false;
   const add = (name: string, value: string) => {
     const k = name.toLowerCase();
     if (OWN_HEADERS.has(k)) return;
     if (!TOKEN.test(k) || BAD_VALUE.test(value)) {
       throw new TypeError(`Invalid header: ${k}`);
     }
+    if (k === "accept") accept = true;
+    else if (k === "user-agent") agent = true;
     head += `${k}: ${value.trim()}\r\n`;
   };
   const h = init.headers;
@@ -476,6 +481,9 @@ function requestHead(
     const rec = h as Record<string, string>;
     for (const k in rec) add(k, rec[k]!);
   }
+  // what `fetch` sends when the request has none (some providers refuse a request without)
+  if (!accept) head += "accept: */*\r\n";
+  if (!agent) head += USER_AGENT;
   if (body !== null || (method !== "GET" && method !== "HEAD")) {
     head += `content-length: ${body?.length ?? 0}\r\n`;
   }

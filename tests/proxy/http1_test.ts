@@ -131,6 +131,9 @@ Deno.test("Http1Client sends one well-formed request and reuses the connection",
   assert.ok(head.includes(`host: ${new URL(srv.url).host}`));
   assert.ok(head.includes("content-length: 13"));
   assert.ok(head.includes("authorization: Bearer sk-test"));
+  // as fetch does, when the request has none
+  assert.ok(head.includes("accept: */*"));
+  assert.ok(head.includes(`user-agent: Deno/${Deno.version.deno}`));
   assert.equal(srv.seen[0]!.body, '{"model":"m"}');
   http.close();
   assert.equal(http.idleConnections, 0);
@@ -334,7 +337,7 @@ Deno.test("Http1Client takes headers as a record, Headers or pairs, and writes h
   });
   const http = client();
   const inits: HeadersInit[] = [
-    { "X-One": "1", host: "evil.example", "content-length": "999" },
+    { "X-One": "1", host: "evil.example", "content-length": "999", "user-agent": "sdk/1" },
     new Headers({ "x-one": "1" }),
     [["x-one", "1"]],
   ];
@@ -347,7 +350,9 @@ Deno.test("Http1Client takes headers as a record, Headers or pairs, and writes h
     assert.equal(lines.filter((l) => l.startsWith("host:")).length, 1);
     assert.ok(!s.head.includes("evil.example"));
     assert.ok(lines.includes("content-length: 13"));
+    assert.equal(lines.filter((l) => l.startsWith("user-agent:")).length, 1);
   }
+  assert.ok(srv.seen[0]!.head.includes("user-agent: sdk/1"), "the client's own agent is kept");
   http.close();
 });
 

@@ -251,8 +251,8 @@ export class Http1Client {
   ): Promise<Connection> {
     const list = this.#idle.get(origin.key);
     const now = Date.now();
-    while (list !== undefined && list.length > 0) {
-      const c = list.pop()!;
+    // the most recently used first: the likeliest to be still open
+    for (let c = list?.pop(); c !== undefined; c = list?.pop()) {
       if (now - c.idleSince < this.#idleTimeoutMs) {
         c.reused = true;
         return c;
@@ -319,12 +319,9 @@ export class Http1Client {
   #sweep(now: number): void {
     this.#lastSweep = now;
     for (const list of this.#idle.values()) {
-      for (let i = list.length - 1; i >= 0; i--) {
-        if (now - list[i]!.idleSince >= this.#idleTimeoutMs) {
-          safeClose(list[i]!.conn);
-          list.splice(i, 1);
-        }
-      }
+      const kept = list.filter((c) => now - c.idleSince < this.#idleTimeoutMs);
+      for (const c of list) if (!kept.includes(c)) safeClose(c.conn);
+      list.splice(0, list.length, ...kept);
     }
   }
 

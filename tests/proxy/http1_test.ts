@@ -481,3 +481,19 @@ Deno.test("Http1Client gives up on a connection that does not open within connec
   assert.ok(took >= 45 && took < 1000, `gave up after ${took} ms`);
   assert.equal(fallbacks, 0, "a timeout is not handed to fetch (it would wait as long again)");
 });
+
+Deno.test("Http1Client does not reuse a connection idle for longer than idleTimeoutMs", async () => {
+  await using srv = rawServer(async (_req, conn) => {
+    await write(conn, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    return "keep";
+  });
+  const http = new Http1Client({ useFallback: false, idleTimeoutMs: 30 });
+  assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
+  assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
+  assert.equal(srv.connections, 1);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
+  assert.equal(srv.connections, 2, "the idle connection was replaced");
+  assert.equal(http.idleConnections, 1);
+  http.close();
+});

@@ -49,7 +49,7 @@ interface Origin {
 interface Connection {
   conn: Deno.Conn;
   /** Bytes read past the previous response (kept for the next read). */
-  buf: Uint8Array;
+  buf: Uint8Array<ArrayBuffer>;
   start: number;
   end: number;
   idleSince: number;
@@ -603,13 +603,13 @@ function bodyStream(
   let left = framing.kind === "length" ? framing.left : 0;
   /** Where a chunked body is: at a size line, inside data, or after the last chunk. */
   let state: "size" | "data" | "crlf" | "trailer" = "size";
-  const take = (n: number): Uint8Array => {
+  const take = (n: number): Uint8Array<ArrayBuffer> => {
     const out = c.buf.slice(c.start, c.start + n);
     c.start += n;
     return out;
   };
   /** Decodes what the buffer holds; returns data bytes, null when more input is needed. */
-  const decodeChunked = (): Uint8Array | null | "end" => {
+  const decodeChunked = (): Uint8Array<ArrayBuffer> | null | "end" => {
     for (;;) {
       if (state === "data") {
         const avail = Math.min(left, c.end - c.start);
@@ -641,15 +641,14 @@ function bodyStream(
       // trailer fields are read and dropped
     }
   };
-  const end = (controller: ReadableByteStreamController) => {
+  const end = (controller: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>>) => {
     finish(true);
     controller.close();
-    // a reader waiting with its own buffer gets it back, empty
-    controller.byobRequest?.respond(0);
   };
-  return new ReadableStream({
-    type: "bytes",
-    async pull(controller: ReadableByteStreamController) {
+  // a plain stream of the chunks as read (each a fresh copy of what arrived), pulled one read at
+  // a time: nothing is read ahead of the consumer
+  return new ReadableStream<Uint8Array<ArrayBuffer>>({
+    async pull(controller) {
       try {
         for (;;) {
           if (framing.kind === "chunked") {
@@ -675,7 +674,6 @@ function bodyStream(
             if (framing.kind === "close") {
               finish(false);
               controller.close();
-              controller.byobRequest?.respond(0);
               return;
             }
             throw new UpstreamProtocolError("upstream closed the connection before the body ended");
@@ -691,7 +689,7 @@ function bodyStream(
     cancel() {
       finish(false);
     },
-  });
+  }, { highWaterMark: 0 });
 }
 
 function indexOfCrlf(buf: Uint8Array, from: number, end: number): number {

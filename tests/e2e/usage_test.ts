@@ -271,3 +271,33 @@ Deno.test({
     assert.ok(tokens(proxy).total > 0, "usage counted from the injected chunk");
   },
 });
+
+Deno.test("e2e usage: a JSON body sent in chunks of unknown length arrives whole and is counted", async () => {
+  const body = JSON.stringify({
+    id: "chatcmpl-chunked",
+    object: "chat.completion",
+    choices: [{ index: 0, message: { role: "assistant", content: "x".repeat(20_000) } }],
+    usage: { prompt_tokens: 11, completion_tokens: 22, total_tokens: 33 },
+  });
+  // no content-length: the upstream's server sends it chunked, in three pieces
+  await using up = startScriptedUpstream(() => {
+    const parts = [body.slice(0, 7), body.slice(7, 15_000), body.slice(15_000)];
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          await new Promise((r) => setTimeout(r, 3));
+          const next = parts.shift();
+          if (next === undefined) controller.close();
+          else controller.enqueue(enc.encode(next));
+        },
+      }, { highWaterMark: 0 }),
+      { headers: { "content-type": "application/json" } },
+    );
+  });
+  await using proxy = await startProxy(config(up.baseUrl));
+  const res = await post(proxy, { model: "m1", messages: [] });
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), body);
+  await settled(proxy, 1);
+  assert.deepEqual(tokens(proxy), { prompt: 11, completion: 22, total: 33 });
+});

@@ -120,11 +120,9 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
     }
   }
   const contentType = response.headers.get("content-type");
-  if (response.body === null) {
-    control.firstByteArrived();
-    return committed(response, control, startedAt, contentType, new Uint8Array(0));
-  }
   const plan = bodyPlan(contentType, response.headers);
+  // `response.body` is not read before it is needed: for a body held as bytes the getter builds
+  // a stream, which a whole read never uses (a null body reads as no bytes)
   if (plan === "whole") {
     // known small JSON body: one native read, sent on in one piece
     try {
@@ -135,6 +133,10 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
       control.dispose();
       return failure(control, error, true);
     }
+  }
+  if (response.body === null) {
+    control.firstByteArrived();
+    return committed(response, control, startedAt, contentType, new Uint8Array(0));
   }
   const reader = bodyReader(response.body);
   let got = false;

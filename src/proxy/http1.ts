@@ -62,6 +62,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const BAD_VALUE = /[\r\n\0]/;
+const ASCII = /^[\x00-\x7f]*$/;
 /** A request target that can go on the request line as it is (visible ASCII). */
 const PLAIN_TARGET = /^[\x21-\x7e]*$/;
 const ORIGIN = /^(https?):\/\/([^/?#]*)/i;
@@ -205,7 +206,7 @@ export class Http1Client {
     const bytes = typeof body === "string" ? encoder.encode(body) : body;
     const head = requestHead(origin, url, init, bytes);
     const message = new Uint8Array(head.length * 3 + (bytes?.length ?? 0));
-    let size = encoder.encodeInto(head, message).written;
+    let size = writeHead(head, message);
     if (bytes !== null) {
       message.set(bytes, size);
       size += bytes.length;
@@ -485,6 +486,23 @@ function requestHead(
     head += `content-length: ${body?.length ?? 0}\r\n`;
   }
   return head + "\r\n";
+}
+
+/**
+ * Writes a request head as bytes, one per character: header values are byte strings (a client's
+ * UTF-8 `Café` arrives from `Deno.serve` as the characters of its bytes and must leave as those
+ * bytes, as `fetch` sends them).
+ * @returns the bytes written
+ * @throws {TypeError} for a character above U+00FF (not a byte)
+ */
+function writeHead(head: string, out: Uint8Array): number {
+  if (ASCII.test(head)) return encoder.encodeInto(head, out).written;
+  for (let i = 0; i < head.length; i++) {
+    const c = head.charCodeAt(i);
+    if (c > 0xff) throw new TypeError("Invalid header value: characters must be bytes");
+    out[i] = c;
+  }
+  return head.length;
 }
 
 /** Index of the `\r\n\r\n` ending a head in `buf[from, end)`, or -1. */

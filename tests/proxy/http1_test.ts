@@ -497,3 +497,25 @@ Deno.test("Http1Client does not reuse a connection idle for longer than idleTime
   assert.equal(http.idleConnections, 1);
   http.close();
 });
+
+Deno.test("Http1Client sends header values as the bytes they stand for", async () => {
+  await using srv = rawServer(async (_req, conn) => {
+    await write(conn, "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    return "keep";
+  });
+  const http = client();
+  // what Deno.serve hands over for a client's UTF-8 "Café": one character per byte
+  await (await http.fetch(`${srv.url}/v1/x`, {
+    ...POST,
+    headers: { "x-title": "Caf\u00c3\u00a9" },
+  })).arrayBuffer();
+  assert.ok(
+    srv.seen[0]!.head.includes("x-title: Café"),
+    "the bytes reached the upstream unchanged",
+  );
+  await assert.rejects(
+    http.fetch(`${srv.url}/v1/x`, { ...POST, headers: { "x-title": "\u20ac" } }),
+    TypeError,
+  );
+  http.close();
+});

@@ -62,7 +62,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const BAD_VALUE = /[\r\n\0]/;
-const ASCII = /^[\x00-\x7f]*$/;
+const NON_ASCII = /[\u0080-\uffff]/;
 /** A request target that can go on the request line as it is (visible ASCII). */
 const PLAIN_TARGET = /^[\x21-\x7e]*$/;
 const ORIGIN = /^(https?):\/\/([^/?#]*)/i;
@@ -496,7 +496,7 @@ function requestHead(
  * @throws {TypeError} for a character above U+00FF (not a byte)
  */
 function writeHead(head: string, out: Uint8Array): number {
-  if (ASCII.test(head)) return encoder.encodeInto(head, out).written;
+  if (!NON_ASCII.test(head)) return encoder.encodeInto(head, out).written;
   for (let i = 0; i < head.length; i++) {
     const c = head.charCodeAt(i);
     if (c > 0xff) throw new TypeError("Invalid header value: characters must be bytes");

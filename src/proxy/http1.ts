@@ -205,7 +205,8 @@ export class Http1Client {
     signal?.throwIfAborted();
     const bytes = typeof body === "string" ? encoder.encode(body) : body;
     const head = requestHead(origin, url, init, bytes);
-    const message = new Uint8Array(head.length * 3 + (bytes?.length ?? 0));
+    // one byte per character of the head (see writeHead)
+    const message = new Uint8Array(head.length + (bytes?.length ?? 0));
     let size = writeHead(head, message);
     if (bytes !== null) {
       message.set(bytes, size);
@@ -320,9 +321,12 @@ export class Http1Client {
   #sweep(now: number): void {
     this.#lastSweep = now;
     for (const list of this.#idle.values()) {
-      const kept = list.filter((c) => now - c.idleSince < this.#idleTimeoutMs);
-      for (const c of list) if (!kept.includes(c)) safeClose(c.conn);
-      list.splice(0, list.length, ...kept);
+      let kept = 0;
+      for (const c of list) {
+        if (now - c.idleSince < this.#idleTimeoutMs) list[kept++] = c;
+        else safeClose(c.conn);
+      }
+      list.length = kept;
     }
   }
 
@@ -507,8 +511,8 @@ function writeHead(head: string, out: Uint8Array): number {
 
 /** Index of the `\r\n\r\n` ending a head in `buf[from, end)`, or -1. */
 function headEnd(buf: Uint8Array, from: number, end: number): number {
-  for (let i = from; i + 3 < end; i++) {
-    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  for (let i = indexOfCrlf(buf, from, end); i >= 0; i = indexOfCrlf(buf, i + 2, end)) {
+    if (buf[i + 2] === 13 && buf[i + 3] === 10 && i + 3 < end) return i;
   }
   return -1;
 }
@@ -587,7 +591,7 @@ async function fill(c: Connection): Promise<boolean> {
   // a full buffer (a head or chunk line longer than it, or a fast body) grows to the next size
   if (c.end === c.buf.length || (c.full && c.buf.length < MAX_READ_BYTES)) {
     const live = c.end - c.start;
-    const next = new Uint8Array(Math.min(Math.max(c.buf.length * 2, live * 2), 1 << 30));
+    const next = new Uint8Array(c.buf.length * 2);
     next.set(c.buf.subarray(c.start, c.end), 0);
     c.buf = next;
     c.start = 0;
@@ -710,8 +714,11 @@ function bodyStream(
   }, { highWaterMark: 0 });
 }
 
+/** Index of the next `\r\n` in `buf[from, end)`, or -1 (the search itself is native). */
 function indexOfCrlf(buf: Uint8Array, from: number, end: number): number {
-  for (let i = from; i + 1 < end; i++) if (buf[i] === 13 && buf[i + 1] === 10) return i;
+  for (let i = buf.indexOf(13, from); i >= 0 && i + 1 < end; i = buf.indexOf(13, i + 1)) {
+    if (buf[i + 1] === 10) return i;
+  }
   return -1;
 }
 

@@ -58,8 +58,8 @@ const usageChunk = (p: number, c: number) =>
 const delta = (text: string) =>
   `data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"${text}"}}]}\n\n`;
 
-/** An upstream that streams `parts` (each its own chunk, a few ms apart). */
-function scripted(parts: () => string[]) {
+/** An upstream that streams `parts` (each its own chunk, a few ms apart, no length). */
+function scripted(parts: () => string[], contentType = "text/event-stream") {
   return startScriptedUpstream(() => {
     const queue = parts();
     return new Response(
@@ -71,7 +71,7 @@ function scripted(parts: () => string[]) {
           else controller.enqueue(enc.encode(next));
         },
       }, { highWaterMark: 0 }),
-      { headers: { "content-type": "text/event-stream" } },
+      { headers: { "content-type": contentType } },
     );
   });
 }
@@ -280,20 +280,10 @@ Deno.test("e2e usage: a JSON body sent in chunks of unknown length arrives whole
     usage: { prompt_tokens: 11, completion_tokens: 22, total_tokens: 33 },
   });
   // no content-length: the upstream's server sends it chunked, in three pieces
-  await using up = startScriptedUpstream(() => {
-    const parts = [body.slice(0, 7), body.slice(7, 15_000), body.slice(15_000)];
-    return new Response(
-      new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          await new Promise((r) => setTimeout(r, 3));
-          const next = parts.shift();
-          if (next === undefined) controller.close();
-          else controller.enqueue(enc.encode(next));
-        },
-      }, { highWaterMark: 0 }),
-      { headers: { "content-type": "application/json" } },
-    );
-  });
+  await using up = scripted(
+    () => [body.slice(0, 7), body.slice(7, 15_000), body.slice(15_000)],
+    "application/json",
+  );
   await using proxy = await startProxy(config(up.baseUrl));
   const res = await post(proxy, { model: "m1", messages: [] });
   assert.equal(res.status, 200);

@@ -96,6 +96,14 @@ async function write(conn: Deno.Conn, ...parts: (string | Uint8Array)[]): Promis
   }
 }
 
+/** A server answering every request with the same bytes, keeping the connection open. */
+function answering(...parts: (string | Uint8Array)[]) {
+  return rawServer(async (_req, conn) => {
+    await write(conn, ...parts);
+    return "keep";
+  });
+}
+
 const tick = () => new Promise((r) => setTimeout(r, 5));
 const POST: RequestInit = {
   method: "POST",
@@ -109,13 +117,9 @@ function client() {
 }
 
 Deno.test("Http1Client sends one well-formed request and reuses the connection", async () => {
-  await using srv = rawServer(async (_req, conn) => {
-    await write(
-      conn,
-      'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nx-request-id: up-1\r\n\r\n{"ok":true}',
-    );
-    return "keep";
-  });
+  await using srv = answering(
+    'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nx-request-id: up-1\r\n\r\n{"ok":true}',
+  );
   const http = client();
   for (let i = 0; i < 3; i++) {
     const res = await http.fetch(`${srv.url}/v1/chat/completions?x=1`, POST);
@@ -244,10 +248,7 @@ Deno.test("Http1Client skips 1xx answers and gives HEAD, 204 and 304 no body", a
 });
 
 Deno.test("Http1Client retries once on a new connection when a kept-alive one was closed", async () => {
-  await using srv = rawServer(async (_req, conn) => {
-    await write(conn, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-    return "keep";
-  });
+  await using srv = answering("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
   const http = client();
   assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
   srv.dropConnections();
@@ -274,10 +275,9 @@ Deno.test("Http1Client fails when a fresh connection closes before an answer, or
 });
 
 Deno.test("Http1Client keeps no connection the upstream asks to close", async () => {
-  await using srv = rawServer(async (_req, conn) => {
-    await write(conn, "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok");
-    return "keep";
-  });
+  await using srv = answering(
+    "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+  );
   const http = client();
   assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
   assert.equal(http.idleConnections, 0);
@@ -331,10 +331,7 @@ Deno.test("Http1Client refuses header values that would split the request", asyn
 });
 
 Deno.test("Http1Client takes headers as a record, Headers or pairs, and writes host and length itself", async () => {
-  await using srv = rawServer(async (_req, conn) => {
-    await write(conn, "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-    return "keep";
-  });
+  await using srv = answering("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
   const http = client();
   const inits: HeadersInit[] = [
     { "X-One": "1", host: "evil.example", "content-length": "999", "user-agent": "sdk/1" },
@@ -357,15 +354,11 @@ Deno.test("Http1Client takes headers as a record, Headers or pairs, and writes h
 });
 
 Deno.test("Http1Client keeps header bytes as they came, and every set-cookie", async () => {
-  await using srv = rawServer(async (_req, conn) => {
-    await write(
-      conn,
-      enc.encode("HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nset-cookie: b=2\r\nx-name: "),
-      new Uint8Array([0xe9, 0x74, 0xe9]),
-      "\r\ncontent-length: 0\r\n\r\n",
-    );
-    return "keep";
-  });
+  await using srv = answering(
+    enc.encode("HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nset-cookie: b=2\r\nx-name: "),
+    new Uint8Array([0xe9, 0x74, 0xe9]),
+    "\r\ncontent-length: 0\r\n\r\n",
+  );
   const http = client();
   const res = await http.fetch(`${srv.url}/v1/x`, POST);
   assert.deepEqual(res.headers.getSetCookie(), ["a=1", "b=2"]);
@@ -483,10 +476,7 @@ Deno.test("Http1Client gives up on a connection that does not open within connec
 });
 
 Deno.test("Http1Client does not reuse a connection idle for longer than idleTimeoutMs", async () => {
-  await using srv = rawServer(async (_req, conn) => {
-    await write(conn, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-    return "keep";
-  });
+  await using srv = answering("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
   const http = new Http1Client({ useFallback: false, idleTimeoutMs: 30 });
   assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
   assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
@@ -499,10 +489,7 @@ Deno.test("Http1Client does not reuse a connection idle for longer than idleTime
 });
 
 Deno.test("Http1Client sends header values as the bytes they stand for", async () => {
-  await using srv = rawServer(async (_req, conn) => {
-    await write(conn, "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-    return "keep";
-  });
+  await using srv = answering("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
   const http = client();
   // what Deno.serve hands over for a client's UTF-8 "Café": one character per byte
   await (await http.fetch(`${srv.url}/v1/x`, {

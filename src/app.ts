@@ -17,7 +17,7 @@ import { Metrics } from "./admin/metrics.ts";
 import { LatencyTracker } from "./admin/latency.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import { OpenAttempts } from "./proxy/attempt_control.ts";
-import { Http1Client } from "./proxy/http1.ts";
+import { Http1Client } from "./proxy/http1/mod.ts";
 
 export { buildRuntime, CHAIN, type Runtime, secretMasks } from "./runtime.ts";
 
@@ -77,8 +77,16 @@ export class App {
     this.random = parts.random;
     this.#probes = parts.probes;
     this.httpClient = Deno.createHttpClient({ poolIdleTimeout: 60_000 });
+    const logger = parts.logger;
     const http1 = parts.fetch === undefined
-      ? new Http1Client({ idleTimeoutMs: 60_000 })
+      ? new Http1Client({
+        onFallback: (origin, reason, forMs) =>
+          logger.warn("upstream client: origin handed to fetch", {
+            origin: origin.replace(/^[a-z]+:\/\//i, ""),
+            reason,
+            for_ms: forMs,
+          }),
+      })
       : undefined;
     this.http1 = http1;
     this.fetch = parts.fetch ?? http1?.fetch ?? globalThis.fetch;

@@ -2,7 +2,9 @@
  * @module
  * The HTTP server: `Deno.serve` hands each request, with a fresh context, to the request chain
  * of the runtime in force when it arrived. Tracks requests until their response is fully sent,
- * so shutdown can drain them, then cut what is left with an honest error.
+ * so shutdown can drain them, then cut what is left with an honest error. During the drain every
+ * answer says it is its connection's last (`Connection: close`), so keep-alive clients never
+ * send a request on a connection the server is about to close.
  */
 
 import type { App } from "./app.ts";
@@ -44,6 +46,8 @@ export interface RunningServer {
   /**
    * Stops accepting connections, lets requests in flight finish for up to `drainMs`, then cuts
    * the rest: streams get an error event, requests still waiting for an upstream get a 503.
+   * From the start, every answer carries `Connection: close` and each connection closes after
+   * its answer in flight (idle keep-alive connections close at once).
    * Calling it again returns the same promise.
    * @param drainMs the longest wait for requests in flight
    * @returns when every request has ended, or the cut responses had `cutGraceMs` to end
@@ -70,9 +74,15 @@ export interface HandlerOptions {
   track?: RequestTracker;
   /**
    * Aborted when the drain time is over: requests still waiting for an upstream get a 503
-   * (`shutting_down`) at once, and so does every request that arrives later.
+   * (`shutting_down`) at once, and so does every request that arrives later. Implies `drain`.
    */
   cut?: AbortSignal;
+  /**
+   * Aborted when the drain begins: from then on every answer carries `Connection: close`, so a
+   * keep-alive client opens a new connection for its next request rather than send it on one
+   * the server closes after this answer. Until then no header is added.
+   */
+  drain?: AbortSignal;
 }
 
 function shuttingDown(requestId: string): Response {
@@ -85,6 +95,24 @@ function shuttingDown(requestId: string): Response {
     }),
     requestId,
   );
+}
+
+/**
+ * Marks an answer as the last on its connection. `Deno.serve` does not close a connection for
+ * this header (it sends it and keeps serving): the server's graceful shutdown does the closing,
+ * the header tells the client not to send anything more on it.
+ * @param res the answer
+ * @returns the same answer, or a copy when its headers are immutable (a fetched response)
+ */
+export function lastOnConnection(res: Response): Response {
+  try {
+    res.headers.set("connection", "close");
+    return res;
+  } catch {
+    const headers = new Headers(res.headers);
+    headers.set("connection", "close");
+    return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+  }
 }
 
 /** A path `new URL` would leave as it is: segments of letters, digits, `_` and `-`, no query. */
@@ -152,11 +180,18 @@ class ServeContext implements RequestContext {
  * @returns a `Deno.serve` handler
  */
 export function createHandler(app: App, options: HandlerOptions = {}): Deno.ServeHandler {
-  const { track, cut } = options;
-  // attempts still waiting for an upstream are cut by the app (their clients get a 503)
-  cut?.addEventListener("abort", () => app.cutAll(), { once: true });
+  const { track, cut, drain } = options;
+  // plain booleans set by the signals: each request reads one, no getter and no allocation
+  let cutting = cut?.aborted === true;
+  let draining = cutting || drain?.aborted === true;
+  drain?.addEventListener("abort", () => draining = true, { once: true });
+  cut?.addEventListener("abort", () => {
+    cutting = draining = true;
+    // attempts still waiting for an upstream are cut by the app (their clients get a 503)
+    app.cutAll();
+  }, { once: true });
   return function handle(req, info): Promise<Response> {
-    if (cut?.aborted) return Promise.resolve(shuttingDown(crypto.randomUUID()));
+    if (cutting) return Promise.resolve(lastOnConnection(shuttingDown(crypto.randomUUID())));
     const ctx = new ServeContext(req, info, app);
     track?.start(ctx);
     return run(ctx);
@@ -174,7 +209,8 @@ export function createHandler(app: App, options: HandlerOptions = {}): Deno.Serv
       if (ctx.done === undefined) track.end(ctx);
       else ctx.done.then(() => track.end(ctx), () => track.end(ctx));
     }
-    return res;
+    // read when the answer is handed over: a stream that starts during the drain is marked too
+    return draining ? lastOnConnection(res) : res;
   }
 }
 
@@ -191,8 +227,10 @@ export function startServer(app: App, options: ServerOptions = {}): Promise<Runn
   // the number
   let open = 0;
   const cut = new AbortController();
+  const draining = new AbortController();
   const handler = createHandler(app, {
     cut: cut.signal,
+    drain: draining.signal,
     track: { start: () => open++, end: () => open-- },
   });
   const cutGraceMs = options.cutGraceMs ?? 1000;
@@ -206,12 +244,15 @@ export function startServer(app: App, options: ServerOptions = {}): Promise<Runn
         port: options.port ?? 8080,
         onListen() {},
         onError(err) {
-          // a relayed stream we ended on purpose: the client got an error event, the log a line
-          if (err instanceof StreamInterruptedError) return errorResponse(err);
-          app.logger.error("unhandled error in request handler", {
-            error: app.logger.redact(err instanceof Error ? err.message : String(err)),
-          });
-          return errorResponse(err);
+          // a relayed stream we ended on purpose is not logged again: the client got an error
+          // event, the log a line
+          if (!(err instanceof StreamInterruptedError)) {
+            app.logger.error("unhandled error in request handler", {
+              error: app.logger.redact(err instanceof Error ? err.message : String(err)),
+            });
+          }
+          const res = errorResponse(err);
+          return draining.signal.aborted ? lastOnConnection(res) : res;
         },
       }, handler);
     } catch (err) {
@@ -222,6 +263,9 @@ export function startServer(app: App, options: ServerOptions = {}): Promise<Runn
     const addr = server.addr;
     const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
     async function drain(drainMs: number): Promise<ShutdownReport> {
+      // first the header, then the closing, in the same tick: Deno.serve's graceful shutdown
+      // closes idle connections now and each busy one after its answer, but says so in no header
+      draining.abort();
       const graceful = server.shutdown().catch(() => {});
       let forced = false;
       const over = await raceTimer(graceful, drainMs, (force) =>

@@ -1,12 +1,13 @@
 /**
  * @module
  * Tests of the HTTP server: the request handler, request tracking, and shutdown (drain, then
- * cut with an honest error).
+ * cut with an honest error; every answer during the drain is its connection's last).
  */
 
 import assert from "node:assert/strict";
 import { startMockUpstream } from "../src/dev/mock_upstream.ts";
-import { createHandler } from "../src/server.ts";
+import { createHandler, lastOnConnection } from "../src/server.ts";
+import { waitFor } from "./helpers/e2e.ts";
 import { startProxy } from "./helpers/proxy.ts";
 
 function config(baseUrl: string): string {
@@ -36,6 +37,67 @@ async function readAll(res: Response): Promise<{ text: string; failed: boolean }
     return { text, failed: true };
   }
   return { text, failed: false };
+}
+
+/** What a raw connection received, and how it ended. */
+interface Received {
+  /** Everything read, decoded. */
+  text: string;
+  /** `eof`: the server closed the connection; `timeout`: it stayed open; `reset`: it was reset. */
+  end: "eof" | "timeout" | "reset";
+}
+
+/** Reads a raw connection until the server closes it, or for at most `ms`. */
+async function readUntilClosed(conn: Deno.Conn, ms: number): Promise<Received> {
+  const buf = new Uint8Array(64 * 1024);
+  const dec = new TextDecoder();
+  let text = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), ms));
+  try {
+    for (;;) {
+      const n = await Promise.race([conn.read(buf), timeout]);
+      if (n === "timeout") return { text, end: "timeout" };
+      if (n === null) return { text, end: "eof" };
+      text += dec.decode(buf.subarray(0, n), { stream: true });
+    }
+  } catch {
+    return { text, end: "reset" };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Reads one answer with a `content-length` body off a raw connection, leaving it open. */
+async function readAnswer(conn: Deno.Conn): Promise<string> {
+  const buf = new Uint8Array(64 * 1024);
+  const dec = new TextDecoder();
+  let text = "";
+  for (let i = 0; i < 1000; i++) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    text += dec.decode(buf.subarray(0, n), { stream: true });
+    const split = text.indexOf("\r\n\r\n");
+    const length = /\r\ncontent-length: *(\d+)/i.exec(text)?.[1];
+    if (split >= 0 && length !== undefined && text.length >= split + 4 + Number(length)) break;
+  }
+  return text;
+}
+
+/** The header lines of the first response in `text`, names lowercased. */
+function headLines(text: string): string[] {
+  return text.slice(0, text.indexOf("\r\n\r\n")).split("\r\n").map((l) => l.toLowerCase());
+}
+
+const CHAT_BODY = JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] });
+
+/** A keep-alive HTTP/1.1 chat request, as an SDK sends it. */
+function rawChat(): Uint8Array {
+  return new TextEncoder().encode(
+    "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n" +
+      "content-type: application/json\r\n" +
+      `content-length: ${CHAT_BODY.length}\r\n\r\n${CHAT_BODY}`,
+  );
 }
 
 const INFO = {
@@ -133,4 +195,132 @@ Deno.test("RunningServer.cutNow() ends the drain at once", async () => {
   assert.deepEqual(await stopping, { drained: false, cut: 1 });
   assert.ok(performance.now() - t0 < 2000);
   assert.match((await body).text, /event: error/);
+});
+
+Deno.test("createHandler() adds no connection header while not draining", async () => {
+  await using mock = await startMockUpstream();
+  await using proxy = await startProxy(config(mock.baseUrl));
+  const handle = createHandler(proxy.app, { drain: new AbortController().signal });
+  const res = await handle(
+    new Request("http://x/v1/chat/completions", { method: "POST", body: CHAT_BODY }),
+    INFO,
+  );
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("connection"), null);
+  await res.body?.cancel();
+});
+
+Deno.test("createHandler() marks every answer Connection: close once the drain signal is aborted", async () => {
+  await using mock = await startMockUpstream({ chunks: 3, chunkDelayMs: 10 });
+  await using proxy = await startProxy(config(mock.baseUrl));
+  const drain = new AbortController();
+  const cut = new AbortController();
+  const handle = createHandler(proxy.app, { drain: drain.signal, cut: cut.signal });
+  drain.abort();
+  const answers = [
+    // a plain answer, an error answer from the chain, a stream that starts during the drain
+    await handle(new Request("http://x/health"), INFO),
+    await handle(new Request("http://x/v1/chat/completions", { method: "POST", body: "{" }), INFO),
+    await handle(
+      new Request("http://x/v1/chat/completions", {
+        method: "POST",
+        body: JSON.stringify({ model: "m", stream: true, messages: [] }),
+      }),
+      INFO,
+    ),
+  ];
+  cut.abort();
+  answers.push(await handle(new Request("http://x/health"), INFO));
+  assert.deepEqual(answers.map((r) => r.status), [200, 400, 200, 503]);
+  for (const res of answers) {
+    assert.equal(res.headers.get("connection"), "close", `${res.status}`);
+    await res.body?.cancel();
+  }
+});
+
+Deno.test("createHandler() marks the 503 of a cut request Connection: close", async () => {
+  await using mock = await startMockUpstream({ mode: "hang" });
+  await using proxy = await startProxy(config(mock.baseUrl));
+  const cut = new AbortController();
+  const handle = createHandler(proxy.app, { cut: cut.signal });
+  const waiting = handle(
+    new Request("http://x/v1/chat/completions", { method: "POST", body: CHAT_BODY }),
+    INFO,
+  );
+  await waitFor(() => mock.requests.length === 1, "the upstream request");
+  cut.abort();
+  const res = await waiting;
+  assert.equal(res.status, 503);
+  assert.equal(res.headers.get("connection"), "close");
+  await res.body?.cancel();
+  await mock.close();
+});
+
+Deno.test("lastOnConnection() sets Connection: close, copying a response whose headers are immutable", async () => {
+  const own = new Response("x", { headers: { "x-a": "1" } });
+  assert.equal(lastOnConnection(own), own);
+  assert.equal(own.headers.get("connection"), "close");
+  await using mock = await startMockUpstream();
+  const fetched = await fetch(`${mock.baseUrl}/models`);
+  const copy = lastOnConnection(fetched);
+  assert.notEqual(copy, fetched);
+  assert.equal(copy.status, fetched.status);
+  assert.equal(copy.headers.get("connection"), "close");
+  assert.equal(copy.headers.get("content-type"), fetched.headers.get("content-type"));
+  assert.ok(Array.isArray((await copy.json()).data));
+});
+
+Deno.test("RunningServer.shutdown() answers a keep-alive request in flight with Connection: close, then closes the connection", async () => {
+  await using mock = await startMockUpstream({ latencyMs: 300 });
+  await using proxy = await startProxy(config(mock.baseUrl));
+  const { port } = new URL(proxy.url);
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+  await conn.write(rawChat());
+  await waitFor(() => mock.requests.length === 1, "the upstream request");
+  const stopping = proxy.server.shutdown(5000);
+  const got = await readUntilClosed(conn, 3000);
+  assert.match(got.text, /^HTTP\/1\.1 200 /);
+  assert.ok(headLines(got.text).includes("connection: close"), got.text);
+  assert.equal(
+    JSON.parse(got.text.slice(got.text.indexOf("\r\n\r\n") + 4)).object,
+    "chat.completion",
+  );
+  // the server closed the connection after the answer: the client never sent on it again
+  assert.equal(got.end, "eof");
+  assert.deepEqual(await stopping, { drained: true, cut: 0 });
+});
+
+Deno.test("RunningServer.shutdown() closes an idle keep-alive connection at once", async () => {
+  await using mock = await startMockUpstream();
+  await using proxy = await startProxy(config(mock.baseUrl));
+  const { port } = new URL(proxy.url);
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+  await conn.write(rawChat());
+  const first = await readAnswer(conn);
+  assert.match(first, /^HTTP\/1\.1 200 /);
+  assert.ok(
+    !headLines(first).some((l) => l.startsWith("connection:")),
+    "no header before the drain",
+  );
+  const stopping = proxy.server.shutdown(5000);
+  const got = await readUntilClosed(conn, 3000);
+  assert.deepEqual(got, { text: "", end: "eof" });
+  assert.deepEqual(await stopping, { drained: true, cut: 0 });
+});
+
+Deno.test("RunningServer.shutdown() answers a keep-alive request cut after the drain time 503 with Connection: close", async () => {
+  await using mock = await startMockUpstream({ mode: "hang" });
+  await using proxy = await startProxy(config(mock.baseUrl));
+  const { port } = new URL(proxy.url);
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+  await conn.write(rawChat());
+  await waitFor(() => mock.requests.length === 1, "the upstream request");
+  const stopping = proxy.server.shutdown(100);
+  const got = await readUntilClosed(conn, 3000);
+  assert.match(got.text, /^HTTP\/1\.1 503 /);
+  assert.ok(headLines(got.text).includes("connection: close"), got.text);
+  assert.match(got.text, /"code":"shutting_down"/);
+  assert.equal(got.end, "eof");
+  assert.deepEqual(await stopping, { drained: false, cut: 1 });
+  await mock.close();
 });

@@ -105,7 +105,9 @@ function proxy(config: Config, app: App): Middleware {
       if (app.stopping) throw shuttingDown();
       if (n > 1 && app.now() >= deadline) break;
       const pick = { model, attempt: n };
-      if (lastCandidate !== undefined) (tried ??= new Set()).add(lastCandidate.id);
+      // a stale keep-alive connection is not the key's fault: it may be picked again
+      const stale = last?.cls === "stale";
+      if (lastCandidate !== undefined && !stale) (tried ??= new Set()).add(lastCandidate.id);
       let c = n === 1 ? pool.pick(pick) : pool.pick(
         pick,
         (k) => tried?.has(k.id) === true || failedUpstreams?.has(k.upstream.name) === true,
@@ -146,6 +148,7 @@ function proxy(config: Config, app: App): Middleware {
         now: app.now,
         onControl: (k) => app.open.add(control = k),
         startedAt: t0,
+        fresh: stale,
       });
       if (result.kind !== "response" && control !== undefined) app.open.delete(control);
       const t1 = performance.now();

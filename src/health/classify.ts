@@ -14,6 +14,7 @@ export type AttemptClass =
   | "rate_limited"
   | "server"
   | "connect"
+  | "stale"
   | "timeout";
 
 /** Error codes and types providers use for an exhausted quota or balance. */
@@ -71,17 +72,25 @@ export interface FailureFlags {
   timedOut: boolean;
   /** Bytes of the body had already arrived (a break mid-body is the server's failure). @default false */
   midBody?: boolean;
+  /**
+   * A reused keep-alive connection failed before any byte of the answer (the upstream closed
+   * it while idle): not the upstream's fault, and worth a retry on a fresh connection.
+   * @default false
+   */
+  stale?: boolean;
 }
 
 /**
  * Classifies a failed fetch or body read. A client that went away wins over everything: it is
  * never the upstream's fault.
  * @param flags why it may have failed
- * @returns `client_abort`, `timeout`, `server` (broke mid-body) or `connect`
+ * @returns `client_abort`, `timeout`, `stale` (a kept-alive connection found closed), `server`
+ *   (broke mid-body) or `connect`
  */
 export function classifyFailure(flags: FailureFlags): AttemptClass {
   if (flags.clientAborted) return "client_abort";
   if (flags.timedOut) return "timeout";
+  if (flags.stale === true && flags.midBody !== true) return "stale";
   return flags.midBody ? "server" : "connect";
 }
 
@@ -89,11 +98,12 @@ export function classifyFailure(flags: FailureFlags): AttemptClass {
  * Tells whether a class may be retried on another candidate. Auth failures and quota are
  * properties of one key, so another key may well succeed; other 4xx would fail anywhere.
  * @param cls the attempt's class
- * @returns true for rate limits, quota, auth, server errors, connect errors and timeouts
+ * @returns true for rate limits, quota, auth, server errors, connect errors, stale connections
+ *   and timeouts
  */
 export function isRetryable(cls: AttemptClass): boolean {
   return cls === "rate_limited" || cls === "quota" || cls === "auth" || cls === "server" ||
-    cls === "connect" || cls === "timeout";
+    cls === "connect" || cls === "stale" || cls === "timeout";
 }
 
 /**

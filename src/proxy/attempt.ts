@@ -10,7 +10,7 @@ import { type AttemptClass, classifyFailure, classifyStatus } from "../health/cl
 import { AttemptControl, type ClientSignal } from "./attempt_control.ts";
 import type { HeaderRecord } from "./headers.ts";
 import { type BodyReader, bodyReader } from "./body_reader.ts";
-import type { Http1Init } from "./http1.ts";
+import { type Http1Init, StaleConnectionError } from "./http1/mod.ts";
 
 /** What one attempt sends. */
 export interface AttemptRequest {
@@ -30,6 +30,8 @@ export interface AttemptRequest {
   onControl?: ((control: AttemptControl) => void) | undefined;
   /** `performance.now()` when the attempt starts, when the caller has it. */
   startedAt?: number | undefined;
+  /** Use a new upstream connection (the previous attempt found a kept-alive one closed). */
+  fresh?: boolean | undefined;
 }
 
 /**
@@ -102,6 +104,7 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
       redirect: "manual",
       connectTimeoutMs: r.timeouts.connectMs,
     };
+    if (r.fresh === true) init.fresh = true;
     if (r.client !== undefined) init.client = r.client;
     response = await r.fetch(r.url, init);
   } catch (error) {
@@ -122,19 +125,26 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
   const contentType = response.headers.get("content-type");
   const plan = bodyPlan(contentType, response.headers);
   // `response.body` is not read before it is needed: for a body held as bytes the getter builds
-  // a stream, which a whole read never uses (a null body reads as no bytes)
+  // a stream, which a whole read never uses (a null body reads as no bytes).
+  // Bytes that come once the attempt was aborted (a limit fired, the client left, shutdown) lose
+  // the race: whatever arrived, the attempt is never committed, so the caller retries or answers
+  // 504 instead of sending a 200 the relay would then cut. Checked after every wait, before
+  // anything clears the limits (one JS turn: no limit can fire between the check and the commit).
   if (plan === "whole") {
     // known small JSON body: one native read, sent on in one piece
+    let body: Uint8Array<ArrayBuffer>;
     try {
-      const body = new Uint8Array(await response.arrayBuffer());
-      control.dispose();
-      return committed(response, control, startedAt, contentType, body);
+      body = new Uint8Array(await response.arrayBuffer());
     } catch (error) {
       control.dispose();
       return failure(control, error, true);
     }
+    if (control.signal.aborted) return late(control, undefined);
+    control.dispose();
+    return committed(response, control, startedAt, contentType, body);
   }
   if (response.body === null) {
+    if (control.signal.aborted) return late(control, undefined);
     control.firstByteArrived();
     return committed(response, control, startedAt, contentType, new Uint8Array(0));
   }
@@ -142,6 +152,7 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
   let got = false;
   try {
     const r1 = await reader.read();
+    if (control.signal.aborted) return late(control, reader);
     control.firstByteArrived();
     got = true;
     if (r1.done) {
@@ -158,6 +169,7 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
     let size = r1.value.length;
     while (size <= BUFFER_LIMIT) {
       const r = await reader.read();
+      if (control.signal.aborted) return late(control, reader);
       if (r.done) {
         control.dispose();
         return committed(response, control, startedAt, contentType, concat(parts, size));
@@ -174,6 +186,18 @@ export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
     reader.cancel().catch(() => {});
     return failure(control, error, got);
   }
+}
+
+/**
+ * The result of an attempt aborted just as its bytes came: not committed, its reader cancelled.
+ * @param control the aborted attempt's control
+ * @param reader the body's reader, if one was opened
+ * @returns the failure (`timeout` with the limit that fired, `client_abort` or shutdown)
+ */
+function late(control: AttemptControl, reader: BodyReader | undefined): Failure {
+  control.dispose();
+  reader?.cancel(control.signal.reason).catch(() => {});
+  return failure(control, control.signal.reason, true);
 }
 
 /** A committable result: a whole body, or a reader (with what was read so far) to relay. */
@@ -230,6 +254,7 @@ function failure(control: AttemptControl, error: unknown, midBody: boolean): Fai
     clientAborted: control.clientAborted,
     timedOut: control.timedOut !== undefined,
     midBody,
+    stale: error instanceof StaleConnectionError,
   });
   return { kind: "failure", cls, error, timeout: control.timedOut };
 }

@@ -240,6 +240,18 @@ export function finalResponse(
       { status: 504, type: "timeout_error", code: "upstream_timeout" },
     );
   }
+  if (last.cls === "stale") {
+    // the upstream closed a kept-alive connection as the request went out: trying again helps
+    throw new ProxyError(
+      `Upstream "${c.upstream.name}" closed the connection before answering; retry the request`,
+      {
+        status: 502,
+        type: "upstream_error",
+        code: "upstream_connection_closed",
+        headers: { "retry-after": "1" },
+      },
+    );
+  }
   throw new ProxyError(`Could not reach upstream "${c.upstream.name}": ${message}`, {
     status: 502,
     type: "upstream_error",

@@ -1,14 +1,17 @@
 /**
  * @module
  * Graceful shutdown of a `serve` subprocess: SIGTERM lets a stream in flight finish within
- * `server.drain_timeout` and exits 0; new connections are refused at once; with a short drain
- * time, a never-ending stream gets an honest error event, a request still waiting for its
- * upstream gets a 503, and the process still exits 0 within the drain time plus a margin.
+ * `server.drain_timeout` and exits 0; new connections are refused at once; answers during the
+ * drain carry `Connection: close`, so a keep-alive client never loses a request on a closing
+ * connection; with a short drain time, a never-ending stream gets an honest error event, a
+ * request still waiting for its upstream gets a 503, and the process still exits 0 within the
+ * drain time plus a margin.
  */
 
 import assert from "node:assert/strict";
 import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
 import { startServe, tempConfig } from "../helpers/cli.ts";
+import { waitFor } from "../helpers/e2e.ts";
 
 function config(baseUrl: string, drainSeconds: number): string {
   return `server: { drain_timeout: ${drainSeconds} }
@@ -84,6 +87,58 @@ Deno.test("SIGTERM lets a stream in flight finish, refuses new connections, and 
     assert.equal(status.code, 0);
     const stopped = served.logs().find((r) => r.msg === "stopped");
     assert.deepEqual([stopped?.drained, stopped?.cut], [true, 0]);
+  } finally {
+    await cfg.remove();
+  }
+});
+
+/**
+ * How one request of a keep-alive client ended: `status connection-header what` for an answer,
+ * `refused` when the connection could not be opened (nothing was sent: safe to retry anywhere),
+ * the error otherwise (a request sent and lost, e.g. a reset).
+ */
+async function outcome(sending: Promise<Response>): Promise<string> {
+  try {
+    const res = await sending;
+    const body = await res.json();
+    return `${res.status} ${res.headers.get("connection")} ${body.object ?? body.error?.code}`;
+  } catch (err) {
+    const why = String((err as Error).cause ?? err);
+    return /client error \(Connect\)|refused/i.test(why) ? "refused" : why;
+  }
+}
+
+Deno.test("SIGTERM: a keep-alive client's requests across the drain each get an answer or a refused connection", async () => {
+  await using mock = await startMockUpstream({ latencyMs: 400 });
+  const cfg = await tempConfig(config(mock.baseUrl, 10));
+  // a pool of its own: one keep-alive connection reused request after request, as SDKs do
+  using client = Deno.createHttpClient({});
+  try {
+    await using served = await startServe(["serve", "--config", cfg.path, "--port", "0"]);
+    const outcomes: string[] = [];
+    for (let i = 1; i <= 5; i++) {
+      const sending = fetch(`${served.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+        client,
+      });
+      if (i === 3) {
+        // the drain starts while request 3 waits for its upstream
+        await waitFor(() => mock.requests.length === 3, "request 3 upstream");
+        served.child.kill("SIGTERM");
+        await served.waitForLog((r) => String(r.msg).startsWith("shutting down"));
+      }
+      outcomes.push(await outcome(sending));
+    }
+    assert.deepEqual(outcomes.slice(0, 3), [
+      "200 null chat.completion",
+      "200 null chat.completion",
+      "200 close chat.completion",
+    ]);
+    // after the drain began: refused (never sent), or an honest 503; never lost on the way
+    for (const o of outcomes.slice(3)) assert.match(o, /^(refused|503 close shutting_down)$/);
+    assert.equal((await served.exited).code, 0);
   } finally {
     await cfg.remove();
   }

@@ -123,3 +123,58 @@ upstreams:
   assert.ok(!text.includes("[DONE]"));
   assert.ok(elapsed >= 350 && elapsed < 3000, `took ${elapsed} ms`);
 });
+
+const enc = new TextEncoder();
+
+/**
+ * Upstream "a" sends its headers at once and its first chunk only once the attempt's signal has
+ * aborted (the first-byte limit fired while the chunk was on its way); "b" answers normally.
+ */
+function lateFirstChunk(url: string, init: RequestInit): Promise<Response> {
+  const signal = init.signal!;
+  if (url.startsWith("http://a.test")) {
+    let reads = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        if (reads++ === 0) {
+          await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+          c.enqueue(enc.encode('data: {"from":"a"}\n\n'));
+        } else c.error(signal.reason);
+      },
+    }, { highWaterMark: 0 });
+    return Promise.resolve(
+      new Response(body, { headers: { "content-type": "text/event-stream" } }),
+    );
+  }
+  return Promise.resolve(
+    new Response('data: {"from":"b"}\n\ndata: [DONE]\n\n', {
+      headers: { "content-type": "text/event-stream" },
+    }),
+  );
+}
+
+Deno.test("proxy retries an attempt whose first chunk came as the first-byte limit fired", async () => {
+  await using proxy = await startProxy(
+    `
+upstreams:
+  a: { base_url: "http://a.test/v1", keys: [${KEY_A}], priority: 1, timeout: { first_byte: 0.1 } }
+  b: { base_url: "http://b.test/v1", keys: [${KEY_B}], priority: 2 }
+`,
+    { fetch: lateFirstChunk as typeof fetch },
+  );
+  const { status, text } = await streamText(proxy);
+  assert.equal(status, 200);
+  assert.equal(text, 'data: {"from":"b"}\n\ndata: [DONE]\n\n');
+});
+
+Deno.test("proxy answers 504 when the only upstream's first chunk came as the limit fired", async () => {
+  await using proxy = await startProxy(
+    `
+upstreams:
+  a: { base_url: "http://a.test/v1", keys: [${KEY_A}], timeout: { first_byte: 0.1 } }
+`,
+    { fetch: lateFirstChunk as typeof fetch },
+  );
+  const { status, text } = await streamText(proxy);
+  assert.equal(status, 504, text);
+});

@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { attempt, type AttemptRequest, type AttemptResult } from "../../src/proxy/attempt.ts";
+import type { AttemptControl } from "../../src/proxy/attempt_control.ts";
 import { within } from "../helpers/e2e.ts";
 
 const enc = new TextEncoder();
@@ -310,4 +311,107 @@ Deno.test("attempt() stops at the first watchdog tick for a lazily read client a
   }));
   assert.equal(r.cls, "client_abort");
   assert.ok(performance.now() - t0 < 1000);
+});
+
+/**
+ * A body whose chunks each come on a read (never before), the `late`-th one just after the
+ * attempt's `limit` fires: the race between the watchdog and a chunk already on its way.
+ */
+function lateBody(
+  chunks: string[],
+  late: number,
+  fire: () => void,
+): { body: ReadableStream<Uint8Array>; cancelled: () => boolean } {
+  let reads = 0;
+  let cancelled = false;
+  const body = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (reads === late) fire();
+      const chunk = chunks[reads++];
+      if (chunk === undefined) c.close();
+      else c.enqueue(enc.encode(chunk));
+    },
+    cancel() {
+      cancelled = true;
+    },
+  }, { highWaterMark: 0 });
+  return { body, cancelled: () => cancelled };
+}
+
+const LIMITS = { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 };
+
+Deno.test("attempt() never commits a body whose first bytes come just as the first-byte limit fires", async () => {
+  const json = { "content-type": "application/json" };
+  const cases: { name: string; headers: Record<string, string>; chunks: string[] }[] = [
+    {
+      name: "event stream",
+      headers: { "content-type": "text/event-stream" },
+      chunks: ["data: 1\n\n"],
+    },
+    { name: "JSON of unknown length", headers: json, chunks: ['{"id":', '"x"}'] },
+    {
+      name: "JSON of known length",
+      headers: { ...json, "content-length": "10" },
+      chunks: ['{"id":"x"}'],
+    },
+    { name: "empty stream", headers: { "content-type": "text/event-stream" }, chunks: [] },
+  ];
+  for (const c of cases) {
+    let control: AttemptControl | undefined;
+    const late = lateBody(c.chunks, 0, () => control?.timeout("first_byte"));
+    const r = await run(request(
+      () => Promise.resolve(new Response(late.body, { headers: c.headers })),
+      { timeouts: LIMITS, onControl: (k) => control = k },
+    ));
+    assert.equal(r.kind, "failure", c.name);
+    assert.equal(r.cls, "timeout", c.name);
+    assert.equal(r.kind === "failure" && r.timeout, "first_byte", c.name);
+    assert.ok(control?.signal.aborted, c.name);
+    if (c.chunks.length > 0 && !("content-length" in c.headers)) {
+      assert.ok(late.cancelled(), `${c.name}: the reader is cancelled`);
+    }
+    done(r);
+  }
+});
+
+Deno.test("attempt() never commits a response without a body once the first-byte limit fired", async () => {
+  let control: AttemptControl | undefined;
+  const r = await run(request(() => {
+    // the headers were already on their way when the limit fired
+    control?.timeout("first_byte");
+    return Promise.resolve(new Response(null, { status: 204 }));
+  }, { timeouts: LIMITS, onControl: (k) => control = k }));
+  assert.equal(r.kind, "failure");
+  assert.equal(r.cls, "timeout");
+  assert.equal(r.kind === "failure" && r.timeout, "first_byte");
+  done(r);
+});
+
+Deno.test("attempt() never commits a buffered JSON body once the total limit fired", async () => {
+  let control: AttemptControl | undefined;
+  const late = lateBody(['{"id":', '"x",', '"choices":[]}'], 2, () => control?.timeout("total"));
+  const r = await run(request(
+    () =>
+      Promise.resolve(new Response(late.body, { headers: { "content-type": "application/json" } })),
+    { timeouts: LIMITS, onControl: (k) => control = k },
+  ));
+  assert.equal(r.kind, "failure");
+  assert.equal(r.cls, "timeout");
+  assert.equal(r.kind === "failure" && r.timeout, "total");
+  assert.ok(late.cancelled(), "the reader is cancelled");
+});
+
+Deno.test("attempt() never commits a body that arrives as the client leaves", async () => {
+  let control: AttemptControl | undefined;
+  const late = lateBody(["data: 1\n\n"], 0, () => control?.clientGone());
+  const r = await run(request(
+    () =>
+      Promise.resolve(
+        new Response(late.body, { headers: { "content-type": "text/event-stream" } }),
+      ),
+    { timeouts: LIMITS, onControl: (k) => control = k },
+  ));
+  assert.equal(r.kind, "failure");
+  assert.equal(r.cls, "client_abort");
+  assert.ok(late.cancelled());
 });

@@ -1,11 +1,16 @@
 /**
- * @module Tests of the upstream HTTP/1.1 client (src/proxy/http1.ts) against raw TCP servers on
+ * @module Tests of the upstream HTTP/1.1 client (src/proxy/http1/client.ts) against raw TCP servers on
  * 127.0.0.1 that answer with exact bytes: framing, keep-alive reuse, stale connections,
  * cancellation, header hygiene and what is left to `fetch`.
  */
 
 import assert from "node:assert/strict";
-import { ConnectTimeoutError, Http1Client, UpstreamProtocolError } from "../../src/proxy/http1.ts";
+import {
+  ConnectTimeoutError,
+  Http1Client,
+  StaleConnectionError,
+  UpstreamProtocolError,
+} from "../../../src/proxy/http1/mod.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -247,15 +252,125 @@ Deno.test("Http1Client skips 1xx answers and gives HEAD, 204 and 304 no body", a
   http.close();
 });
 
-Deno.test("Http1Client retries once on a new connection when a kept-alive one was closed", async () => {
+Deno.test("Http1Client drops a kept-alive connection the upstream closed while idle", async () => {
   await using srv = answering("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
   const http = client();
   assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
+  assert.equal(http.idleConnections, 1);
   srv.dropConnections();
   await tick();
+  assert.equal(http.idleConnections, 0, "the close was seen while the connection was idle");
   assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
   assert.equal(srv.connections, 2);
   assert.equal(srv.seen.length, 2, "the request reached the upstream once per call");
+  http.close();
+});
+
+Deno.test("Http1Client reports a stale connection and never sends the request again", async () => {
+  // the upstream reads the second request on the kept-alive connection, then closes it
+  await using srv = rawServer(async (_req, conn, n) => {
+    if (n === 1) {
+      await write(conn, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+      return "keep";
+    }
+    return "close";
+  });
+  const http = client();
+  assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
+  const err = await http.fetch(`${srv.url}/v1/x`, POST).then(() => undefined, (e) => e);
+  assert.ok(err instanceof StaleConnectionError, String(err));
+  assert.doesNotMatch(err.message, /127\.0\.0\.1/);
+  await tick();
+  assert.equal(srv.seen.length, 2, "one arrival per call: nothing sent twice");
+  assert.equal(srv.connections, 1);
+  // a fresh connection is asked for: a new one, the request sent once
+  await assert.rejects(http.fetch(`${srv.url}/v1/x`, { ...POST, fresh: true } as RequestInit));
+  assert.equal(srv.connections, 2);
+  assert.equal(srv.seen.length, 3);
+  http.close();
+});
+
+Deno.test("Http1Client keeps a connection only as long as Keep-Alive: timeout allows", async () => {
+  await using srv = rawServer(async (req, conn) => {
+    const timeout = /x-timeout: (\d+)/.exec(req.head)?.[1] ?? "2";
+    await write(
+      conn,
+      `HTTP/1.1 200 OK\r\nkeep-alive: timeout=${timeout}\r\ncontent-length: 2\r\n\r\nok`,
+    );
+    return "keep";
+  });
+  let now = 1_000_000;
+  const http = new Http1Client({ useFallback: false, now: () => now });
+  const get = (t: string) =>
+    http.fetch(`${srv.url}/v1/x`, { ...POST, headers: { "x-timeout": t } }).then((r) => r.text());
+  assert.equal(await get("2"), "ok"); // 2 s less the 1 s margin
+  now += 900;
+  assert.equal(await get("2"), "ok");
+  assert.equal(srv.connections, 1, "reused within the announced lifetime");
+  now += 1100;
+  assert.equal(await get("1"), "ok");
+  assert.equal(srv.connections, 2, "not reused past it");
+  assert.equal(http.idleConnections, 0, "timeout=1 leaves no time to reuse it");
+  http.close();
+});
+
+Deno.test("Http1Client closes a connection when bytes follow a complete answer", async () => {
+  await using srv = answering(
+    "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray",
+  );
+  const http = client();
+  for (let i = 0; i < 3; i++) {
+    assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
+  }
+  assert.equal(srv.connections, 3, "no connection with stray bytes was reused");
+  assert.equal(http.idleConnections, 0);
+  http.close();
+});
+
+Deno.test("Http1Client drops an idle connection that receives late bytes", async () => {
+  await using srv = rawServer(async (_req, conn) => {
+    await write(conn, "HTTP/1.1 204 No Content\r\n\r\n");
+    setTimeout(() => write(conn, "late body").catch(() => {}), 20);
+    return "keep";
+  });
+  const http = client();
+  assert.equal((await http.fetch(`${srv.url}/v1/x`, POST)).status, 204);
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(http.idleConnections, 0);
+  assert.equal((await http.fetch(`${srv.url}/v1/x`, POST)).status, 204);
+  assert.equal(srv.connections, 2);
+  http.close();
+});
+
+Deno.test("Http1Client relays an answer sent before the request body was read", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  const served = (async () => {
+    const conn = await listener.accept();
+    await conn.read(new Uint8Array(1024));
+    await write(conn, "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo long");
+    conn.close();
+  })();
+  const http = client();
+  const big = new Uint8Array(8 * 1024 * 1024);
+  const res = await http.fetch(`http://127.0.0.1:${port}/v1/x`, { ...POST, body: big });
+  assert.equal(res.status, 413);
+  assert.equal(await res.text(), "too long");
+  await served;
+  listener.close();
+  assert.equal(http.idleConnections, 0);
+  http.close();
+});
+
+Deno.test("Http1Client forwards a chunked answer without its Content-Length", async () => {
+  await using srv = answering(
+    "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+  );
+  const http = client();
+  const res = await http.fetch(`${srv.url}/v1/x`, POST);
+  assert.equal(res.headers.get("content-length"), null);
+  assert.equal(await res.text(), "hello");
+  assert.equal(http.idleConnections, 0, "a message framed both ways is not reused");
   http.close();
 });
 
@@ -393,24 +508,41 @@ Deno.test("Http1Client leaves to fetch what it does not take", async () => {
   assert.equal(calls.length, 4);
 });
 
-Deno.test("Http1Client hands an origin it cannot connect to over to fetch", async () => {
+Deno.test("Http1Client hands an origin over to fetch when fetch reaches it and it could not", async () => {
   const calls: string[] = [];
+  let fetchWorks = false;
   const fallback = ((input: string | URL | Request) => {
     calls.push(String(input));
-    return Promise.reject(new TypeError("fetch could not connect either"));
+    return fetchWorks
+      ? Promise.resolve(new Response("via fetch"))
+      : Promise.reject(new TypeError(`error sending request for url (${String(input)}): refused`));
   }) as typeof fetch;
   // a port nothing listens on
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = probe.addr as Deno.NetAddr;
   probe.close();
-  const http = new Http1Client({ useFallback: false, fallback });
-  await assert.rejects(http.fetch(`http://127.0.0.1:${port}/v1/x`, POST), /connect either/);
-  await assert.rejects(http.fetch(`http://127.0.0.1:${port}/v1/y`, POST), /connect either/);
-  assert.equal(calls.length, 2, "the second went to fetch directly");
+  const switches: string[] = [];
+  const http = new Http1Client({
+    useFallback: false,
+    fallback,
+    onFallback: (origin, reason) => switches.push(`${origin} ${reason}`),
+  });
+  // an upstream that is simply down: fetch fails too, the origin stays ours
+  const err = await http.fetch(`http://127.0.0.1:${port}/v1/x`, POST).then(() => 0, (e) => e);
+  assert.ok(err instanceof UpstreamProtocolError);
+  assert.doesNotMatch(err.message, /127\.0\.0\.1|url/);
+  assert.equal(switches.length, 0);
+  fetchWorks = true;
+  assert.equal(await (await http.fetch(`http://127.0.0.1:${port}/v1/y`, POST)).text(), "via fetch");
+  assert.equal(switches.length, 1, "the switch is reported");
+  assert.match(switches[0]!, /connect failed/);
+  assert.equal(await (await http.fetch(`http://127.0.0.1:${port}/v1/z`, POST)).text(), "via fetch");
+  assert.equal(calls.length, 3, "the third went to fetch directly");
+  assert.equal(switches.length, 1, "reported once");
 });
 
 Deno.test("Http1Client speaks HTTP/1.1 over TLS, verifying the upstream's certificate", async () => {
-  const dir = new URL("../fixtures/tls/", import.meta.url);
+  const dir = new URL("../../fixtures/tls/", import.meta.url);
   const listener = Deno.listenTls({
     hostname: "127.0.0.1",
     port: 0,

@@ -1,0 +1,305 @@
+/**
+ * @module
+ * The upstream HTTP client: HTTP/1.1 over pooled keep-alive connections, behind `fetch`'s
+ * signature (a URL and init in, a `Response` out). Deno's own `fetch` costs more CPU per
+ * request than everything else a balancer does; this client writes the request in one piece
+ * while already reading the answer, parses the head itself, and hands a body that came whole
+ * with its head over as bytes (anything else as a pull stream). It never follows redirects,
+ * never sends a request twice, and never lets a byte meant for one request reach another:
+ * a connection is reused only when its answer ended exactly as framed, nothing followed it,
+ * and nothing arrived while it was idle. What it does not take goes to `fetch`
+ * ({@linkcode FetchFallback}).
+ */
+
+import { Connection } from "./connection.ts";
+import { bodyStream } from "./body.ts";
+import { defaultDial, type Dial, dialWithin } from "./dial.ts";
+import {
+  ConnectTimeoutError,
+  failureName,
+  StaleConnectionError,
+  UpstreamProtocolError,
+} from "./errors.ts";
+import { FetchFallback } from "./fallback.ts";
+import { ConnectionPool } from "./pool.ts";
+import { type HeaderInit, requestHead, requestMessage } from "./request_head.ts";
+import { framingOf, headEnd, parseHead, type ResponseHead } from "./response_head.ts";
+
+/** Options of {@linkcode Http1Client}. */
+export interface Http1Options {
+  /** Idle lifetime of a connection whose upstream announces none. @default 4000 */
+  idleTimeoutMs?: number;
+  /** Idle connections kept per origin. @default 256 */
+  maxIdlePerOrigin?: number;
+  /** Largest response head accepted, in bytes. @default 65536 */
+  maxHeadBytes?: number;
+  /** Most fields in a response head. @default 100 */
+  maxHeaderFields?: number;
+  /** Extra root certificates (PEM) for `https` upstreams. @default the system's and Deno's */
+  caCerts?: string[];
+  /** Opens connections. @default {@linkcode defaultDial} */
+  dial?: Dial;
+  /** What requests this client does not take go to. @default globalThis.fetch */
+  fallback?: typeof fetch;
+  /** Whether every request goes to `fallback`. @default {@linkcode fetchPreferred} */
+  useFallback?: boolean;
+  /** Told when an origin is handed to `fetch` (its connections could not be opened). */
+  onFallback?: (origin: string, reason: string, forMs: number) => void;
+  /** @default Date.now */
+  now?: () => number;
+}
+
+/** `fetch`'s init, with what only this client reads. */
+export interface Http1Init extends RequestInit {
+  /** How long a new connection may take to open. @default 0 (no limit) */
+  connectTimeoutMs?: number;
+  /** Use a new connection, not an idle one (a retry after a stale connection). @default false */
+  fresh?: boolean;
+}
+
+interface Origin {
+  key: string;
+  hostname: string;
+  port: number;
+  tls: boolean;
+  /** The Host field's value. */
+  host: string;
+}
+
+const encoder = new TextEncoder();
+const ORIGIN = /^(https?):\/\/([^/?#]*)/i;
+/** Informational answers skipped before one gives up on an upstream sending only those. */
+const MAX_INFORMATIONAL = 32;
+/** How long an answer may still arrive after the request could not be written whole. */
+const EARLY_ANSWER_MS = 1000;
+
+/** An HTTP/1.1 client with pooled keep-alive connections and `fetch`'s signature. */
+export class Http1Client {
+  readonly #pool: ConnectionPool;
+  readonly #fallback: FetchFallback;
+  readonly #origins = new Map<string, Origin>();
+  readonly #dial: Dial;
+  readonly #maxHead: number;
+  readonly #limits: { maxFields: number };
+  readonly #now: () => number;
+
+  /** @param options pool limits, head limits and the fallback */
+  constructor(options: Http1Options = {}) {
+    this.#now = options.now ?? Date.now;
+    this.#pool = new ConnectionPool({
+      ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+      ...(options.maxIdlePerOrigin !== undefined
+        ? { maxIdlePerOrigin: options.maxIdlePerOrigin }
+        : {}),
+      now: this.#now,
+    });
+    this.#fallback = new FetchFallback({
+      ...(options.fallback !== undefined ? { fetch: options.fallback } : {}),
+      ...(options.useFallback !== undefined ? { always: options.useFallback } : {}),
+      ...(options.onFallback !== undefined ? { onSwitch: options.onFallback } : {}),
+      now: this.#now,
+    });
+    this.#maxHead = options.maxHeadBytes ?? 64 * 1024;
+    this.#limits = { maxFields: options.maxHeaderFields ?? 100 };
+    this.#dial = options.dial ?? defaultDial(options.caCerts);
+  }
+
+  /** Idle connections held, over all origins. */
+  get idleConnections(): number {
+    return this.#pool.size;
+  }
+
+  /** `fetch`'s signature; see the module's description for what it takes. */
+  readonly fetch = (input: string | URL | Request, init: Http1Init = {}): Promise<Response> => {
+    const fallback = this.#fallback;
+    if (fallback.takesRequest(input, init)) return fallback.fetch(input, init);
+    const url = input as string;
+    const origin = this.#origin(url);
+    if (origin === undefined || fallback.takesOrigin(origin.key)) {
+      return fallback.fetch(url, init);
+    }
+    return this.#request(origin, url, init);
+  };
+
+  /** Closes every idle connection; requests in flight finish on theirs, which then close. */
+  close(): void {
+    this.#pool.close();
+  }
+
+  #origin(url: string): Origin | undefined {
+    const m = ORIGIN.exec(url);
+    if (m === null) return undefined;
+    const key = m[0]!.toLowerCase();
+    let o = this.#origins.get(key);
+    if (o === undefined) {
+      if (m[2]!.includes("@") || m[2] === "") return undefined;
+      let parsed: URL;
+      try {
+        parsed = new URL(m[0]!);
+      } catch {
+        return undefined;
+      }
+      const tls = parsed.protocol === "https:";
+      o = {
+        key,
+        hostname: parsed.hostname.replace(/^\[(.*)\]$/, "$1"),
+        port: parsed.port ? Number(parsed.port) : tls ? 443 : 80,
+        tls,
+        host: parsed.host,
+      };
+      this.#origins.set(key, o);
+    }
+    return o;
+  }
+
+  async #request(origin: Origin, url: string, init: Http1Init): Promise<Response> {
+    const signal = init.signal ?? undefined;
+    signal?.throwIfAborted();
+    const body = init.body as string | Uint8Array | null | undefined ?? null;
+    const bytes = typeof body === "string" ? encoder.encode(body) : body;
+    const method = init.method ?? "GET";
+    const message = requestMessage(
+      requestHead(
+        origin.host,
+        url,
+        method,
+        init.headers as HeaderInit | undefined,
+        bytes?.length ?? -1,
+      ),
+      bytes,
+    );
+    let c = init.fresh === true ? undefined : this.#pool.take(origin.key);
+    if (c === undefined) {
+      let conn: Deno.Conn;
+      try {
+        conn = await dialWithin(this.#dial, origin, {
+          signal,
+          timeoutMs: init.connectTimeoutMs ?? 0,
+        });
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        if (err instanceof ConnectTimeoutError) throw err;
+        // `Deno.connect` tries only the first address a name resolves to (e.g. `localhost` to
+        // ::1 while the server listens on 127.0.0.1); `fetch` tries them all and speaks HTTP/2.
+        // It answers this request; if it can where we could not, it takes the origin a while
+        const res = await this.#fallback.fetch(url, init);
+        this.#fallback.switchOrigin(origin.key, `connect failed (${failureName(err)})`);
+        return res;
+      }
+      c = new Connection(conn);
+    }
+    return await this.#exchange(origin, c, message, method.toUpperCase(), signal);
+  }
+
+  /** Writes the request while reading the answer's head; hands back the response. */
+  async #exchange(
+    origin: Origin,
+    c: Connection,
+    message: Uint8Array,
+    method: string,
+    signal: AbortSignal | undefined,
+  ): Promise<Response> {
+    const onAbort = () => c.close();
+    signal?.addEventListener("abort", onAbort);
+    let written = false;
+    let headRead = false;
+    // the answer is read while the request is written: an upstream that answers early (413)
+    // and closes has its answer relayed, not a reset
+    writeAll(c.conn, message).then(() => written = true, () => {
+      if (!headRead && !c.closed) setTimeout(() => headRead || c.close(), EARLY_ANSWER_MS);
+    });
+    let head: ResponseHead;
+    try {
+      head = await this.#readHead(c);
+      headRead = true;
+      if (head.status === 101) {
+        throw new UpstreamProtocolError("upstream answered 101: protocol switches are not relayed");
+      }
+    } catch (err) {
+      headRead = true;
+      signal?.removeEventListener("abort", onAbort);
+      c.close();
+      if (signal?.aborted) throw signal.reason;
+      if (c.reused && !c.answered) {
+        // its idle companions went quiet as long ago: likely as dead
+        this.#pool.dropOlder(origin.key, c.idleSince);
+        throw new StaleConnectionError(
+          "upstream closed a kept-alive connection before answering (stale connection)",
+        );
+      }
+      throw err instanceof UpstreamProtocolError
+        ? err
+        : new UpstreamProtocolError(`upstream connection failed (${failureName(err)})`);
+    }
+    const framing = framingOf(head, method);
+    const reusable = head.keepAlive && framing.kind !== "close";
+    const done = (complete: boolean) => {
+      signal?.removeEventListener("abort", onAbort);
+      // reused only when the answer ended as framed, the whole request went out and nothing
+      // came after the answer (the pool checks that nothing is left unread)
+      if (complete && reusable && written) {
+        this.#pool.put(origin.key, c, this.#pool.lifetime(head.keepAliveSeconds));
+      } else c.close();
+    };
+    let body: BodyInit | null = null;
+    if (framing.kind === "none" || (framing.kind === "length" && framing.length === 0)) {
+      done(true);
+    } else if (framing.kind === "length" && c.end - c.start >= framing.length) {
+      // the whole body came with the head: bytes, no stream
+      body = c.take(framing.length);
+      done(true);
+    } else {
+      body = bodyStream(c, framing, done);
+    }
+    const res = new Response(body, { status: head.status, statusText: head.statusText });
+    const headers = res.headers;
+    const fields = head.fields;
+    for (let i = 0; i < fields.length; i += 2) headers.append(fields[i]!, fields[i + 1]!);
+    return res;
+  }
+
+  /** Reads one final response head (skipping 1xx answers); leaves what follows it unread. */
+  async #readHead(c: Connection): Promise<ResponseHead> {
+    for (let informational = 0;; informational++) {
+      if (informational > MAX_INFORMATIONAL) {
+        throw new UpstreamProtocolError("upstream sent too many informational answers");
+      }
+      // bytes after c.start already scanned (a fill may move the buffer's contents)
+      let scanned = 0;
+      for (;;) {
+        const at = headEnd(c.buf, c.start + scanned, c.end);
+        if (at >= 0) {
+          if (at - c.start > this.#maxHead) {
+            throw new UpstreamProtocolError("upstream response head is too large");
+          }
+          const head = parseHead(c.buf.subarray(c.start, at), this.#limits);
+          c.start = at;
+          if (head.status < 200 && head.status !== 101) break;
+          return head;
+        }
+        if (c.end - c.start > this.#maxHead) {
+          throw new UpstreamProtocolError("upstream response head is too large");
+        }
+        scanned = Math.max(0, c.end - c.start - 2);
+        let more: boolean;
+        try {
+          more = await c.fill();
+        } catch (err) {
+          throw new UpstreamProtocolError(`upstream connection failed (${failureName(err)})`);
+        }
+        if (!more) {
+          throw new UpstreamProtocolError(
+            c.answered
+              ? "upstream closed the connection in the middle of the response head"
+              : "upstream closed the connection before answering",
+          );
+        }
+      }
+    }
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+}

@@ -128,7 +128,10 @@ export interface RawUpstream extends AsyncDisposable {
    * @throws {Error} when it does not hold in time
    */
   until(test: () => boolean, timeoutMs?: number): Promise<void>;
-  /** Closes the listener and every connection, and waits for every script and action. */
+  /**
+   * Closes the listener and every connection, and waits for every script and action.
+   * @throws {Error} when a script or action threw (its error is the cause)
+   */
   close(): Promise<void>;
 }
 
@@ -208,8 +211,10 @@ export function rawUpstream(script: RawScript, options: RawUpstreamOptions = {})
   let accepted = 0;
   let closing = false;
 
+  /** What scripts and actions threw: reported by `close()`. */
+  const failures: unknown[] = [];
   const track = (p: Promise<unknown>) => {
-    const t = p.catch(() => {}).finally(() => tasks.delete(t));
+    const t = p.catch((err) => void failures.push(err)).finally(() => tasks.delete(t));
     tasks.add(t);
   };
 
@@ -403,6 +408,9 @@ export function rawUpstream(script: RawScript, options: RawUpstreamOptions = {})
     await accepting;
     while (tasks.size > 0) await Promise.all([...tasks]);
     for (const timer of timers) clearTimeout(timer);
+    if (failures.length > 0) {
+      throw new Error(`Raw upstream script failed: ${failures[0]}`, { cause: failures[0] });
+    }
   };
 
   return {

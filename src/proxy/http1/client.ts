@@ -23,7 +23,14 @@ import {
 import { FetchFallback } from "./fallback.ts";
 import { ConnectionPool } from "./pool.ts";
 import { type HeaderInit, requestHead, requestMessage } from "./request_head.ts";
-import { framingOf, headEnd, parseHead, type ResponseHead } from "./response_head.ts";
+import {
+  checkPartialHead,
+  framingOf,
+  headEnd,
+  parseHead,
+  type PartialHead,
+  type ResponseHead,
+} from "./response_head.ts";
 
 /** Options of {@linkcode Http1Client}. */
 export interface Http1Options {
@@ -205,18 +212,21 @@ export class Http1Client {
     let headRead = false;
     // the answer is read while the request is written: an upstream that answers early (413)
     // and closes has its answer relayed, not a reset
+    let giveUp: ReturnType<typeof setTimeout> | undefined;
     writeAll(c.conn, message).then(() => written = true, () => {
-      if (!headRead && !c.closed) setTimeout(() => headRead || c.close(), EARLY_ANSWER_MS);
+      if (!headRead && !c.closed) giveUp = setTimeout(() => c.close(), EARLY_ANSWER_MS);
     });
     let head: ResponseHead;
     try {
       head = await this.#readHead(c);
       headRead = true;
+      clearTimeout(giveUp);
       if (head.status === 101) {
         throw new UpstreamProtocolError("upstream answered 101: protocol switches are not relayed");
       }
     } catch (err) {
       headRead = true;
+      clearTimeout(giveUp);
       signal?.removeEventListener("abort", onAbort);
       c.close();
       if (signal?.aborted) throw signal.reason;
@@ -266,6 +276,7 @@ export class Http1Client {
       }
       // bytes after c.start already scanned (a fill may move the buffer's contents)
       let scanned = 0;
+      const partial: PartialHead = { checked: 0, lines: 0 };
       for (;;) {
         const at = headEnd(c.buf, c.start + scanned, c.end);
         if (at >= 0) {
@@ -279,6 +290,11 @@ export class Http1Client {
         }
         if (c.end - c.start > this.#maxHead) {
           throw new UpstreamProtocolError("upstream response head is too large");
+        }
+        // what has come of the head so far must already be right (a head that is malformed and
+        // then nothing fails now, not when the upstream closes)
+        if (c.end > c.start) {
+          checkPartialHead(c.buf.subarray(c.start, c.end), partial, this.#limits);
         }
         scanned = Math.max(0, c.end - c.start - 2);
         let more: boolean;

@@ -76,10 +76,17 @@ export class Connection {
       this.end += n;
       this.#full = this.end === this.buf.length;
     } else {
-      if (this.start === this.end) this.start = this.end = 0;
-      // a full buffer (a head or chunk line longer than it, or a fast body) grows
-      if (this.end === this.buf.length || (this.#full && this.buf.length < this.#maxBuffer)) {
-        const live = this.end - this.start;
+      const live = this.end - this.start;
+      if (live === 0) this.start = this.end = 0;
+      if (this.end === this.buf.length && live <= this.buf.length / 2) {
+        // no room at the end, and what is unread is short: it moves to the front
+        this.buf.copyWithin(0, this.start, this.end);
+        this.start = 0;
+        this.end = live;
+      } else if (
+        this.end === this.buf.length || (this.#full && this.buf.length < this.#maxBuffer)
+      ) {
+        // a head or line longer than half the buffer, or a fast body: the buffer grows
         const next = new Uint8Array(this.buf.length * 2);
         next.set(this.buf.subarray(this.start, this.end), 0);
         this.buf = next;

@@ -65,6 +65,7 @@ export async function dialWithin(
   limits: { signal: AbortSignal | undefined; timeoutMs: number },
 ): Promise<Deno.Conn> {
   const { signal, timeoutMs } = limits;
+  signal?.throwIfAborted();
   const connect = dial(to);
   if (signal === undefined && !(timeoutMs > 0)) return await connect;
   let onAbort: (() => void) | undefined;

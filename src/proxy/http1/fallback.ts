@@ -134,7 +134,7 @@ export class FetchFallback {
 function withoutUrl(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   const cleaned = text
-    .replace(/ for url \([^)]*\)/gi, "")
+    .replace(/ for url \(.*?\)(?=: |$)/gi, "")
     .replace(/[a-z][a-z0-9+.-]*:\/\/[^\s)"']+/gi, "(upstream)")
     .replace(/\s+/g, " ")
     .trim();

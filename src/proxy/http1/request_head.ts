@@ -6,10 +6,15 @@
  * request has none. Written as bytes, one per character.
  */
 
+import { trimOws } from "./response_head.ts";
+
 const encoder = new TextEncoder();
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const BAD_VALUE = /[\r\n\0]/;
 const NON_ASCII = /[\u0080-\uffff]/;
+const AUTHORITY_END = /[/?#]/g;
+/** Methods `fetch` writes in upper case whatever case they come in. */
+const NORMALIZED = /^(?:delete|get|head|options|post|put)$/i;
 /** A request target that can go on the request line as it is (visible ASCII). */
 const PLAIN_TARGET = /^[\x21-\x7e]*$/;
 /** Request fields this client writes itself (hop-by-hop, or framing it decides). */
@@ -46,11 +51,16 @@ export function requestHead(
   bodyLength: number,
 ): string {
   if (!TOKEN.test(method)) throw new TypeError("Invalid method");
-  let target = url.slice(url.indexOf("/", url.indexOf("//") + 2));
-  if (!target.startsWith("/")) target = "/";
+  if (NORMALIZED.test(method)) method = method.toUpperCase();
+  // the path starts where the authority ends: at the first "/", "?" or "#" after "//"
+  AUTHORITY_END.lastIndex = url.indexOf("//") + 2;
+  const end = AUTHORITY_END.exec(url)?.index ?? -1;
+  const pathed = end >= 0 && url[end] === "/";
+  let target = pathed ? url.slice(end) : "";
   const hash = target.indexOf("#");
   if (hash >= 0) target = target.slice(0, hash);
-  if (!PLAIN_TARGET.test(target)) {
+  // no path (`http://h?x=1`), or anything but visible ASCII: the URL parser decides
+  if (!pathed || !PLAIN_TARGET.test(target)) {
     const u = new URL(url);
     target = u.pathname + u.search;
   }
@@ -63,7 +73,7 @@ export function requestHead(
     if (!TOKEN.test(k) || BAD_VALUE.test(value)) throw new TypeError(`Invalid header: ${k}`);
     if (k === "accept") accept = true;
     else if (k === "user-agent") agent = true;
-    head += `${k}: ${value.trim()}\r\n`;
+    head += `${k}: ${trimOws(value)}\r\n`;
   };
   if (headers instanceof Headers) headers.forEach((v, k) => add(k, v));
   else if (Array.isArray(headers)) { for (const [k, v] of headers) add(k, v); }
@@ -71,7 +81,8 @@ export function requestHead(
   // what `fetch` sends when the request has none (some providers refuse a request without)
   if (!accept) head += "accept: */*\r\n";
   if (!agent) head += USER_AGENT;
-  if (bodyLength >= 0 || (method !== "GET" && method !== "HEAD")) {
+  // as `fetch`: a length for a body, and 0 for a POST or PUT without one
+  if (bodyLength >= 0 || method === "POST" || method === "PUT") {
     head += `content-length: ${Math.max(0, bodyLength)}\r\n`;
   }
   return head + "\r\n";

@@ -81,6 +81,95 @@ function latin1(bytes: Uint8Array): string {
 }
 
 /**
+ * Checks the status line.
+ * @param line the line without its end
+ * @returns the protocol's minor version and the status
+ * @throws {UpstreamProtocolError} when it is malformed or the status is outside 100-599
+ */
+function statusLine(line: string): { http11: boolean; status: number; reason: string } {
+  const m = STATUS_LINE.exec(line);
+  if (m === null) throw new UpstreamProtocolError("upstream sent a malformed status line");
+  const status = Number(m[2]);
+  if (status < 100 || status > 599) {
+    throw new UpstreamProtocolError(`upstream answered with an invalid status (${m[2]})`);
+  }
+  return { http11: m[1] === "1", status, reason: m[3] ?? "" };
+}
+
+/**
+ * Checks a field line.
+ * @param line the line without its end
+ * @returns the name (lower case) and the value (trimmed)
+ * @throws {UpstreamProtocolError} for a missing colon, a bad name or a bad value
+ */
+function fieldLine(line: string): [string, string] {
+  const colon = line.indexOf(":");
+  if (colon <= 0) throw new UpstreamProtocolError("upstream sent a malformed header line");
+  const name = line.slice(0, colon).toLowerCase();
+  if (!TOKEN.test(name)) throw new UpstreamProtocolError("upstream sent a malformed header name");
+  const value = trimOws(line.slice(colon + 1));
+  if (BAD_VALUE.test(value)) {
+    throw new UpstreamProtocolError("upstream sent an invalid header value");
+  }
+  return [name, value];
+}
+
+/** How far a head still arriving was checked (see {@linkcode checkPartialHead}). */
+export interface PartialHead {
+  /** Bytes from the head's start whose lines were checked. */
+  checked: number;
+  /** Complete lines checked (the status line included). */
+  lines: number;
+}
+
+const HTTP_PREFIX = [72, 84, 84, 80, 47]; // "HTTP/"
+
+/**
+ * Checks the complete lines of a head that has not fully arrived, so an upstream that sends a
+ * malformed head and then nothing fails at once instead of when it closes: the start must be
+ * `HTTP/`, each complete line must be well-formed, a CR must be followed by LF, and the field
+ * count stays within its limit. Only lines not checked before are read.
+ * @param head the bytes of the head so far
+ * @param state what was checked already (updated)
+ * @param limits the field count limit
+ * @throws {UpstreamProtocolError} for what can already be seen to be wrong
+ */
+export function checkPartialHead(
+  head: Uint8Array,
+  state: PartialHead,
+  limits: Pick<HeadLimits, "maxFields">,
+): void {
+  const n = head.length;
+  if (state.lines === 0) {
+    for (let i = 0; i < HTTP_PREFIX.length && i < n; i++) {
+      if (head[i] !== HTTP_PREFIX[i]) {
+        throw new UpstreamProtocolError("upstream sent a malformed status line");
+      }
+    }
+  }
+  for (let lf = head.indexOf(10, state.checked); lf >= 0; lf = head.indexOf(10, state.checked)) {
+    const line = stripCr(latin1(head.subarray(state.checked, lf)));
+    if (state.lines === 0) statusLine(line);
+    else if (line !== "") fieldLine(line);
+    state.lines++;
+    state.checked = lf + 1;
+    if (state.lines - 1 > limits.maxFields) {
+      throw new UpstreamProtocolError(
+        `upstream response head has more than ${limits.maxFields} fields`,
+      );
+    }
+  }
+  // a CR not followed by LF in the line still arriving
+  for (
+    let cr = head.indexOf(13, state.checked);
+    cr >= 0 && cr + 1 < n;
+    cr = head.indexOf(13, cr + 1)
+  ) {
+    if (head[cr + 1] !== 10) throw new UpstreamProtocolError("upstream sent a bare CR in its head");
+  }
+}
+
+/**
  * Parses a head (its bytes up to, not including, the empty line).
  * @param bytes the status line and field lines (a final empty line may be included)
  * @param limits the field count limit
@@ -89,29 +178,18 @@ function latin1(bytes: Uint8Array): string {
  */
 export function parseHead(bytes: Uint8Array, limits: Pick<HeadLimits, "maxFields">): ResponseHead {
   const lines = latin1(bytes).split("\n");
-  const m = STATUS_LINE.exec(stripCr(lines[0]!));
-  if (m === null) throw new UpstreamProtocolError("upstream sent a malformed status line");
-  const status = Number(m[2]);
-  if (status < 100 || status > 599) {
-    throw new UpstreamProtocolError(`upstream answered with an invalid status (${m[2]})`);
-  }
-  const http11 = m[1] === "1";
+  const { http11, status, reason } = statusLine(stripCr(lines[0]!));
   const fields: string[] = [];
   let length: number | undefined;
   let chunked = false;
   let keepAlive = http11;
+  /** `Connection: close` wins over `keep-alive`, in any order. */
+  let close = false;
   let keepAliveSeconds: number | undefined;
   for (let i = 1; i < lines.length; i++) {
     const line = stripCr(lines[i]!);
     if (line === "") continue; // the empty line ending the head
-    const colon = line.indexOf(":");
-    if (colon <= 0) throw new UpstreamProtocolError("upstream sent a malformed header line");
-    const name = line.slice(0, colon).toLowerCase();
-    if (!TOKEN.test(name)) throw new UpstreamProtocolError("upstream sent a malformed header name");
-    const value = line.slice(colon + 1).trim();
-    if (BAD_VALUE.test(value)) {
-      throw new UpstreamProtocolError(`upstream sent an invalid value for header "${name}"`);
-    }
+    const [name, value] = fieldLine(line);
     if (name === "content-length") {
       const n = contentLength(value);
       if (length !== undefined && length !== n) {
@@ -120,13 +198,16 @@ export function parseHead(bytes: Uint8Array, limits: Pick<HeadLimits, "maxFields
       length = n;
     } else if (name === "transfer-encoding") {
       const codings = value.toLowerCase().split(",").map((s) => s.trim());
-      if (codings.at(-1) !== "chunked" || codings.indexOf("chunked") !== codings.length - 1) {
+      if (
+        chunked || codings.at(-1) !== "chunked" ||
+        codings.indexOf("chunked") !== codings.length - 1
+      ) {
         throw new UpstreamProtocolError("upstream sent an unsupported transfer-encoding");
       }
       chunked = true;
     } else if (name === "connection") {
       const tokens = value.toLowerCase().split(",").map((s) => s.trim());
-      if (tokens.includes("close")) keepAlive = false;
+      if (tokens.includes("close")) close = true;
       else if (tokens.includes("keep-alive") && !http11) keepAlive = true;
     } else if (name === "keep-alive") {
       const t = KEEP_ALIVE_TIMEOUT.exec(value);
@@ -139,6 +220,9 @@ export function parseHead(bytes: Uint8Array, limits: Pick<HeadLimits, "maxFields
       );
     }
   }
+  if (close) keepAlive = false;
+  // RFC 9112 §6.1: chunked in an HTTP/1.0 message is faulty framing: not reused
+  if (chunked && !http11) keepAlive = false;
   if (chunked && length !== undefined) {
     // RFC 9112 §6.3: chunked wins; the length must not be passed on, and a message framed
     // both ways may be an attempt at response splitting: its connection is not reused
@@ -151,10 +235,9 @@ export function parseHead(bytes: Uint8Array, limits: Pick<HeadLimits, "maxFields
       }
     }
   }
-  const statusText = m[3] ?? "";
   return {
     status,
-    statusText: REASON.test(statusText) ? statusText : "",
+    statusText: REASON.test(reason) ? reason : "",
     fields,
     length,
     chunked,
@@ -195,6 +278,18 @@ function contentLength(value: string): number {
   }
   if (n === undefined) throw new UpstreamProtocolError("upstream sent an invalid content-length");
   return n;
+}
+
+/**
+ * Trims optional white space (space and tab only: `trim()` would also take U+00A0, which in a
+ * header read one character per byte is the last byte of UTF-8 `à`).
+ */
+export function trimOws(value: string): string {
+  let a = 0;
+  let b = value.length;
+  while (a < b && (value.charCodeAt(a) === 32 || value.charCodeAt(a) === 9)) a++;
+  while (b > a && (value.charCodeAt(b - 1) === 32 || value.charCodeAt(b - 1) === 9)) b--;
+  return a === 0 && b === value.length ? value : value.slice(a, b);
 }
 
 function stripCr(line: string): string {

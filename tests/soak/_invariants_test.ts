@@ -1,0 +1,105 @@
+/**
+ * @module
+ * Tests of the soak's invariants: a clean run passes every check, and each kind of defect
+ * (a lost request, a crossing, an unseen re-send, a token miscount, a leak) fails its own.
+ */
+
+import assert from "node:assert/strict";
+
+import { checkInvariants, type Figures, formatChecks } from "./_invariants.ts";
+
+function clean(): Figures {
+  const t = () => ({ prompt: 30, completion: 12, total: 42 });
+  return {
+    outcomes: {
+      ok_json: 6,
+      ok_stream: 2,
+      error_status: 1,
+      stream_error: 1,
+      lost: 0,
+      hang: 0,
+      crossing: 0,
+    },
+    clientRequests: 10,
+    proxyRequests: 10,
+    examples: { lost: [], hang: [], crossing: [] },
+    mixedRequests: [],
+    arrivals: { total: 14, byUpstream: { u1: 8, u2: 6 }, late: 0, lateByUpstream: {} },
+    attempts: { stats: 14, statsByUpstream: { u1: 8, u2: 6 }, metrics: 14, metricsByKey: 14 },
+    resent: { count: 0, extra: 0, examples: [] },
+    unseen: { count: 0, extra: 0, examples: [] },
+    tokens: { upstream: t(), stats: t(), metrics: t(), metricsByKey: t(), client: t() },
+    process: { warmRssMb: 80, endRssMb: 100, peakRssMb: 110, warmFds: 40, endFds: 45, peakFds: 60 },
+  };
+}
+
+function failing(f: Figures): string[] {
+  return checkInvariants(f).filter((c) => !c.pass).map((c) => c.id);
+}
+
+Deno.test("checkInvariants passes a clean run", () => {
+  assert.deepEqual(failing(clean()), []);
+});
+
+Deno.test("checkInvariants fails 1a on a lost request and 1c on a crossing", () => {
+  const f = clean();
+  f.outcomes.ok_json = 4;
+  f.outcomes.lost = 1;
+  f.outcomes.crossing = 1;
+  f.examples.crossing.push("SOAK-c1-1-00000000 got SOAK-c2-1-00000000");
+  assert.deepEqual(failing(f), ["1a", "1c"]);
+});
+
+Deno.test("checkInvariants fails 2a, 2b and 2c when the upstreams saw more than the proxy counted", () => {
+  const f = clean();
+  f.arrivals = { total: 15, byUpstream: { u1: 9, u2: 6 }, late: 0, lateByUpstream: {} };
+  f.resent = { count: 1, extra: 1, examples: ["SOAK-c1-1-00000000: logged 1, saw 2"] };
+  assert.deepEqual(failing(f), ["2a", "2b", "2c"]);
+});
+
+Deno.test("checkInvariants allows attempts that reached an upstream only after its idle close", () => {
+  const f = clean();
+  f.arrivals = { total: 13, byUpstream: { u1: 7, u2: 6 }, late: 2, lateByUpstream: { u1: 2 } };
+  assert.deepEqual(failing(f), []);
+  f.arrivals.lateByUpstream = { u2: 2 };
+  assert.deepEqual(failing(f), ["2a"]);
+});
+
+Deno.test("checkInvariants fails 2a, 2b and 2d when the proxy counted attempts no upstream saw", () => {
+  const f = clean();
+  f.arrivals = { total: 13, byUpstream: { u1: 7, u2: 6 }, late: 0, lateByUpstream: {} };
+  f.unseen = { count: 1, extra: 1, examples: ["SOAK-c1-1-00000000: logged 2, saw 1"] };
+  assert.deepEqual(failing(f), ["2a", "2b", "2d"]);
+});
+
+Deno.test("checkInvariants fails 2a when the totals match but an upstream's do not", () => {
+  const f = clean();
+  f.attempts.statsByUpstream = { u1: 9, u2: 5 };
+  assert.deepEqual(failing(f), ["2a"]);
+});
+
+Deno.test("checkInvariants fails 3a, 3b and 3c on a token miscount", () => {
+  const f = clean();
+  f.tokens.upstream = { prompt: 31, completion: 12, total: 43 };
+  assert.deepEqual(failing(f), ["3a", "3b", "3c"]);
+});
+
+Deno.test("checkInvariants fails 4a and 4b beyond the flatness limits", () => {
+  const f = clean();
+  f.process.endRssMb = 80 * 1.5 + 24.1;
+  f.process.endFds = 61;
+  assert.deepEqual(failing(f), ["4a", "4b"]);
+  f.process.endRssMb = NaN;
+  assert.ok(failing(f).includes("4a"), "an unreadable process fails");
+});
+
+Deno.test("formatChecks prints PASS and FAIL lines with the details of failures", () => {
+  const f = clean();
+  f.outcomes.ok_json = 5;
+  f.outcomes.lost = 1;
+  f.examples.lost.push("SOAK-c1-1-00000000: fetch failed");
+  const text = formatChecks(checkInvariants(f));
+  assert.match(text, /^FAIL 1a no lost requests: 10 requests: 7 ok, 2 honest errors, 1 lost$/m);
+  assert.match(text, /^ {7}SOAK-c1-1-00000000: fetch failed$/m);
+  assert.match(text, /^PASS 2a /m);
+});

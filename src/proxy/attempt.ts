@@ -10,7 +10,12 @@ import { type AttemptClass, classifyFailure, classifyStatus } from "../health/cl
 import { AttemptControl, type ClientSignal } from "./attempt_control.ts";
 import type { HeaderRecord } from "./headers.ts";
 import { type BodyReader, bodyReader } from "./body_reader.ts";
-import { type Http1Init, StaleConnectionError } from "./http1/mod.ts";
+import {
+  ConnectError,
+  type Http1Init,
+  StaleConnectionError,
+  UpstreamProtocolError,
+} from "./http1/mod.ts";
 
 /** What one attempt sends. */
 export interface AttemptRequest {
@@ -253,10 +258,17 @@ function failure(control: AttemptControl, error: unknown, midBody: boolean): Fai
   const cls = classifyFailure({
     clientAborted: control.clientAborted,
     timedOut: control.timedOut !== undefined,
-    midBody,
+    // an answer that broke the protocol came from a reachable upstream: a server failure
+    midBody: midBody || answeredBadly(error),
     stale: error instanceof StaleConnectionError,
   });
   return { kind: "failure", cls, error, timeout: control.timedOut };
+}
+
+/** Whether the transport reached the upstream and got an answer it could not take. */
+function answeredBadly(error: unknown): boolean {
+  return error instanceof UpstreamProtocolError && !(error instanceof ConnectError) &&
+    !(error instanceof StaleConnectionError);
 }
 
 async function readLimited(res: Response, limit: number): Promise<Uint8Array<ArrayBuffer>> {

@@ -15,6 +15,7 @@ import { Connection } from "./connection.ts";
 import { bodyStream } from "./body.ts";
 import { defaultDial, type Dial, dialWithin } from "./dial.ts";
 import {
+  ConnectError,
   ConnectTimeoutError,
   failureName,
   StaleConnectionError,
@@ -75,8 +76,22 @@ interface Origin {
 
 const encoder = new TextEncoder();
 const ORIGIN = /^(https?):\/\/([^/?#]*)/i;
+/** An IPv4 or IPv6 address (a name is anything else). */
+const IP_LITERAL = /^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f:.]*:[0-9a-f:.]*)$/i;
+/**
+ * A reused connection that fails before any answer within this long of the request being
+ * written was closed by the upstream as the request went out (stale); later, the upstream had
+ * taken the request and given up on it (a server failure).
+ */
+const STALE_WINDOW_MS = 1000;
 /** Informational answers skipped before one gives up on an upstream sending only those. */
 const MAX_INFORMATIONAL = 32;
+/**
+ * A pooled connection idle at least this long waits one event-loop turn before it is used (see
+ * {@linkcode Connection.settled}); one reused at once (under load, or by a client's next request)
+ * does not.
+ */
+const SETTLE_AFTER_MS = 1;
 /** How long an answer may still arrive after the request could not be written whole. */
 const EARLY_ANSWER_MS = 1000;
 
@@ -176,6 +191,14 @@ export class Http1Client {
       bytes,
     );
     let c = init.fresh === true ? undefined : this.#pool.take(origin.key);
+    // a connection idle for a while may have received something this process has not seen yet
+    // (it was busy): one turn of the event loop shows it
+    while (c !== undefined && performance.now() - c.idleAt >= SETTLE_AFTER_MS) {
+      if (await c.settled()) break;
+      c.close();
+      c = this.#pool.take(origin.key);
+    }
+    signal?.throwIfAborted();
     if (c === undefined) {
       let conn: Deno.Conn;
       try {
@@ -186,11 +209,21 @@ export class Http1Client {
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         if (err instanceof ConnectTimeoutError) throw err;
+        const failed = new ConnectError(`connect failed (${failureName(err)})`);
         // `Deno.connect` tries only the first address a name resolves to (e.g. `localhost` to
-        // ::1 while the server listens on 127.0.0.1); `fetch` tries them all and speaks HTTP/2.
-        // It answers this request; if it can where we could not, it takes the origin a while
-        const res = await this.#fallback.fetch(url, init);
-        this.#fallback.switchOrigin(origin.key, `connect failed (${failureName(err)})`);
+        // ::1 while the server listens on 127.0.0.1); `fetch` tries them all, and speaks HTTP/2
+        // to a TLS upstream that refuses HTTP/1.1. Where it can do better it answers this
+        // request, and takes the origin a while if it could; an IP address over plain TCP it
+        // could not reach either
+        if (!origin.tls && IP_LITERAL.test(origin.hostname)) throw failed;
+        let res: Response;
+        try {
+          res = await this.#fallback.fetch(url, init);
+        } catch {
+          if (signal?.aborted) throw signal.reason;
+          throw failed;
+        }
+        this.#fallback.switchOrigin(origin.key, failed.message);
         return res;
       }
       c = new Connection(conn);
@@ -209,11 +242,15 @@ export class Http1Client {
     const onAbort = () => c.close();
     signal?.addEventListener("abort", onAbort);
     let written = false;
+    let writtenAt = 0;
     let headRead = false;
     // the answer is read while the request is written: an upstream that answers early (413)
     // and closes has its answer relayed, not a reset
     let giveUp: ReturnType<typeof setTimeout> | undefined;
-    writeAll(c.conn, message).then(() => written = true, () => {
+    writeAll(c.conn, message).then(() => {
+      written = true;
+      writtenAt = performance.now();
+    }, () => {
       if (!headRead && !c.closed) giveUp = setTimeout(() => c.close(), EARLY_ANSWER_MS);
     });
     let head: ResponseHead;
@@ -230,7 +267,9 @@ export class Http1Client {
       signal?.removeEventListener("abort", onAbort);
       c.close();
       if (signal?.aborted) throw signal.reason;
-      if (c.reused && !c.answered) {
+      if (
+        c.reused && !c.answered && (!written || performance.now() - writtenAt < STALE_WINDOW_MS)
+      ) {
         // its idle companions went quiet as long ago: likely as dead
         this.#pool.dropOlder(origin.key, c.idleSince);
         throw new StaleConnectionError(

@@ -27,6 +27,10 @@ export class Connection {
   closed = false;
   /** Bytes of the current answer have arrived. */
   answered = false;
+  /** When it went idle, by `performance.now()`. */
+  idleAt = 0;
+  /** The idle watch's read completed (something arrived, or the socket ended). */
+  #watchEnded = false;
   /** The read in progress, started by {@linkcode Connection.watchIdle} or {@linkcode fill}. */
   #reading: Promise<number | null> | undefined;
   /** The last read filled all the room it had (the next one gets a bigger buffer). */
@@ -52,13 +56,29 @@ export class Connection {
    */
   watchIdle(onEvent: (c: Connection) => void): void {
     this.start = this.end = 0;
+    this.idleAt = performance.now();
+    this.#watchEnded = false;
     const reading = this.conn.read(this.buf);
     this.#reading = reading;
-    reading.then(() => {
+    const ended = () => {
+      this.#watchEnded = true;
       if (this.idle) onEvent(this);
-    }, () => {
-      if (this.idle) onEvent(this);
-    });
+    };
+    reading.then(ended, ended);
+  }
+
+  /**
+   * Whether the idle watch is still waiting after the event loop has had a turn: bytes, a close
+   * or a reset that reached the socket while this process was busy are only seen once the loop
+   * polls the socket, and a request taking the connection before that would read them as its
+   * answer. Called on a connection just taken from the pool that sat idle a while.
+   * @returns true when nothing arrived (the connection may be used)
+   */
+  async settled(): Promise<boolean> {
+    if (this.#watchEnded) return false;
+    // a timer fires after the loop has polled its sockets once more
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    return !this.#watchEnded && !this.closed;
   }
 
   /**

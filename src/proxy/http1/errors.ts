@@ -29,8 +29,17 @@ export class StaleConnectionError extends UpstreamProtocolError {
   }
 }
 
+/** No connection to the upstream could be opened (refused, unreachable, TLS refused). */
+export class ConnectError extends UpstreamProtocolError {
+  /** @param message what went wrong */
+  constructor(message: string) {
+    super(message);
+    this.name = "ConnectError";
+  }
+}
+
 /** No connection within the connect limit (`connectTimeoutMs`). */
-export class ConnectTimeoutError extends UpstreamProtocolError {
+export class ConnectTimeoutError extends ConnectError {
   /** @param message what went wrong */
   constructor(message: string) {
     super(message);

@@ -11,7 +11,7 @@
  * {@linkcode UpstreamProtocolError}, and no error message carries the request's URL.
  */
 
-import { UpstreamProtocolError } from "./errors.ts";
+import { ConnectError, UpstreamProtocolError } from "./errors.ts";
 
 /** Options of {@linkcode FetchFallback}. */
 export interface FallbackOptions {
@@ -107,8 +107,9 @@ export class FetchFallback {
    * @param input the request
    * @param init its init
    * @returns the answer
-   * @throws {UpstreamProtocolError} for a 101 or a status outside 100-599, or when `fetch`
-   *   fails (the message without the URL); the signal's reason when it aborted
+   * @throws {UpstreamProtocolError} for a 101 or a status outside 100-599
+   * @throws {ConnectError} when `fetch` fails (its message without the URL)
+   * @throws the signal's reason when it aborted
    */
   async fetch(input: string | URL | Request, init: RequestInit): Promise<Response> {
     let res: Response;
@@ -120,7 +121,7 @@ export class FetchFallback {
       if (err instanceof RangeError) {
         throw new UpstreamProtocolError("upstream answered with an invalid status");
       }
-      throw new UpstreamProtocolError(withoutUrl(err));
+      throw new ConnectError(withoutUrl(err));
     }
     if (res.status === 101 || res.status < 100 || res.status > 599) {
       res.body?.cancel().catch(() => {});

@@ -8,5 +8,10 @@
  */
 
 export { Http1Client, type Http1Init, type Http1Options } from "./client.ts";
-export { ConnectTimeoutError, StaleConnectionError, UpstreamProtocolError } from "./errors.ts";
+export {
+  ConnectError,
+  ConnectTimeoutError,
+  StaleConnectionError,
+  UpstreamProtocolError,
+} from "./errors.ts";
 export { FetchFallback, fetchPreferred } from "./fallback.ts";

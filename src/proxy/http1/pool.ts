@@ -34,6 +34,7 @@ export class ConnectionPool {
   readonly #now: () => number;
   readonly #drop = (c: Connection) => this.#remove(c);
   #lastSweep = 0;
+  #sweepTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
   /** @param options lifetimes and limits */
@@ -111,6 +112,22 @@ export class ConnectionPool {
     c.watchIdle(this.#drop);
     list.push(c);
     if (now - this.#lastSweep > this.#idleTimeoutMs) this.#sweep(now);
+    this.#sweepLater();
+  }
+
+  /**
+   * While connections are idle, sweeps every idle timeout, so expired ones are closed when
+   * traffic stops too (the timer does not keep the process alive).
+   */
+  #sweepLater(): void {
+    if (this.#sweepTimer !== undefined) return;
+    this.#sweepTimer = setTimeout(() => {
+      this.#sweepTimer = undefined;
+      this.#sweep(this.#now());
+      if (this.size > 0 && !this.#closed) this.#sweepLater();
+    }, this.#idleTimeoutMs);
+    // Deno's timer ids are numbers (Node's types, also in scope, say otherwise)
+    Deno.unrefTimer(Number(this.#sweepTimer));
   }
 
   /**
@@ -133,6 +150,8 @@ export class ConnectionPool {
   /** Closes every idle connection; connections in use close when their answer ends. */
   close(): void {
     this.#closed = true;
+    clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = undefined;
     for (const list of this.#idle.values()) for (const c of list) c.close();
     this.#idle.clear();
   }

@@ -198,10 +198,9 @@ export function parseHead(bytes: Uint8Array, limits: Pick<HeadLimits, "maxFields
       length = n;
     } else if (name === "transfer-encoding") {
       const codings = value.toLowerCase().split(",").map((s) => s.trim());
-      if (
-        chunked || codings.at(-1) !== "chunked" ||
-        codings.indexOf("chunked") !== codings.length - 1
-      ) {
+      // only chunked can be decoded here: another coding (gzip, chunked) would reach the
+      // client still encoded, with nothing saying so
+      if (chunked || codings.length !== 1 || codings[0] !== "chunked") {
         throw new UpstreamProtocolError("upstream sent an unsupported transfer-encoding");
       }
       chunked = true;

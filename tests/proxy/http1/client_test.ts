@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import {
+  ConnectError,
   ConnectTimeoutError,
   Http1Client,
   StaleConnectionError,
@@ -508,7 +509,7 @@ Deno.test("Http1Client leaves to fetch what it does not take", async () => {
   assert.equal(calls.length, 4);
 });
 
-Deno.test("Http1Client hands an origin over to fetch when fetch reaches it and it could not", async () => {
+Deno.test("Http1Client hands a named origin over to fetch when fetch reaches it and it could not", async () => {
   const calls: string[] = [];
   let fetchWorks = false;
   const fallback = ((input: string | URL | Request) => {
@@ -528,17 +529,34 @@ Deno.test("Http1Client hands an origin over to fetch when fetch reaches it and i
     onFallback: (origin, reason) => switches.push(`${origin} ${reason}`),
   });
   // an upstream that is simply down: fetch fails too, the origin stays ours
-  const err = await http.fetch(`http://127.0.0.1:${port}/v1/x`, POST).then(() => 0, (e) => e);
+  const err = await http.fetch(`http://localhost:${port}/v1/x`, POST).then(() => 0, (e) => e);
   assert.ok(err instanceof UpstreamProtocolError);
-  assert.doesNotMatch(err.message, /127\.0\.0\.1|url/);
+  assert.doesNotMatch(err.message, /localhost|url/);
+  assert.ok(err instanceof ConnectError);
   assert.equal(switches.length, 0);
   fetchWorks = true;
-  assert.equal(await (await http.fetch(`http://127.0.0.1:${port}/v1/y`, POST)).text(), "via fetch");
+  assert.equal(await (await http.fetch(`http://localhost:${port}/v1/y`, POST)).text(), "via fetch");
   assert.equal(switches.length, 1, "the switch is reported");
   assert.match(switches[0]!, /connect failed/);
-  assert.equal(await (await http.fetch(`http://127.0.0.1:${port}/v1/z`, POST)).text(), "via fetch");
+  assert.equal(await (await http.fetch(`http://localhost:${port}/v1/z`, POST)).text(), "via fetch");
   assert.equal(calls.length, 3, "the third went to fetch directly");
   assert.equal(switches.length, 1, "reported once");
+});
+
+Deno.test("Http1Client does not try fetch for an IP address it could not connect to", async () => {
+  let calls = 0;
+  const fallback = (() => {
+    calls++;
+    return Promise.resolve(new Response("via fetch"));
+  }) as typeof fetch;
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = probe.addr as Deno.NetAddr;
+  probe.close();
+  const http = new Http1Client({ useFallback: false, fallback });
+  const err = await http.fetch(`http://127.0.0.1:${port}/v1/x`, POST).then(() => 0, (e) => e);
+  assert.ok(err instanceof ConnectError, String(err));
+  assert.match(err.message, /connect failed/);
+  assert.equal(calls, 0, "fetch could not reach an address that refused us");
 });
 
 Deno.test("Http1Client speaks HTTP/1.1 over TLS, verifying the upstream's certificate", async () => {

@@ -12,7 +12,7 @@ import type { Config, LogLevel } from "./config/types.ts";
 import { check, verifyConfig, withUnknownStrategies } from "./commands/check.ts";
 import { probe } from "./commands/probe.ts";
 import { serve } from "./commands/serve.ts";
-import { describeError, out, say } from "./commands/_io.ts";
+import { describeError, out, reportFailure, say } from "./commands/_io.ts";
 import { HELP } from "./commands/help.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -235,13 +235,15 @@ export async function main(args: readonly string[]): Promise<number> {
     try {
       config = await loadEffectiveConfig(flags);
     } catch (err) {
+      // `check --json` and `probe --json` print the problems as JSON on stdout too
+      const json = flags.json && (flags.command === "check" || flags.command === "probe");
       if (err instanceof ConfigError) {
         // a schema error stops loading: add the other problems the file has, all in one run
-        say(describeError(await withUnknownStrategies(err)));
+        reportFailure(await withUnknownStrategies(err), { json });
         return 2;
       }
       if (err instanceof UsageError) {
-        say(describeError(err));
+        reportFailure(err, { json, source: flags.config });
         return 2;
       }
       throw err;

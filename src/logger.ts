@@ -119,18 +119,17 @@ export class Logger {
   }
 
   /**
-   * Sets the secrets to scrub from every line (replaced by their masks).
+   * Sets the secrets to scrub from every line (replaced by their masks): whole, JSON-escaped,
+   * URL-encoded, or any 12 characters of one in a row (see {@linkcode SecretScanner}); secrets
+   * shorter than 6 characters are left alone.
    * @param secrets secret → mask
    */
   setSecrets(secrets: ReadonlyMap<string, string>): void {
     const masks = new Map<string, string>();
     for (const [key, mask] of secrets) {
-      // a key this short is no secret worth hiding, and masking it would garble other words
-      if (key.length < MIN_SECRET_LENGTH) continue;
-      // also the forms a secret takes inside a JSON string or a URL
-      for (const form of [key, JSON.stringify(key).slice(1, -1), encodeURIComponent(key)]) {
-        if (!masks.has(form)) masks.set(form, mask);
-      }
+      // a key this short is no secret worth hiding, and masking it would garble other words;
+      // the scanner finds the others however escaped or encoded, and any 12 characters in a row
+      if (key.length >= MIN_SECRET_LENGTH) masks.set(key, mask);
     }
     this.#secrets = masks.size === 0 ? undefined : new SecretScanner(masks);
   }

@@ -93,6 +93,37 @@ Deno.test("Logger scrubs secrets in their JSON-escaped and URL-encoded forms", (
   assert.equal(parsed.url, "https://x.example/?key=..#odd");
 });
 
+Deno.test("Logger scrubs a key an upstream echoed escaped, encoded, or all but its end", () => {
+  const { log, lines } = logger();
+  const key = "sk-proj/0123456789abcdefghijKLMN";
+  log.setSecrets(new Map([[key, "sk-p...KLMN"]]));
+  // an upstream's JSON body (with `\/` and `\u` escapes) quoted in a field, so escaped twice
+  const body = JSON.stringify({ error: { message: `bad key ${key}` } })
+    .replace("/", "\\/").replace("0123", "\\u0030123");
+  log.warn("upstream said", {
+    body,
+    url: `https://x.example/?key=${encodeURIComponent(key)}`,
+    partial: `Incorrect API key provided: ${key.slice(0, -4)}****`,
+  });
+  const line = lines[0]!;
+  for (let i = 0; i + 12 <= key.length; i++) {
+    assert.ok(!line.includes(key.slice(i, i + 12)), `${key.slice(i, i + 12)} in ${line}`);
+  }
+  assert.ok(!line.includes("0123456789ab"), line);
+  const parsed = JSON.parse(line);
+  assert.equal(parsed.url, "https://x.example/?key=sk-p...KLMN");
+  assert.equal(parsed.partial, "Incorrect API key provided: sk-p...KLMN****");
+  assert.match(parsed.body, /bad key sk-p\.\.\.KLMN/);
+  // the same for a value redacted on its own
+  assert.equal(log.redact(`k=${key.slice(3, 20)}`), "k=sk-p...KLMN");
+});
+
+Deno.test("Logger leaves keys shorter than 6 characters alone", () => {
+  const { log } = logger();
+  log.setSecrets(new Map([["k1", "#1"], ["abcde", "#2"]]));
+  assert.equal(log.redact("k1 abcde"), "k1 abcde");
+});
+
 Deno.test("Logger.setSecrets() replaces the longest secret first and can be cleared", () => {
   const { log } = logger();
   log.setSecrets(new Map([["sk-abc", "M1"], ["sk-abcdef", "M2"]]));

@@ -3,9 +3,10 @@
  * CORS, off by default (`server.cors`). A preflight (`OPTIONS` with
  * `Access-Control-Request-Method`) is always answered here, without any key: 204 with CORS
  * headers when CORS is enabled and the origin is allowed, a bare 204 otherwise (the browser then
- * refuses, as it should). Other responses from an allowed origin, errors included (a browser
- * client must be able to read a 401 or 429), get `Access-Control-Allow-Origin` and the headers
- * it may read.
+ * refuses, as it should). Preflights for `/admin` paths always get the bare 204: admin actions
+ * are never granted to web pages of another origin (the endpoints refuse them anyway). Other
+ * responses from an allowed origin, errors included (a browser client must be able to read a
+ * 401 or 429), get `Access-Control-Allow-Origin` and the headers it may read.
  */
 
 import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
@@ -38,7 +39,8 @@ function cors(config: Config): Middleware {
     if (ctx.req.method === "OPTIONS" && h.has("access-control-request-method")) {
       const origin = h.get("origin");
       const headers = new Headers();
-      if (enabled && allowed(origin)) {
+      const admin = ctx.path === "/admin" || ctx.path.startsWith("/admin/");
+      if (enabled && !admin && allowed(origin)) {
         headers.set("access-control-allow-origin", any ? "*" : origin);
         headers.set("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS");
         headers.set(

@@ -11,6 +11,12 @@
  * nothing. Admin actions need the admin key; without one they are accepted from loopback only,
  * with a client key when client keys exist. Other methods on the read endpoints get 405,
  * unknown `/v1/stats/*` and `/admin/*` paths 404: they are never forwarded upstream.
+ *
+ * Against web pages (src/admin/browser_guard.ts): when no key is configured at all, stats and
+ * admin endpoints answer only a `Host` that is an IP literal, `localhost`, the bound address or
+ * in `server.admin_hosts` (a DNS-rebound page sends its own name); `/admin/*` refuses every
+ * request whose `Origin` is another site's, key or not; and a `POST /admin/*` must carry a key
+ * header or `Content-Type: application/json`, which no form or `no-cors` fetch can send.
  */
 
 import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
@@ -20,6 +26,7 @@ import { ProxyError } from "../../src/errors.ts";
 import { credentialOf, timingSafeEqual } from "../../src/admin/credentials.ts";
 import { health, keyStats, loadBalancers, poolView } from "../../src/admin/stats.ts";
 import { adminAction } from "../../src/admin/actions.ts";
+import { hostPolicy, isForeignOrigin, needsPreflight } from "../../src/admin/browser_guard.ts";
 import { matchClientKey } from "./client_auth.ts";
 
 const JSON_HEADERS = { "content-type": "application/json" };
@@ -60,7 +67,38 @@ function endpoints(config: Config, app: App): Middleware {
   const isAdmin = (presented: string | undefined) =>
     presented !== undefined && config.adminKey !== undefined &&
     timingSafeEqual(config.adminKey, presented);
+  // with no key configured, nothing but the Host tells a DNS-rebound page from a local client
+  const keyless = config.adminKey === undefined && config.clientKeys.length === 0;
+  const hostAllowed = hostPolicy(config.server.host, config.server.adminHosts);
+  const checkHost = (ctx: RequestContext): void => {
+    if (!keyless) return;
+    const host = ctx.req.headers.get("host");
+    if (hostAllowed(host)) return;
+    throw new ProxyError(
+      `Host "${host}" is not allowed here without a key: use localhost or an IP address, ` +
+        "or list the name in server.admin_hosts",
+      { status: 403, type: "permission_error", code: "host_not_allowed" },
+    );
+  };
+  const checkBrowser = (ctx: RequestContext): void => {
+    const h = ctx.req.headers;
+    if (isForeignOrigin(h.get("origin"), h.get("host"))) {
+      throw new ProxyError("Admin endpoints do not answer web pages of another origin", {
+        status: 403,
+        type: "permission_error",
+        code: "cross_origin_refused",
+      });
+    }
+    if (ctx.req.method === "POST" && !needsPreflight(h)) {
+      throw new ProxyError(
+        'Admin actions need "Content-Type: application/json" or a key header ' +
+          "(a web page of another site can send neither)",
+        { status: 415, type: "invalid_request_error", code: "admin_json_required" },
+      );
+    }
+  };
   const checkRead = (ctx: RequestContext, seedB: boolean): void => {
+    checkHost(ctx);
     const presented = credentialOf(ctx.req.headers);
     if (config.adminKey !== undefined) {
       if (isAdmin(presented) || (seedB && config.clientKeysReadStats && isClient(presented))) {
@@ -94,6 +132,7 @@ function endpoints(config: Config, app: App): Middleware {
         code: "invalid_api_key",
       });
     }
+    checkHost(ctx);
   };
   // synchronous: requests for other paths pass on without an extra async frame
   return function endpoints(ctx: RequestContext, next): Promise<void> | void {
@@ -144,6 +183,7 @@ function endpoints(config: Config, app: App): Middleware {
     }
     if (path === "/admin" || path.startsWith("/admin/")) {
       checkAct(ctx);
+      checkBrowser(ctx);
       ctx.res = json(adminAction(app, ctx.rt, method, path.split("/").slice(2).map(decode)));
       return;
     }

@@ -19,15 +19,36 @@ import type { Pool } from "../../src/pool.ts";
 import { attempt, type AttemptResult } from "../../src/proxy/attempt.ts";
 import type { AttemptControl } from "../../src/proxy/attempt_control.ts";
 import { applyAuth, forwardRequestHeaders } from "../../src/proxy/headers.ts";
-import { findTopLevelFields, stringOf } from "../../src/proxy/json_scan.ts";
+import { type FieldSpan, findTopLevelFields, stringOf } from "../../src/proxy/json_scan.ts";
 import { acceptsStreamOptions, injectIncludeUsage } from "../../src/proxy/stream_usage.ts";
 import { backoffMs, upstreamUrl } from "../../src/proxy/routing.ts";
 import { bodyFor, isJson, readBody } from "../../src/proxy/request_body.ts";
+import { limitedModel } from "../../src/proxy/model_limit.ts";
 import { commit, finalResponse, shuttingDown } from "../../src/proxy/respond.ts";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 const BODY_FIELDS = ["model", "stream", "stream_options"];
+/** The methods an API uses; OPTIONS is answered here, never forwarded. */
+const ALLOW = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS";
+
+/** Whether a method is forwarded upstream (methods are case-sensitive: `get` is not `GET`). */
+function isForwarded(method: string): boolean {
+  return method === "POST" || method === "GET" || method === "DELETE" || method === "PUT" ||
+    method === "PATCH" || method === "HEAD";
+}
+
+function notAllowed(method: string): ProxyError {
+  return new ProxyError(
+    `Method ${JSON.stringify(method.slice(0, 20))} is not allowed: ${ALLOW} are`,
+    {
+      status: 405,
+      type: "invalid_request_error",
+      code: "method_not_allowed",
+      headers: { allow: ALLOW },
+    },
+  );
+}
 
 function proxy(config: Config, app: App): Middleware {
   const retry = config.retry;
@@ -43,31 +64,49 @@ function proxy(config: Config, app: App): Middleware {
   };
   return async function proxy(ctx: RequestContext): Promise<void> {
     const { req, path } = ctx;
+    const method = req.method;
+    if (!isForwarded(method)) {
+      // nothing is read or forwarded: a TRACE echoed upstream would show the upstream's key
+      if (method !== "OPTIONS") throw notAllowed(method);
+      // a preflight was answered by the cors step; any other OPTIONS is answered here
+      ctx.res = new Response(null, { status: 204, headers: { allow: ALLOW } });
+      return;
+    }
     let body = await readBody(req, config.server.maxBodyBytes);
+    const contentType = body === null ? null : req.headers.get("content-type");
     let text: string | undefined;
     let model: string | undefined;
     let injected = false;
-    if (body !== null && body.length > 0 && isJson(req.headers.get("content-type"), body)) {
+    let fields: (FieldSpan | undefined)[] | undefined;
+    if (body !== null && body.length > 0 && isJson(contentType, body)) {
       text = decoder.decode(body);
       // one pass over the body finds every field the proxy reads
-      const [modelSpan, stream, streamOptions] = findTopLevelFields(text, BODY_FIELDS);
-      model = stringOf(modelSpan);
-      if (config.usage.injectStreamUsage && acceptsStreamOptions(path)) {
-        const withUsage = injectIncludeUsage(text, { stream, streamOptions });
-        if (withUsage !== undefined) {
-          text = withUsage;
-          body = encoder.encode(withUsage);
-          injected = true;
-        }
-      }
+      fields = findTopLevelFields(text, BODY_FIELDS);
+      model = stringOf(fields[0]);
     }
     ctx.log.model = model;
-    if (model !== undefined && ctx.client?.models && !ctx.client.models.includes(model)) {
-      throw new ProxyError(`Client key "${ctx.client.name}" may not use model "${model}"`, {
-        status: 403,
-        type: "permission_error",
-        code: "model_not_allowed",
-      });
+    const client = ctx.client;
+    if (client?.models !== undefined) {
+      // a limited key's request must name its model so that every upstream reads the same one
+      const named = limitedModel(contentType, body, text);
+      if (named !== undefined && !client.models.includes(named)) {
+        throw new ProxyError(`Client key "${client.name}" may not use model "${named}"`, {
+          status: 403,
+          type: "permission_error",
+          code: "model_not_allowed",
+        });
+      }
+    }
+    if (
+      text !== undefined && fields !== undefined && config.usage.injectStreamUsage &&
+      acceptsStreamOptions(path)
+    ) {
+      const withUsage = injectIncludeUsage(text, { stream: fields[1], streamOptions: fields[2] });
+      if (withUsage !== undefined) {
+        text = withUsage;
+        body = encoder.encode(withUsage);
+        injected = true;
+      }
     }
     const pool = ctx.rt.poolFor(model);
     if (pool === undefined) {
@@ -130,7 +169,8 @@ function proxy(config: Config, app: App): Middleware {
       ctx.log.attempts = n;
       ctx.log.upstream = c.upstream.name;
       ctx.log.key = c.mask;
-      const headers = forwardRequestHeaders(req.headers, c.upstream.config.headers);
+      const up = c.upstream.config;
+      const headers = forwardRequestHeaders(req.headers, up.headers, up.forceHeaders);
       if (c.key !== undefined) applyAuth(headers, c.upstream.auth, c.key.reveal());
       const trial = app.board.begin(c);
       const t0 = performance.now();

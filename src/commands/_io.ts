@@ -5,7 +5,7 @@
  * the process exits right after.
  */
 
-import { ConfigError } from "../config/errors.ts";
+import { ConfigError, type ConfigIssue } from "../config/errors.ts";
 import { stderrSink } from "../logger.ts";
 
 const encoder = new TextEncoder();
@@ -64,4 +64,52 @@ export function describeError(err: unknown, action?: string): string {
   });
   if (each.length === 1) return `${head}: ${each[0]}`;
   return [`${head}: ${each.length} problems`, ...each.map((e) => `  ${e}`)].join("\n");
+}
+
+/** What `check --json` and `probe --json` print on stdout when the config cannot be used. */
+export interface ErrorReport {
+  valid: false;
+  /** The config file, when known. */
+  source: string | null;
+  /** Every problem: field path (`""` for the file or the command line), line, message. */
+  errors: ConfigIssue[];
+}
+
+/**
+ * Turns an error into the JSON report of {@linkcode ErrorReport}.
+ * @param err what was thrown: a `ConfigError` gives every problem with its path and line
+ * @param source the config file, when the error does not say
+ * @returns the report (pass it to `JSON.stringify`)
+ */
+export function errorReport(err: unknown, source?: string): ErrorReport {
+  if (err instanceof ConfigError) {
+    return {
+      valid: false,
+      source: err.source,
+      errors: err.issues.map((i) => ({
+        path: i.path,
+        ...(i.line === undefined ? {} : { line: i.line }),
+        message: i.message,
+      })),
+    };
+  }
+  return {
+    valid: false,
+    source: source ?? null,
+    errors: [{ path: "", message: err instanceof Error ? err.message : String(err) }],
+  };
+}
+
+/**
+ * Reports a config that cannot be used: the message for people on stderr and, with `json`,
+ * the {@linkcode ErrorReport} on stdout (so a program reading stdout always gets JSON).
+ * @param err what was thrown
+ * @param options whether to print JSON, what failed (see {@linkcode describeError}), the file
+ */
+export function reportFailure(
+  err: unknown,
+  options: { json: boolean; action?: string | undefined; source?: string | undefined },
+): void {
+  say(describeError(err, options.action));
+  if (options.json) out(JSON.stringify(errorReport(err, options.source), null, 2));
 }

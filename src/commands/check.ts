@@ -12,7 +12,7 @@ import { ConfigError, type ConfigIssue } from "../config/mod.ts";
 import type { Config } from "../config/types.ts";
 import { importPlugins, PluginError, Registry } from "../registry.ts";
 import { builtins } from "../../plugins/mod.ts";
-import { describeError, isLoopbackHost, out, say } from "./_io.ts";
+import { isLoopbackHost, out, reportFailure } from "./_io.ts";
 
 /** A config that passed {@linkcode verifyConfig}. */
 export interface VerifiedConfig {
@@ -202,6 +202,8 @@ export function lineOf(text: string, path: readonly Segment[]): number | undefin
 
 /** What `check` prints. */
 export interface ConfigSummary {
+  /** Always true (an invalid config prints an `ErrorReport`, whose `valid` is false). */
+  valid: true;
   source: string;
   format: Config["format"];
   /** Where `serve` would listen, e.g. `http://127.0.0.1:8080`. */
@@ -224,6 +226,7 @@ export function summarize(app: App, verified: VerifiedConfig): ConfigSummary {
   const pools = [...rt.pools.values(), ...(rt.defaultPool ? [rt.defaultPool] : [])];
   const host = config.server.host.includes(":") ? `[${config.server.host}]` : config.server.host;
   return {
+    valid: true,
     source: config.source,
     format: config.format,
     listen: `http://${host}:${config.server.port}`,
@@ -240,7 +243,8 @@ export function summarize(app: App, verified: VerifiedConfig): ConfigSummary {
         keys: [...rt.candidates.values()].filter((c) => c.upstream === u).map((c) => c.mask),
         health_check: hc === undefined
           ? null
-          : `${hc.probe} ${hc.path} every ${hc.intervalMs / 1000}s`,
+          : `${hc.probe} ${hc.path} every ${hc.intervalMs / 1000}s` +
+            (hc.validatesKey === true ? ", validates keys" : ""),
       };
     }),
     plugins: verified.plugins,
@@ -272,7 +276,7 @@ export function formatSummary(s: ConfigSummary): string {
 
 /**
  * Runs `check` on a loaded config: prints the summary (JSON with `json`) on stdout, or every
- * problem on stderr.
+ * problem on stderr (and, with `json`, as JSON on stdout).
  * @param config the loaded config
  * @param json print JSON instead of text
  * @returns 0 when valid, 2 when not
@@ -284,7 +288,8 @@ export async function check(config: Config, json: boolean): Promise<number> {
     verified = await verifyConfig(config);
     app = await App.create(config, { probes: false });
   } catch (err) {
-    say(describeError(err, `Cannot start with config "${config.source}"`));
+    const action = `Cannot start with config "${config.source}"`;
+    reportFailure(err, { json, action, source: config.source });
     return 2;
   }
   const summary = summarize(app, verified);

@@ -67,7 +67,8 @@ every problem on stderr with its field path and line. Contacts nothing.
 
 Options:
 ${CONFIG}
-  --json               Print the summary as JSON
+  --json               Print the summary as JSON; an invalid config as JSON on stdout too:
+                       {"valid": false, "source", "errors": [{"path", "line", "message"}]}
   --host, --port, --log-level  As for serve (checked the way serve would use them)
   -h, --help           Print this help
 
@@ -81,7 +82,8 @@ status and latency on stdout, or a JSON array with --json.
 
 Options:
 ${CONFIG}
-  --json               Print JSON: [{"key", "upstream", "result", "status", "latency_ms", "detail"}]
+  --json               Print JSON: [{"key", "id", "upstream", "result", "status", "latency_ms",
+                       "detail"}] ("id": the key's stable id, as /admin/keys takes it)
   -h, --help           Print this help
 
 Exit codes: 0 every key healthy, 1 some keys not healthy, 2 usage or config error.`,

@@ -1,20 +1,22 @@
 /**
  * @module
  * `llm-balance probe`: sends one health probe per key, all at once, with each upstream's probe
- * plugin, and prints a table (or JSON) of key mask, upstream, result and latency. Exit 0 when
- * every key is healthy, 1 when some are not.
+ * plugin, and prints a table (or JSON, with each key's stable id too) of key mask, upstream,
+ * result and latency. Exit 0 when every key is healthy, 1 when some are not.
  */
 
 import { App } from "../app.ts";
 import type { Config } from "../config/types.ts";
 import { runProbe } from "../health/active.ts";
 import { verifyConfig } from "./check.ts";
-import { describeError, out, say } from "./_io.ts";
+import { out, reportFailure, say } from "./_io.ts";
 
 /** One key's probe result, as printed. */
 export interface ProbeRow {
   /** The key's mask (or `<upstream>:no-key`). */
   key: string;
+  /** The key's stable id (`<upstream>:<hash>`), as `/admin/keys` and the admin URLs take it. */
+  id: string;
   upstream: string;
   /** `healthy`, or why not: `server_error`, `auth`, `rate_limited`, `network`, `timeout`. */
   result: string;
@@ -27,20 +29,28 @@ export interface ProbeRow {
 
 /**
  * Probes every key of an application once, concurrently.
- * @param app the application (its runtime's candidates, registry, fetch and logger)
+ * @param app the application (its runtime's candidates, registry, HTTP client and logger)
+ * @param fetchFn what sends the probes: Deno's `fetch`, which the upstream client hands probes
+ *   to anyway, called directly so that a failed connection's reason (in the error's `cause`)
+ *   reaches the row's detail
+ * @default fetchFn globalThis.fetch
  * @returns one row per key, in configuration order
  */
-export async function probeAll(app: App): Promise<ProbeRow[]> {
+export async function probeAll(
+  app: App,
+  fetchFn: typeof fetch = globalThis.fetch,
+): Promise<ProbeRow[]> {
   const candidates = [...app.rt.candidates.values()];
   return await Promise.all(candidates.map(async (c): Promise<ProbeRow> => {
     const r = await runProbe(c, {
       registry: app.rt.registry,
-      fetch: app.fetch,
+      fetch: fetchFn,
       client: app.httpClient,
       logger: app.logger,
     });
     return {
       key: c.mask,
+      id: c.id,
       upstream: c.upstream.name,
       result: r.outcome,
       status: r.status ?? null,
@@ -86,7 +96,8 @@ export async function probe(config: Config, json: boolean): Promise<number> {
       probes: false,
     });
   } catch (err) {
-    say(describeError(err, `Cannot start with config "${config.source}"`));
+    const action = `Cannot start with config "${config.source}"`;
+    reportFailure(err, { json, action, source: config.source });
     return 2;
   }
   let rows: ProbeRow[];

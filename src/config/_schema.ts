@@ -276,6 +276,19 @@ export function splitList(value: string): string[] {
 }
 
 /**
+ * Splits a key list written as one string (typically `${VAR}`) like {@linkcode splitList}; a
+ * string that holds no key gives one empty key, so that the list counts as set but empty (an
+ * error), unlike an explicit `[]`.
+ *
+ * @param value e.g. `"k1, k2"`, or `""` from a variable set but empty
+ * @returns the keys, or `[""]`
+ */
+export function splitKeyList(value: string): string[] {
+  const keys = splitList(value);
+  return keys.length > 0 ? keys : [""];
+}
+
+/**
  * Reports each repeated value by index only, so secrets never appear in messages.
  *
  * @param values the list, in file order

@@ -59,6 +59,7 @@ export function baseConfig(source: string, format: Config["format"]): Config {
       drainTimeoutMs: 10_000,
       watchConfig: false,
       overheadHeader: false,
+      adminHosts: [],
     },
     log: { level: "info", format: "auto" },
     clientKeys: [],

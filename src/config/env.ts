@@ -1,6 +1,7 @@
 /**
  * @module
- * `${VAR}` and `${VAR:-default}` substitution over a parsed config tree (string values only).
+ * `${VAR}` and `${VAR:-default}` substitution over a parsed config tree (string values only),
+ * and which references came out empty (to explain the problems they cause).
  */
 
 import type { PathSegment, RawIssue } from "./errors.ts";
@@ -68,6 +69,24 @@ export function expandEnv(text: string, env: EnvLookup): { value: string; proble
     i = close + 1;
   }
   return { value, problems };
+}
+
+/**
+ * The variables a string refers to without a default that are set but empty: where an empty
+ * value most likely is a mistake (`keys: ${MODELSCOPE_KEYS}` with `MODELSCOPE_KEYS=`).
+ *
+ * @param text the string as written in the file
+ * @param env where variables are read
+ * @returns their names, in order of appearance, each once
+ */
+export function emptyVariables(text: string, env: EnvLookup): string[] {
+  const names: string[] = [];
+  for (const m of text.matchAll(/\$?\$\{([A-Za-z_][A-Za-z0-9_]*)(:-)?[^}]*\}/g)) {
+    const [whole, name, fallback] = m;
+    if (whole.startsWith("$$") || fallback !== undefined || name === undefined) continue;
+    if (env(name) === "" && !names.includes(name)) names.push(name);
+  }
+  return names;
 }
 
 function walk(node: unknown, path: PathSegment[], env: EnvLookup, issues: RawIssue[]): unknown {

@@ -16,7 +16,7 @@ import {
   type PathSegment,
   type RawIssue,
 } from "./errors.ts";
-import { type EnvLookup, substituteEnv } from "./env.ts";
+import { emptyVariables, type EnvLookup, substituteEnv } from "./env.ts";
 import { normalizeNative } from "./native.ts";
 import { normalizeSeedA } from "./seed_a.ts";
 import { normalizeSeedB } from "./seed_b.ts";
@@ -178,11 +178,18 @@ export function parseConfigText(text: string, source: string, options?: ParseOpt
     "seed-b": normalizeSeedB,
   }[detectFormat(tree, json)];
   const result: Checked<Config> = normalize(substituted.value, context);
-  // A missing variable leaves a broken value behind: report the variable, not the value.
+  // A missing variable leaves a broken value behind: report the variable, not the value (nor
+  // the list it left without items)
   const envPaths = substituted.issues.map((i) => i.path);
+  const caused = (path: PathSegment[]) =>
+    envPaths.some((p) =>
+      startsWith(path, p) ||
+      (p.length === path.length + 1 && startsWith(p, path) && Array.isArray(valueAt(tree, path)))
+    );
   const issues: RawIssue[] = [
     ...substituted.issues,
-    ...(result.ok ? [] : result.issues.filter((i) => !envPaths.some((p) => startsWith(i.path, p)))),
+    ...(result.ok ? [] : result.issues.filter((i) => !caused(i.path)))
+      .map((i) => explainEmpty(i, tree, env)),
   ];
   if (issues.length === 0 && result.ok) return result.value;
   const located: ConfigIssue[] = issues.map((issue) => {
@@ -192,6 +199,34 @@ export function parseConfigText(text: string, source: string, options?: ParseOpt
   const rank = (issue: ConfigIssue) => issue.line ?? Number.MAX_SAFE_INTEGER;
   located.sort((a, b) => rank(a) - rank(b));
   throw new ConfigError(source, located);
+}
+
+/** The value at `path` in a parsed tree, or undefined. */
+function valueAt(tree: unknown, path: readonly PathSegment[]): unknown {
+  let node = tree;
+  for (const segment of path) {
+    if (node === null || typeof node !== "object") return undefined;
+    node = (node as Record<string | number, unknown>)[segment];
+  }
+  return node;
+}
+
+/**
+ * Adds to a problem the variables its value came from that are set but empty, e.g.
+ * `must list at least one key (MODELSCOPE_KEYS is set but empty)`.
+ */
+function explainEmpty(issue: RawIssue, tree: unknown, env: EnvLookup): RawIssue {
+  const value = valueAt(tree, issue.path);
+  const texts = typeof value === "string"
+    ? [value]
+    : Array.isArray(value)
+    ? value.filter((v): v is string => typeof v === "string")
+    : [];
+  const names = [...new Set(texts.flatMap((t) => emptyVariables(t, env)))];
+  if (names.length === 0) return issue;
+  const which = names.map((n) => `$${n}`).join(", ");
+  const verb = names.length === 1 ? "is" : "are";
+  return { ...issue, message: `${issue.message} (${which} ${verb} set but empty)` };
 }
 
 function isNotFound(error: unknown): boolean {

@@ -1,7 +1,8 @@
 /**
  * @module
  * llm-balance's own config format (YAML or JSON): zod schema and normalization to `Config`.
- * Unknown fields are errors, so typos are never silently ignored.
+ * Unknown fields are errors, so typos are never silently ignored; so are key lists that are
+ * set but hold no key.
  */
 
 import { isAbsolute, resolve } from "node:path";
@@ -17,6 +18,7 @@ import {
   type NormalizeContext,
   reportDuplicates,
   seconds,
+  splitKeyList,
   splitList,
   text,
 } from "./_schema.ts";
@@ -34,7 +36,7 @@ const clientKeyObject = z.strictObject({
 });
 
 const clientKeys = z.union([
-  z.string().transform(splitList),
+  z.string().transform(splitKeyList),
   z.array(z.union([z.string().trim(), clientKeyObject], {
     error: 'must be a key or a mapping with "key"',
   })),
@@ -58,7 +60,39 @@ const clientKeys = z.union([
         path: [index],
       });
     }
-    return all.filter((k) => k.key !== "");
+    const kept = all.filter((k) => k.key !== "");
+    // `client_keys: ${VAR}` with VAR set but empty would serve everyone: an error instead (an
+    // explicit `[]` says so on purpose)
+    if (all.length > 0 && kept.length === 0) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must list at least one client key, or be left out to serve every client",
+        path: [],
+      });
+    }
+    return kept;
+  },
+);
+
+const HOST_NAME = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?$/;
+
+/** `server.admin_hosts`: host names without scheme or port, or one comma-separated string. */
+const adminHosts = z.union([
+  z.string().transform(splitList),
+  z.array(z.string().trim()),
+], { error: "must be a list of host names, or one string of comma-separated names" }).transform(
+  (list, ctx): string[] => {
+    list.forEach((name, i) => {
+      if (!HOST_NAME.test(name)) {
+        ctx.addIssue({
+          code: "custom",
+          message:
+            `must be a host name without scheme or port, e.g. "llm.internal" (got "${name}")`,
+          path: [i],
+        });
+      }
+    });
+    return list.map((n) => n.toLowerCase().replace(/\.$/, ""));
   },
 );
 
@@ -103,6 +137,7 @@ function nativeSchema(upstreamNames: ReadonlySet<string>) {
       drain_timeout: seconds().optional(),
       watch_config: bool().optional(),
       overhead_header: bool().optional(),
+      admin_hosts: adminHosts.optional(),
       cors: z.union([
         bool(),
         z.strictObject({ enabled: bool().optional(), origins: z.array(text()).optional() }),
@@ -164,6 +199,7 @@ function toConfig(file: NativeFile, context: NormalizeContext): Config {
     s.drainTimeoutMs = server.drain_timeout ?? s.drainTimeoutMs;
     s.watchConfig = server.watch_config ?? s.watchConfig;
     s.overheadHeader = server.overhead_header ?? s.overheadHeader;
+    s.adminHosts = server.admin_hosts ?? s.adminHosts;
     if (typeof server.cors === "boolean") s.cors = { enabled: server.cors, origins: ["*"] };
     else if (server.cors !== undefined) {
       s.cors = { enabled: server.cors.enabled ?? true, origins: server.cors.origins ?? ["*"] };

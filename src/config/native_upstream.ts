@@ -1,7 +1,9 @@
 /**
  * @module
  * One upstream of llm-balance's own config format: its zod schema (keys, timeouts, health
- * check, headers, model mapping) and its normalization to `UpstreamConfig`.
+ * check, headers, model mapping) and its normalization to `UpstreamConfig`. A key list that is
+ * set but holds no key (`keys: ${VAR}` with VAR empty) is an error; `headers` are defaults a
+ * client may override, `force_headers` always replace the client's.
  */
 
 import { z } from "zod";
@@ -12,7 +14,7 @@ import {
   intRange,
   reportDuplicates,
   seconds,
-  splitList,
+  splitKeyList,
   text,
 } from "./_schema.ts";
 import { HEADER_NAME } from "../proxy/headers.ts";
@@ -26,8 +28,12 @@ const keyObject = z.strictObject({
   priority: intRange(0).optional(),
 });
 
+/** The message for a key list that is set but holds no key. */
+export const EMPTY_KEYS =
+  "must list at least one key, or be left out for an upstream that takes no key";
+
 const keys = z.union([
-  z.string().transform(splitList),
+  z.string().transform(splitKeyList),
   z.array(
     z.union([z.string().trim(), keyObject], { error: 'must be a key or a mapping with "key"' }),
   ),
@@ -35,7 +41,13 @@ const keys = z.union([
   (list, ctx): KeyConfig[] => {
     const all = list.map((item) => typeof item === "string" ? { key: item } : item);
     reportDuplicates(all.map((k) => k.key), ctx, "key");
-    return all.filter((k) => k.key !== "").map(({ key, name, weight, priority }) => ({
+    const kept = all.filter((k) => k.key !== "");
+    // `keys: ${VAR}` with VAR set but empty: a proxy whose every request fails, not "no keys"
+    // (an explicit `[]` is "no keys")
+    if (all.length > 0 && kept.length === 0) {
+      ctx.addIssue({ code: "custom", message: EMPTY_KEYS, path: [] });
+    }
+    return kept.map(({ key, name, weight, priority }) => ({
       key,
       ...(name === undefined ? {} : { name }),
       ...(weight === undefined ? {} : { weight }),
@@ -66,11 +78,22 @@ const healthCheck = z.union([
     interval: seconds(true).optional(),
     timeout: seconds(true).optional(),
     probe: text().optional(),
+    validates_key: bool().optional(),
   }),
-], { error: "must be true, false or a mapping of path, interval, timeout, probe" });
+], { error: "must be true, false or a mapping of path, interval, timeout, probe, validates_key" });
 
 const headerValue = z.union([z.string(), z.number(), z.boolean()], { error: "must be a string" })
   .transform(String);
+
+/** A mapping of header names (lower-cased) to values. */
+const headerMap = z.record(
+  z.string().regex(HEADER_NAME, "must be a valid HTTP header name"),
+  headerValue,
+).transform((record) => {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(record)) out[name.toLowerCase()] = value;
+  return out;
+});
 
 /** One entry of the native `upstreams` mapping. */
 export const upstreamSchema = z.strictObject({
@@ -78,11 +101,13 @@ export const upstreamSchema = z.strictObject({
   path_mode: z.enum(["v1", "full"]).optional(),
   auth: z.enum(["bearer", "x-api-key", "api-key"]).optional(),
   keys: keys.optional(),
-  key: z.string().trim().optional(),
-  headers: z.record(
-    z.string().regex(HEADER_NAME, "must be a valid HTTP header name"),
-    headerValue,
-  ).optional(),
+  key: z.string().trim().min(
+    1,
+    "must not be empty, or be left out for an upstream that takes no key",
+  )
+    .optional(),
+  headers: headerMap.optional(),
+  force_headers: headerMap.optional(),
   models: z.record(text(), text()).optional(),
   weight: atLeast(0).optional(),
   priority: intRange(0).optional(),
@@ -93,6 +118,15 @@ export const upstreamSchema = z.strictObject({
   message: 'use either "key" or "keys", not both',
   path: ["key"],
   when: () => true,
+}).superRefine((u, ctx) => {
+  for (const name of Object.keys(u.force_headers ?? {})) {
+    if (u.headers?.[name] === undefined) continue;
+    ctx.addIssue({
+      code: "custom",
+      message: `"${name}" is also in headers: keep it in one of them`,
+      path: ["force_headers", name],
+    });
+  }
 });
 
 /** A parsed upstream entry, before normalization. */
@@ -121,9 +155,10 @@ export function toUpstream(
       path: base.path,
       intervalMs: u.health_check.interval ?? base.intervalMs,
       timeoutMs: u.health_check.timeout ?? base.timeoutMs,
+      ...(u.health_check.validates_key === true ? { validatesKey: true } : {}),
     };
   }
-  const keys = u.keys ?? (u.key === undefined || u.key === "" ? [] : [{ key: u.key }]);
+  const keys = u.keys ?? (u.key === undefined ? [] : [{ key: u.key }]);
   return {
     name,
     baseUrl: u.base_url,
@@ -131,6 +166,7 @@ export function toUpstream(
     auth: u.auth ?? "bearer",
     keys,
     headers: u.headers ?? {},
+    forceHeaders: u.force_headers ?? {},
     models: u.models ?? {},
     weight: u.weight ?? 1,
     priority: u.priority ?? 0,

@@ -1,11 +1,20 @@
 /**
  * @module
  * Seed A's `config.json` (the ModelScope key balancer) read unchanged and turned into `Config`.
- * Unknown fields are accepted and ignored: older files may carry more.
+ * Unknown fields are accepted and ignored: older files may carry more. An `api_keys` that is
+ * there but holds no key (an empty string, or only empty items) is an error.
  */
 
 import { z } from "zod";
-import { bool, check, type Checked, httpUrl, intRange, type NormalizeContext } from "./_schema.ts";
+import {
+  bool,
+  check,
+  type Checked,
+  httpUrl,
+  intRange,
+  type NormalizeContext,
+  splitKeyList,
+} from "./_schema.ts";
 import {
   baseConfig,
   DEFAULT_MAX_FAILURES,
@@ -23,11 +32,15 @@ export const SEED_A_HEALTH_PATH = "/v1/models";
 const NAME = /^[A-Za-z0-9._-]+$/;
 
 const seedA = z.object({
-  // a list, or one string of comma- or space-separated keys (`"api_keys": "${MS_KEYS}"`)
+  // a list, or one string of comma- or space-separated keys (`"api_keys": "${MS_KEYS}"`); set
+  // but holding no key (`MS_KEYS=`) is an error, not a proxy whose every request fails
   api_keys: z.union([
     z.array(z.string().trim()),
-    z.string().transform((list) => list.split(/[\s,]+/)),
-  ]).optional(),
+    z.string().transform(splitKeyList),
+  ]).refine(
+    (keys) => keys.length === 0 || keys.some((key) => key !== ""),
+    "must list at least one key",
+  ).optional(),
   server_port: intRange(0, 65535).optional(),
   target_url: httpUrl().optional(),
   health_check: bool().optional(),
@@ -66,6 +79,7 @@ export function normalizeSeedA(tree: unknown, context: NormalizeContext): Checke
     auth: "bearer",
     keys: [...new Set(file.api_keys ?? [])].filter((key) => key !== "").map((key) => ({ key })),
     headers: {},
+    forceHeaders: {},
     models: {},
     weight: 1,
     priority: 0,

@@ -2,7 +2,7 @@
  * @module
  * Seed B's YAML ("LLM One API" load balancing) read unchanged and turned into `Config`.
  * Sections and fields llm-balance does not use (`plugins:`, `stats:`, `server.workers`, ...)
- * are accepted and ignored.
+ * are accepted and ignored. An empty `api_key` is an error.
  */
 
 import { z } from "zod";
@@ -39,9 +39,12 @@ const LOG_LEVELS: Record<string, LogLevel> = {
   fatal: "error",
 };
 
+/** An `api_key`: required, and not empty (an empty `${VAR}` is a mistake, not "no key"). */
+const apiKey = z.string().trim().min(1, "must not be empty");
+
 const upstream = z.object({
   api_base: httpUrl(),
-  api_key: z.string().trim(),
+  api_key: apiKey,
   weight: atLeast(0).optional(),
   timeout: seconds().optional(),
 });
@@ -49,7 +52,7 @@ const upstream = z.object({
 const model = z.object({
   upstreams: z.array(upstream).min(1, "must list at least one upstream").optional(),
   api_base: httpUrl().optional(),
-  api_key: z.string().trim().optional(),
+  api_key: apiKey.optional(),
   timeout: seconds().optional(),
   load_balance_strategy: text().optional(),
   health_check_interval: seconds(true).optional(),
@@ -102,8 +105,9 @@ function toUpstreams(name: string, m: SeedBModel): UpstreamConfig[] {
     baseUrl: u.api_base,
     pathMode: "v1",
     auth: "bearer",
-    keys: u.api_key === "" ? [] : [{ key: u.api_key }],
+    keys: [{ key: u.api_key }],
     headers: {},
+    forceHeaders: {},
     models: {},
     weight: u.weight ?? 1,
     priority: 0,

@@ -37,6 +37,13 @@ export interface HealthCheckConfig {
   intervalMs: number;
   /** Probe timeout. @default 5000 */
   timeoutMs: number;
+  /**
+   * Whether the probe really checks the key (the upstream refuses a bad key on the probed
+   * path). Only then may a successful probe bring back a key refused with 401/403; otherwise
+   * (ModelScope's `/v1/models` answers 200 to any token) such a key rests for
+   * `health.authRestMs` and comes back through a real request, or an operator. @default false
+   */
+  validatesKey?: boolean;
 }
 
 /** One upstream key. */
@@ -63,8 +70,13 @@ export interface UpstreamConfig {
   auth: AuthStyle;
   /** Keys to balance over; an upstream without keys sends no credentials (e.g. a local server). */
   keys: KeyConfig[];
-  /** Extra headers sent with every request (e.g. `anthropic-version`). @default {} */
+  /**
+   * Extra headers sent with every request (e.g. `anthropic-version`), names in lower case:
+   * defaults, which the client's header of the same name overrides. @default {}
+   */
   headers: Record<string, string>;
+  /** Headers that replace the client's of the same name (native `force_headers`). @default {} */
+  forceHeaders: Record<string, string>;
   /** Client model name → model name this upstream expects. @default {} */
   models: Record<string, string>;
   /** Weight of each key of this upstream. @default 1 */
@@ -125,7 +137,10 @@ export interface HealthConfig {
   rateLimitRestMs: number;
   /** Rest of a key whose quota is exhausted, when no reset time is given. @default 3600000 */
   quotaRestMs: number;
-  /** Rest of a key refused with 401/403 when no probe can restore it. @default 600000 */
+  /**
+   * Rest of a key refused with 401/403 when no probe that validates keys can restore it; the
+   * first request after it is the key's trial. @default 600000
+   */
   authRestMs: number;
 }
 
@@ -151,6 +166,11 @@ export interface ServerConfig {
   watchConfig: boolean;
   /** Add `x-llm-balance-overhead-ms` to responses. @default false */
   overheadHeader: boolean;
+  /**
+   * Host names (lowercase, no port, no trailing dot) the admin and stats endpoints answer to
+   * when no key guards them, besides `localhost`, IP literals and `host`. @default []
+   */
+  adminHosts: string[];
 }
 
 export type LogLevel = "debug" | "info" | "warn" | "error";

@@ -1,8 +1,8 @@
 /**
  * @module
  * A configurable OpenAI-compatible mock provider for the test suite, `deno task demo` and
- * `deno task bench`: chat completions (plain and SSE), completions, embeddings, models and
- * Anthropic-style messages, with switchable failure modes (errors, rate limits, hangs, broken
+ * `deno task bench`: chat completions (plain and SSE), completions, embeddings, models,
+ * responses (plain and SSE) and Anthropic-style messages, with switchable failure modes (errors, rate limits, hangs, broken
  * streams, refused connections). Also runnable:
  * `deno run -A src/dev/mock_upstream.ts --port N [--mode M] [--latency MS]` prints its origin as
  * the first line of stdout and stops on SIGTERM/SIGINT; more flags: `--name`, `--chunks N`,
@@ -398,7 +398,7 @@ class Mock implements MockUpstream {
     }
     const known = method === "POST" &&
       (path === "/v1/chat/completions" || path === "/v1/completions" ||
-        path === "/v1/embeddings" || path === "/v1/messages");
+        path === "/v1/embeddings" || path === "/v1/messages" || path === "/v1/responses");
     if (!known) {
       const echoed = { method, path, search, headers: Object.fromEntries(req.headers), body: text };
       return json(echoed, 200, headers);
@@ -411,6 +411,7 @@ class Mock implements MockUpstream {
     if (path === "/v1/embeddings") return this.#embeddings(body, headers);
     const die = mode === "die_mid_stream";
     if (path === "/v1/messages") return this.#messages(body, call, die);
+    if (path === "/v1/responses") return this.#responses(body, call, die);
     return this.#completion(body, call, die, path === "/v1/chat/completions");
   }
 
@@ -525,6 +526,58 @@ class Mock implements MockUpstream {
       event("message_stop", { type: "message_stop" }),
     ];
     return this.#stream(events, headers, die ? 5 : -1);
+  }
+
+  /** OpenAI's Responses API: usage in the body, or in `response.completed` when streamed. */
+  #responses(body: Body, call: Call, die: boolean): Response {
+    const headers = call.headers;
+    const model = typeof body.model === "string" ? body.model : "mock-model";
+    const id = `resp_${this.name}_${call.n}`;
+    const contents = this.#contents(body);
+    const text = contents.join("");
+    const inputTokens = estimateTokens(body);
+    const usage = {
+      input_tokens: inputTokens,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: contents.length,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: inputTokens + contents.length,
+    };
+    const created_at = Math.floor(Date.now() / 1000);
+    const item = (content: unknown[]) => ({
+      id: `msg_${this.name}_${call.n}`,
+      type: "message",
+      role: "assistant",
+      status: content.length > 0 ? "completed" : "in_progress",
+      content,
+    });
+    const part = { type: "output_text", text, annotations: [] };
+    const response = (status: string, output: unknown[], u: unknown) => ({
+      id,
+      object: "response",
+      created_at,
+      status,
+      model,
+      output,
+      usage: u,
+    });
+    if (body.stream !== true) {
+      return json(response("completed", [item([part])], usage), 200, headers);
+    }
+    let seq = 0;
+    const event = (type: string, data: Body) =>
+      `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...data })}\n\n`;
+    const at = { output_index: 0, content_index: 0, item_id: `msg_${this.name}_${call.n}` };
+    const events = [
+      event("response.created", { response: response("in_progress", [], null) }),
+      event("response.in_progress", { response: response("in_progress", [], null) }),
+      event("response.output_item.added", { output_index: 0, item: item([]) }),
+      ...contents.map((delta) => event("response.output_text.delta", { ...at, delta })),
+      event("response.output_text.done", { ...at, text }),
+      event("response.output_item.done", { output_index: 0, item: item([part]) }),
+      event("response.completed", { response: response("completed", [item([part])], usage) }),
+    ];
+    return this.#stream(events, headers, die ? 3 : -1);
   }
 
   #embeddings(body: Body, headers: Record<string, string>): Response {

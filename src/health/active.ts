@@ -8,7 +8,7 @@
 import type { Logger } from "../logger.ts";
 import type { Candidate, ProbeResult } from "../plugin.ts";
 import type { Registry } from "../registry.ts";
-import { applyAuth } from "../proxy/headers.ts";
+import { applyAuth, configuredHeaders } from "../proxy/headers.ts";
 import type { HealthBoard } from "./board.ts";
 
 /** Options of {@linkcode ActiveHealth}. */
@@ -42,7 +42,7 @@ export type RunProbeOptions =
  */
 export function probeRequest(c: Candidate): { url: string; headers: Headers } {
   const u = c.upstream.config;
-  const headers = new Headers(u.headers);
+  const headers = configuredHeaders(u.headers, u.forceHeaders);
   if (c.key !== undefined) applyAuth(headers, u.auth, c.key.reveal());
   const path = u.healthCheck?.path ?? (u.pathMode === "full" ? "/v1/models" : "/models");
   return { url: u.baseUrl + path, headers };

@@ -4,9 +4,11 @@
  * attempt's class and every probe result changes a candidate's state here, and nowhere else.
  * Consecutive failures eject a key for base × times ejected (capped); an expired ejection
  * allows one half-open trial (a successful probe ends the cool-down early); rate limits and
- * quota rest the key; 401/403 take it out until a probe succeeds, or rest it when no probe
- * runs. State changes are logged once each; the pools' snapshot epoch moves whenever a
- * candidate's availability or return time changes.
+ * quota rest the key; 401/403 take it out until a probe that validates keys succeeds, or else
+ * rest it for `auth_rest`, after which a real request is its trial: a probe that answers 200 to
+ * any token (ModelScope's `/v1/models`) never brings a refused key back. State changes are
+ * logged once each; the pools' snapshot epoch moves whenever a candidate's availability or
+ * return time changes.
  */
 
 import type { HealthConfig } from "../config/types.ts";
@@ -38,9 +40,10 @@ export interface HealthBoardOptions {
   /** @default Date.now */
   now?: () => number;
   /**
-   * Whether active probes run. When they do, a key refused with 401/403 on an upstream with a
-   * health check is out until a probe succeeds; when they do not, it rests for `authRestMs`
-   * like a key without health check, so that nothing stays out forever. @default true
+   * Whether active probes run. When they do, a key refused with 401/403 on an upstream whose
+   * health check validates keys (`validatesKey`) is out until a probe succeeds; otherwise it
+   * rests for `authRestMs`, so that nothing stays out forever and a probe that cannot tell a
+   * bad key from a good one never brings it back. @default true
    */
   probes?: boolean;
 }
@@ -131,7 +134,7 @@ export class HealthBoard {
         break;
       case "auth":
         this.#failed(s, cls);
-        if (c.upstream.config.healthCheck !== undefined && this.#probes) {
+        if (this.#probeValidates(c)) {
           if (s.healthy) {
             s.healthy = false;
             s.unhealthyReason = `auth (HTTP ${info.status ?? 401})`;
@@ -185,9 +188,12 @@ export class HealthBoard {
           fields(c, s),
         );
       }
-      if (s.restReason === "auth" && s.restUntil > now) {
+      // only a probe that checks the key may end an auth rest: ModelScope's /v1/models says
+      // 200 to any token, and would bring a refused key back every interval
+      if (s.restReason === "auth" && s.restUntil > now && this.#probeValidates(c)) {
         s.restUntil = 0;
         s.restReason = "";
+        this.#log.info("key restored: a probe that validates keys succeeded", fields(c, s));
       }
     } else if (r.outcome === "rate_limited") {
       this.#rest(c, s, "rate_limited", r.retryAt ?? now + this.#cfg.rateLimitRestMs, now, r.status);
@@ -246,6 +252,11 @@ export class HealthBoard {
     this.epoch++;
     this.#log.info("candidate reset by operator", fields(c, s));
     this.#store.changed(c.id);
+  }
+
+  /** Whether the candidate's probes run and really check its key (a 200 proves the key). */
+  #probeValidates(c: Candidate): boolean {
+    return this.#probes && c.upstream.config.healthCheck?.validatesKey === true;
   }
 
   #failed(s: CandidateState, cls: AttemptClass): void {

@@ -1,7 +1,8 @@
 /**
  * @module
  * Header hygiene in both directions: hop-by-hop headers (and any named in `Connection`) are
- * never copied; the client's credentials never reach an upstream; the chosen key is applied in
+ * never copied; the client's credentials never reach an upstream; an upstream's configured
+ * headers are defaults the client's own override, unless forced; the chosen key is applied in
  * the upstream's auth style.
  */
 
@@ -67,13 +68,35 @@ function connectionTokens(value: string): string[] {
 export type HeaderRecord = Record<string, string>;
 
 /**
+ * The headers an upstream's configuration sends, for a request with no client headers (a
+ * health probe): defaults and forced ones alike.
+ * @param defaults the upstream's `headers`
+ * @param forced the upstream's `force_headers`
+ * @returns a new `Headers`
+ */
+export function configuredHeaders(
+  defaults: Readonly<HeaderRecord>,
+  forced: Readonly<HeaderRecord> = {},
+): Headers {
+  const out = new Headers();
+  for (const k in defaults) out.set(k, defaults[k]!);
+  for (const k in forced) out.set(k, forced[k]!);
+  return out;
+}
+
+/**
  * Copies the headers of a client request that may go upstream.
  * @param src the client's request headers
- * @param extra headers the upstream's config adds (they replace the client's of the same name)
+ * @param defaults the upstream's `headers`: sent unless the client sent one of that name
+ * @param forced the upstream's `force_headers`: they replace the client's
  * @returns a new record without hop-by-hop headers, credentials or routing hints, asking for
  *   an uncompressed response (`identity`: fetch then never decodes, so bytes pass unchanged)
  */
-export function forwardRequestHeaders(src: Headers, extra?: Readonly<HeaderRecord>): HeaderRecord {
+export function forwardRequestHeaders(
+  src: Headers,
+  defaults?: Readonly<HeaderRecord>,
+  forced?: Readonly<HeaderRecord>,
+): HeaderRecord {
   const out: HeaderRecord = Object.create(null);
   let connection: string | undefined;
   // one walk over the header list (forEach builds no entry array per header); headers named in
@@ -88,9 +111,13 @@ export function forwardRequestHeaders(src: Headers, extra?: Readonly<HeaderRecor
     }
   }
   out["accept-encoding"] = "identity";
-  if (extra !== undefined) {
-    for (const k in extra) out[k.toLowerCase()] = extra[k]!;
+  if (defaults !== undefined) {
+    for (const k in defaults) {
+      const name = k.toLowerCase();
+      if (out[name] === undefined) out[name] = defaults[k]!;
+    }
   }
+  if (forced !== undefined) { for (const k in forced) out[k.toLowerCase()] = forced[k]!; }
   return out;
 }
 

@@ -3,7 +3,8 @@
  * Reads and rewrites one top-level field of a JSON request body without parsing or
  * re-serializing the rest: every other byte (tools, vendor fields, number formats, spacing)
  * reaches the upstream unchanged. Reads the whole top level, so a repeated name resolves as
- * `JSON.parse` resolves it (the last one wins).
+ * `JSON.parse` resolves it (the last one wins). Also lists every top-level field some parser
+ * could take for a given name, for a check that must hold whichever parser reads the body.
  */
 
 /** Where a top-level value sits in the text. */
@@ -145,6 +146,74 @@ function unescapeKey(raw: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A top-level field that some JSON parser could read as the name asked for. */
+export interface NamedField {
+  /** The name as the body spells it (escapes resolved). */
+  name: string;
+  /** Whether it is exactly the name asked for. */
+  exact: boolean;
+  /** Where its value is. */
+  span: FieldSpan;
+}
+
+/**
+ * Lists every top-level field of a JSON object that some parser could read as `key`: the name
+ * itself, and any spelling equal to it once escapes are resolved, case is ignored (Go's
+ * `encoding/json`, case-insensitive .NET or Jackson options), Unicode compatibility forms are
+ * folded (NFKC: `ｍｏｄｅｌ`) or the name is cut at a NUL (C-string parsers). The whole top
+ * level is read: a repeated name is listed each time.
+ * @param text the JSON text
+ * @param key the field name (plain ASCII)
+ * @returns the fields in body order, or undefined when the text is not exactly one JSON object
+ *   as far as its top level goes (nested values are only skipped: check them with `JSON.parse`)
+ */
+export function fieldsNamedLike(text: string, key: string): NamedField[] | undefined {
+  const out: NamedField[] = [];
+  const folded = fold(key);
+  let i = skipWs(text, 0);
+  if (text.charCodeAt(i) !== 123) return undefined;
+  i = skipWs(text, i + 1);
+  if (text.charCodeAt(i) !== 125) {
+    for (;;) {
+      if (text.charCodeAt(i) !== 34) return undefined;
+      const keyEnd = skipString(text, i);
+      if (keyEnd < 0) return undefined;
+      const name = hasEscape(text, i, keyEnd)
+        ? unescapeKey(text.slice(i, keyEnd))
+        : text.slice(i + 1, keyEnd - 1);
+      if (name === undefined) return undefined;
+      i = skipWs(text, keyEnd);
+      if (text.charCodeAt(i) !== 58) return undefined;
+      i = skipWs(text, i + 1);
+      const start = i;
+      const end = skipValue(text, i);
+      if (end < 0 || end === start) return undefined;
+      if (name === key || fold(name) === folded) {
+        out.push({ name, exact: name === key, span: { raw: text.slice(start, end), start, end } });
+      }
+      i = skipWs(text, end);
+      const c = text.charCodeAt(i);
+      if (c === 125) break;
+      if (c !== 44) return undefined;
+      i = skipWs(text, i + 1);
+    }
+  }
+  return skipWs(text, i + 1) === text.length ? out : undefined;
+}
+
+/**
+ * A name as the most forgiving parser would compare it: cut at a NUL, Unicode compatibility
+ * forms folded (NFKC), case ignored.
+ * @param name a field name
+ * @returns the folded name
+ */
+export function fold(name: string): string {
+  const nul = name.indexOf("\0");
+  const cut = nul < 0 ? name : name.slice(0, nul);
+  // upper then lower case: `ſ` and the Kelvin sign fold to `s` and `k`, as Go folds them
+  return cut.normalize("NFKC").toUpperCase().toLowerCase();
 }
 
 /**

@@ -2,7 +2,8 @@
  * @module
  * The request body as the forwarding step needs it: read once (it is replayed byte-identical
  * on every attempt) within the size limit, recognised as JSON, and rewritten only where an
- * upstream maps the client's model name to its own.
+ * upstream maps the client's model name to its own. (A limited client key's model check is
+ * `model_limit.ts`.)
  */
 
 import { ProxyError } from "../errors.ts";
@@ -11,27 +12,69 @@ import { findTopLevel, replaceValue } from "./json_scan.ts";
 
 const encoder = new TextEncoder();
 
+function tooLarge(max: number): ProxyError {
+  return new ProxyError(`Request body is larger than ${max} bytes`, {
+    status: 413,
+    type: "invalid_request_error",
+    code: "request_too_large",
+  });
+}
+
 /**
- * Reads the request body once (it is replayed on every attempt), enforcing the size limit.
+ * Reads the request body once (it is replayed on every attempt), never holding more than the
+ * size limit: a declared `Content-Length` over the limit is refused before a byte is read, and a
+ * body without one (chunked) is refused as soon as it passes the limit, while the client may
+ * still be sending.
  * @param req the client's request
  * @param max the largest body accepted, in bytes
  * @returns the bytes, or null for a request without a body
  * @throws {ProxyError} 413 when the body is larger than `max`
  */
 export async function readBody(req: Request, max: number): Promise<Uint8Array<ArrayBuffer> | null> {
-  // `req.body` is never touched: reading it builds a JS stream and loses the native fast path
   if (req.method === "GET" || req.method === "HEAD") return null;
-  const declared = Number(req.headers.get("content-length") ?? "0");
-  const tooLarge = () =>
-    new ProxyError(`Request body is larger than ${max} bytes`, {
-      status: 413,
-      type: "invalid_request_error",
-      code: "request_too_large",
-    });
-  if (declared > max) throw tooLarge();
+  const declared = req.headers.get("content-length");
+  // `req.body` is touched only without a declared length: reading it builds a JS stream and
+  // loses the native fast path
+  if (declared === null) return await readUpTo(req.body, max);
+  if (Number(declared) > max) throw tooLarge(max);
   const body = new Uint8Array(await req.arrayBuffer());
-  if (body.length > max) throw tooLarge();
-  return body.length === 0 && !req.headers.has("content-length") ? null : body;
+  if (body.length > max) throw tooLarge(max);
+  return body;
+}
+
+/**
+ * Reads a body of unknown length, cancelling it once it passes `max`. The bytes go into one
+ * buffer that doubles as needed (never past `max`): nothing is kept per chunk, since Deno's
+ * server hands each chunk over in a buffer of its own (64 KiB, even for one byte), and a client
+ * chooses its chunk sizes.
+ */
+async function readUpTo(
+  stream: ReadableStream<Uint8Array> | null,
+  max: number,
+): Promise<Uint8Array<ArrayBuffer> | null> {
+  if (stream === null) return null;
+  const reader = stream.getReader();
+  let buf = new Uint8Array(0);
+  let size = 0;
+  for (;;) {
+    const r = await reader.read();
+    if (r.done) break;
+    const end = size + r.value.length;
+    if (end > max) {
+      // the rest stays unread: the answer goes out now
+      reader.cancel().catch(() => {});
+      throw tooLarge(max);
+    }
+    if (end > buf.length) {
+      const grown = new Uint8Array(Math.min(max, Math.max(end, 2 * buf.length, 16 * 1024)));
+      grown.set(buf.subarray(0, size));
+      buf = grown;
+    }
+    buf.set(r.value, size);
+    size = end;
+  }
+  if (size === 0) return null;
+  return size === buf.length ? buf : buf.slice(0, size);
 }
 
 /**

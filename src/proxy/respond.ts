@@ -2,13 +2,14 @@
  * @module
  * Turning an attempt into the client's response: a committed upstream response goes out (a
  * small JSON body in one piece, anything else relayed as it arrives, with usage counted and the
- * health board told how it ended), and when every attempt failed, the honest error: the
- * upstream's own error, a 502/504 naming the upstream, or a 503 saying why nothing could serve.
+ * health board told how it ended), and when every attempt failed, the honest error the table of
+ * final outcomes calls for: the upstream's own error (its body kept, readable by SDKs), or
+ * llm-balance's own saying why, each saying when to retry and whether an SDK should.
  */
 
 import type { RequestContext } from "../context.ts";
 import type { App } from "../app.ts";
-import { errorBody, ProxyError } from "../errors.ts";
+import { ProxyError, setRetryHeaders, upstreamErrorBody } from "../errors.ts";
 import type { Candidate, CandidateState } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
 import type { AttemptResult } from "./attempt.ts";
@@ -16,9 +17,14 @@ import { copyResponseHeaders, returnResponseHeaders } from "./headers.ts";
 import { relay } from "./relay.ts";
 import { UsageChunkStripper } from "./stream_usage.ts";
 import { type Usage, usageOfJson, UsageTap } from "./usage.ts";
-import { describeUnavailable } from "./routing.ts";
+import {
+  describeUnavailable,
+  FINAL_OUTCOMES,
+  type FinalOutcome,
+  finalOutcome,
+  retryAdvice,
+} from "./routing.ts";
 
-const decoder = new TextDecoder();
 const NULL_BODY = new Set([101, 204, 205, 304]);
 
 /**
@@ -30,7 +36,8 @@ export function shuttingDown(): ProxyError {
     status: 503,
     type: "service_unavailable",
     code: "shutting_down",
-    headers: { "retry-after": "1" },
+    // another instance, or this one restarted, may well serve it
+    retry: { afterSeconds: 1, retry: true },
   });
 }
 
@@ -154,16 +161,19 @@ function countUsage(ctx: RequestContext, c: Candidate, usage: Usage | undefined)
 }
 
 /**
- * The response when no attempt produced one to commit.
+ * The response when no attempt produced one to commit, as the table of final outcomes
+ * ({@linkcode FINAL_OUTCOMES}) says: its status, and `Retry-After` and `x-should-retry` on every
+ * answer but a client error passed through.
  * @param ctx the request
  * @param app the application
  * @param pool the request's pool
  * @param last the last attempt's result, if any attempt was made
  * @param c the last candidate tried
- * @returns the upstream's error (status kept, body wrapped when not OpenAI-style JSON), or 499
- *   when the client left
- * @throws {ProxyError} 503 when nothing could be tried, 502 for an unreachable upstream or a
- *   refused key, 504 for a timeout
+ * @returns the upstream's error (status and body kept; a body SDKs cannot read gets an `error`
+ *   member, or is wrapped in OpenAI's shape when it is not JSON), or 499 when the client left
+ * @throws {ProxyError} 429 when every key that could serve rests for a rate limit or quota,
+ *   503 when nothing else could be tried or no upstream could be reached, 502 for a refused
+ *   key or a kept-alive connection closed before any answer, 504 for a timeout
  */
 export function finalResponse(
   ctx: RequestContext,
@@ -172,28 +182,45 @@ export function finalResponse(
   last: AttemptResult | undefined,
   c: Candidate | undefined,
 ): Response {
+  if (last?.kind === "response" || last?.cls === "ok") {
+    throw new Error("unreachable: a committed attempt has no final error");
+  }
+  if (last?.cls === "client_abort") {
+    ctx.log.outcome = last.cls;
+    ctx.log.status = 499;
+    return new Response(null, { status: 499 });
+  }
   const now = app.now();
   const summary = pool.summary(now);
-  const retryAfter = Number.isFinite(summary.nextReturn)
-    ? String(Math.max(1, Math.ceil((summary.nextReturn - now) / 1000)))
-    : undefined;
   if (last === undefined || c === undefined) {
     ctx.log.error = "no candidate available";
+    const outcome = finalOutcome(undefined, summary);
     throw new ProxyError(describeUnavailable(pool, summary), {
-      status: 503,
-      type: "service_unavailable",
-      code: "no_upstream_available",
-      headers: retryAfter === undefined ? {} : { "retry-after": retryAfter },
+      status: ownStatus(outcome),
+      type: outcome === "unavailable"
+        ? "service_unavailable"
+        : outcome === "quota"
+        ? "insufficient_quota"
+        : "rate_limit_error",
+      code: outcome === "unavailable"
+        ? "no_upstream_available"
+        : outcome === "quota"
+        ? "insufficient_quota"
+        : "all_keys_rate_limited",
+      retry: retryAdvice(outcome, summary, now),
     });
   }
-  if (last.kind === "error_response" && last.cls === "auth") {
+  const outcome = finalOutcome(last.cls, summary);
+  const retry = retryAdvice(outcome, summary, now, ctx.rt.config.retry.maxAttempts > 1);
+  ctx.log.outcome = last.cls;
+  if (outcome === "auth_refused") {
     // the upstream refused OUR key: not the client's fault, and not its key
     ctx.log.status = 502;
-    ctx.log.outcome = last.cls;
     throw new ProxyError(
-      `Upstream "${c.upstream.name}" refused key ${c.mask} (HTTP ${last.response.status}); ` +
-        "no other key could serve the request",
-      { status: 502, type: "upstream_error", code: "upstream_auth_failed" },
+      `Upstream "${c.upstream.name}" refused key ${c.mask}${
+        last.kind === "error_response" ? ` (HTTP ${last.response.status})` : ""
+      }; no other key could serve the request`,
+      { status: 502, type: "upstream_error", code: "upstream_auth_failed", retry },
     );
   }
   if (last.kind === "error_response") {
@@ -202,69 +229,54 @@ export function finalResponse(
     headers.delete("content-length");
     headers.set("x-request-id", ctx.requestId);
     headers.set("x-llm-balance-upstream", c.upstream.name);
-    if (res.status === 429 && !headers.has("retry-after") && retryAfter !== undefined) {
-      headers.set("retry-after", retryAfter);
-    }
+    if (retry !== undefined) setRetryHeaders(headers, retry);
     ctx.log.status = res.status;
-    ctx.log.outcome = last.cls;
-    let body: Uint8Array<ArrayBuffer> | string = last.body;
-    if (!looksLikeJsonError(last.body)) {
-      headers.set("content-type", "application/json");
-      body = errorBody(
-        `Upstream "${c.upstream.name}" answered HTTP ${res.status}${
-          res.statusText ? ` ${res.statusText}` : ""
-        }`,
-        res.status >= 500 ? "upstream_error" : "invalid_request_error",
-        `upstream_${res.status}`,
-      );
-    }
-    return new Response(body, { status: res.status, headers });
-  }
-  ctx.log.outcome = last.cls;
-  if (last.kind !== "failure") {
-    throw new Error("unreachable: a committed attempt has no final error");
-  }
-  if (last.cls === "client_abort") {
-    ctx.log.status = 499;
-    return new Response(null, { status: 499 });
+    const out = upstreamErrorBody(last.body, {
+      status: res.status,
+      statusText: res.statusText,
+      upstream: c.upstream.name,
+    });
+    if (out.changed) headers.set("content-type", "application/json");
+    return new Response(out.body, { status: res.status, headers });
   }
   const message = app.logger.redact(
     last.error instanceof Error ? last.error.message : String(last.error),
   );
   ctx.log.error = message;
-  if (last.cls === "timeout") {
+  const status = ownStatus(outcome);
+  if (outcome === "timeout") {
     throw new ProxyError(
       `Upstream "${c.upstream.name}" timed out (${
         (last.timeout ?? "total").replace("_", " ")
       } limit)`,
-      { status: 504, type: "timeout_error", code: "upstream_timeout" },
+      { status, type: "timeout_error", code: "upstream_timeout", retry },
     );
   }
-  if (last.cls === "stale") {
+  if (outcome === "stale") {
     // the upstream closed a kept-alive connection as the request went out: trying again helps
     throw new ProxyError(
       `Upstream "${c.upstream.name}" closed the connection before answering; retry the request`,
-      {
-        status: 502,
-        type: "upstream_error",
-        code: "upstream_connection_closed",
-        headers: { "retry-after": "1" },
-      },
+      { status, type: "upstream_error", code: "upstream_connection_closed", retry },
+    );
+  }
+  if (outcome === "server_error") {
+    // an answer that broke the protocol, or a body that broke off before its end: no answer
+    // to pass on
+    throw new ProxyError(
+      `Upstream "${c.upstream.name}" sent a broken answer: ${message}`,
+      { status: 502, type: "upstream_error", code: "upstream_broken", retry },
     );
   }
   throw new ProxyError(`Could not reach upstream "${c.upstream.name}": ${message}`, {
-    status: 502,
-    type: "upstream_error",
+    status,
+    type: "service_unavailable",
     code: "upstream_unreachable",
+    retry,
   });
 }
 
-function looksLikeJsonError(body: Uint8Array): boolean {
-  if (body.length === 0) return false;
-  try {
-    const v: unknown = JSON.parse(decoder.decode(body));
-    return typeof v === "object" && v !== null && "error" in v;
-  } catch {
-    return false;
-  }
+/** The status of llm-balance's own answer for an outcome. */
+function ownStatus(outcome: FinalOutcome): number {
+  const status = FINAL_OUTCOMES[outcome].status;
+  return status === "upstream" ? 502 : status;
 }

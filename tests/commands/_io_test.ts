@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/mod.ts";
-import { describeError, isLoopbackHost } from "../../src/commands/_io.ts";
+import { describeError, errorReport, isLoopbackHost } from "../../src/commands/_io.ts";
 
 Deno.test("describeError() gives every config problem its field path and line", () => {
   const one = new ConfigError("x.yaml", [{
@@ -43,4 +43,29 @@ Deno.test("isLoopbackHost() tells loopback addresses apart", () => {
   for (const host of ["0.0.0.0", "::", "192.168.1.2", "example.com"]) {
     assert.ok(!isLoopbackHost(host), host);
   }
+});
+
+Deno.test("errorReport() gives every config problem as JSON, with its path and line", () => {
+  const err = new ConfigError("x.yaml", [
+    { path: "upstreams.ms.keys", message: "must list at least one key", line: 4 },
+    { path: "", message: "file not found" },
+  ]);
+  assert.deepEqual(errorReport(err), {
+    valid: false,
+    source: "x.yaml",
+    errors: [
+      { path: "upstreams.ms.keys", line: 4, message: "must list at least one key" },
+      { path: "", message: "file not found" },
+    ],
+  });
+  assert.deepEqual(errorReport(new Error("Cannot load plugin"), "y.yaml"), {
+    valid: false,
+    source: "y.yaml",
+    errors: [{ path: "", message: "Cannot load plugin" }],
+  });
+  assert.deepEqual(errorReport("odd"), {
+    valid: false,
+    source: null,
+    errors: [{ path: "", message: "odd" }],
+  });
 });

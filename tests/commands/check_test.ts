@@ -124,12 +124,33 @@ Deno.test("lineOf() finds mapping keys and list items in YAML and JSON", () => {
   assert.equal(lineOf('{\n  "api_keys": [\n    "k"\n  ]\n}', ["api_keys", 0]), 3);
 });
 
+Deno.test("summarize() says whether an upstream's health check validates keys", async () => {
+  const { config } = load(`upstreams:
+  ms: { base_url: "http://127.0.0.1:9/v1", keys: [k-1], health_check: true }
+  oa:
+    base_url: "http://127.0.0.1:9/v1"
+    keys: [k-2]
+    health_check: { interval: 10, validates_key: true }
+`);
+  const verified = await verifyConfig(config);
+  const app = await App.create(config, { probes: false });
+  try {
+    assert.deepEqual(summarize(app, verified).upstreams.map((u) => u.health_check), [
+      "http /models every 30s",
+      "http /models every 10s, validates keys",
+    ]);
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("summarize() and formatSummary() describe pools, upstreams and masked keys", async () => {
   const { config } = load(`${UPSTREAM}pools:\n  gpt-4o: { strategy: weighted, upstreams: [ms] }\n`);
   const verified = await verifyConfig(config);
   const app = await App.create(config, { probes: false });
   try {
     const s = summarize(app, verified);
+    assert.equal(s.valid, true);
     assert.equal(s.listen, "http://127.0.0.1:8080");
     assert.deepEqual(s.pools.map((p) => [p.model, p.strategy, p.keys.length]), [[
       "gpt-4o",

@@ -36,12 +36,17 @@ Deno.test("probeAll() probes every key once and reports each result", async () =
   assert.equal(ok.requests.length, 2);
   assert.equal(limited.requests.length, 1);
   assert.ok(!JSON.stringify(rows).includes("sk-probe-good-0001"), "keys are masked");
+  // each row names its key by the stable id /admin/keys and the admin URLs take
+  const ids = [...app.rt.candidates.values()].map((c) => c.id);
+  assert.deepEqual(rows.map((r) => r.id), ids);
+  for (const r of rows) assert.match(r.id, new RegExp(`^${r.upstream}:[0-9a-f]+$`));
 });
 
 Deno.test("formatProbeTable() aligns a header and one row per key", () => {
   const table = formatProbeTable([
     {
       key: "sk...01",
+      id: "a:01",
       upstream: "a",
       result: "healthy",
       status: 200,
@@ -50,6 +55,7 @@ Deno.test("formatProbeTable() aligns a header and one row per key", () => {
     },
     {
       key: "sk...02",
+      id: "bbbb:02",
       upstream: "bbbb",
       result: "network",
       status: null,

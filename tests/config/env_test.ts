@@ -1,7 +1,7 @@
 /** @module Tests for src/config/env.ts. */
 
 import assert from "node:assert/strict";
-import { expandEnv, substituteEnv } from "../../src/config/env.ts";
+import { emptyVariables, expandEnv, substituteEnv } from "../../src/config/env.ts";
 
 const vars: Record<string, string> = { KEY: "sk-1", EMPTY: "", LIST: "a,b" };
 const env = (name: string) => vars[name];
@@ -78,4 +78,13 @@ Deno.test("substituteEnv() keeps a __proto__ key as plain data", () => {
   const { value } = substituteEnv(tree, env);
   assert.deepEqual(Object.keys(value as object), ["__proto__"]);
   assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
+Deno.test("emptyVariables() names the referenced variables that are set but empty", () => {
+  const more = (name: string) => ({ ...vars, OTHER: "" })[name];
+  assert.deepEqual(emptyVariables("${EMPTY}", env), ["EMPTY"]);
+  assert.deepEqual(emptyVariables("${KEY},${EMPTY},${OTHER},${EMPTY}", more), ["EMPTY", "OTHER"]);
+  // unset, set, defaulted and literal references are not "set but empty"
+  assert.deepEqual(emptyVariables("${UNSET}${KEY}${EMPTY:-x}${EMPTY:-}$${EMPTY}", env), []);
+  assert.deepEqual(emptyVariables("no references", env), []);
 });

@@ -101,6 +101,27 @@ Deno.test("parseConfigText() reports a missing variable instead of the broken va
   );
 });
 
+Deno.test("parseConfigText() names the variable a problem's value came from when it is set but empty", () => {
+  const text = 'upstreams:\n  ms:\n    base_url: http://a/v1\n    keys: ["${K1}", "${K2}"]\n' +
+    "    weight: ${W}\n";
+  const error = failure(() => parseConfigText(text, "x.yaml", { env: () => "" }));
+  assert.deepEqual(error.issues.map((i) => `${i.path}: ${i.message}`), [
+    "upstreams.ms.keys: must list at least one key, or be left out for an upstream that takes " +
+    "no key ($K1, $K2 are set but empty)",
+    "upstreams.ms.weight: must be a number ($W is set but empty)",
+  ]);
+});
+
+Deno.test("parseConfigText() reports a missing variable in a list, not the list it left empty", () => {
+  const text = 'upstreams:\n  ms:\n    base_url: http://a/v1\n    keys: ["${K1}"]\n';
+  const error = failure(() => parseConfigText(text, "x.yaml", { env: noEnv }));
+  assert.deepEqual(error.issues, [{
+    path: "upstreams.ms.keys[0]",
+    message: 'environment variable "K1" is not set',
+    line: 4,
+  }]);
+});
+
 Deno.test("parseConfigText() lists issues in file order", () => {
   const text =
     "retry:\n  max_attempts: 0\nupstreams:\n  ms:\n    base_url: x\nlog:\n  level: loud\n";

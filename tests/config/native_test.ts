@@ -44,6 +44,7 @@ Deno.test("normalizeNative() fills every default for a minimal file", () => {
     drainTimeoutMs: 10_000,
     watchConfig: false,
     overheadHeader: false,
+    adminHosts: [],
   });
   assert.deepEqual(config.log, { level: "info", format: "auto" });
   assert.equal(config.adminKey, undefined);
@@ -56,6 +57,7 @@ Deno.test("normalizeNative() fills every default for a minimal file", () => {
     auth: "bearer",
     keys: [],
     headers: {},
+    forceHeaders: {},
     models: {},
     weight: 1,
     priority: 0,
@@ -96,6 +98,7 @@ Deno.test("normalizeNative() reads every field of native_full.yaml", async () =>
     drainTimeoutMs: 2_500,
     watchConfig: true,
     overheadHeader: true,
+    adminHosts: ["llm.internal", "llm-balance"],
   });
   assert.deepEqual(config.log, { level: "debug", format: "json" });
   assert.equal(config.adminKey, "admin-secret");
@@ -111,6 +114,7 @@ Deno.test("normalizeNative() reads every field of native_full.yaml", async () =>
     auth: "bearer",
     keys: [{ key: "ms-1" }, { key: "ms-2" }, { key: "ms-3" }],
     headers: {},
+    forceHeaders: {},
     models: {},
     weight: 2,
     priority: 0,
@@ -125,6 +129,7 @@ Deno.test("normalizeNative() reads every field of native_full.yaml", async () =>
     auth: "x-api-key",
     keys: [{ key: "sk-ant-1" }, { key: "sk-ant-2", name: "backup", weight: 0.5, priority: 1 }],
     headers: { "anthropic-version": "2023-06-01" },
+    forceHeaders: {},
     models: { "gpt-4o": "claude-sonnet" },
     weight: 1,
     priority: 1,
@@ -139,6 +144,7 @@ Deno.test("normalizeNative() reads every field of native_full.yaml", async () =>
     auth: "api-key",
     keys: [{ key: "local-key" }],
     headers: {},
+    forceHeaders: {},
     models: {},
     weight: 0,
     priority: 0,
@@ -253,6 +259,26 @@ Deno.test("normalizeNative() reads cors as a boolean or a mapping", () => {
   });
 });
 
+Deno.test("normalizeNative() reads admin_hosts as names, lowercased, without a trailing dot", () => {
+  const hosts = (value: string) => parse(`server:\n  admin_hosts: ${value}\n${MINIMAL}`);
+  assert.deepEqual(hosts("[LLM.Internal., prom_target]").server.adminHosts, [
+    "llm.internal",
+    "prom_target",
+  ]);
+  assert.deepEqual(hosts('"a.example, b"').server.adminHosts, ["a.example", "b"]);
+  const issues = issuesOf(
+    `server:\n  admin_hosts: [ok, "http://x", "x:8080", "a b", ""]\n${MINIMAL}`,
+  );
+  assert.deepEqual(issues.map((i) => `${i.path} (line ${i.line})`), [
+    "server.admin_hosts[1] (line 2)",
+    "server.admin_hosts[2] (line 2)",
+    "server.admin_hosts[3] (line 2)",
+    "server.admin_hosts[4] (line 2)",
+  ]);
+  assert.match(issues[0]?.message ?? "", /must be a host name without scheme or port/);
+  assert.match(issuesOf(`server:\n  admin_hosts: 3\n${MINIMAL}`)[0]?.message ?? "", /host names/);
+});
+
 Deno.test("normalizeNative() reads numbers and booleans substituted from the environment", () => {
   vars.PORT = "9999";
   vars.WATCH = "true";
@@ -275,6 +301,36 @@ Deno.test("normalizeNative() reads client_keys as one comma-separated string", (
     { key: "c2", name: "client-2" },
   ]);
   delete vars.CLIENTS;
+});
+
+Deno.test("normalizeNative() refuses client_keys that are set but hold no key", () => {
+  vars.CLIENTS = "";
+  assert.deepEqual(issuesOf(`auth:\n  client_keys: \${CLIENTS}\n${MINIMAL}`), [{
+    path: "auth.client_keys",
+    message:
+      "must list at least one client key, or be left out to serve every client ($CLIENTS is set but empty)",
+    line: 2,
+  }]);
+  delete vars.CLIENTS;
+  assert.deepEqual(issuesOf(`auth:\n  client_keys: [""]\n${MINIMAL}`).map((i) => i.path), [
+    "auth.client_keys",
+  ]);
+  // an explicit [] says "no client keys" on purpose
+  assert.deepEqual(parse(`auth:\n  client_keys: []\n${MINIMAL}`).clientKeys, []);
+});
+
+Deno.test("normalizeNative() refuses upstream keys that are set but hold none, naming the variable", () => {
+  vars.EMPTY_KEYS = "";
+  assert.deepEqual(
+    issuesOf("upstreams:\n  ms:\n    base_url: http://a/v1\n    keys: ${EMPTY_KEYS}\n"),
+    [{
+      path: "upstreams.ms.keys",
+      message:
+        "must list at least one key, or be left out for an upstream that takes no key ($EMPTY_KEYS is set but empty)",
+      line: 4,
+    }],
+  );
+  delete vars.EMPTY_KEYS;
 });
 
 Deno.test("normalizeNative() refuses duplicate client keys and names", () => {

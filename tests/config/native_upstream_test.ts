@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { check } from "../../src/config/_schema.ts";
-import { toUpstream, upstreamSchema } from "../../src/config/native_upstream.ts";
+import { EMPTY_KEYS, toUpstream, upstreamSchema } from "../../src/config/native_upstream.ts";
 import type { UpstreamConfig } from "../../src/config/types.ts";
 import type { RawIssue } from "../../src/config/errors.ts";
 
@@ -28,6 +28,7 @@ Deno.test("toUpstream() fills the defaults", () => {
     auth: "bearer",
     keys: [],
     headers: {},
+    forceHeaders: {},
     models: {},
     weight: 1,
     priority: 0,
@@ -45,10 +46,21 @@ Deno.test("upstreamSchema splits a keys string on commas and whitespace", () => 
   ]);
 });
 
-Deno.test("upstreamSchema drops empty keys; an empty keys string means no keys", () => {
+Deno.test("upstreamSchema drops empty items of a key list that still holds a key", () => {
   assert.deepEqual(upstream({ keys: ["a", "", " "] }).keys, [{ key: "a" }]);
-  assert.deepEqual(upstream({ keys: "" }).keys, []);
-  assert.deepEqual(upstream({ key: "" }).keys, []);
+  // left out, or an explicit []: an upstream that takes no key (a local server)
+  assert.deepEqual(upstream({}).keys, []);
+  assert.deepEqual(upstream({ keys: [] }).keys, []);
+});
+
+Deno.test("upstreamSchema refuses a key list that is set but holds no key", () => {
+  for (const keys of ["", " , ", ["", " "]]) {
+    assert.deepEqual(issues({ keys }), [{ path: ["keys"], message: EMPTY_KEYS }], String(keys));
+  }
+  assert.deepEqual(issues({ key: " " }), [{
+    path: ["key"],
+    message: "must not be empty, or be left out for an upstream that takes no key",
+  }]);
 });
 
 Deno.test("upstreamSchema reads key mappings with name, weight and priority", () => {
@@ -132,6 +144,43 @@ Deno.test("upstreamSchema reads headers, turning numbers into strings", () => {
   });
   assert.deepEqual(issues({ headers: { "bad header": "x" } }), [
     { path: ["headers", "bad header"], message: "must be a valid HTTP header name" },
+  ]);
+});
+
+Deno.test("upstreamSchema keeps headers as defaults and force_headers apart", () => {
+  const u = upstream({
+    headers: { "Anthropic-Version": "2023-06-01" },
+    force_headers: { "OpenAI-Organization": "org-ops", "x-n": 2 },
+  });
+  assert.deepEqual(u.headers, { "anthropic-version": "2023-06-01" });
+  assert.deepEqual(u.forceHeaders, { "openai-organization": "org-ops", "x-n": "2" });
+  assert.deepEqual(issues({ force_headers: { "bad header": "x" } }), [
+    { path: ["force_headers", "bad header"], message: "must be a valid HTTP header name" },
+  ]);
+  assert.deepEqual(
+    issues({ headers: { "x-team": "a" }, force_headers: { "X-Team": "b" } }),
+    [{
+      path: ["force_headers", "x-team"],
+      message: '"x-team" is also in headers: keep it in one of them',
+    }],
+  );
+});
+
+Deno.test("upstreamSchema reads health_check.validates_key (default: the probe does not)", () => {
+  assert.equal(upstream({ health_check: true }).healthCheck?.validatesKey, undefined);
+  assert.equal(
+    upstream({ health_check: { validates_key: false } }).healthCheck?.validatesKey,
+    undefined,
+  );
+  assert.deepEqual(upstream({ health_check: { validates_key: "true" } }).healthCheck, {
+    probe: "http",
+    path: "/models",
+    intervalMs: 30_000,
+    timeoutMs: 5_000,
+    validatesKey: true,
+  });
+  assert.deepEqual(issues({ health_check: { validates_key: "yes" } }), [
+    { path: ["health_check", "validates_key"], message: "must be true or false" },
   ]);
 });
 

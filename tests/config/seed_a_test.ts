@@ -28,6 +28,7 @@ Deno.test("normalizeSeedA() turns SEEDS.md's example into one upstream of three 
     auth: "bearer",
     keys: [{ key: "key-1" }, { key: "key-2" }, { key: "key-3" }],
     headers: {},
+    forceHeaders: {},
     models: {},
     weight: 1,
     priority: 0,
@@ -45,7 +46,7 @@ Deno.test("normalizeSeedA() turns SEEDS.md's example into one upstream of three 
 });
 
 Deno.test("normalizeSeedA() applies Seed A's defaults", () => {
-  const config = normalize({ api_keys: [] });
+  const config = normalize({});
   assert.equal(config.server.port, 8080);
   const [upstream] = config.upstreams;
   assert.equal(upstream?.baseUrl, "https://api-inference.modelscope.cn");
@@ -119,4 +120,24 @@ Deno.test("normalizeSeedA() accepts api_keys as one comma-separated string from 
     "key-two",
     "key-three",
   ]);
+});
+
+Deno.test("normalizeSeedA() refuses api_keys that are set but hold no key", () => {
+  // an explicit [] is Seed A's documented default: no keys
+  assert.deepEqual(normalize({ api_keys: [] }).upstreams[0]?.keys, []);
+  for (const api_keys of [[""], [" ", ""], "", " , "]) {
+    const result = normalizeSeedA({ api_keys }, context);
+    assert.ok(!result.ok, JSON.stringify(api_keys));
+    assert.deepEqual(result.issues, [{
+      path: ["api_keys"],
+      message: "must list at least one key",
+    }]);
+  }
+  assert.throws(
+    () => parseConfigText('{"api_keys": "${MS_KEYS}"}', "config.json", { env: () => "" }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message ===
+        'Cannot load config "config.json": api_keys (line 1): must list at least one key ($MS_KEYS is set but empty)',
+  );
 });

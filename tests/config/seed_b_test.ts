@@ -1,7 +1,8 @@
 /** @module Tests for src/config/seed_b.ts. */
 
 import assert from "node:assert/strict";
-import { loadConfig } from "../../src/config/load.ts";
+import { ConfigError } from "../../src/config/errors.ts";
+import { loadConfig, parseConfigText } from "../../src/config/load.ts";
 import { normalizeSeedB } from "../../src/config/seed_b.ts";
 import type { Config, Timeouts } from "../../src/config/types.ts";
 
@@ -39,6 +40,7 @@ Deno.test("normalizeSeedB() reads the full Seed B example", async () => {
       auth: "bearer",
       keys: [{ key: "sk-key-1" }],
       headers: {},
+      forceHeaders: {},
       models: {},
       weight: 3,
       priority: 0,
@@ -53,6 +55,7 @@ Deno.test("normalizeSeedB() reads the full Seed B example", async () => {
       auth: "bearer",
       keys: [{ key: "sk-key-2" }],
       headers: {},
+      forceHeaders: {},
       models: {},
       weight: 1,
       priority: 0,
@@ -67,6 +70,7 @@ Deno.test("normalizeSeedB() reads the full Seed B example", async () => {
       auth: "bearer",
       keys: [{ key: "sk-..." }],
       headers: {},
+      forceHeaders: {},
       models: {},
       weight: 1,
       priority: 0,
@@ -116,9 +120,45 @@ Deno.test("normalizeSeedB() keeps an unknown strategy for the plugin check", () 
   assert.equal(config.pools[0]?.strategy, "fastest");
 });
 
-Deno.test("normalizeSeedB() sends no key for an empty api_key", () => {
-  const config = normalize({ models: { m: { api_base: "http://a/v1", api_key: "" } } });
-  assert.deepEqual(config.upstreams[0]?.keys, []);
+Deno.test("normalizeSeedB() refuses an empty api_key, in both forms", () => {
+  const single = normalizeSeedB(
+    { models: { m: { api_base: "http://a/v1", api_key: " " } } },
+    context,
+  );
+  assert.ok(!single.ok);
+  assert.deepEqual(single.issues, [{
+    path: ["models", "m", "api_key"],
+    message: "must not be empty",
+  }]);
+  const listed = normalizeSeedB({
+    models: {
+      m: {
+        upstreams: [{ api_base: "http://a/v1", api_key: "k" }, {
+          api_base: "http://b/v1",
+          api_key: "",
+        }],
+      },
+    },
+  }, context);
+  assert.ok(!listed.ok);
+  assert.deepEqual(listed.issues, [{
+    path: ["models", "m", "upstreams", 1, "api_key"],
+    message: "must not be empty",
+  }]);
+  assert.throws(
+    () =>
+      parseConfigText(
+        'models:\n  m:\n    api_base: "http://a/v1"\n    api_key: "${OPENAI_KEY}"\n',
+        "c.yaml",
+        {
+          env: () => "",
+        },
+      ),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message ===
+        'Cannot load config "c.yaml": models.m.api_key (line 4): must not be empty ($OPENAI_KEY is set but empty)',
+  );
 });
 
 Deno.test("normalizeSeedB() maps Python log levels", () => {

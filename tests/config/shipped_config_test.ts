@@ -82,6 +82,9 @@ Deno.test("config.yaml's commented-out examples load once uncommented", async ()
       "# overhead_header: false",
       '# cors: { enabled: true, origins: ["https://app.example.com"] }',
       "# headers: { x-request-source: llm-balance }",
+      "# force_headers: { openai-organization: org-team }",
+      "# admin_hosts: [llm.internal]",
+      "# validates_key: false",
       "# models: { gpt-4o: deepseek-ai/DeepSeek-V3.1 }",
       "# max_failures: 3",
     ]

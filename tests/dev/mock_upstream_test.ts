@@ -299,6 +299,35 @@ Deno.test("startMockUpstream() serves embeddings, models, completions and messag
   ]);
 });
 
+Deno.test("startMockUpstream() serves the Responses API, with usage in response.completed when streamed", async () => {
+  await using mock = await startMockUpstream({ name: "r1", chunks: 2 });
+  const plain = await (await post(mock, "/responses", { model: "gpt", input: "Hi there" })).json();
+  assert.equal(plain.object, "response");
+  assert.equal(plain.status, "completed");
+  assert.equal(plain.output[0].content[0].text, "Hello from");
+  assert.deepEqual(
+    [plain.usage.input_tokens, plain.usage.output_tokens, plain.usage.total_tokens],
+    [3, 2, 5],
+  );
+
+  const stream = await post(mock, "/responses", { model: "gpt", input: "Hi there", stream: true });
+  assert.equal(stream.headers.get("content-type"), "text/event-stream");
+  const events = sseData(await stream.text()).map((d) => JSON.parse(d));
+  assert.deepEqual(events.map((e) => e.type), [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.output_text.delta",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.output_item.done",
+    "response.completed",
+  ]);
+  assert.deepEqual(events.map((e) => e.sequence_number), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.equal(events[0].response.usage, null);
+  assert.deepEqual(events.at(-1).response.usage, plain.usage);
+});
+
 Deno.test("startMockUpstream() answers 400 to a body that is not a JSON object", async () => {
   await using mock = await startMockUpstream();
   const res = await fetch(mock.baseUrl + "/chat/completions", { method: "POST", body: "{nope" });

@@ -2,7 +2,8 @@
  * @module
  * The commands as a user runs them (`deno run -A main.ts ...` as a subprocess): `version`,
  * `--help`, `check` on valid and broken configs (exit codes, field paths and lines, masked
- * keys), `probe` against mock upstreams (table and JSON, exit 0/1), unknown commands.
+ * keys, JSON on stdout with `--json`), `probe` against mock upstreams (table and JSON with key
+ * ids, exit 0/1, why a connection failed), unknown commands.
  */
 
 import assert from "node:assert/strict";
@@ -155,6 +156,94 @@ Deno.test("check exits 2 naming the field and line of each broken config", async
     }
   } finally {
     await Promise.all(cfgs.map((c) => c.remove()));
+  }
+});
+
+Deno.test("check --json prints every problem of an invalid config as JSON on stdout, exit 2", async () => {
+  const cases = [
+    {
+      name: "schema error",
+      text: nativeConfig("http://127.0.0.1:9/v1", "    weight: -1\n"),
+      want: [{ path: "upstreams.mock.weight", line: 5, message: "must be >= 0" }],
+    },
+    {
+      name: "unknown strategy (found after loading)",
+      text: nativeConfig(
+        "http://127.0.0.1:9/v1",
+        "pools:\n  default:\n    strategy: fastest\n    upstreams: [mock]\n",
+      ),
+      want: [{
+        path: "pools.default.strategy",
+        line: 7,
+        message:
+          'unknown strategy "fastest" (known: least_connections, random, round_robin, weighted)',
+      }],
+    },
+  ];
+  for (const c of cases) {
+    const cfg = await tempConfig(c.text);
+    try {
+      const r = await runCli(["check", "--config", cfg.path, "--json"]);
+      assert.equal(r.code, 2, `${c.name}: ${r.stderr}`);
+      assert.deepEqual(JSON.parse(r.stdout), { valid: false, source: cfg.path, errors: c.want });
+      assert.match(r.stderr, /^Cannot load config "/, `${c.name}: people still read stderr`);
+    } finally {
+      await cfg.remove();
+    }
+  }
+  const missing = await runCli(["check", "--config", "/nonexistent/llm-balance.yaml", "--json"]);
+  assert.equal(missing.code, 2);
+  assert.deepEqual(JSON.parse(missing.stdout), {
+    valid: false,
+    source: "/nonexistent/llm-balance.yaml",
+    errors: [{ path: "", message: "file not found" }],
+  });
+  const valid = await tempConfig(nativeConfig("http://127.0.0.1:9/v1"));
+  try {
+    const r = await runCli(["check", "--config", valid.path, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).valid, true);
+  } finally {
+    await valid.remove();
+  }
+});
+
+Deno.test("probe --json gives each key's stable id and says why a connection failed", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closed = listener.addr.port;
+  listener.close();
+  const cfg = await tempConfig(nativeConfig(`http://127.0.0.1:${closed}/v1`));
+  try {
+    const [json, keys] = await Promise.all([
+      runCli(["probe", "--config", cfg.path, "--json"]),
+      runCli(["check", "--config", cfg.path, "--json"]),
+    ]);
+    assert.equal(json.code, 1, json.stderr);
+    const rows = JSON.parse(json.stdout) as { key: string; id: string; detail: string }[];
+    assert.equal(rows.length, 2);
+    const summary = JSON.parse(keys.stdout) as { upstreams: { keys: string[] }[] };
+    assert.deepEqual(rows.map((r) => r.key), summary.upstreams[0]!.keys);
+    for (const r of rows) {
+      assert.match(r.id, /^mock:[0-9a-f]+$/);
+      assert.match(r.detail, /^cannot connect: Connection refused/i);
+    }
+    assert.notEqual(rows[0]!.id, rows[1]!.id);
+    assert.ok(!json.stdout.includes(KEY_A) && !json.stdout.includes(KEY_B));
+  } finally {
+    await cfg.remove();
+  }
+});
+
+Deno.test("probe --json prints a broken config's problems as JSON on stdout", async () => {
+  const cfg = await tempConfig(nativeConfig("http://127.0.0.1:9/v1", "    weight: -1\n"));
+  try {
+    const r = await runCli(["probe", "--config", cfg.path, "--json"]);
+    assert.equal(r.code, 2);
+    assert.deepEqual(JSON.parse(r.stdout).errors, [
+      { path: "upstreams.mock.weight", line: 5, message: "must be >= 0" },
+    ]);
+  } finally {
+    await cfg.remove();
   }
 });
 

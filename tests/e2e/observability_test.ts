@@ -20,6 +20,7 @@ async function getJson(url: string): Promise<{ status: number; body: Record<stri
 async function disable(proxy: TestProxy, id: string): Promise<void> {
   const res = await fetch(`${proxy.url}/admin/keys/${encodeURIComponent(id)}/disable`, {
     method: "POST",
+    headers: { "content-type": "application/json" },
     signal: AbortSignal.timeout(5000),
   });
   assert.equal(res.status, 200);
@@ -212,10 +213,11 @@ upstreams:
   const listed = await (await fetch(`${proxy.url}/admin/keys`)).json();
   for (const k of listed.keys as { id: string; key: string }[]) {
     for (const name of [k.id, k.key]) {
-      const res = await fetch(`${proxy.url}/admin/keys/${name}/disable`, { method: "POST" });
+      const post = { method: "POST", headers: { "content-type": "application/json" } };
+      const res = await fetch(`${proxy.url}/admin/keys/${name}/disable`, post);
       assert.equal(res.status, 200, `disable ${name}`);
       await res.body?.cancel();
-      const back = await fetch(`${proxy.url}/admin/keys/${name}/enable`, { method: "POST" });
+      const back = await fetch(`${proxy.url}/admin/keys/${name}/enable`, post);
       assert.equal(back.status, 200);
       await back.body?.cancel();
     }

@@ -1,8 +1,9 @@
 /**
  * @module
  * End-to-end active health: probes mark a failing key unhealthy and restore it when it
- * recovers, take a refused key out until a probe succeeds, end an ejected key's cool-down, and
- * stop with the server.
+ * recovers, take a refused key out until a probe that validates keys succeeds (see
+ * auth_probes_test.ts for probes that cannot), end an ejected key's cool-down, and stop with
+ * the server.
  */
 
 import assert from "node:assert/strict";
@@ -64,7 +65,7 @@ upstreams:
   assert.equal(logs.filter((l) => l.msg === "candidate healthy again (probe)").length, 1);
 });
 
-Deno.test("probes keep a key refused with 401 out until a probe succeeds", async () => {
+Deno.test("probes that validate keys keep a key refused with 401 out until a probe succeeds", async () => {
   let refuse = true;
   await using a = await startMockUpstream({ name: "a" });
   await using b = await startMockUpstream({ name: "b" });
@@ -80,7 +81,7 @@ upstreams:
   a:
     base_url: "${a.baseUrl}"
     keys: [${KEY_A}]
-    health_check: { interval: 0.2, timeout: 1 }
+    health_check: { interval: 0.2, timeout: 1, validates_key: true }
   b: { base_url: "${b.baseUrl}", keys: [${KEY_B}] }
 `,
     { probes: true, fetch: fetchFn },

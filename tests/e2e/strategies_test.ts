@@ -45,6 +45,7 @@ upstreams:
   const b = [...proxy.app.rt.candidates.values()].find((c) => c.key?.reveal() === keys[1])!;
   const off = await fetch(`${proxy.url}/admin/keys/${encodeURIComponent(b.id)}/disable`, {
     method: "POST",
+    headers: { "content-type": "application/json" },
   });
   assert.equal(off.status, 200);
   await off.body?.cancel();

@@ -24,6 +24,7 @@ interface Options {
   keys?: number;
   auth?: AuthStyle;
   headers?: Record<string, string>;
+  forceHeaders?: Record<string, string>;
   healthCheck?: Partial<HealthCheckConfig> | false;
   fetch?: typeof fetch;
   plugins?: ProbePlugin[];
@@ -65,6 +66,7 @@ function setup(o: Options = {}) {
     ...up.config,
     auth: o.auth ?? "bearer",
     headers: o.headers ?? {},
+    forceHeaders: o.forceHeaders ?? {},
     ...(healthCheck ? { healthCheck } : {}),
   };
   const upstream = { ...up, auth: config.auth, config };
@@ -117,6 +119,16 @@ Deno.test("probeRequest() appends the health path and carries the key in the aut
   assert.equal(r2.url, "http://127.0.0.1:9/v1/health");
   assert.equal(r2.headers.get("x-api-key"), "sk-test-0");
   assert.equal(r2.headers.get("authorization"), null);
+});
+
+Deno.test("probeRequest() sends forced configured headers under their own name", () => {
+  const c = setup({
+    headers: { "anthropic-version": "2023-06-01" },
+    forceHeaders: { "x-team": "ops" },
+  }).candidates[0]!;
+  const r = probeRequest(c);
+  assert.equal(r.headers.get("anthropic-version"), "2023-06-01");
+  assert.equal(r.headers.get("x-team"), "ops");
 });
 
 Deno.test("runProbe() returns the plugin's result", async () => {

@@ -29,6 +29,8 @@ interface Setup {
 function setup(options: {
   maxFailures?: number;
   healthCheck?: boolean;
+  /** Whether the health check validates keys. @default false */
+  validatesKey?: boolean;
   probes?: boolean;
 } = {}): Setup {
   const clock = { t: 1_000_000 };
@@ -47,6 +49,7 @@ function setup(options: {
     path: "/models",
     intervalMs: 1000,
     timeoutMs: 500,
+    ...(options.validatesKey ? { validatesKey: true } : {}),
   };
   const config = {
     ...up.config,
@@ -287,8 +290,8 @@ Deno.test("HealthBoard rests a key refused with 401 when no probe can restore it
   assert.equal(line?.level, "warn");
 });
 
-Deno.test("HealthBoard takes a refused key out until a probe succeeds when probes run", () => {
-  const { board, c, clock, advance, logs } = setup({ healthCheck: true });
+Deno.test("HealthBoard takes a refused key out until a probe succeeds when the probe validates keys", () => {
+  const { board, c, clock, advance, logs } = setup({ healthCheck: true, validatesKey: true });
   attempt(board, c, "auth", { status: 403 });
   attempt(board, c, "auth", { status: 403 });
   assert.equal(statusOf(c.state, clock.t), "unhealthy");
@@ -303,10 +306,68 @@ Deno.test("HealthBoard takes a refused key out until a probe succeeds when probe
 });
 
 Deno.test("HealthBoard rests a refused key when the upstream has a health check but probes are off", () => {
-  const { board, c, clock } = setup({ healthCheck: true, probes: false });
+  const { board, c, clock } = setup({ healthCheck: true, validatesKey: true, probes: false });
   attempt(board, c, "auth", { status: 401 });
   assert.equal(statusOf(c.state, clock.t), "resting");
   assert.equal(c.state.restReason, "auth");
+});
+
+Deno.test("HealthBoard never lets a probe that cannot validate keys bring a refused key back", () => {
+  // ModelScope: GET /v1/models answers 200 to any token
+  const { board, c, clock, advance, msgs } = setup({ healthCheck: true });
+  attempt(board, c, "auth", { status: 401 });
+  assert.equal(statusOf(c.state, clock.t), "resting");
+  const until = c.state.restUntil;
+  assert.equal(until, clock.t + HEALTH.authRestMs);
+  for (let i = 0; i < 5; i++) {
+    advance(30_000);
+    board.probed(c, probe("healthy", { status: 200 }));
+    assert.equal(statusOf(c.state, clock.t), "resting", `probe ${i + 1}`);
+  }
+  assert.equal(c.state.restUntil, until);
+  assert.equal(c.state.restReason, "auth");
+  assert.equal(msgs().filter((m) => m.startsWith("key resting")).length, 1);
+  // after auth_rest, a real request is the trial: refused again, it rests again
+  advance(HEALTH.authRestMs);
+  assert.equal(isAvailable(c.state, clock.t), true);
+  attempt(board, c, "auth", { status: 401 });
+  assert.equal(statusOf(c.state, clock.t), "resting");
+  assert.equal(c.state.restUntil, clock.t + HEALTH.authRestMs);
+  // accepted, it serves on
+  advance(HEALTH.authRestMs);
+  attempt(board, c, "ok");
+  assert.equal(statusOf(c.state, clock.t), "healthy");
+});
+
+Deno.test("HealthBoard lets an operator reset bring a refused key back at once", () => {
+  const { board, c, clock } = setup({ healthCheck: true });
+  attempt(board, c, "auth", { status: 403 });
+  board.probed(c, probe("healthy", { status: 200 }));
+  assert.equal(statusOf(c.state, clock.t), "resting");
+  board.reset(c);
+  assert.equal(statusOf(c.state, clock.t), "healthy");
+  assert.equal(c.state.restReason, "");
+});
+
+Deno.test("HealthBoard lets a probe that validates keys end an auth rest", () => {
+  // e.g. a rest taken while probes were off, before a reload turned them on
+  const { board, c, clock, msgs } = setup({ healthCheck: true, validatesKey: true });
+  c.state.restReason = "auth";
+  c.state.restUntil = clock.t + HEALTH.authRestMs;
+  board.probed(c, probe("healthy", { status: 200 }));
+  assert.equal(statusOf(c.state, clock.t), "healthy");
+  assert.equal(c.state.restReason, "");
+  assert.ok(msgs().includes("key restored: a probe that validates keys succeeded"));
+});
+
+Deno.test("HealthBoard keeps a key its own probe refused out until a probe succeeds", () => {
+  // a probe answering 401 does check keys, whatever the config says: its 200 is believed
+  const { board, c, clock } = setup({ healthCheck: true });
+  board.probed(c, probe("auth", { status: 401 }));
+  assert.equal(statusOf(c.state, clock.t), "unhealthy");
+  assert.equal(c.state.unhealthyReason, "auth (HTTP 401)");
+  board.probed(c, probe("healthy", { status: 200 }));
+  assert.equal(statusOf(c.state, clock.t), "healthy");
 });
 
 Deno.test("HealthBoard.probed() marks a key unhealthy once and restores it on success", () => {

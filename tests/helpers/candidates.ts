@@ -51,6 +51,7 @@ export function makeUpstream(name = "up", baseUrl = "http://127.0.0.1:1/v1"): Up
     auth: "bearer",
     keys: [],
     headers: {},
+    forceHeaders: {},
     models: {},
     weight: 1,
     priority: 0,

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import {
   applyAuth,
+  configuredHeaders,
   copyResponseHeaders,
   forwardRequestHeaders,
   returnResponseHeaders,
@@ -65,15 +66,48 @@ Deno.test("forwardRequestHeaders() asks for an uncompressed response whatever th
   assert.equal(out["accept-encoding"], "identity");
 });
 
-Deno.test("forwardRequestHeaders() lets the upstream's configured headers replace the client's", () => {
-  const out = forwardRequestHeaders(new Headers({ "x-team": "client", "x-a": "1" }), {
-    "X-Team": "ops",
-    "x-b": "2",
-  });
-  assert.deepEqual(Object.entries(out).sort(), [
+Deno.test("forwardRequestHeaders() sends configured headers as defaults the client's own override", () => {
+  // an SDK's newer anthropic-version is kept; the config's older one fills in for clients
+  // that send none
+  const sdk = forwardRequestHeaders(
+    new Headers({ "anthropic-version": "2024-10-22", "x-a": "1" }),
+    { "anthropic-version": "2023-06-01", "X-B": "2" },
+  );
+  assert.deepEqual(Object.entries(sdk).sort(), [
     ["accept-encoding", "identity"],
+    ["anthropic-version", "2024-10-22"],
     ["x-a", "1"],
     ["x-b", "2"],
+  ]);
+  const curl = forwardRequestHeaders(new Headers(), { "anthropic-version": "2023-06-01" });
+  assert.equal(curl["anthropic-version"], "2023-06-01");
+});
+
+Deno.test("forwardRequestHeaders() lets forced headers replace the client's", () => {
+  const out = forwardRequestHeaders(
+    new Headers({ "openai-organization": "org-client", "x-a": "1" }),
+    {},
+    { "openai-organization": "org-ops", "X-Team": "ops" },
+  );
+  assert.deepEqual(Object.entries(out).sort(), [
+    ["accept-encoding", "identity"],
+    ["openai-organization", "org-ops"],
+    ["x-a", "1"],
+    ["x-team", "ops"],
+  ]);
+});
+
+Deno.test("forwardRequestHeaders() fills a default the client could not send (a dropped header)", () => {
+  const out = forwardRequestHeaders(new Headers({ "x-request-id": "client-id" }), {
+    "x-request-id": "from-config",
+  });
+  assert.equal(out["x-request-id"], "from-config");
+});
+
+Deno.test("configuredHeaders() sends defaults and forced headers alike", () => {
+  const h = configuredHeaders({ "anthropic-version": "2023-06-01" }, { "x-team": "ops" });
+  assert.deepEqual([...h.entries()].sort(), [
+    ["anthropic-version", "2023-06-01"],
     ["x-team", "ops"],
   ]);
 });

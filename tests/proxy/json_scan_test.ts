@@ -3,7 +3,9 @@
 import assert from "node:assert/strict";
 import {
   appendField,
+  fieldsNamedLike,
   findTopLevel,
+  fold,
   readTopLevelString,
   replaceValue,
 } from "../../src/proxy/json_scan.ts";
@@ -127,4 +129,58 @@ Deno.test("findTopLevel() takes linear time over a body of many top-level fields
   assert.equal(readTopLevelString(text, "model"), "m");
   const ms = performance.now() - t0;
   assert.ok(ms < 400, `${Math.round(ms)} ms for ${text.length} bytes`);
+});
+
+Deno.test("fieldsNamedLike() lists every spelling some parser could read as the name", () => {
+  const text = String.raw`{"model":"a","MODEL":"b","Model":"c","mod\u0065l":"d",` +
+    '"\uff4d\uff4f\uff44\uff45\uff4c":"e","model\u0000x":"f","models":"g","mode":"h"}';
+  const found = fieldsNamedLike(text, "model")!;
+  assert.deepEqual(
+    found.map((f) => [f.name, f.exact, f.span.raw]),
+    [
+      ["model", true, '"a"'],
+      ["MODEL", false, '"b"'],
+      ["Model", false, '"c"'],
+      ["model", true, '"d"'],
+      ["\uff4d\uff4f\uff44\uff45\uff4c", false, '"e"'],
+      ["model\0x", false, '"f"'],
+    ],
+  );
+});
+
+Deno.test("fieldsNamedLike() lists a repeated name each time and ignores nested fields", () => {
+  const text = '{"model":"a","messages":[{"model":"x"}],"tools":{"MODEL":"y"},"model":"b"}';
+  assert.deepEqual(fieldsNamedLike(text, "model")!.map((f) => f.span.raw), ['"a"', '"b"']);
+  assert.deepEqual(fieldsNamedLike('{"messages":[]}', "model"), []);
+  assert.deepEqual(fieldsNamedLike(" { } \n", "model"), []);
+});
+
+Deno.test("fieldsNamedLike() returns undefined unless the text is exactly one object", () => {
+  for (
+    const text of [
+      "",
+      "[]",
+      '"model"',
+      "{",
+      '{"model":"a"',
+      '{"model":"a",}',
+      '{"model":"a"} {"model":"b"}',
+      '{"model":"a"}x',
+      '{"model":"a" /* "model":"b" */}',
+      '{"model":"a",,"x":1}',
+      "{'model':'a'}",
+      '{"model"}',
+      '{"a":1 "model":"x"}',
+    ]
+  ) {
+    assert.equal(fieldsNamedLike(text, "model"), undefined, JSON.stringify(text));
+  }
+});
+
+Deno.test("fold() cuts at a NUL, folds compatibility forms and ignores case", () => {
+  assert.equal(fold("MoDeL"), "model");
+  assert.equal(fold("\uff2d\uff4f\uff44\uff45\uff4c"), "model");
+  assert.equal(fold("model\0anything"), "model");
+  assert.equal(fold("\u017fize"), "size"); // long s, which Go folds to s
+  assert.equal(fold("\u212aey"), "key"); // Kelvin sign
 });

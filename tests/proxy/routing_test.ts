@@ -1,11 +1,22 @@
-/** @module Tests of the forwarding step's pure helpers: upstream URL, backoff, 503 message. */
+/**
+ * @module Tests of the forwarding step's pure helpers: upstream URL, backoff, 503 message, and
+ * the table of final outcomes.
+ */
 
 import assert from "node:assert/strict";
-import { backoffMs, describeUnavailable, upstreamUrl } from "../../src/proxy/routing.ts";
+import {
+  backoffMs,
+  describeUnavailable,
+  FINAL_OUTCOMES,
+  finalOutcome,
+  retryAdvice,
+  UNKNOWN_RETURN_S,
+  upstreamUrl,
+} from "../../src/proxy/routing.ts";
 import type { CandidateSpec } from "../helpers/candidates.ts";
 import { makeCandidates, makeUpstream } from "../helpers/candidates.ts";
 import type { Upstream } from "../../src/plugin.ts";
-import { Pool } from "../../src/pool.ts";
+import { Pool, type PoolSummary } from "../../src/pool.ts";
 import { HealthBoard } from "../../src/health/board.ts";
 import { Logger } from "../../src/logger.ts";
 import { MemoryStateStore } from "../../src/state_store.ts";
@@ -129,4 +140,101 @@ Deno.test("describeUnavailable() speaks of the only key in the singular", () => 
     describeUnavailable(p, p.summary(1000)),
     'No upstream key can serve this request: the only key of upstream "solo" is unavailable: 1 disabled',
   );
+});
+
+function summary(over: Partial<PoolSummary> = {}): PoolSummary {
+  return {
+    total: 2,
+    available: 0,
+    disabled: 0,
+    unhealthy: 0,
+    ejected: 0,
+    resting: 0,
+    rateLimited: 0,
+    quota: 0,
+    authFailed: 0,
+    nextReturn: Infinity,
+    ...over,
+  };
+}
+
+Deno.test("finalOutcome() is a rate limit when every key that could serve rests after a 429", () => {
+  assert.equal(finalOutcome(undefined, summary({ resting: 2, rateLimited: 2 })), "rate_limited");
+  // a disabled key will not serve whatever the wait
+  assert.equal(
+    finalOutcome(undefined, summary({ total: 3, disabled: 1, rateLimited: 1, quota: 1 })),
+    "rate_limited",
+  );
+  assert.equal(finalOutcome(undefined, summary({ quota: 2 })), "quota");
+  // any other reason among them: unavailable
+  assert.equal(finalOutcome(undefined, summary({ rateLimited: 1, ejected: 1 })), "unavailable");
+  assert.equal(finalOutcome(undefined, summary({ disabled: 2 })), "unavailable");
+});
+
+Deno.test("finalOutcome() names the last attempt's class", () => {
+  const s = summary();
+  assert.equal(finalOutcome("rate_limited", s), "rate_limited");
+  assert.equal(finalOutcome("quota", s), "quota");
+  assert.equal(finalOutcome("auth", s), "auth_refused");
+  assert.equal(finalOutcome("server", s), "server_error");
+  assert.equal(finalOutcome("connect", s), "unreachable");
+  assert.equal(finalOutcome("stale", s), "stale");
+  assert.equal(finalOutcome("timeout", s), "timeout");
+  assert.equal(finalOutcome("bad_request", s), "client_error");
+});
+
+Deno.test("FINAL_OUTCOMES gives every 5xx llm-balance writes a Retry-After", () => {
+  for (const [outcome, rule] of Object.entries(FINAL_OUTCOMES)) {
+    if (outcome === "client_error") continue;
+    assert.notEqual(rule.after, "upstream", outcome);
+    assert.notEqual(rule.retry, "upstream", outcome);
+  }
+  assert.equal(FINAL_OUTCOMES.rate_limited.status, 429);
+  assert.equal(FINAL_OUTCOMES.unavailable.status, 503);
+  assert.equal(FINAL_OUTCOMES.unreachable.status, 503);
+  assert.equal(FINAL_OUTCOMES.timeout.status, 504);
+});
+
+Deno.test("retryAdvice() waits for the first key back, retryable only within the SDKs' 60 s", () => {
+  const now = 1_000_000;
+  const back = (s: number) => summary({ rateLimited: 2, nextReturn: now + s * 1000 });
+  assert.deepEqual(retryAdvice("rate_limited", back(12), now), { afterSeconds: 12, retry: true });
+  assert.deepEqual(retryAdvice("rate_limited", back(0.2), now), { afterSeconds: 1, retry: true });
+  assert.deepEqual(retryAdvice("rate_limited", back(59.5), now), {
+    afterSeconds: 60,
+    retry: false,
+  });
+  assert.deepEqual(retryAdvice("quota", back(3600), now), { afterSeconds: 3600, retry: false });
+  // a key usable now: a retry may go at once
+  assert.deepEqual(
+    retryAdvice("rate_limited", summary({ available: 1, nextReturn: now + 9000 }), now),
+    { afterSeconds: 1, retry: true },
+  );
+  // nothing comes back by itself
+  assert.deepEqual(retryAdvice("unavailable", summary({ disabled: 2 }), now), {
+    afterSeconds: UNKNOWN_RETURN_S,
+    retry: false,
+  });
+});
+
+Deno.test("retryAdvice() never has an SDK retry what llm-balance already retried, but a stale connection", () => {
+  const now = 0;
+  const s = summary({ ejected: 2, nextReturn: 30_000 });
+  for (const outcome of ["server_error", "unreachable", "timeout", "auth_refused"] as const) {
+    assert.deepEqual(retryAdvice(outcome, s, now), { afterSeconds: 30, retry: false }, outcome);
+  }
+  assert.deepEqual(retryAdvice("stale", s, now), { afterSeconds: 1, retry: true });
+  assert.equal(retryAdvice("client_error", s, now), undefined);
+});
+
+Deno.test("retryAdvice() leaves retries to the client when llm-balance makes none itself", () => {
+  const s = summary({ available: 1 });
+  assert.deepEqual(retryAdvice("server_error", s, 0, false), { afterSeconds: 1 });
+  assert.deepEqual(retryAdvice("unreachable", s, 0, false), { afterSeconds: 1 });
+  // a rest longer than SDKs wait is still no reason to retry at once
+  const resting = summary({ rateLimited: 2, nextReturn: 120_000 });
+  assert.deepEqual(retryAdvice("rate_limited", resting, 0, false), {
+    afterSeconds: 120,
+    retry: false,
+  });
 });

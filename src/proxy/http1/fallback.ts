@@ -133,7 +133,12 @@ export class FetchFallback {
 
 /** A fetch error's message with any URL taken out. */
 function withoutUrl(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
+  // Deno's fetch says "fetch failed" and keeps the reason (with the URL) in its cause
+  let inner = err;
+  for (let i = 0; i < 4 && inner instanceof Error && inner.cause instanceof Error; i++) {
+    inner = inner.cause;
+  }
+  const text = inner instanceof Error ? inner.message : String(inner);
   const cleaned = text
     .replace(/ for url \(.*?\)(?=: |$)/gi, "")
     .replace(/[a-z][a-z0-9+.-]*:\/\/[^\s)"']+/gi, "(upstream)")

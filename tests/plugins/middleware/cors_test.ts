@@ -102,3 +102,35 @@ Deno.test("cors leaves requests without Origin alone", async () => {
   assert.equal(res.headers.get("access-control-allow-origin"), null);
   await res.body?.cancel();
 });
+
+Deno.test("cors never grants a preflight for /admin paths, whatever the origins", async () => {
+  await using mock = await startMockUpstream();
+  for (const cors of ["true", '{ enabled: true, origins: ["https://ok.example"] }']) {
+    await using proxy = await startProxy(config(mock.baseUrl, cors));
+    for (const path of ["/admin/keys", "/admin/upstreams/m/disable", "/admin"]) {
+      const pre = await fetch(`${proxy.url}${path}`, {
+        method: "OPTIONS",
+        headers: {
+          origin: "https://ok.example",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "content-type",
+        },
+      });
+      assert.equal(pre.status, 204, path);
+      assert.equal(pre.headers.get("access-control-allow-origin"), null, `${cors} ${path}`);
+      assert.equal(pre.headers.get("access-control-allow-methods"), null);
+      await pre.body?.cancel();
+    }
+    const stats = await fetch(`${proxy.url}/stats`, {
+      method: "OPTIONS",
+      headers: { origin: "https://ok.example", "access-control-request-method": "GET" },
+    });
+    assert.equal(
+      stats.headers.get("access-control-allow-origin") !== null,
+      true,
+      "reads as before",
+    );
+    await stats.body?.cancel();
+  }
+  assert.equal(mock.requests.length, 0);
+});

@@ -48,16 +48,21 @@ function chat(url: string, key?: string): Promise<Response> {
 async function direct(
   configText: string,
   path: string,
-  init: { method?: string; key?: string; remoteAddr: string; adminKey?: string },
+  init: {
+    method?: string;
+    key?: string;
+    remoteAddr: string;
+    adminKey?: string;
+    headers?: Record<string, string>;
+  },
 ): Promise<{ res: Response; forwarded: boolean }> {
   const config = parseConfigText(configText, "e.yaml", { env: () => undefined });
   if (init.adminKey !== undefined) config.adminKey = init.adminKey;
   const app = await App.create(config, { probes: false, logger: new Logger({ sink: () => {} }) });
   try {
-    const req = new Request(`http://proxy.test${path}`, {
-      method: init.method ?? "GET",
-      headers: init.key ? { authorization: `Bearer ${init.key}` } : {},
-    });
+    const headers = new Headers(init.headers);
+    if (init.key) headers.set("authorization", `Bearer ${init.key}`);
+    const req = new Request(`http://proxy.test${path}`, { method: init.method ?? "GET", headers });
     const ctx = {
       req,
       url: new URL(req.url),
@@ -339,4 +344,97 @@ Deno.test("endpoints: other requests go on down the chain", async () => {
     const { forwarded } = await direct(text, path, { remoteAddr: "127.0.0.1", method: "POST" });
     assert.equal(forwarded, true, path);
   }
+});
+
+/** What `direct` answered: status and error code. */
+async function outcome(p: Promise<{ res: Response }>): Promise<string> {
+  const { res } = await p;
+  const code = res.status >= 400 ? (await res.json()).error.code : (await res.body?.cancel(), "");
+  return code === "" ? String(res.status) : `${res.status} ${code}`;
+}
+
+Deno.test("endpoints: without any key, stats and admin answer only allowed Host names", async () => {
+  const text = native("http://127.0.0.1:9/v1", "server: { admin_hosts: [llm.internal] }");
+  const at = (path: string, host: string, method = "GET") =>
+    outcome(direct(text, path, {
+      remoteAddr: "127.0.0.1",
+      method,
+      headers: { host, "content-type": "application/json" },
+    }));
+  const read = ["/stats", "/metrics", "/v1/stats/load_balancers", "/admin/keys"];
+  for (const path of read) {
+    for (const host of ["127.0.0.1:8080", "[::1]:8080", "localhost:8080", "llm.internal."]) {
+      assert.equal(await at(path, host), "200", `${path} ${host}`);
+    }
+    for (const host of ["evil.example:8080", "localhost.evil.example", "a@127.0.0.1"]) {
+      assert.equal(await at(path, host), "403 host_not_allowed", `${path} ${host}`);
+    }
+  }
+  assert.equal(
+    await at("/admin/upstreams/a/disable", "evil.example:8080", "POST"),
+    "403 host_not_allowed",
+  );
+  assert.equal(await at("/admin/upstreams/a/disable", "localhost:8080", "POST"), "200");
+  assert.equal(await at("/health", "evil.example:8080"), "200", "/health answers any Host");
+});
+
+Deno.test("endpoints: a configured key lifts the Host check (the key guards)", async () => {
+  const foreign = { host: "rebound.example:8080" };
+  const withAdmin = native("http://127.0.0.1:9/v1", `auth: { admin_key: ${ADMIN} }`);
+  const asAdmin = { remoteAddr: "127.0.0.1", key: ADMIN, headers: foreign };
+  assert.equal(await outcome(direct(withAdmin, "/stats", asAdmin)), "200");
+  assert.equal(await outcome(direct(withAdmin, "/admin/keys", asAdmin)), "200");
+  const withClients = native("http://127.0.0.1:9/v1", `auth: { client_keys: [${CLIENT}] }`);
+  const asClient = { remoteAddr: "127.0.0.1", key: CLIENT, headers: foreign };
+  assert.equal(await outcome(direct(withClients, "/stats", asClient)), "200");
+  assert.equal(await outcome(direct(withClients, "/admin/keys", asClient)), "200");
+  assert.equal(
+    await outcome(direct(withClients, "/stats", { remoteAddr: "127.0.0.1", headers: foreign })),
+    "401 invalid_api_key",
+  );
+});
+
+Deno.test("endpoints: admin refuses another site's Origin, with or without an admin key", async () => {
+  const open = native("http://127.0.0.1:9/v1");
+  const withAdmin = native("http://127.0.0.1:9/v1", `auth: { admin_key: ${ADMIN} }`);
+  const act = "/admin/upstreams/a/disable";
+  for (const origin of ["http://evil.example", "null", "http://127.0.0.1:3000"]) {
+    const headers = { host: "127.0.0.1:8080", origin, "content-type": "application/json" };
+    const base = { remoteAddr: "127.0.0.1", headers };
+    assert.equal(
+      await outcome(direct(open, act, { ...base, method: "POST" })),
+      "403 cross_origin_refused",
+      origin,
+    );
+    assert.equal(await outcome(direct(open, "/admin/keys", base)), "403 cross_origin_refused");
+    assert.equal(
+      await outcome(direct(withAdmin, act, { ...base, method: "POST", key: ADMIN })),
+      "403 cross_origin_refused",
+      origin,
+    );
+    assert.equal(await outcome(direct(open, "/stats", base)), "200", "reads follow server.cors");
+  }
+  const same = { host: "127.0.0.1:8080", origin: "http://127.0.0.1:8080" };
+  const sameOrigin = { remoteAddr: "127.0.0.1", method: "POST", key: ADMIN, headers: same };
+  assert.equal(await outcome(direct(withAdmin, act, sameOrigin)), "200");
+});
+
+Deno.test("endpoints: without an admin key, POST /admin needs JSON or a key header", async () => {
+  const open = native("http://127.0.0.1:9/v1");
+  const act = "/admin/upstreams/a/disable";
+  const post = (headers: Record<string, string>) =>
+    outcome(direct(open, act, { remoteAddr: "127.0.0.1", method: "POST", headers }));
+  assert.equal(await post({}), "415 admin_json_required");
+  assert.equal(await post({ "content-type": "text/plain" }), "415 admin_json_required");
+  assert.equal(
+    await post({ "content-type": "application/x-www-form-urlencoded" }),
+    "415 admin_json_required",
+  );
+  assert.equal(await post({ "content-type": "application/json" }), "200");
+  assert.equal(await post({ authorization: "Bearer anything" }), "200");
+  const getKeys = direct(open, "/admin/keys", { remoteAddr: "127.0.0.1" });
+  assert.equal(await outcome(getKeys), "200", "listing needs no content type");
+  const clients = native("http://127.0.0.1:9/v1", `auth: { client_keys: [${CLIENT}] }`);
+  const withClient = { remoteAddr: "127.0.0.1", method: "POST", key: CLIENT };
+  assert.equal(await outcome(direct(clients, act, withClient)), "200", "the key header suffices");
 });

@@ -2,11 +2,14 @@
  * @module
  * Prometheus metrics: request counters, attempts, retries, latency and time-to-first-byte
  * histograms, tokens, in-flight and candidate states, and the proxy's own overhead. Labels
- * never hold keys: candidates appear by upstream and mask.
+ * never hold keys: candidates appear by upstream and mask. Every label value comes from the
+ * configuration (model pools and model names, upstreams, client key names) or is a fixed word:
+ * a model the configuration does not name is counted as `other`, so what clients send can never
+ * add a series.
  */
 
 import type { RequestContext } from "../context.ts";
-import type { App } from "../app.ts";
+import type { App, Runtime } from "../app.ts";
 import { statusOf } from "../health/availability.ts";
 import type { CandidateState } from "../state_store.ts";
 
@@ -57,6 +60,23 @@ class Series {
 
 const STATUS_CLASSES = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/** The `model` label of every model the configuration does not name. */
+export const OTHER_MODEL = "other";
+
+/**
+ * The model names a configuration gives: its named pools, the client model names of upstreams'
+ * `models` maps, and the models client keys are limited to.
+ * @param rt the runtime of one configuration
+ * @returns the names
+ */
+export function configuredModels(rt: Runtime): Set<string> {
+  const names = new Set<string>(rt.pools.keys());
+  for (const u of rt.config.upstreams) for (const m of Object.keys(u.models)) names.add(m);
+  for (const c of rt.config.clientKeys) for (const m of c.models ?? []) names.add(m);
+  names.delete("*");
+  return names;
+}
+
 /** Collects request metrics and renders them in the Prometheus text format. */
 export class Metrics {
   /** model → upstream → series: two lookups per request, no label strings built. */
@@ -64,6 +84,28 @@ export class Metrics {
   #overhead = new Histogram(OVERHEAD_BUCKETS_MS);
   #retries = 0;
   #streamsBroken = 0;
+  /** Model names each configuration gives (made once per runtime). */
+  #models = new WeakMap<Runtime, Set<string>>();
+  /** The last runtime seen and its names (every request but those around a reload). */
+  #lastRt: Runtime | undefined;
+  #lastNames = new Set<string>();
+
+  /**
+   * The `model` label of a request: its model when the configuration names it, "" when the
+   * request named none, else `other`.
+   */
+  #modelLabel(ctx: RequestContext): string {
+    const model = ctx.log.model;
+    if (model === undefined) return "";
+    const rt = ctx.rt;
+    if (rt !== this.#lastRt) {
+      let names = this.#models.get(rt);
+      if (names === undefined) this.#models.set(rt, names = configuredModels(rt));
+      this.#lastRt = rt;
+      this.#lastNames = names;
+    }
+    return this.#lastNames.has(model) ? model : OTHER_MODEL;
+  }
 
   #seriesOf(model: string, upstream: string): Series {
     let byUpstream = this.#series.get(model);
@@ -85,7 +127,7 @@ export class Metrics {
       const path = ctx.path;
       if (!path.startsWith("/v1/") || path.startsWith("/v1/stats")) return;
     }
-    const series = this.#seriesOf(l.model ?? "", l.upstream ?? "");
+    const series = this.#seriesOf(this.#modelLabel(ctx), l.upstream ?? "");
     const cls = Math.floor(l.status / 100);
     series.requests[cls >= 1 && cls <= 5 ? cls : 0]!++;
     if (l.attempts > 0) {

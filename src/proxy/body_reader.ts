@@ -4,7 +4,9 @@
  * body allocates 64 KiB for every read, and a stream waiting for its next event holds that
  * buffer the whole time: a thousand open streams held 64 MB of empty buffers. Reads here start
  * at 4 KiB (an SSE event is usually far smaller), double while the upstream fills them, and
- * shrink back when it stops.
+ * shrink back when it stops. A chunk that fills less than half its buffer is copied out and the
+ * buffer read into again, so a stream of small events allocates the size of its events, not a
+ * fresh buffer per event.
  */
 
 /** Reads a body chunk by chunk (a default stream reader is one). */
@@ -32,16 +34,24 @@ export function bodyReader(body: ReadableStream<Uint8Array>): BodyReader {
     return body.getReader();
   }
   let size = MIN_READ_BYTES;
+  /** The last read's buffer, when its bytes were copied out: the next read of its size uses it. */
+  let spare: ArrayBuffer | undefined;
   return {
     async read(): Promise<ReadableStreamReadResult<Uint8Array>> {
-      const r = await byob.read(new Uint8Array(size));
-      if (r.done || r.value === undefined) {
+      const into = spare?.byteLength === size ? new Uint8Array(spare) : new Uint8Array(size);
+      spare = undefined;
+      const r = await byob.read(into);
+      const v = r.value;
+      if (r.done || v === undefined) {
         return { done: true } as ReadableStreamReadDoneResult<Uint8Array>;
       }
-      const n = r.value.length;
+      const n = v.length;
+      const room = v.buffer.byteLength;
       if (n === size) size = Math.min(size * 2, MAX_READ_BYTES);
       else if (n < size / 4) size = Math.max(size / 2, MIN_READ_BYTES);
-      return { done: false, value: r.value };
+      if (n > room / 2) return { done: false, value: v };
+      spare = v.buffer as ArrayBuffer;
+      return { done: false, value: v.slice() };
     },
     cancel(reason?: unknown): Promise<void> {
       return byob.cancel(reason);

@@ -3,7 +3,7 @@ import { App } from "../../src/app.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
 import type { RequestContext, RequestLog } from "../../src/context.ts";
 import { Logger } from "../../src/logger.ts";
-import { Metrics } from "../../src/admin/metrics.ts";
+import { configuredModels, Metrics, OTHER_MODEL } from "../../src/admin/metrics.ts";
 import { parsePrometheus } from "../helpers/prometheus.ts";
 
 const CONFIG = `
@@ -19,8 +19,15 @@ async function makeApp(text = CONFIG): Promise<App> {
   return await App.create(config, { probes: false, logger: new Logger({ sink: () => {} }) });
 }
 
-function ctxOf(path: string, log: Partial<RequestLog>, client?: string): RequestContext {
+function ctxOf(
+  app: App,
+  path: string,
+  log: Partial<RequestLog>,
+  client?: string,
+): RequestContext {
   return {
+    app,
+    rt: app.rt,
     req: new Request(`http://x${path}`),
     url: new URL(`http://x${path}`),
     path: new URL(`http://x${path}`).pathname,
@@ -53,14 +60,14 @@ Deno.test("Metrics.observe() counts requests by model, upstream and status class
   try {
     const m = app.metrics;
     const ok = { model: "gpt-4o", upstream: "alpha", attempts: 1, ttfbMs: 40, upstreamMs: 38 };
-    m.observe(ctxOf("/v1/chat/completions", { ...ok, status: 200 }));
-    m.observe(ctxOf("/v1/chat/completions", { ...ok, status: 201 }));
+    m.observe(ctxOf(app, "/v1/chat/completions", { ...ok, status: 200 }));
+    m.observe(ctxOf(app, "/v1/chat/completions", { ...ok, status: 201 }));
     m.observe(
-      ctxOf("/v1/chat/completions", { ...ok, attempts: 3, status: 502, ttfbMs: undefined }),
+      ctxOf(app, "/v1/chat/completions", { ...ok, attempts: 3, status: 502, ttfbMs: undefined }),
     );
-    m.observe(ctxOf("/v1/chat/completions", { status: 401 })); // refused before any attempt
-    m.observe(ctxOf("/health", { status: 200 })); // own endpoints are not counted
-    m.observe(ctxOf("/v1/stats/load_balancers", { status: 200 }));
+    m.observe(ctxOf(app, "/v1/chat/completions", { status: 401 })); // refused before any attempt
+    m.observe(ctxOf(app, "/health", { status: 200 })); // own endpoints are not counted
+    m.observe(ctxOf(app, "/v1/stats/load_balancers", { status: 200 }));
     const exp = parsePrometheus(m.render(app));
     const req = (labels: Record<string, string>) => exp.sum("llm_balance_requests_total", labels);
     assert.equal(req({ model: "gpt-4o", upstream: "alpha", status: "2xx" }), 2);
@@ -88,9 +95,9 @@ Deno.test("Metrics.observe() counts tokens by model, upstream, client and type",
   try {
     const usage = { promptTokens: 7, completionTokens: 5, totalTokens: 12 };
     const log = { model: "gpt-4o", upstream: "beta", attempts: 1, usage };
-    app.metrics.observe(ctxOf("/v1/chat/completions", log, "alice"));
-    app.metrics.observe(ctxOf("/v1/chat/completions", log, "alice"));
-    app.metrics.observe(ctxOf("/v1/chat/completions", log));
+    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log, "alice"));
+    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log, "alice"));
+    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log));
     const exp = parsePrometheus(app.metrics.render(app));
     const tokens = (labels: Record<string, string>) => exp.sum("llm_balance_tokens_total", labels);
     assert.equal(tokens({ client: "alice", type: "prompt" }), 14);
@@ -105,9 +112,9 @@ Deno.test("Metrics.observe() counts streams broken by the upstream, not by the c
   const app = await makeApp();
   try {
     const base = { model: "gpt-4o", upstream: "alpha", attempts: 1, stream: true };
-    app.metrics.observe(ctxOf("/v1/chat/completions", { ...base, outcome: "server" }));
-    app.metrics.observe(ctxOf("/v1/chat/completions", { ...base, outcome: "client_abort" }));
-    app.metrics.observe(ctxOf("/v1/chat/completions", { ...base, outcome: "complete" }));
+    app.metrics.observe(ctxOf(app, "/v1/chat/completions", { ...base, outcome: "server" }));
+    app.metrics.observe(ctxOf(app, "/v1/chat/completions", { ...base, outcome: "client_abort" }));
+    app.metrics.observe(ctxOf(app, "/v1/chat/completions", { ...base, outcome: "complete" }));
     const exp = parsePrometheus(app.metrics.render(app));
     assert.equal(exp.sum("llm_balance_streams_interrupted_total"), 1);
   } finally {
@@ -148,10 +155,10 @@ Deno.test("Metrics.render() shows per-key counters and states equal to candidate
 });
 
 Deno.test("Metrics.render() escapes label values", async () => {
-  const app = await makeApp();
+  const app = await makeApp(`${CONFIG}  "we\\"ird\\\\mo\\ndel": { upstreams: [alpha] }\n`);
   try {
     const m = new Metrics();
-    m.observe(ctxOf("/v1/x", { model: 'we"ird\\mo\ndel', upstream: "alpha", attempts: 1 }));
+    m.observe(ctxOf(app, "/v1/x", { model: 'we"ird\\mo\ndel', upstream: "alpha", attempts: 1 }));
     const exp = parsePrometheus(m.render(app));
     assert.equal(exp.sum("llm_balance_requests_total", { model: 'we"ird\\mo\ndel' }), 1);
   } finally {
@@ -163,10 +170,87 @@ Deno.test("Metrics histograms put values above the last bucket only in +Inf", as
   const app = await makeApp();
   try {
     const m = new Metrics();
-    m.observe(ctxOf("/v1/x", { model: "m", upstream: "alpha", attempts: 1, ttfbMs: 120_000 }));
+    m.observe(ctxOf(app, "/v1/x", { model: "m", upstream: "alpha", attempts: 1, ttfbMs: 120_000 }));
     const exp = parsePrometheus(m.render(app));
     assert.equal(exp.sum("llm_balance_ttfb_seconds_bucket", { le: "60" }), 0);
     assert.equal(exp.sum("llm_balance_ttfb_seconds_bucket", { le: "+Inf" }), 1);
+  } finally {
+    await app.close();
+  }
+});
+
+const NAMED = `
+auth:
+  client_keys:
+    - { key: sk-client-key-0000000000001, name: alice, models: [gpt-4o, o3-mini] }
+upstreams:
+  alpha:
+    base_url: "http://127.0.0.1:9/v1"
+    keys: [sk-alpha-key-0000000000000001]
+    models: { claude-sonnet: anthropic/claude-sonnet-4 }
+pools:
+  gpt-4o: { upstreams: [alpha] }
+  default: { upstreams: [alpha] }
+`;
+
+Deno.test("configuredModels() gives pools, upstream model names and client key models", async () => {
+  const app = await makeApp(NAMED);
+  try {
+    assert.deepEqual(
+      [...configuredModels(app.rt)].sort(),
+      ["claude-sonnet", "gpt-4o", "o3-mini"],
+    );
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("Metrics.observe() counts every model the config does not name as other", async () => {
+  const app = await makeApp(NAMED);
+  try {
+    const m = new Metrics();
+    const served = { upstream: "alpha", attempts: 1, status: 200 };
+    for (let i = 0; i < 50; i++) {
+      // served by the default pool, or refused before any attempt: the same two series
+      m.observe(
+        ctxOf(app, "/v1/chat/completions", { ...served, model: `free-${i}-${"x".repeat(5000)}` }),
+      );
+      m.observe(ctxOf(app, "/v1/chat/completions", { model: `refused-${i}`, status: 404 }));
+    }
+    m.observe(ctxOf(app, "/v1/chat/completions", { ...served, model: "gpt-4o" }));
+    m.observe(ctxOf(app, "/v1/chat/completions", { ...served, model: "claude-sonnet" }));
+    m.observe(ctxOf(app, "/v1/chat/completions", { ...served, model: "o3-mini" }));
+    m.observe(ctxOf(app, "/v1/embeddings", { status: 400 })); // no model named
+    const text = m.render(app);
+    assert.ok(text.length < 20_000, `${text.length} bytes`);
+    const exp = parsePrometheus(text);
+    const models = new Set(exp.find("llm_balance_requests_total").map((s) => s.labels.model));
+    assert.deepEqual([...models].sort(), ["", "claude-sonnet", "gpt-4o", "o3-mini", OTHER_MODEL]);
+    const req = (labels: Record<string, string>) => exp.sum("llm_balance_requests_total", labels);
+    assert.equal(req({ model: OTHER_MODEL, upstream: "alpha", status: "2xx" }), 50);
+    assert.equal(req({ model: OTHER_MODEL, upstream: "", status: "4xx" }), 50);
+    assert.equal(req({ model: "gpt-4o", status: "2xx" }), 1);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("Metrics labels follow the configuration in force when the request came", async () => {
+  const app = await makeApp();
+  try {
+    const m = new Metrics();
+    const log = { model: "gpt-4o", upstream: "alpha", attempts: 1, status: 200 };
+    m.observe(ctxOf(app, "/v1/chat/completions", log));
+    const other = await makeApp(NAMED.replace("gpt-4o: { upstreams: [alpha] }", ""));
+    try {
+      const ctx = { ...ctxOf(app, "/v1/chat/completions", { ...log, model: "o4" }), rt: other.rt };
+      m.observe(ctx);
+    } finally {
+      await other.close();
+    }
+    const exp = parsePrometheus(m.render(app));
+    assert.equal(exp.sum("llm_balance_requests_total", { model: "gpt-4o" }), 1);
+    assert.equal(exp.sum("llm_balance_requests_total", { model: OTHER_MODEL }), 1);
   } finally {
     await app.close();
   }

@@ -2,11 +2,11 @@
  * @module
  * Load of `deno task bench`: wrk rounds (a Lua script POSTs a chat completion and prints its
  * summary as JSON), interleaved over targets, and the Deno clients of the streaming scenarios
- * (time to first byte, many concurrent open streams).
+ * (time to first byte, many concurrent open streams held and read).
  */
 
 import { cpuSeconds, fail, type Processes, resetPeak, type Target, vmMb } from "./_proc.ts";
-import { median, medianRow, percentile, type Row, type Sample } from "./_report.ts";
+import { median, medianRow, percentile, type Row, type Sample, slope } from "./_report.ts";
 
 /** The client key the bench sends (`auth.client_keys` of the llm-balance configs). */
 export const CLIENT_KEY = "bench-client";
@@ -61,8 +61,12 @@ export interface LoadSettings {
   warmup: number;
   /** Sequential streamed requests per target and round. */
   ttfbRequests: number;
-  /** Concurrent open streams. */
-  streams: number;
+  /** Concurrent open streams, one round per number. */
+  streams: number[];
+  /** Seconds the open streams are held (read as their events come) once all are open. */
+  hold: number;
+  /** Milliseconds between two events of one open stream (the slow mock's chunk delay). */
+  streamGapMs: number;
 }
 
 /** The context every scenario runs in. */
@@ -316,63 +320,120 @@ export async function ttfbScenario(bench: Bench, targets: Target[]): Promise<Row
   }
 }
 
+/** How long all the streams of a round may take to open. */
+export const STREAMS_OPEN_TIMEOUT_MS = 90_000;
+/** How often RSS is read during the hold. */
+const HOLD_SAMPLE_MS = 500;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /**
- * Opens N streams at once through a target (the mock holds each one open after its first
- * chunk), reads the server's peak RSS, then cancels them all.
+ * Opens `n` streams at once through a target (the slow mock sends an event on each every
+ * `streamGapMs`), then holds them all open for `hold` seconds, reading every event as a client
+ * does, while RSS is read every half second. Every reader is kept until the end: a response
+ * whose reader is dropped would be collected and its stream cancelled mid-hold. Measures the
+ * time to first byte, CPU per relayed event during the hold, peak RSS (opening and hold), RSS
+ * per stream and RSS growth during the hold (after its first quarter); then cancels every
+ * stream.
+ * @param bench the run
+ * @param target the server under test
+ * @param n streams to open at once
+ * @returns the row (`rps`: streams opened per second; `cpuUsPerReq`: CPU per event of the hold)
  */
-export async function streamsRound(bench: Bench, target: Target): Promise<Row> {
-  const n = bench.settings.streams;
+export async function streamsRound(bench: Bench, target: Target, n: number): Promise<Row> {
+  const { hold } = bench.settings;
   const client = Deno.createHttpClient({});
   const abort = new AbortController();
-  const rssBefore = vmMb(target.pid, "VmRSS");
-  resetPeak(target.pid);
-  const cpu0 = cpuSeconds(target.pid);
-  const started = performance.now();
+  const readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
   const firstBytes: number[] = [];
   let errors = 0;
-  try {
-    const open = async () => {
-      const t0 = performance.now();
-      try {
-        const res = await fetch(`${target.url}/v1/chat/completions`, {
-          method: "POST",
-          headers: REQUEST_HEADERS,
-          body: STREAM_BODY,
-          client,
-          signal: abort.signal,
-        });
-        const first = await res.body!.getReader().read();
-        if (res.status !== 200 || first.done) errors++;
-        else firstBytes.push(performance.now() - t0);
-      } catch {
-        if (!abort.signal.aborted) errors++;
+  /** Streams that ended or failed before the end of the hold. */
+  let ended = 0;
+  let events = 0;
+  const drain = async (reader: ReadableStreamDefaultReader<Uint8Array>) => {
+    try {
+      while (!(await reader.read()).done) events++;
+      ended++;
+    } catch {
+      if (!abort.signal.aborted) ended++;
+    }
+  };
+  const open = async () => {
+    const t0 = performance.now();
+    try {
+      const res = await fetch(`${target.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: REQUEST_HEADERS,
+        body: STREAM_BODY,
+        client,
+        signal: abort.signal,
+      });
+      const reader = res.body!.getReader();
+      readers.push(reader);
+      const first = await reader.read();
+      if (res.status !== 200 || first.done) {
+        errors++;
+        return;
       }
-    };
+      firstBytes.push(performance.now() - t0);
+      drain(reader);
+    } catch {
+      if (!abort.signal.aborted) errors++;
+    }
+  };
+  const rssBefore = vmMb(target.pid, "VmRSS");
+  resetPeak(target.pid);
+  const started = performance.now();
+  try {
     const all = Promise.all(Array.from({ length: n }, open));
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<"timeout">((r) => {
-      const timer = setTimeout(r, 60_000, "timeout");
-      all.finally(() => clearTimeout(timer));
+      timer = setTimeout(r, STREAMS_OPEN_TIMEOUT_MS, "timeout");
     });
-    if (await Promise.race([all, timeout]) === "timeout") errors = n - firstBytes.length;
-    const seconds = (performance.now() - started) / 1000;
-    const peak = vmMb(target.pid, "VmHWM");
+    if (await Promise.race([all, timeout]) === "timeout") {
+      errors = n - firstBytes.length;
+    }
+    clearTimeout(timer);
+    const openSeconds = (performance.now() - started) / 1000;
+    const opened = firstBytes.length;
+    // the hold: every stream open and read; nothing opens or closes
+    const cpu0 = cpuSeconds(target.pid);
+    const events0 = events;
+    const holdStart = performance.now();
+    const samples: [number, number][] = [];
+    for (;;) {
+      const t = (performance.now() - holdStart) / 1000;
+      samples.push([t, vmMb(target.pid, "VmRSS")]);
+      if (t >= hold) break;
+      await sleep(Math.min(HOLD_SAMPLE_MS, (hold - t) * 1000));
+    }
     const cpu = cpuSeconds(target.pid) - cpu0;
+    const relayed = events - events0;
+    const peak = vmMb(target.pid, "VmHWM");
+    const kbPerStream = (peak - rssBefore) * 1024 / Math.max(opened, 1);
+    // the first quarter lets the process settle from the opening (code warming up, the young
+    // generation growing to its working size)
+    const growth = slope(samples.filter(([t]) => t >= hold / 4));
     return {
       target: target.name,
-      rps: firstBytes.length / seconds,
+      rps: opened / openSeconds,
       p50Ms: percentile(firstBytes, 50),
       p99Ms: percentile(firstBytes, 99),
-      cpuUsPerReq: (cpu * 1e6) / Math.max(firstBytes.length, 1),
+      cpuUsPerReq: relayed > 0 ? (cpu * 1e6) / relayed : NaN,
       peakRssMb: peak,
-      errors,
+      errors: errors + ended,
       requests: n,
-      note: `${firstBytes.length} open at once; RSS before ${rssBefore.toFixed(1)} MB, +${
-        ((peak - rssBefore) * 1024 / Math.max(firstBytes.length, 1)).toFixed(1)
-      } KB per stream`,
+      streams: n,
+      rssBeforeMb: rssBefore,
+      heldRssMb: samples.at(-1)![1],
+      kbPerStream,
+      growthMbPerS: growth,
+      note: `${opened} open in ${openSeconds.toFixed(1)} s, held ${hold} s: ${relayed} events`,
     };
   } finally {
     abort.abort();
+    for (const reader of readers) reader.cancel().catch(() => {});
     client.close();
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
   }
 }

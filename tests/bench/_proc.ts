@@ -1,8 +1,9 @@
 /**
  * @module
  * Process handling of `deno task bench`: starting the processes under test (pinned to a core,
- * stderr to a log file, base URL read from the first stdout line), stopping every one of them
- * whatever happens, and reading their CPU time and memory from /proc.
+ * stderr to a log file, open-file limit raised to the hard limit, base URL read from the first
+ * stdout line), stopping every one of them whatever happens, and reading their CPU time and
+ * memory from /proc.
  */
 
 /** An error whose message is shown as is. */
@@ -60,6 +61,24 @@ export function vmMb(pid: number, field: "VmHWM" | "VmRSS"): number {
 }
 
 /**
+ * The hard limit on open files (RLIMIT_NOFILE) of this process, which the processes it starts
+ * inherit. Deno raises its own soft limit to it at start, and {@linkcode Processes.start} raises
+ * the soft limit of what it starts; only a privileged process can raise the hard limit itself.
+ * @returns the limit, or Infinity when unlimited or unknown
+ */
+export function openFilesLimit(): number {
+  try {
+    const limits = Deno.readTextFileSync("/proc/self/limits");
+    const line = limits.split("\n").find((l) => l.startsWith("Max open files"));
+    const hard = line?.trim().split(/\s+/)[4];
+    const n = Number(hard);
+    return hard === undefined || !Number.isFinite(n) ? Infinity : n;
+  } catch {
+    return Infinity;
+  }
+}
+
+/**
  * Resets the peak RSS (VmHWM) of a process so the next reading covers what follows.
  * @param pid the process
  */
@@ -94,13 +113,20 @@ export class Processes {
   }
 
   /**
-   * Starts `cmd` on `core` with stderr to a log file and waits for its base URL, the first line
-   * of its stdout.
+   * Starts `cmd` on `core` with stderr to a log file and the soft open-file limit raised to the
+   * hard one (thousands of open streams need thousands of sockets), and waits for its base URL,
+   * the first line of its stdout.
    */
   async start(name: string, core: number, cmd: string[]): Promise<Started> {
     const log = `${this.#dir}/${name}.log`;
     const child = new Deno.Command("sh", {
-      args: ["-c", 'log="$1"; shift; exec "$@" 2>"$log"', "sh", log, ...this.pinned(core, cmd)],
+      args: [
+        "-c",
+        'ulimit -n "$(ulimit -Hn)" 2>/dev/null; log="$1"; shift; exec "$@" 2>"$log"',
+        "sh",
+        log,
+        ...this.pinned(core, cmd),
+      ],
       cwd: this.#cwd,
       stdin: "null",
       stdout: "piped",

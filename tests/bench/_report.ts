@@ -24,6 +24,16 @@ export interface Row {
   errors: number;
   requests: number;
   note?: string;
+  /** Open streams only: how many streams were held at once. */
+  streams?: number;
+  /** Open streams only: RSS of the server process before the streams opened. */
+  rssBeforeMb?: number;
+  /** Open streams only: RSS at the end of the hold. */
+  heldRssMb?: number;
+  /** Open streams only: (peak RSS - RSS before) / streams open, in KB. */
+  kbPerStream?: number;
+  /** Open streams only: RSS growth during the hold (least-squares slope), in MB/s. */
+  growthMbPerS?: number;
 }
 
 /** One measurement of one target. */
@@ -83,6 +93,31 @@ export function medianRow(target: string, samples: Sample[]): Row {
   };
 }
 
+/**
+ * The least-squares slope of points, e.g. RSS over time.
+ * @param points `[x, y]` pairs
+ * @returns dy/dx, or NaN with fewer than two distinct x
+ */
+export function slope(points: readonly (readonly [number, number])[]): number {
+  const n = points.length;
+  if (n < 2) return NaN;
+  let sx = 0;
+  let sy = 0;
+  for (const [x, y] of points) {
+    sx += x;
+    sy += y;
+  }
+  const mx = sx / n;
+  const my = sy / n;
+  let num = 0;
+  let den = 0;
+  for (const [x, y] of points) {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  }
+  return den === 0 ? NaN : num / den;
+}
+
 function fmt(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : "-";
 }
@@ -101,6 +136,30 @@ export function table(title: string, rows: Row[]): string {
     "",
     "| target | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MB | errors | notes |",
     "|---|---:|---:|---:|---:|---:|---:|---|",
+    ...rows.map(line),
+    "",
+  ].join("\n");
+}
+
+/**
+ * The markdown table of the open-streams scenario: per target and number of streams, how fast
+ * they opened, time to first byte, CPU per relayed event during the hold, and memory.
+ * @param title the heading
+ * @param rows one per target and number of streams
+ */
+export function streamsTable(title: string, rows: Row[]): string {
+  const mb = (v: number | undefined) => fmt(v ?? NaN, 1);
+  const line = (r: Row) =>
+    `| ${r.target} | ${r.streams ?? "-"} | ${fmt(r.rps, 0)} | ${fmt(r.p50Ms, 1)} | ` +
+    `${fmt(r.p99Ms, 1)} | ${fmt(r.cpuUsPerReq, 1)} | ${mb(r.rssBeforeMb)} | ` +
+    `${mb(r.peakRssMb)} | ${mb(r.kbPerStream)} | ${mb(r.heldRssMb)} | ` +
+    `${fmt(r.growthMbPerS ?? NaN, 2)} | ${r.errors} | ${r.note ?? ""} |`;
+  return [
+    `### ${title}`,
+    "",
+    "| target | streams | opened/s | TTFB p50 ms | TTFB p99 ms | CPU µs/event | RSS before MB | " +
+    "peak RSS MB | KB/stream | RSS at end MB | growth MB/s | errors | notes |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ...rows.map(line),
     "",
   ].join("\n");
@@ -225,20 +284,42 @@ export function ratioChecks(
     add("streaming TTFB added vs passthrough (p50)", ttfbProxy.p50Ms - ttfbPass.p50Ms, "ms");
   }
 
-  const streamsProxy = row("streams", "llm-balance");
-  const streamsPass = row("streams", "passthrough");
-  if (streamsProxy) {
-    add(
-      "peak RSS with open streams, llm-balance",
-      streamsProxy.peakRssMb,
-      "MB",
-      "<= 100 MB (issue 7)",
-      streamsProxy.peakRssMb <= 100,
-    );
-  }
-  if (streamsProxy && streamsPass) {
-    const ratio = streamsProxy.peakRssMb / streamsPass.peakRssMb;
-    add("peak RSS with open streams, llm-balance / passthrough", ratio, "x");
+  const streamRows = results.streams ?? [];
+  const sizes = [...new Set(streamRows.map((r) => r.streams ?? 0))].sort((a, b) => a - b);
+  for (const n of sizes) {
+    const at = (target: string) => streamRows.find((r) => r.target === target && r.streams === n);
+    const [lb, pt] = [at("llm-balance"), at("passthrough")];
+    const held = n > 0 ? `${n} open streams` : "open streams";
+    if (lb && n === sizes[0]) {
+      add(
+        `peak RSS with ${held}, llm-balance`,
+        lb.peakRssMb,
+        "MB",
+        "<= 100 MB at 1,000 (issue 7)",
+        n === 1000 ? lb.peakRssMb <= 100 : undefined,
+      );
+    }
+    if (lb?.kbPerStream !== undefined) {
+      add(
+        `KB per stream with ${held}, llm-balance`,
+        lb.kbPerStream,
+        "KB",
+        "<= 120 KB (issue 15)",
+        lb.kbPerStream <= 120,
+      );
+    }
+    if (lb?.growthMbPerS !== undefined) {
+      add(
+        `RSS growth while ${held} are held, llm-balance`,
+        lb.growthMbPerS,
+        "MB/s",
+        "flat: <= 0.5 MB/s (issue 15)",
+        lb.growthMbPerS <= 0.5,
+      );
+    }
+    if (lb && pt) {
+      add(`peak RSS with ${held}, llm-balance / passthrough`, lb.peakRssMb / pt.peakRssMb, "x");
+    }
   }
 
   const [small, large] = results.pool ?? [];

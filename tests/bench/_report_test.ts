@@ -10,6 +10,8 @@ import {
   roundRatio,
   type Row,
   type Sample,
+  slope,
+  streamsTable,
   table,
 } from "./_report.ts";
 
@@ -150,4 +152,56 @@ Deno.test("table() and checksTable() render markdown rows", () => {
   ]);
   assert.match(checks, /\| ratio \| 0\.91x \| >= 0\.8x \| PASS \|/);
   assert.ok(checks.includes("| added | 1.500 ms |  | FAIL |"), checks);
+});
+
+Deno.test("slope() is the least-squares slope, NaN without two distinct x", () => {
+  assert.equal(slope([[0, 1], [1, 3], [2, 5]]), 2);
+  // a saw that ends where it began has no trend
+  assert.equal(slope([[0, 10], [1, 20], [2, 10], [3, 20], [4, 10], [5, 20], [6, 10]]), 0);
+  assert.ok(Number.isNaN(slope([[1, 1]])));
+  assert.ok(Number.isNaN(slope([[1, 1], [1, 2]])));
+});
+
+Deno.test("ratioChecks() checks KB per stream and growth of llm-balance at each number of streams", () => {
+  const streams = (target: string, n: number, kb: number, growth: number) =>
+    row(target, {
+      streams: n,
+      kbPerStream: kb,
+      growthMbPerS: growth,
+      peakRssMb: 70 + n * kb / 1024,
+    });
+  const checks = ratioChecks({
+    streams: [
+      streams("passthrough", 1000, 95, 0),
+      streams("llm-balance", 1000, 112, 0.1),
+      streams("passthrough", 5000, 66, 0),
+      streams("llm-balance", 5000, 142, 9.9),
+    ],
+  }, []);
+  const by = new Map(checks.map((c) => [c.measure, c]));
+  assert.equal(by.get("KB per stream with 1000 open streams, llm-balance")?.pass, true);
+  assert.equal(by.get("RSS growth while 1000 open streams are held, llm-balance")?.pass, true);
+  assert.equal(by.get("KB per stream with 5000 open streams, llm-balance")?.pass, false);
+  assert.equal(by.get("RSS growth while 5000 open streams are held, llm-balance")?.pass, false);
+  // issue 7's peak RSS target is for 1,000 streams, checked at the smallest number only
+  assert.equal(by.get("peak RSS with 1000 open streams, llm-balance")?.pass, false);
+  assert.equal(by.has("peak RSS with 5000 open streams, llm-balance"), false);
+  assert.ok(by.get("peak RSS with 5000 open streams, llm-balance / passthrough")!.value > 1);
+});
+
+Deno.test("streamsTable() renders one row per target and number of streams", () => {
+  const text = streamsTable("Streams", [
+    row("llm-balance", {
+      streams: 5000,
+      rssBeforeMb: 70,
+      kbPerStream: 99.46,
+      heldRssMb: 540,
+      growthMbPerS: -0.456,
+      cpuUsPerReq: 37.12,
+    }),
+  ]);
+  assert.match(text, /^### Streams\n/);
+  const line = "| llm-balance | 5000 | 1000 | 1.0 | 2.0 | 37.1 | 70.0 | 100.0 | 99.5 | 540.0 | " +
+    "-0.46 | 0 |  |";
+  assert.ok(text.includes(line), text);
 });

@@ -8,8 +8,9 @@
  * Scenarios: 64 connections non-streaming; the same with the pass-through and llm-balance under
  * load at the same time ("paired": both share core 0, so a slow spell of the machine slows both
  * alike and the ratio of requests served is steadier than between rounds run one after the
- * other); 1 connection (latency); streaming time to first byte; peak RSS with 1,000 concurrent
- * open streams; pool scale (3 keys vs 10,000 keys, paired).
+ * other); 1 connection (latency); streaming time to first byte; 1,000 and 5,000 concurrent open
+ * streams, each held open and read while the mock sends it an event a second (RSS per stream,
+ * RSS growth during the hold); pool scale (3 keys vs 10,000 keys, paired).
  * The system under test is pinned to core 0, wrk, the mock and this process to core 1 (`taskset`);
  * rounds are interleaved and medians reported. Linux only (`/proc`, `taskset`).
  *
@@ -26,11 +27,20 @@ import {
   type LoadSettings,
   pairedWrk,
   progress,
+  STREAMS_OPEN_TIMEOUT_MS,
   streamsRound,
   ttfbScenario,
   WRK_SCRIPT,
 } from "./_load.ts";
-import { BenchError, fail, Processes, type Started, type Target, vmMb } from "./_proc.ts";
+import {
+  BenchError,
+  fail,
+  openFilesLimit,
+  Processes,
+  type Started,
+  type Target,
+  vmMb,
+} from "./_proc.ts";
 import { V8_FLAGS } from "../../src/compile_all.ts";
 import {
   type Check,
@@ -41,6 +51,7 @@ import {
   type Row,
   type Scenario,
   SCENARIOS,
+  streamsTable,
   table,
 } from "./_report.ts";
 
@@ -55,13 +66,16 @@ const HELP = `deno task bench [options]
 Benchmarks llm-balance against a fast mock upstream, the mock directly and a minimal
 Deno.serve + fetch pass-through. Needs Linux and wrk (Debian: apt-get install -y wrk).
 
-  --quick               ~30 s run: --duration 2 --rounds 1 --warmup 1 --ttfb-requests 50
+  --quick               ~1 min run: --duration 2 --rounds 1 --warmup 1 --ttfb-requests 50
+                        --streams 1000 --hold 5
   --duration S          seconds per wrk round (integer)                          [5]
   --rounds N            interleaved rounds per target                            [3]
   --warmup S            wrk warm-up seconds per target, 0 for none               [2]
   --connections N       connections of the throughput scenario                   [64]
   --ttfb-requests N     sequential streamed requests per target and round        [200]
-  --streams N           concurrent open streams of the memory scenario           [1000]
+  --streams LIST        concurrent open streams, comma-separated (one round each)  [1000,5000]
+  --hold S              seconds the open streams are held and read, all open     [20]
+  --stream-gap MS       milliseconds between two events of one open stream       [1000]
   --pool-keys N         keys of the large pool of the pool-scale scenario        [10000]
   --scenarios LIST      comma-separated: ${SCENARIOS.join(",")}   [all]
   --targets LIST        comma-separated: ${TARGETS.join(",")}          [all]
@@ -97,7 +111,9 @@ function parseSettings(args: string[]): Settings | undefined {
       warmup: { type: "string" },
       connections: { type: "string", default: "64" },
       "ttfb-requests": { type: "string" },
-      streams: { type: "string", default: "1000" },
+      streams: { type: "string" },
+      hold: { type: "string" },
+      "stream-gap": { type: "string", default: "1000" },
       "pool-keys": { type: "string", default: "10000" },
       scenarios: { type: "string", default: SCENARIOS.join(",") },
       targets: { type: "string", default: TARGETS.join(",") },
@@ -131,7 +147,11 @@ function parseSettings(args: string[]): Settings | undefined {
     warmup: int("warmup", values.warmup, quick ? 1 : 2, 0),
     connections: int("connections", values.connections, 64, 1),
     ttfbRequests: int("ttfb-requests", values["ttfb-requests"], quick ? 50 : 200, 1),
-    streams: int("streams", values.streams, 1000, 1),
+    streams: (values.streams ?? (quick ? "1000" : "1000,5000")).split(",").map((n) =>
+      int("streams", n.trim(), 0, 1)
+    ),
+    hold: int("hold", values.hold, quick ? 5 : 20, 1),
+    streamGapMs: int("stream-gap", values["stream-gap"], 1000, 10),
     poolKeys: int("pool-keys", values["pool-keys"], 10_000, 4),
     scenarios: list("scenarios", values.scenarios, SCENARIOS),
     targets: list("targets", values.targets, TARGETS),
@@ -335,35 +355,64 @@ async function poolScenario(run: Run): Promise<void> {
   await run.processes.stop(large);
 }
 
-/** Peak RSS with many open streams, each target a fresh process in front of a slow mock. */
+/** Open files a process needs beyond its streams' sockets (listeners, pipes, runtime). */
+const SPARE_FILES = 200;
+
+/**
+ * Many open streams held and read, for each number of streams: each target a fresh process
+ * (the mock too) so every round starts from the same RSS. The mock sends an event on every
+ * stream each `--stream-gap` ms, enough of them to outlast the opening and the hold.
+ */
 async function streamsScenario(run: Run): Promise<void> {
   const { settings, processes } = run;
-  const slowArgs = ["--name", "slow", "--chunk-delay", "60000", "--chunks", "3"];
-  const slow = await processes.start("mock-slow", 1, denoRun(MOCK, ...slowArgs));
   const rows: Row[] = [];
-  const measure = async (name: string, started: Started) => {
-    progress(`streams: ${name} (${settings.streams} streams)`);
-    rows.push(await streamsRound(run.bench, asTarget(name, started)));
-    await processes.stop(started);
-  };
-  if (settings.targets.includes("direct")) {
-    progress(`streams: direct (${settings.streams} streams)`);
-    rows.push(await streamsRound(run.bench, asTarget("direct", slow)));
+  const limit = openFilesLimit();
+  for (const n of settings.streams) {
+    // llm-balance and the pass-through hold two sockets per stream, the mock and the client one
+    const needed = 2 * n + SPARE_FILES;
+    if (needed > limit) {
+      const why = `${n} streams need ${needed} open files in llm-balance; ` +
+        `the hard limit (RLIMIT_NOFILE) here is ${limit}`;
+      progress(`streams: skipped ${n}: ${why} (raise it: ulimit -Hn, LimitNOFILE, --ulimit)`);
+      run.extra.push({ measure: `open streams: ${n} skipped (${why})`, value: NaN, unit: "" });
+      continue;
+    }
+    const chunks =
+      Math.ceil((STREAMS_OPEN_TIMEOUT_MS + settings.hold * 1000) / settings.streamGapMs) +
+      5;
+    const slowArgs = [
+      "--name",
+      "slow",
+      "--chunk-delay",
+      String(settings.streamGapMs),
+      "--chunks",
+      String(chunks),
+    ];
+    const slow = await processes.start("mock-slow", 1, denoRun(MOCK, ...slowArgs));
+    const measure = async (name: string, started: Started) => {
+      progress(`streams: ${name} (${n} streams, held ${settings.hold} s)`);
+      rows.push(await streamsRound(run.bench, asTarget(name, started), n));
+      await processes.stop(started);
+    };
+    if (settings.targets.includes("direct")) {
+      progress(`streams: direct (${n} streams, held ${settings.hold} s)`);
+      rows.push(await streamsRound(run.bench, asTarget("direct", slow), n));
+    }
+    if (settings.targets.includes("passthrough")) {
+      const args = ["--upstream", slow.url];
+      await measure(
+        "passthrough",
+        await processes.start("passthrough-streams", 0, denoRun(PASSTHROUGH, ...args)),
+      );
+    }
+    if (settings.targets.includes("llm-balance")) {
+      await measure(
+        "llm-balance",
+        await startProxy(run, "llm-balance-streams", mainConfig(slow.url, settings.logLevel)),
+      );
+    }
+    await processes.stop(slow);
   }
-  if (settings.targets.includes("passthrough")) {
-    const args = ["--upstream", slow.url];
-    await measure(
-      "passthrough",
-      await processes.start("passthrough-streams", 0, denoRun(PASSTHROUGH, ...args)),
-    );
-  }
-  if (settings.targets.includes("llm-balance")) {
-    await measure(
-      "llm-balance",
-      await startProxy(run, "llm-balance-streams", mainConfig(slow.url, settings.logLevel)),
-    );
-  }
-  await processes.stop(slow);
   run.results.streams = rows;
 }
 
@@ -372,14 +421,17 @@ function report(
   settings: Settings,
   run: { startedAt: Date; wrk: string; pinned: boolean; results: Run["results"]; checks: Check[] },
 ): string {
-  const { duration, rounds, connections, ttfbRequests, streams, poolKeys } = settings;
+  const { duration, rounds, connections, ttfbRequests, streams, poolKeys, hold, streamGapMs } =
+    settings;
   const titles: Record<Scenario, string> = {
     throughput:
       `${connections} connections, non-streaming (wrk, ${rounds} x ${duration} s, medians)`,
     latency: `1 connection, non-streaming (wrk, ${rounds} x ${duration} s, medians)`,
     ttfb:
       `Streaming time to first byte (${ttfbRequests} sequential requests x ${rounds} rounds, 5 chunks)`,
-    streams: `${streams} concurrent open streams (peak RSS; p50/p99 = time to first byte)`,
+    streams: `${
+      streams.map((n) => n.toLocaleString("en-US")).join(" and ")
+    } concurrent open streams, held ${hold} s once all are open, an event every ${streamGapMs} ms on each, every event read (peak RSS of opening and hold; KB/stream = (peak - before) / streams; growth = least-squares slope of RSS over the last three quarters of the hold; CPU per event relayed during the hold)`,
     paired:
       `passthrough and llm-balance under load at the same time, both on core 0, ${connections} connections each (${rounds} x ${duration} s, medians)`,
     pool:
@@ -389,10 +441,13 @@ function report(
   return [
     `## llm-balance bench, ${run.startedAt.toISOString()}`,
     "",
-    `deno ${Deno.version.deno}, ${run.wrk}, ${navigator.hardwareConcurrency} cores, ${placement}; ` +
+    `deno ${Deno.version.deno}, ${run.wrk}, ${navigator.hardwareConcurrency} cores, ${placement}, ` +
+    `open files limit ${openFilesLimit()}; ` +
     "CPU = user+system time of the server process (the mock for direct) / requests",
     "",
-    ...SCENARIOS.filter((s) => run.results[s]).map((s) => table(titles[s], run.results[s]!)),
+    ...SCENARIOS.filter((s) => run.results[s]).map((s) =>
+      (s === "streams" ? streamsTable : table)(titles[s], run.results[s]!)
+    ),
     checksTable(run.checks),
   ].join("\n");
 }

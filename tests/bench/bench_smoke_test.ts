@@ -36,6 +36,7 @@ Deno.test({
           "--warmup=0",
           "--ttfb-requests=5",
           "--streams=20",
+          "--hold=1",
           "--pool-keys=100",
           "--scenarios=throughput,paired,ttfb,streams,pool",
           `--json=${json}`,

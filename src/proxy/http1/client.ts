@@ -87,11 +87,12 @@ const STALE_WINDOW_MS = 1000;
 /** Informational answers skipped before one gives up on an upstream sending only those. */
 const MAX_INFORMATIONAL = 32;
 /**
- * A pooled connection idle at least this long waits one event-loop turn before it is used (see
- * {@linkcode Connection.settled}); one reused at once (under load, or by a client's next request)
- * does not.
+ * Bytes that reach an idle connection are seen when the event loop next polls its sockets. A
+ * pooled connection idle at least this long, taken when the loop last turned (polled) longer ago
+ * than this (the process was busy), first waits one turn (see {@linkcode Connection.settled}).
+ * Under load the loop turns constantly and no request waits.
  */
-const SETTLE_AFTER_MS = 1;
+const SETTLE_AFTER_MS = 3;
 /** How long an answer may still arrive after the request could not be written whole. */
 const EARLY_ANSWER_MS = 1000;
 
@@ -104,6 +105,9 @@ export class Http1Client {
   readonly #maxHead: number;
   readonly #limits: { maxFields: number };
   readonly #now: () => number;
+  /** When a timer last ran (`performance.now()`): the loop had just polled its sockets. */
+  #lastTurn = 0;
+  #turnTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** @param options pool limits, head limits and the fallback */
   constructor(options: Http1Options = {}) {
@@ -145,6 +149,8 @@ export class Http1Client {
 
   /** Closes every idle connection; requests in flight finish on theirs, which then close. */
   close(): void {
+    clearTimeout(this.#turnTimer);
+    this.#turnTimer = undefined;
     this.#pool.close();
   }
 
@@ -193,7 +199,12 @@ export class Http1Client {
     let c = init.fresh === true ? undefined : this.#pool.take(origin.key);
     // a connection idle for a while may have received something this process has not seen yet
     // (it was busy): one turn of the event loop shows it
-    while (c !== undefined && performance.now() - c.idleAt >= SETTLE_AFTER_MS) {
+    const now = performance.now();
+    if (c !== undefined) this.#noteTurn();
+    while (
+      c !== undefined && now - c.idleAt >= SETTLE_AFTER_MS &&
+      now - this.#lastTurn >= SETTLE_AFTER_MS
+    ) {
       if (await c.settled()) break;
       c.close();
       c = this.#pool.take(origin.key);
@@ -229,6 +240,18 @@ export class Http1Client {
       c = new Connection(conn);
     }
     return await this.#exchange(origin, c, message, method.toUpperCase(), signal);
+  }
+
+  /**
+   * Has the next turn of the event loop noted (one timer at a time, shared by every request of
+   * a turn).
+   */
+  #noteTurn(): void {
+    if (this.#turnTimer !== undefined) return;
+    this.#turnTimer = setTimeout(() => {
+      this.#turnTimer = undefined;
+      this.#lastTurn = performance.now();
+    }, 0);
   }
 
   /** Writes the request while reading the answer's head; hands back the response. */

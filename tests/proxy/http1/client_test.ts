@@ -656,3 +656,26 @@ Deno.test("Http1Client sends header values as the bytes they stand for", async (
   );
   http.close();
 });
+
+Deno.test("Http1Client does not hand bytes that reached an idle connection while the process was busy to the next request", async () => {
+  let stray!: () => Promise<void>;
+  await using srv = rawServer(async (req, conn) => {
+    await write(
+      conn,
+      `HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n${req.head.includes("/two") ? "two" : "one"}`,
+    );
+    stray = () => write(conn, "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nSTRAY");
+    return "keep";
+  });
+  const http = client();
+  assert.equal(await (await http.fetch(`${srv.url}/v1/one`, POST)).text(), "one");
+  await tick();
+  // the stray answer is written, then this process stays busy: its idle watch cannot see it
+  await stray();
+  const until = performance.now() + 30;
+  while (performance.now() < until) {
+    // busy, as a large JSON parse would be
+  }
+  assert.equal(await (await http.fetch(`${srv.url}/v1/two`, POST)).text(), "two");
+  http.close();
+});

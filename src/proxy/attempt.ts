@@ -16,6 +16,7 @@ import {
   StaleConnectionError,
   UpstreamProtocolError,
 } from "./http1/mod.ts";
+import { concat } from "./bytes.ts";
 
 /** What one attempt sends. */
 export interface AttemptRequest {
@@ -237,20 +238,6 @@ function bodyPlan(ct: string | null, h: Headers): "whole" | "buffer" | "stream" 
   const len = h.get("content-length");
   if (len === null) return "buffer";
   return Number(len) <= BUFFER_LIMIT ? "whole" : "stream";
-}
-
-function concat(parts: Uint8Array[], size: number): Uint8Array<ArrayBuffer> {
-  const first = parts[0];
-  if (parts.length === 1 && first !== undefined && first.buffer instanceof ArrayBuffer) {
-    return first as Uint8Array<ArrayBuffer>;
-  }
-  const out = new Uint8Array(size);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 function failure(control: AttemptControl, error: unknown, midBody: boolean): Failure {

@@ -7,6 +7,7 @@
  */
 
 import { appendField, type FieldSpan, findTopLevelFields } from "./json_scan.ts";
+import { concat } from "./bytes.ts";
 
 /**
  * Tells whether a path is an OpenAI-style endpoint that honours `stream_options`.
@@ -76,17 +77,6 @@ export function isUsageEvent(event: Uint8Array): boolean {
   } catch {
     return false;
   }
-}
-
-function concat(parts: readonly Uint8Array[], total: number): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /**

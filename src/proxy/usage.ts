@@ -11,6 +11,7 @@
  */
 
 import { findTopLevel } from "./json_scan.ts";
+import { concat } from "./bytes.ts";
 
 /** Token counts of one response. */
 export interface Usage {
@@ -134,17 +135,6 @@ function firstByte(b: Uint8Array): number {
     if (c !== SPACE && c !== LF && c !== 13 && c !== 9) return c;
   }
   return -1;
-}
-
-function concat(parts: readonly Uint8Array[], size: number): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(size);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** The `usage` member of an event's object member (`message`, `response`), if any. */

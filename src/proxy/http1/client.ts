@@ -209,7 +209,10 @@ export class Http1Client {
       c.close();
       c = this.#pool.take(origin.key);
     }
-    signal?.throwIfAborted();
+    if (signal?.aborted) {
+      c?.close();
+      throw signal.reason;
+    }
     if (c === undefined) {
       let conn: Deno.Conn;
       try {

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../tools/mock_upstream.ts";
 import { createHandler, lastOnConnection } from "../src/server.ts";
 import { waitFor } from "./helpers/e2e.ts";
 import { startProxy } from "./helpers/proxy.ts";

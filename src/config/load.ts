@@ -18,8 +18,8 @@ import {
 } from "./errors.ts";
 import { emptyVariables, type EnvLookup, substituteEnv } from "./env.ts";
 import { normalizeNative } from "./native.ts";
-import { normalizeSeedA } from "./seed_a.ts";
-import { normalizeSeedB } from "./seed_b.ts";
+import { normalizeModelscopeBalanceJson } from "./modelscope_balance_json.ts";
+import { normalizeOneApiYaml } from "./one_api_yaml.ts";
 import type { Config } from "./types.ts";
 
 /** Options of `parseConfigText`. */
@@ -174,8 +174,8 @@ export function parseConfigText(text: string, source: string, options?: ParseOpt
   };
   const normalize = {
     "native": normalizeNative,
-    "seed-a": normalizeSeedA,
-    "seed-b": normalizeSeedB,
+    "seed-a": normalizeModelscopeBalanceJson,
+    "seed-b": normalizeOneApiYaml,
   }[detectFormat(tree, json)];
   const result: Checked<Config> = normalize(substituted.value, context);
   // A missing variable leaves a broken value behind: report the variable, not the value (nor

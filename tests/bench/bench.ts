@@ -41,7 +41,7 @@ import {
   type Target,
   vmMb,
 } from "./_proc.ts";
-import { V8_FLAGS } from "../../src/compile_all.ts";
+import { V8_FLAGS } from "../../tools/compile_all.ts";
 import {
   type Check,
   checksTable,
@@ -56,7 +56,7 @@ import {
 } from "./_report.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-const MOCK = `${ROOT}src/dev/mock_upstream.ts`;
+const MOCK = `${ROOT}tools/mock_upstream.ts`;
 const PASSTHROUGH = `${ROOT}tests/bench/passthrough.ts`;
 const TARGETS = ["direct", "passthrough", "llm-balance"] as const;
 type TargetName = typeof TARGETS[number];

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { App } from "../../src/app.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { formatProbeTable, probeAll, type ProbeRow } from "../../src/commands/probe.ts";
 
 Deno.test("probeAll() probes every key once and reports each result", async () => {

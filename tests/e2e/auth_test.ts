@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { runCli, startServe } from "../helpers/cli.ts";
 

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { runCli, tempConfig } from "../helpers/cli.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 

@@ -8,8 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
-import { COMPILE_FLAGS } from "../../src/compile_all.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
+import { COMPILE_FLAGS } from "../../tools/compile_all.ts";
 import { runCli, startServe, tempConfig } from "../helpers/cli.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { runCli, tempConfig } from "../helpers/cli.ts";
 import { postJson } from "../helpers/e2e.ts";

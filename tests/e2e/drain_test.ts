@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startServe, tempConfig } from "../helpers/cli.ts";
 import { waitFor } from "../helpers/e2e.ts";
 

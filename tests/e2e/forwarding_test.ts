@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { chat, postJson, rawRequest, startScriptedUpstream } from "../helpers/e2e.ts";
 

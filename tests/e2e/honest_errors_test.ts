@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { postJson, requestLines, startScriptedUpstream, waitFor } from "../helpers/e2e.ts";
 

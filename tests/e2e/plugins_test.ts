@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { runCli, startServe, tempConfig } from "../helpers/cli.ts";
 
 const EXAMPLE = new URL("../../plugins/examples/quota_aware.ts", import.meta.url).pathname;

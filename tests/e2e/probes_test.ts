@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { KEY_A, KEY_B, MASK_A, MESSAGES, sdk } from "../helpers/failures.ts";
 

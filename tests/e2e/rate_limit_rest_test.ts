@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { KEY_A, MASK_A, MESSAGES, sdk, stats, twoUpstreams } from "../helpers/failures.ts";
 

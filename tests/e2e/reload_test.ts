@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startServe, tempConfig } from "../helpers/cli.ts";
 
 const KEY_A = "sk-reload-aaaa-0000-1111";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy } from "../helpers/proxy.ts";
 
 Deno.test("proxy answers 404 for a path outside /v1 when every upstream is in v1 mode", async () => {

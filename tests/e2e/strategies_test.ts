@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { seededRandom } from "../helpers/candidates.ts";
 import { chat, postJson, startScriptedUpstream, waitFor } from "../helpers/e2e.ts";

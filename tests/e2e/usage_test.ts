@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { parsePrometheus } from "../helpers/prometheus.ts";
 import { concatBytes, readChunks, startScriptedUpstream, waitFor } from "../helpers/e2e.ts";

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import type { MockUpstream } from "../../src/dev/mock_upstream.ts";
+import type { MockUpstream } from "../../tools/mock_upstream.ts";
 import type { TestProxy } from "./proxy.ts";
 
 /** The key of upstream `a`. */

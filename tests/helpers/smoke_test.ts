@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy } from "./proxy.ts";
 
 Deno.test("startProxy forwards a chat completion to a mock", async () => {

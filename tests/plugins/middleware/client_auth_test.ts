@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { matchClientKey } from "../../../plugins/middleware/client_auth.ts";
-import { startMockUpstream } from "../../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../../tools/mock_upstream.ts";
 import { startProxy } from "../../helpers/proxy.ts";
 
 const UPSTREAM_KEY = "sk-upstream-clientauth-test-000000000001";

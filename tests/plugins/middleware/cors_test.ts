@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startMockUpstream } from "../../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../../tools/mock_upstream.ts";
 import { startProxy } from "../../helpers/proxy.ts";
 
 const CLIENT = "cl-cors-test-client-key-00000000000000001";

@@ -3,7 +3,7 @@ import endpointsPlugin from "../../../plugins/middleware/endpoints.ts";
 import { App } from "../../../src/app.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import type { RequestContext } from "../../../src/context.ts";
-import { startMockUpstream } from "../../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../../tools/mock_upstream.ts";
 import { errorResponse } from "../../../src/errors.ts";
 import { Logger } from "../../../src/logger.ts";
 import { startProxy } from "../../helpers/proxy.ts";

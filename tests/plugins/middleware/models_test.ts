@@ -7,7 +7,7 @@ import { App } from "../../../src/app.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import type { ClientKeyConfig } from "../../../src/config/types.ts";
 import type { RequestContext } from "../../../src/context.ts";
-import { startMockUpstream } from "../../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../../tools/mock_upstream.ts";
 import { errorResponse } from "../../../src/errors.ts";
 import { Logger } from "../../../src/logger.ts";
 import { startProxy } from "../../helpers/proxy.ts";

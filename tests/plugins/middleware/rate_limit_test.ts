@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import rateLimit, { rateLimitHeaders } from "../../../plugins/middleware/rate_limit.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import type { App } from "../../../src/app.ts";
-import { startMockUpstream } from "../../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../../tools/mock_upstream.ts";
 import { startProxy } from "../../helpers/proxy.ts";
 
 const UPSTREAM_KEY = "sk-upstream-ratelimit-test-000000000001";

@@ -4,7 +4,7 @@ import { App } from "../../../src/app.ts";
 import { compose } from "../../../src/compose.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import type { Middleware, RequestContext } from "../../../src/context.ts";
-import { startMockUpstream } from "../../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../../tools/mock_upstream.ts";
 import { ProxyError } from "../../../src/errors.ts";
 import { Logger } from "../../../src/logger.ts";
 import { startProxy } from "../../helpers/proxy.ts";

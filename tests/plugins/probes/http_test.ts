@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import httpProbe, { connectionFailure } from "../../../plugins/probes/http.ts";
-import { startMockUpstream } from "../../../src/dev/mock_upstream.ts";
+import { startMockUpstream } from "../../../tools/mock_upstream.ts";
 import type { ProbeTarget } from "../../../src/plugin.ts";
 import { makeCandidates } from "../../helpers/candidates.ts";
 

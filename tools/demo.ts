@@ -7,7 +7,7 @@
  * `--once` does the tour and exits 0.
  */
 
-import { type MockUpstream, type RecordedRequest, startMockUpstream } from "./dev/mock_upstream.ts";
+import { type MockUpstream, type RecordedRequest, startMockUpstream } from "./mock_upstream.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url);
 const ROOT = new URL("../", import.meta.url);

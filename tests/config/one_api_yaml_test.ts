@@ -1,16 +1,16 @@
-/** @module Tests for src/config/seed_b.ts. */
+/** @module Tests for src/config/one_api_yaml.ts. */
 
 import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/errors.ts";
 import { loadConfig, parseConfigText } from "../../src/config/load.ts";
-import { normalizeSeedB } from "../../src/config/seed_b.ts";
+import { normalizeOneApiYaml } from "../../src/config/one_api_yaml.ts";
 import type { Config, Timeouts } from "../../src/config/types.ts";
 
 const FIXTURE = new URL("../fixtures/seed_b.yaml", import.meta.url).pathname;
 const context = { source: "config.yaml", baseDir: "/" };
 
 function normalize(tree: unknown): Config {
-  const result = normalizeSeedB(tree, context);
+  const result = normalizeOneApiYaml(tree, context);
   if (!result.ok) throw new Error(JSON.stringify(result.issues));
   return result.value;
 }
@@ -20,7 +20,7 @@ function timeouts(totalMs: number): Timeouts {
   return { connectMs: 10_000, firstByteMs: totalMs, idleMs: totalMs, totalMs };
 }
 
-Deno.test("normalizeSeedB() reads the full Seed B example", async () => {
+Deno.test("normalizeOneApiYaml() reads the full Seed B example", async () => {
   const config = await loadConfig(FIXTURE, { env: () => undefined });
   assert.equal(config.format, "seed-b");
   assert.equal(config.server.host, "0.0.0.0");
@@ -94,7 +94,7 @@ Deno.test("normalizeSeedB() reads the full Seed B example", async () => {
   assert.deepEqual(config.plugins, []);
 });
 
-Deno.test("normalizeSeedB() applies strategy, interval and max_failures per model", () => {
+Deno.test("normalizeOneApiYaml() applies strategy, interval and max_failures per model", () => {
   const config = normalize({
     models: {
       m: {
@@ -113,15 +113,15 @@ Deno.test("normalizeSeedB() applies strategy, interval and max_failures per mode
   assert.equal(config.pools[0]?.strategy, "least_connections");
 });
 
-Deno.test("normalizeSeedB() keeps an unknown strategy for the plugin check", () => {
+Deno.test("normalizeOneApiYaml() keeps an unknown strategy for the plugin check", () => {
   const config = normalize({
     models: { m: { api_base: "http://a/v1", api_key: "k", load_balance_strategy: "fastest" } },
   });
   assert.equal(config.pools[0]?.strategy, "fastest");
 });
 
-Deno.test("normalizeSeedB() refuses an empty api_key, in both forms", () => {
-  const single = normalizeSeedB(
+Deno.test("normalizeOneApiYaml() refuses an empty api_key, in both forms", () => {
+  const single = normalizeOneApiYaml(
     { models: { m: { api_base: "http://a/v1", api_key: " " } } },
     context,
   );
@@ -130,7 +130,7 @@ Deno.test("normalizeSeedB() refuses an empty api_key, in both forms", () => {
     path: ["models", "m", "api_key"],
     message: "must not be empty",
   }]);
-  const listed = normalizeSeedB({
+  const listed = normalizeOneApiYaml({
     models: {
       m: {
         upstreams: [{ api_base: "http://a/v1", api_key: "k" }, {
@@ -161,7 +161,7 @@ Deno.test("normalizeSeedB() refuses an empty api_key, in both forms", () => {
   );
 });
 
-Deno.test("normalizeSeedB() maps Python log levels", () => {
+Deno.test("normalizeOneApiYaml() maps Python log levels", () => {
   const level = (log_level: string) =>
     normalize({ models: { m: { api_base: "http://a", api_key: "k" } }, server: { log_level } })
       .log.level;
@@ -171,7 +171,7 @@ Deno.test("normalizeSeedB() maps Python log levels", () => {
   assert.equal(level("CRITICAL"), "error");
 });
 
-Deno.test("normalizeSeedB() leaves client keys unlimited unless rate_limit is enabled", () => {
+Deno.test("normalizeOneApiYaml() leaves client keys unlimited unless rate_limit is enabled", () => {
   const base = {
     models: { m: { api_base: "http://a", api_key: "k" } },
     auth: { default_auth: { api_keys: ["c1", "c2", "c1"] } },
@@ -186,7 +186,7 @@ Deno.test("normalizeSeedB() leaves client keys unlimited unless rate_limit is en
   assert.equal(noRpm.clientKeys[0]?.rateLimitPerMinute, 60);
 });
 
-Deno.test("normalizeSeedB() accepts sections and fields it does not use", () => {
+Deno.test("normalizeOneApiYaml() accepts sections and fields it does not use", () => {
   const config = normalize({
     models: { m: { api_base: "http://a", api_key: "k", provider: "openai" } },
     server: { workers: 8, reload: true },
@@ -197,8 +197,8 @@ Deno.test("normalizeSeedB() accepts sections and fields it does not use", () => 
   assert.equal(config.upstreams.length, 1);
 });
 
-Deno.test("normalizeSeedB() reports invalid models with their paths", () => {
-  const result = normalizeSeedB({
+Deno.test("normalizeOneApiYaml() reports invalid models with their paths", () => {
+  const result = normalizeOneApiYaml({
     models: {
       a: { api_base: "http://a" },
       b: { upstreams: [{ api_base: "nope", api_key: "k", weight: -1 }] },
@@ -223,8 +223,8 @@ Deno.test("normalizeSeedB() reports invalid models with their paths", () => {
   ]);
 });
 
-Deno.test("normalizeSeedB() requires at least one model", () => {
-  const result = normalizeSeedB({ models: {} }, context);
+Deno.test("normalizeOneApiYaml() requires at least one model", () => {
+  const result = normalizeOneApiYaml({ models: {} }, context);
   assert.ok(!result.ok);
   assert.deepEqual(result.issues, [{
     path: ["models"],

@@ -127,7 +127,7 @@ function toUpstreams(name: string, m: SeedBModel): UpstreamConfig[] {
  * @param context the source label and the key order
  * @returns the config, or every issue found (paths like `models.gpt-4.upstreams[1].weight`)
  */
-export function normalizeSeedB(tree: unknown, context: NormalizeContext): Checked<Config> {
+export function normalizeOneApiYaml(tree: unknown, context: NormalizeContext): Checked<Config> {
   const result = check(seedB, tree);
   if (!result.ok) return result;
   const file = result.value;

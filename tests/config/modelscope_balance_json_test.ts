@@ -1,21 +1,21 @@
-/** @module Tests for src/config/seed_a.ts. */
+/** @module Tests for src/config/modelscope_balance_json.ts. */
 
 import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/errors.ts";
 import { loadConfig, parseConfigText } from "../../src/config/load.ts";
-import { normalizeSeedA } from "../../src/config/seed_a.ts";
+import { normalizeModelscopeBalanceJson } from "../../src/config/modelscope_balance_json.ts";
 import type { Config } from "../../src/config/types.ts";
 
 const FIXTURE = new URL("../fixtures/seed_a.json", import.meta.url).pathname;
 const context = { source: "config.json", baseDir: "/" };
 
 function normalize(tree: unknown): Config {
-  const result = normalizeSeedA(tree, context);
+  const result = normalizeModelscopeBalanceJson(tree, context);
   if (!result.ok) throw new Error(JSON.stringify(result.issues));
   return result.value;
 }
 
-Deno.test("normalizeSeedA() turns SEEDS.md's example into one upstream of three keys", async () => {
+Deno.test("normalizeModelscopeBalanceJson() turns SEEDS.md's example into one upstream of three keys", async () => {
   const config = await loadConfig(FIXTURE, { env: () => undefined });
   assert.equal(config.format, "seed-a");
   assert.equal(config.source, FIXTURE);
@@ -45,7 +45,7 @@ Deno.test("normalizeSeedA() turns SEEDS.md's example into one upstream of three 
   assert.equal(config.clientKeysReadStats, false);
 });
 
-Deno.test("normalizeSeedA() applies Seed A's defaults", () => {
+Deno.test("normalizeModelscopeBalanceJson() applies Seed A's defaults", () => {
   const config = normalize({});
   assert.equal(config.server.port, 8080);
   const [upstream] = config.upstreams;
@@ -54,30 +54,30 @@ Deno.test("normalizeSeedA() applies Seed A's defaults", () => {
   assert.equal(upstream?.healthCheck?.path, "/v1/models");
 });
 
-Deno.test("normalizeSeedA() accepts server_port as a string or a number", () => {
+Deno.test("normalizeModelscopeBalanceJson() accepts server_port as a string or a number", () => {
   assert.equal(normalize({ server_port: "9090" }).server.port, 9090);
   assert.equal(normalize({ server_port: 9091 }).server.port, 9091);
 });
 
-Deno.test("normalizeSeedA() drops the trailing slash and names the upstream after the host", () => {
+Deno.test("normalizeModelscopeBalanceJson() drops the trailing slash and names the upstream after the host", () => {
   const config = normalize({ target_url: "http://127.0.0.1:9000/" });
   assert.equal(config.upstreams[0]?.baseUrl, "http://127.0.0.1:9000");
   assert.equal(config.upstreams[0]?.name, "127.0.0.1");
   assert.equal(normalize({ target_url: "http://[::1]:9000" }).upstreams[0]?.name, "target");
 });
 
-Deno.test("normalizeSeedA() disables health checks and fixes a path without /", () => {
+Deno.test("normalizeModelscopeBalanceJson() disables health checks and fixes a path without /", () => {
   assert.equal(normalize({ health_check: false }).upstreams[0]?.healthCheck, undefined);
   assert.equal(normalize({ health_path: "health" }).upstreams[0]?.healthCheck?.path, "/health");
 });
 
-Deno.test("normalizeSeedA() ignores unknown fields and repeated keys", () => {
+Deno.test("normalizeModelscopeBalanceJson() ignores unknown fields and repeated keys", () => {
   const config = normalize({ api_keys: ["a", "b", "a", ""], log_file: "x.log", workers: 4 });
   assert.deepEqual(config.upstreams[0]?.keys, [{ key: "a" }, { key: "b" }]);
 });
 
-Deno.test("normalizeSeedA() reports wrong types with their paths", () => {
-  const result = normalizeSeedA({
+Deno.test("normalizeModelscopeBalanceJson() reports wrong types with their paths", () => {
+  const result = normalizeModelscopeBalanceJson({
     api_keys: ["a", 2],
     server_port: "eighty",
     target_url: "ftp://x",
@@ -91,11 +91,11 @@ Deno.test("normalizeSeedA() reports wrong types with their paths", () => {
     { path: ["health_check"], message: "must be true or false" },
   ]);
   // a string is a comma-separated list; anything else that is not a list is an error
-  const notList = normalizeSeedA({ api_keys: 42 }, context);
+  const notList = normalizeModelscopeBalanceJson({ api_keys: 42 }, context);
   assert.ok(!notList.ok);
 });
 
-Deno.test("normalizeSeedA() substitutes ${VAR} through parseConfigText", () => {
+Deno.test("normalizeModelscopeBalanceJson() substitutes ${VAR} through parseConfigText", () => {
   const text = '{"api_keys": ["${K1}", "${K2:-fallback}"], "server_port": "${PORT:-8081}"}';
   const config = parseConfigText(text, "config.json", {
     env: (name) => name === "K1" ? "from-env" : undefined,
@@ -111,7 +111,7 @@ Deno.test("normalizeSeedA() substitutes ${VAR} through parseConfigText", () => {
   );
 });
 
-Deno.test("normalizeSeedA() accepts api_keys as one comma-separated string from the environment", () => {
+Deno.test("normalizeModelscopeBalanceJson() accepts api_keys as one comma-separated string from the environment", () => {
   const config = parseConfigText('{"api_keys": "${MS_KEYS}"}', "config.json", {
     env: (name) => name === "MS_KEYS" ? "key-one, key-two,key-three" : undefined,
   });
@@ -122,11 +122,11 @@ Deno.test("normalizeSeedA() accepts api_keys as one comma-separated string from 
   ]);
 });
 
-Deno.test("normalizeSeedA() refuses api_keys that are set but hold no key", () => {
+Deno.test("normalizeModelscopeBalanceJson() refuses api_keys that are set but hold no key", () => {
   // an explicit [] is Seed A's documented default: no keys
   assert.deepEqual(normalize({ api_keys: [] }).upstreams[0]?.keys, []);
   for (const api_keys of [[""], [" ", ""], "", " , "]) {
-    const result = normalizeSeedA({ api_keys }, context);
+    const result = normalizeModelscopeBalanceJson({ api_keys }, context);
     assert.ok(!result.ok, JSON.stringify(api_keys));
     assert.deepEqual(result.issues, [{
       path: ["api_keys"],

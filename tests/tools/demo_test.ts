@@ -1,9 +1,9 @@
-/** @module Tests of `deno task demo` (src/demo.ts), run as a subprocess the way the task runs it. */
+/** @module Tests of `deno task demo` (tools/demo.ts), run as a subprocess the way the task runs it. */
 
 import assert from "node:assert/strict";
 
 Deno.test("demo --once tours all three upstreams and exits 0", async () => {
-  const demo = new URL("../src/demo.ts", import.meta.url).pathname;
+  const demo = new URL("../../tools/demo.ts", import.meta.url).pathname;
   const output = await new Deno.Command(Deno.execPath(), {
     // The permissions of the `demo` task in deno.json.
     args: ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-run", demo, "--once"],

@@ -4,7 +4,7 @@
  * `deno task bench`: chat completions (plain and SSE), completions, embeddings, models,
  * responses (plain and SSE) and Anthropic-style messages, with switchable failure modes (errors, rate limits, hangs, broken
  * streams, refused connections). Also runnable:
- * `deno run -A src/dev/mock_upstream.ts --port N [--mode M] [--latency MS]` prints its origin as
+ * `deno run -A tools/mock_upstream.ts --port N [--mode M] [--latency MS]` prints its origin as
  * the first line of stdout and stops on SIGTERM/SIGINT; more flags: `--name`, `--chunks N`,
  * `--chunk-delay MS`, `--fail-every N`, `--keys a,b` and `--record` (off by default there).
  */

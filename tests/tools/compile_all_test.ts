@@ -15,8 +15,8 @@ import {
   outputFor,
   TARGETS,
   V8_FLAGS,
-} from "../src/compile_all.ts";
-import denoJson from "../deno.json" with { type: "json" };
+} from "../../tools/compile_all.ts";
+import denoJson from "../../deno.json" with { type: "json" };
 
 Deno.test("TARGETS covers Linux x64/arm64, macOS x64/arm64 and Windows x64", () => {
   assert.deepEqual([...TARGETS].sort(), [
@@ -42,8 +42,8 @@ Deno.test("COMPILE_FLAGS bake in network, file-read and environment permissions 
 Deno.test("deno.json's compile and compile:all tasks both go through this script", () => {
   const compile = denoJson.tasks.compile.split(/\s+/);
   const all = denoJson.tasks["compile:all"].split(/\s+/);
-  assert.deepEqual(compile.slice(-2), ["src/compile_all.ts", "--host"]);
-  assert.equal(all.at(-1), "src/compile_all.ts");
+  assert.deepEqual(compile.slice(-2), ["tools/compile_all.ts", "--host"]);
+  assert.equal(all.at(-1), "tools/compile_all.ts");
   assert.deepEqual(compile.slice(0, -1), all, "same permissions");
 });
 

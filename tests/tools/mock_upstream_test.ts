@@ -1,7 +1,7 @@
 /** @module Tests of the mock OpenAI-compatible upstream used by tests, the demo and the bench. */
 
 import assert from "node:assert/strict";
-import { type MockUpstream, startMockUpstream } from "../../src/dev/mock_upstream.ts";
+import { type MockUpstream, startMockUpstream } from "../../tools/mock_upstream.ts";
 
 const JSON_HEADERS = { "content-type": "application/json", authorization: "Bearer k1" };
 
@@ -339,7 +339,7 @@ Deno.test("mock_upstream.ts run as a program prints its origin first and stops o
   ignore: Deno.build.os === "windows",
 }, async () => {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../../src/dev/mock_upstream.ts", import.meta.url).pathname],
+    args: ["run", "-A", new URL("../../tools/mock_upstream.ts", import.meta.url).pathname],
     stdout: "piped",
     stderr: "null",
   }).spawn();

@@ -62,7 +62,10 @@ function upstreamName(baseUrl: string): string {
  * @param context the source label
  * @returns the config, or every issue found (paths like `api_keys[1]`)
  */
-export function normalizeModelscopeBalanceJson(tree: unknown, context: NormalizeContext): Checked<Config> {
+export function normalizeModelscopeBalanceJson(
+  tree: unknown,
+  context: NormalizeContext,
+): Checked<Config> {
   const result = check(seedA, tree);
   if (!result.ok) return result;
   const file = result.value;

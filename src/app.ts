@@ -1,8 +1,10 @@
 /**
  * @module
- * The application: the long-lived parts (state store, health board, logger, HTTP client,
- * plugin registry, probes) and the {@linkcode Runtime} built from one configuration, which a
- * reload replaces without touching candidate state.
+ * The application: the long-lived parts (state store, health board, logger, clock, watchdog,
+ * HTTP client, plugin registry, probes) and the {@linkcode Runtime} built from one
+ * configuration, which a reload replaces without touching candidate state. The application
+ * hands each runtime's middleware their {@linkcode Services}; it never imports a plugin: the
+ * commands hand it the built-in ones.
  */
 
 import type { Config } from "./config/types.ts";
@@ -11,23 +13,37 @@ import { Logger, resolveFormat } from "./logger.ts";
 import { importPlugins, Registry } from "./registry.ts";
 import { buildRuntime, type Runtime } from "./runtime.ts";
 import { MemoryStateStore, type StateStore } from "./state_store.ts";
-import { builtins } from "../plugins/mod.ts";
 import { ActiveHealth } from "./health/active.ts";
 import { Metrics } from "./admin/metrics.ts";
 import { LatencyTracker } from "./admin/latency.ts";
+import { health, keyStats, loadBalancers, modelList, poolView } from "./admin/stats.ts";
+import { adminAction } from "./admin/actions.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import { OpenAttempts } from "./proxy/attempt_control.ts";
 import { Http1Client } from "./proxy/http1/mod.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { Watchdog } from "./proxy/watchdog.ts";
+import { forward, type ForwardDeps } from "./proxy/forward.ts";
+import type { LeaseLedger } from "./proxy/lease.ts";
+import { errorHandler } from "./errors.ts";
+import type { Services } from "./plugin.ts";
 
 export { buildRuntime, CHAIN, type Runtime, secretMasks } from "./runtime.ts";
 
 /** Injected dependencies of an {@linkcode App}. */
 export interface AppOptions {
+  /**
+   * The plugins every configuration may use (the built-ins: `plugins/mod.ts`'s `builtins`);
+   * a configuration's `plugins:` add to them. @default none
+   */
+  plugins?: readonly unknown[];
   /** @default a MemoryStateStore */
   store?: StateStore;
   /** @default a logger built from the config's log section */
   logger?: Logger;
-  /** @default Date.now */
+  /** The clock. @default the system's (`Date.now`, `performance.now`) */
+  clock?: Clock;
+  /** Wall-clock time only (monotonic time stays the system's), when no `clock` is given. */
   now?: () => number;
   /** @default Math.random */
   random?: () => number;
@@ -42,7 +58,11 @@ export class App {
   readonly logger: Logger;
   readonly store: StateStore;
   readonly board: HealthBoard;
+  readonly clock: Clock;
+  /** Wall-clock time, epoch ms (the clock's `now`). */
   readonly now: () => number;
+  /** Checks the deadlines of this application's upstream attempts. */
+  readonly watchdog: Watchdog;
   readonly random: () => number;
   readonly fetch: typeof fetch;
   readonly httpClient: Deno.HttpClient;
@@ -52,9 +72,12 @@ export class App {
   readonly latency: LatencyTracker;
   readonly limiter: RateLimiter;
   readonly startedAt: number;
-  /** Attempts whose response is being relayed to a client. */
+  /** Attempts in flight or being relayed to a client. */
   readonly open = new OpenAttempts();
+  /** Where every attempt's lease writes its end. */
+  readonly ledger: LeaseLedger;
   #rt: Runtime;
+  #plugins: readonly unknown[];
   #active: ActiveHealth | undefined;
   #probes: boolean;
   /** Whether the logger was built from the config (so reloads may change its format). */
@@ -64,22 +87,27 @@ export class App {
     logger: Logger;
     store: StateStore;
     board: HealthBoard;
-    now: () => number;
+    clock: Clock;
     random: () => number;
     fetch: typeof fetch | undefined;
     probes: boolean;
+    plugins: readonly unknown[];
   }) {
     this.#rt = rt;
     this.logger = parts.logger;
     this.store = parts.store;
     this.board = parts.board;
-    this.now = parts.now;
+    this.clock = parts.clock;
+    this.now = parts.clock.now;
+    this.watchdog = new Watchdog({ clock: parts.clock });
     this.random = parts.random;
     this.#probes = parts.probes;
+    this.#plugins = parts.plugins;
     this.httpClient = Deno.createHttpClient({ poolIdleTimeout: 60_000 });
     const logger = parts.logger;
     const http1 = parts.fetch === undefined
       ? new Http1Client({
+        clock: parts.clock,
         onFallback: (origin, reason, forMs) =>
           logger.warn("upstream client: origin handed to fetch", {
             origin: origin.replace(/^[a-z]+:\/\//i, ""),
@@ -92,8 +120,15 @@ export class App {
     this.fetch = parts.fetch ?? http1?.fetch ?? globalThis.fetch;
     this.metrics = new Metrics();
     this.latency = new LatencyTracker();
-    this.limiter = new RateLimiter(parts.now);
-    this.startedAt = parts.now();
+    this.limiter = new RateLimiter(this.now);
+    this.startedAt = this.now();
+    this.ledger = {
+      board: this.board,
+      open: this.open,
+      latency: this.latency,
+      clock: this.clock,
+      logger,
+    };
   }
 
   /**
@@ -103,7 +138,9 @@ export class App {
    * @throws {Error} when a plugin cannot be loaded or a pool names an unknown strategy
    */
   static async create(config: Config, options: AppOptions = {}): Promise<App> {
-    const now = options.now ?? Date.now;
+    const clock = options.clock ??
+      (options.now === undefined ? systemClock : { now: options.now, mono: systemClock.mono });
+    const now = clock.now;
     const logger = options.logger ??
       new Logger({ level: config.log.level, format: resolveFormat(config.log.format), now });
     const store = options.store ?? new MemoryStateStore();
@@ -115,18 +152,20 @@ export class App {
       probes: options.probes ?? true,
     });
     const random = options.random ?? Math.random;
-    const registry = await registryFor(config);
+    const plugins = options.plugins ?? [];
+    const registry = await registryFor(config, plugins);
     const placeholder = {} as Runtime;
     const app = new App(placeholder, {
       logger,
       store,
       board,
-      now,
+      clock,
       random,
       fetch: options.fetch,
       probes: options.probes ?? true,
+      plugins,
     });
-    app.#rt = buildRuntime(config, registry, app);
+    app.#rt = app.#build(config, registry);
     app.#ownLogger = options.logger === undefined;
     logger.setSecrets(app.#rt.masks);
     app.#startProbes();
@@ -145,8 +184,8 @@ export class App {
    * @throws {Error} when it cannot be built; the old runtime keeps serving
    */
   async reload(config: Config): Promise<void> {
-    const registry = await registryFor(config);
-    const rt = buildRuntime(config, registry, this);
+    const registry = await registryFor(config, this.#plugins);
+    const rt = this.#build(config, registry);
     this.#rt = rt;
     this.board.configure(config.health);
     this.logger.setLevel(config.log.level);
@@ -179,6 +218,68 @@ export class App {
     await this.store.close();
   }
 
+  #build(config: Config, registry: Registry): Runtime {
+    return buildRuntime(config, registry, {
+      store: this.store,
+      board: this.board,
+      ledger: this.ledger,
+      clock: this.clock,
+      random: this.random,
+      logger: this.logger,
+      services: (rt) => this.services(rt),
+      onError: errorHandler(this.logger),
+    });
+  }
+
+  /**
+   * What the middleware of one runtime may use.
+   * @param rt the runtime @default the runtime in force
+   */
+  services(rt: Runtime = this.#rt): Services {
+    const config = rt.config;
+    const deps: ForwardDeps = {
+      poolFor: (model) => rt.poolFor(model),
+      transport: { fetch: this.fetch, client: this.httpClient },
+      clock: this.clock,
+      random: this.random,
+      watchdog: this.watchdog,
+      logger: this.logger,
+      settings: {
+        retry: config.retry,
+        maxBodyBytes: config.server.maxBodyBytes,
+        injectStreamUsage: config.usage.injectStreamUsage,
+        overheadHeader: config.server.overheadHeader,
+      },
+      stopping: () => this.stopping,
+    };
+    const metrics = this.metrics;
+    return {
+      logger: this.logger,
+      clock: this.clock,
+      random: this.random,
+      pools: {
+        has: (model) => rt.pools.has(model),
+        hasDefault: rt.defaultPool !== undefined,
+      },
+      stats: {
+        health: () => health(this),
+        keys: () => keyStats(this),
+        metrics: () => metrics.render(this),
+        loadBalancers: () => loadBalancers(this),
+        pool: (model) => {
+          // a named pool, else the pool that serves the model (the default pool serves the rest)
+          const pool = rt.pools.get(model) ?? rt.defaultPool;
+          return pool === undefined ? undefined : poolView(this, pool);
+        },
+        models: (allowed) => modelList(this, { rt, allowed }),
+        observe: (ctx, durationMs) => metrics.observe(ctx, rt, durationMs),
+      },
+      admin: (method, parts) => adminAction(this, rt, method, parts),
+      rateLimit: (key, perMinute) => this.limiter.take(key, perMinute),
+      forward: (ctx) => forward(deps, ctx),
+    };
+  }
+
   #startProbes(): void {
     if (!this.#probes) return;
     this.#active = new ActiveHealth({
@@ -194,9 +295,9 @@ export class App {
   }
 }
 
-async function registryFor(config: Config): Promise<Registry> {
+async function registryFor(config: Config, plugins: readonly unknown[]): Promise<Registry> {
   const registry = new Registry();
-  registry.register(...builtins);
+  registry.register(...plugins);
   for (const path of config.plugins) registry.register(...await importPlugins(path));
   return registry;
 }

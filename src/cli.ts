@@ -13,7 +13,7 @@ import { check, verifyConfig, withUnknownStrategies } from "./commands/check.ts"
 import { probe } from "./commands/probe.ts";
 import { serve } from "./commands/serve.ts";
 import { describeError, out, reportFailure, say } from "./commands/_io.ts";
-import { HELP } from "./commands/help.ts";
+import { type Command, HELP } from "./commands/help.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 export { isLoopbackHost } from "./commands/_io.ts";
@@ -21,8 +21,7 @@ export { isLoopbackHost } from "./commands/_io.ts";
 /** The version printed by `version`. */
 export const VERSION: string = denoJson.version;
 
-/** The commands. */
-export type Command = "serve" | "check" | "probe" | "version" | "help";
+export type { Command } from "./commands/help.ts";
 
 /** Parsed command-line flags. */
 export interface Flags {

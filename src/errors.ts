@@ -6,6 +6,10 @@
  * SDKs read).
  */
 
+import type { ErrorHandler } from "./compose.ts";
+import type { Logger } from "./logger.ts";
+import type { RequestContext } from "./plugin.ts";
+
 /** OpenAI-style error `type` values used by llm-balance. */
 export type ErrorType =
   | "invalid_request_error"
@@ -226,4 +230,47 @@ function quote(text: string): string {
     : text;
   const one = plain.replace(/\s+/g, " ").trim();
   return one.length > MAX_QUOTED ? `${one.slice(0, MAX_QUOTED)}…` : one;
+}
+
+/**
+ * The one error for requests llm-balance does not serve because it is shutting down (cut while
+ * waiting for an upstream, or arriving after the drain time).
+ * @returns a 503 `shutting_down` error
+ */
+export function shuttingDown(): ProxyError {
+  return new ProxyError("llm-balance is shutting down; retry the request", {
+    status: 503,
+    type: "service_unavailable",
+    code: "shutting_down",
+    // another instance, or this one restarted, may well serve it
+    retry: { afterSeconds: 1, retry: true },
+  });
+}
+
+/**
+ * The chain's error handler (see {@linkcode compose}): the one place an error thrown by any step
+ * becomes the client's answer. A {@linkcode ProxyError} renders itself; anything else is a bug in
+ * llm-balance or a plugin: logged with its stack (secrets masked), answered as a 500. A body made
+ * before the failure is released (and with it its upstream connection).
+ * @param logger where unexpected errors are logged
+ * @returns the handler, which sets `ctx.res`
+ */
+export function errorHandler(logger: Logger): ErrorHandler<RequestContext> {
+  return function onError(err: unknown, ctx: RequestContext): void {
+    // a response body made before the failure would never be read: release it (and its
+    // upstream connection), which also settles ctx.done
+    ctx.res?.body?.cancel().catch(() => {});
+    if (err instanceof ProxyError) {
+      ctx.log.error ??= err.message;
+    } else {
+      const message = logger.redact(err instanceof Error ? err.message : String(err));
+      ctx.log.error = message;
+      logger.error("request failed inside llm-balance", {
+        request_id: ctx.requestId,
+        error: message,
+        stack: err instanceof Error && err.stack ? logger.redact(err.stack) : undefined,
+      });
+    }
+    ctx.res = errorResponse(err, ctx.requestId);
+  };
 }

@@ -6,9 +6,26 @@
  */
 
 import type { CandidateState } from "./state_store.ts";
-import type { AuthStyle, PathMode, UpstreamConfig } from "./config/types.ts";
+import type {
+  AuthStyle,
+  ClientKeyConfig,
+  Config,
+  PathMode,
+  UpstreamConfig,
+} from "./config/types.ts";
+import type { Clock } from "./clock.ts";
+import type { AttemptClass } from "./health/classify.ts";
+import type { Logger } from "./logger.ts";
+import type { Middleware as GenericMiddleware } from "./compose.ts";
+import type { Usage } from "./proxy/usage.ts";
+import type { RateDecision } from "./rate_limiter.ts";
 
 export type { CandidateState } from "./state_store.ts";
+export type { Clock } from "./clock.ts";
+export type { AttemptClass } from "./health/classify.ts";
+export type { Logger } from "./logger.ts";
+export type { Usage } from "./proxy/usage.ts";
+export type { RateDecision } from "./rate_limiter.ts";
 
 /** A secret that prints as its mask: logging or serializing it never reveals the value. */
 export class Secret {
@@ -76,12 +93,49 @@ export interface Candidate {
   readonly state: Readonly<CandidateState>;
 }
 
+/** Read access to a request's headers (names are case-insensitive). */
+export interface ReadonlyHeaders {
+  get(name: string): string | null;
+  has(name: string): boolean;
+}
+
 /** What a strategy knows about the request it picks for. */
 export interface PickContext {
   /** The model the client asked for, if any. */
   readonly model: string | undefined;
   /** The attempt number, 1-based. */
   readonly attempt: number;
+  /** The name of the client key that sent the request, when client keys are configured. */
+  readonly client: string | undefined;
+  /**
+   * What ties this request to earlier ones (a conversation, a user): the first of the pool's
+   * `affinity.by` sources the request carries (default: the body's `prompt_cache_key`, then
+   * OpenAI's `user` field; a `header:<name>` source reads that header). Undefined when none.
+   */
+  readonly affinityKey: string | undefined;
+  /** The client's request headers (read only). */
+  readonly headers: ReadonlyHeaders;
+}
+
+/** How one upstream attempt ended, as a strategy's {@linkcode Strategy.done} hook sees it. */
+export interface AttemptOutcome {
+  /**
+   * The attempt's class: `ok`, `client_abort`, `bad_request`, `auth`, `quota`, `rate_limited`,
+   * `server`, `connect`, `stale` or `timeout`. A stream that broke mid-body ends with the class of
+   * the break.
+   */
+  readonly cls: AttemptClass;
+  /** The upstream's HTTP status, when it answered. */
+  readonly status: number | undefined;
+  /**
+   * Milliseconds from the attempt's start to its end: the whole body relayed for a success
+   * (the end of a stream), the failure otherwise.
+   */
+  readonly latencyMs: number;
+  /** Milliseconds from the attempt's start to the first body bytes, when they came. */
+  readonly ttfbMs: number | undefined;
+  /** Tokens the upstream reported for this attempt, when it did. */
+  readonly usage: Usage | undefined;
 }
 
 /**
@@ -96,6 +150,14 @@ export interface Strategy {
    *   (the weighted strategy never chooses weight 0): the pool then tries the next priority tier
    */
   pick(available: readonly Candidate[], ctx: PickContext): Candidate | undefined;
+  /**
+   * Optional: told once per attempt, when it has ended, how a candidate this strategy's pool
+   * picked did (whichever strategy picked it). Synchronous and cheap: it runs on the data path.
+   * An exception it throws is logged and otherwise ignored.
+   * @param candidate the candidate the attempt went to
+   * @param outcome its class, status, latency, time to first byte and tokens
+   */
+  done?(candidate: Candidate, outcome: AttemptOutcome): void;
 }
 
 /** What a strategy factory receives. */
@@ -104,6 +166,8 @@ export interface StrategyOptions {
   readonly candidates: readonly Candidate[];
   /** Returns a number in [0, 1); injected so tests are deterministic. */
   readonly random: () => number;
+  /** Returns the time in milliseconds (monotonic); injected so tests are deterministic. */
+  readonly now: () => number;
 }
 
 /** A strategy plugin: builds one strategy instance per pool, living as long as the pool. */
@@ -147,5 +211,135 @@ export interface ProbePlugin {
   probe(target: ProbeTarget): Promise<ProbeResult>;
 }
 
+/** What the request log line says; filled in as the request goes. */
+export interface RequestLog {
+  model?: string | undefined;
+  upstream?: string | undefined;
+  /** The masked key that served (or last failed). */
+  key?: string | undefined;
+  status: number;
+  attempts: number;
+  stream: boolean;
+  /** Response body bytes sent. */
+  bytes: number;
+  /** How the response ended: `complete`, `client_abort` or the failure class. */
+  outcome?: string | undefined;
+  error?: string | undefined;
+  /** Milliseconds until the first body bytes were ready for the client. */
+  ttfbMs?: number | undefined;
+  /** Milliseconds spent waiting on upstreams before the response was ready. */
+  upstreamMs: number;
+  usage?: Usage | undefined;
+  /** Whether the request followed an affinity pin (set by affinity-aware routing). */
+  pinned?: boolean | undefined;
+}
+
+/** One request in flight, as it goes through the middleware chain. */
+export interface RequestContext {
+  readonly req: Request;
+  /** The request's URL (parsed when first read). */
+  readonly url: URL;
+  /** The URL's path, as `url.pathname` has it (routing reads this, not `url`). */
+  readonly path: string;
+  /** The URL's query with its `?`, as `url.search` has it ("" when none). */
+  readonly search: string;
+  /** The clock's `mono()` at arrival. */
+  readonly startedAt: number;
+  readonly remoteAddr: string;
+  requestId: string;
+  /** The authenticated client key, if client keys are configured. */
+  client: ClientKeyConfig | undefined;
+  /** The response, once a middleware produced it (or an error handler made one). */
+  res: Response | undefined;
+  log: RequestLog;
+  /** Resolves when the response body has been sent, cancelled or has failed. */
+  done: Promise<void> | undefined;
+}
+
+/** A step of the request chain. */
+export type Middleware = GenericMiddleware<RequestContext>;
+
+/** The models a configuration serves. */
+export interface PoolDirectory {
+  /** Whether a pool is named after this model. */
+  has(model: string): boolean;
+  /** Whether a default pool serves every other model. */
+  readonly hasDefault: boolean;
+}
+
+/** One entry of OpenAI's model list. */
+export interface ModelEntry {
+  id: string;
+  object: "model";
+  /** Unix seconds: when llm-balance started. */
+  created: number;
+  owned_by: string;
+}
+
+/** The model list OpenAI's `GET /v1/models` returns. */
+export interface ModelList {
+  object: "list";
+  data: ModelEntry[];
+}
+
+/** What llm-balance reports about itself (the views behind its own endpoints). */
+export interface StatsService {
+  /** `/health`: ok when at least one candidate is usable. */
+  health(): { ok: boolean; body: Record<string, unknown> };
+  /** `/stats`: every key's counters and state. */
+  keys(): Record<string, unknown>;
+  /** `/metrics`: the Prometheus text exposition. */
+  metrics(): string;
+  /** `/v1/stats/load_balancers`. */
+  loadBalancers(): Record<string, unknown>;
+  /** `/v1/stats/models/{model}`: the pool serving the model, or undefined when none does. */
+  pool(model: string): Record<string, unknown> | undefined;
+  /** The configured named models, only the allowed ones when a list is given. */
+  models(allowed?: readonly string[]): ModelList;
+  /** Records a finished request in the metrics. */
+  observe(ctx: RequestContext, durationMs: number): void;
+}
+
+/**
+ * What a middleware plugin may use: built once per configuration (again on every reload), over
+ * that configuration's pools. Narrow on purpose: a plugin reaches the data path only through
+ * `forward`, and state only through `stats` and `admin`.
+ */
+export interface Services {
+  readonly logger: Logger;
+  readonly clock: Clock;
+  /** Returns a number in [0, 1). */
+  readonly random: () => number;
+  readonly pools: PoolDirectory;
+  readonly stats: StatsService;
+  /**
+   * Operator actions on keys and upstreams (`/admin/...` paths split into segments).
+   * @throws {ProxyError} 404 or 405 for an unknown target or action
+   */
+  admin(method: string, parts: readonly string[]): unknown;
+  /** Takes one request from a client key's per-minute budget. */
+  rateLimit(clientKey: string, perMinute: number): RateDecision;
+  /**
+   * Forwards the request to its model's pool (retries, failover, relay) and sets `ctx.res`.
+   * @throws {ProxyError} for a request it cannot forward, or when no attempt succeeded
+   */
+  forward(ctx: RequestContext): Promise<void>;
+}
+
+/** A middleware plugin: builds its middleware once per configuration. */
+export interface MiddlewarePlugin {
+  readonly kind: "middleware";
+  readonly name: string;
+  readonly description?: string;
+  /**
+   * Builds the middleware for one configuration (again on every reload).
+   * @param config the configuration in force
+   * @param services what the middleware may use (logger, clock, pools, stats, forwarding)
+   * @returns the middleware, or undefined when it has nothing to do under this configuration
+   *   (it then stays out of the chain, and requests skip it entirely)
+   */
+  create(config: Config, services: Services): Middleware | undefined;
+}
+
 /** Any plugin. */
-export type Plugin = StrategyPlugin | ProbePlugin;
+export type Plugin = StrategyPlugin | ProbePlugin | MiddlewarePlugin;

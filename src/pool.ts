@@ -9,6 +9,8 @@
 import type { Candidate, PickContext, Strategy } from "./plugin.ts";
 import { isAvailable, returnsAt, statusOf } from "./health/availability.ts";
 import type { HealthBoard } from "./health/board.ts";
+import { Lease, type LeaseLedger } from "./proxy/lease.ts";
+import { type AffinitySource, DEFAULT_AFFINITY } from "./config/types.ts";
 
 /** Counts of candidates by status, and when the first unusable one returns. */
 export interface PoolSummary {
@@ -35,6 +37,8 @@ export class Pool {
   readonly model: string;
   readonly strategyName: string;
   readonly candidates: readonly Candidate[];
+  /** Where requests' affinity keys come from, first present wins. */
+  readonly affinityBy: readonly AffinitySource[];
   #strategy: Strategy;
   #fallback: Strategy;
   #board: HealthBoard;
@@ -43,10 +47,12 @@ export class Pool {
   /** Available candidates by priority tier, best tier first; empty tiers left out. */
   #tiers: Candidate[][] = [];
   #onStrategyError: (err: unknown) => void;
+  #ledger: LeaseLedger | undefined;
 
   /**
    * @param init the model, candidates in stable order, the strategy, a fallback strategy used
-   *   when the strategy throws or misbehaves, and the health board
+   *   when the strategy throws or misbehaves, the health board, and the ledger leases write to
+   *   (needed by {@linkcode Pool.lease})
    */
   constructor(init: {
     model: string;
@@ -55,6 +61,8 @@ export class Pool {
     strategy: Strategy;
     fallback: Strategy;
     board: HealthBoard;
+    ledger?: LeaseLedger;
+    affinityBy?: readonly AffinitySource[];
     onStrategyError: (err: unknown) => void;
   }) {
     this.model = init.model;
@@ -63,7 +71,24 @@ export class Pool {
     this.#strategy = init.strategy;
     this.#fallback = init.fallback;
     this.#board = init.board;
+    this.#ledger = init.ledger;
+    this.affinityBy = init.affinityBy ?? DEFAULT_AFFINITY;
     this.#onStrategyError = init.onStrategyError;
+  }
+
+  /**
+   * Picks a candidate and starts an attempt on it: the lease must be ended (`done`) exactly
+   * once, however the attempt ends.
+   * @param ctx the request
+   * @param exclude candidates not to pick
+   * @returns the lease, or undefined when no candidate is available
+   * @throws {Error} when the pool was built without a ledger
+   */
+  lease(ctx: PickContext, exclude?: (c: Candidate) => boolean): Lease | undefined {
+    const c = this.pick(ctx, exclude);
+    if (c === undefined) return undefined;
+    if (this.#ledger === undefined) throw new Error("Pool.lease() needs a ledger");
+    return new Lease(this.#ledger, c, this.#strategy);
   }
 
   /**

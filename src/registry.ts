@@ -8,8 +8,7 @@
 
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import type { MiddlewarePlugin } from "./context.ts";
-import type { ProbePlugin, StrategyPlugin } from "./plugin.ts";
+import type { MiddlewarePlugin, ProbePlugin, StrategyPlugin } from "./plugin.ts";
 
 /** Any plugin the registry holds. */
 export type AnyPlugin = StrategyPlugin | ProbePlugin | MiddlewarePlugin;

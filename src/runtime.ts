@@ -6,14 +6,19 @@
  */
 
 import type { ClientKeyConfig, Config } from "./config/types.ts";
-import type { Middleware, RequestContext } from "./context.ts";
-import type { App } from "./app.ts";
-import { compose } from "./compose.ts";
+import type { Middleware, RequestContext, Services } from "./plugin.ts";
+import type { Clock } from "./clock.ts";
+import type { HealthBoard } from "./health/board.ts";
+import type { Logger } from "./logger.ts";
+import type { LeaseLedger } from "./proxy/lease.ts";
+import type { StateStore } from "./state_store.ts";
+import { compose, type ErrorHandler } from "./compose.ts";
 import { maskAll, shortHash } from "./mask.ts";
 import {
   type Candidate,
   Secret,
   type Strategy,
+  type StrategyOptions,
   type StrategyPlugin,
   type Upstream,
 } from "./plugin.ts";
@@ -44,6 +49,25 @@ export interface Runtime {
   poolFor(model: string | undefined): Pool | undefined;
 }
 
+/** The long-lived parts a runtime is built over (they outlive reloads). */
+export interface RuntimeParts {
+  readonly store: StateStore;
+  readonly board: HealthBoard;
+  /** Where the pools' leases write an attempt's end. */
+  readonly ledger: LeaseLedger;
+  readonly clock: Clock;
+  /** Returns a number in [0, 1). */
+  readonly random: () => number;
+  readonly logger: Logger;
+  /**
+   * Builds the services this runtime's middleware use.
+   * @param rt the runtime (its chain not yet built)
+   */
+  services(rt: Runtime): Services;
+  /** Turns an error thrown in the chain into the response (see {@linkcode compose}). */
+  readonly onError: ErrorHandler<RequestContext>;
+}
+
 /** The order of the built-in request chain; plugin middleware goes before `proxy`. */
 export const CHAIN = [
   "request_log",
@@ -68,11 +92,11 @@ export function secretMasks(config: Config): Map<string, string> {
  * Builds the runtime of one configuration.
  * @param config the configuration
  * @param registry plugins available to it
- * @param app the application (state store, board, randomness)
+ * @param parts the state store, board, ledger, clock, randomness, logger and services
  * @returns the runtime
  * @throws {Error} naming the field when a pool's strategy or a probe is unknown
  */
-export function buildRuntime(config: Config, registry: Registry, app: App): Runtime {
+export function buildRuntime(config: Config, registry: Registry, parts: RuntimeParts): Runtime {
   // one set of masks for every secret: stats, logs and scrubbed text all show the same mask
   const masks = secretMasks(config);
   const upstreams = new Map<string, Upstream>();
@@ -95,6 +119,8 @@ export function buildRuntime(config: Config, registry: Registry, app: App): Runt
   }
   const fallbackPlugin = registry.strategy("round_robin");
   if (fallbackPlugin === undefined) throw new Error("Cannot start: round_robin is not registered");
+  const { random, clock } = parts;
+  const now = () => clock.mono();
   const pools = new Map<string, Pool>();
   const candidates = new Map<string, Candidate>();
   let defaultPool: Pool | undefined;
@@ -130,7 +156,7 @@ export function buildRuntime(config: Config, registry: Registry, app: App): Runt
           name: kc?.name,
           weight: kc?.weight ?? m.weight ?? u.config.weight,
           priority: kc?.priority ?? m.priority ?? u.config.priority,
-          state: app.store.record(id),
+          state: parts.store.record(id),
         };
         list.push(cand);
         if (!candidates.has(id)) candidates.set(id, cand);
@@ -140,22 +166,23 @@ export function buildRuntime(config: Config, registry: Registry, app: App): Runt
       model: pc.model,
       strategyName: pc.strategy,
       candidates: list,
-      strategy: createStrategy(plugin, list, app.random, where),
-      fallback: fallbackPlugin.create({ candidates: list, random: app.random }),
-      board: app.board,
+      strategy: createStrategy(plugin, { candidates: list, random, now }, where),
+      fallback: fallbackPlugin.create({ candidates: list, random, now }),
+      board: parts.board,
+      ledger: parts.ledger,
+      affinityBy: pc.affinityBy,
       onStrategyError: (err) =>
-        app.logger.error("strategy failed; fell back to round_robin", {
+        parts.logger.error("strategy failed; fell back to round_robin", {
           strategy: pc.strategy,
           pool: where,
-          error: app.logger.redact(err instanceof Error ? err.message : String(err)),
+          error: parts.logger.redact(err instanceof Error ? err.message : String(err)),
         }),
     });
     if (pc.model === "*") defaultPool = pool;
     else pools.set(pc.model, pool);
   }
   const clientKeys = new Map(config.clientKeys.map((c) => [c.key, c]));
-  const chain = buildChain(config, registry, app);
-  return {
+  const rt: { -readonly [K in keyof Runtime]: Runtime[K] } = {
     config,
     masks,
     registry,
@@ -164,21 +191,22 @@ export function buildRuntime(config: Config, registry: Registry, app: App): Runt
     defaultPool,
     candidates,
     clientKeys,
-    chain,
+    chain: () => Promise.reject(new Error("the request chain is not built yet")),
     poolFor(model) {
       return (model === undefined ? undefined : pools.get(model)) ?? defaultPool;
     },
   };
+  rt.chain = buildChain(config, registry, parts.services(rt), parts.onError);
+  return rt;
 }
 
 function createStrategy(
   plugin: StrategyPlugin,
-  candidates: Candidate[],
-  random: () => number,
+  options: StrategyOptions,
   pool: string,
 ): Strategy {
   try {
-    return plugin.create({ candidates, random });
+    return plugin.create(options);
   } catch (err) {
     throw new Error(
       `Cannot start: pools.${pool}.strategy: strategy "${plugin.name}" failed to start: ${
@@ -191,7 +219,8 @@ function createStrategy(
 function buildChain(
   config: Config,
   registry: Registry,
-  app: App,
+  services: Services,
+  onError: ErrorHandler<RequestContext>,
 ): (ctx: RequestContext) => Promise<void> {
   const names = [...CHAIN];
   const builtinNames = new Set(CHAIN);
@@ -202,8 +231,8 @@ function buildChain(
   for (const n of names) {
     const plugin = registry.middleware(n);
     if (plugin === undefined) throw new Error(`Cannot start: middleware "${n}" is not registered`);
-    const mw = plugin.create(config, app);
+    const mw = plugin.create(config, services);
     if (mw !== undefined) mws.push(mw);
   }
-  return compose(mws);
+  return compose(mws, onError);
 }

@@ -8,11 +8,11 @@
  */
 
 import type { App } from "./app.ts";
-import type { RequestContext, RequestLog } from "./context.ts";
+import type { RequestContext, RequestLog } from "./plugin.ts";
 import type { ClientKeyConfig } from "./config/types.ts";
 import type { Runtime } from "./runtime.ts";
 import { StreamInterruptedError } from "./proxy/relay.ts";
-import { errorResponse, ProxyError } from "./errors.ts";
+import { errorResponse, shuttingDown } from "./errors.ts";
 
 /** Options of {@linkcode startServer}. */
 export interface ServerOptions {
@@ -85,18 +85,6 @@ export interface HandlerOptions {
   drain?: AbortSignal;
 }
 
-function shuttingDown(requestId: string): Response {
-  return errorResponse(
-    new ProxyError("llm-balance is shutting down; retry the request", {
-      status: 503,
-      type: "service_unavailable",
-      code: "shutting_down",
-      headers: { "retry-after": "1" },
-    }),
-    requestId,
-  );
-}
-
 /**
  * Marks an answer as the last on its connection. `Deno.serve` does not close a connection for
  * this header (it sends it and keeps serving): the server's graceful shutdown does the closing,
@@ -127,7 +115,7 @@ class ServeContext implements RequestContext {
   readonly req: Request;
   readonly path: string;
   readonly search: string;
-  readonly app: App;
+  /** The runtime in force when the request arrived (its chain serves the request). */
   readonly rt: Runtime;
   readonly startedAt: number;
   requestId: string;
@@ -153,9 +141,8 @@ class ServeContext implements RequestContext {
       this.path = this.url.pathname;
       this.search = this.url.search;
     }
-    this.app = app;
     this.rt = app.rt;
-    this.startedAt = performance.now();
+    this.startedAt = app.clock.mono();
     this.requestId = crypto.randomUUID();
     this.#info = info;
   }
@@ -191,13 +178,15 @@ export function createHandler(app: App, options: HandlerOptions = {}): Deno.Serv
     app.cutAll();
   }, { once: true });
   return function handle(req, info): Promise<Response> {
-    if (cutting) return Promise.resolve(lastOnConnection(shuttingDown(crypto.randomUUID())));
+    if (cutting) {
+      return Promise.resolve(lastOnConnection(errorResponse(shuttingDown(), crypto.randomUUID())));
+    }
     const ctx = new ServeContext(req, info, app);
     track?.start(ctx);
     return run(ctx);
   };
   /** Runs the chain; a plain async function, no closures per request. */
-  async function run(ctx: RequestContext): Promise<Response> {
+  async function run(ctx: ServeContext): Promise<Response> {
     let res: Response;
     try {
       await ctx.rt.chain(ctx);

@@ -1,3 +1,4 @@
+import { builtins } from "../plugins/mod.ts";
 import assert from "node:assert/strict";
 import { App } from "../src/app.ts";
 import { parseConfigText } from "../src/config/mod.ts";
@@ -5,7 +6,11 @@ import { Logger } from "../src/logger.ts";
 
 async function app(text: string): Promise<App> {
   const config = parseConfigText(text, "app_test.yaml", { env: () => undefined });
-  return await App.create(config, { probes: false, logger: new Logger({ sink: () => {} }) });
+  return await App.create(config, {
+    plugins: builtins,
+    probes: false,
+    logger: new Logger({ sink: () => {} }),
+  });
 }
 
 Deno.test("App.create() interleaves candidates of several upstreams", async () => {
@@ -96,6 +101,7 @@ upstreams:
     { env: () => undefined },
   );
   const a = await App.create(config, {
+    plugins: builtins,
     probes: false,
     logger: new Logger({ sink: (l) => lines.push(l) }),
   });

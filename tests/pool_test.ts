@@ -15,7 +15,13 @@ import { type CandidateSpec, makeCandidates, seededRandom } from "./helpers/cand
 
 type Cand = Candidate & { state: CandidateState };
 
-const CTX: PickContext = { model: "m", attempt: 1 };
+const CTX: PickContext = {
+  model: "m",
+  attempt: 1,
+  client: undefined,
+  affinityKey: undefined,
+  headers: new Headers(),
+};
 const FIRST: Strategy = { pick: (list) => list[0]! };
 
 function setup(specs: number | CandidateSpec[], strategy: Strategy = FIRST) {
@@ -46,7 +52,7 @@ function setup(specs: number | CandidateSpec[], strategy: Strategy = FIRST) {
     strategyName: "test",
     candidates,
     strategy,
-    fallback: roundRobin.create({ candidates, random: seededRandom(1) }),
+    fallback: roundRobin.create({ candidates, now: () => 0, random: seededRandom(1) }),
     board,
     onStrategyError: (err) => errors.push(err),
   });

@@ -6,7 +6,7 @@
  * time. With no client keys configured, every request passes.
  */
 
-import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
+import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/plugin.ts";
 import type { ClientKeyConfig, Config } from "../../src/config/types.ts";
 import { ProxyError } from "../../src/errors.ts";
 import { credentialOf, timingSafeEqual } from "../../src/admin/credentials.ts";

@@ -9,9 +9,8 @@
  * 401 or 429), get `Access-Control-Allow-Origin` and the headers it may read.
  */
 
-import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
+import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/plugin.ts";
 import type { Config } from "../../src/config/types.ts";
-import { ProxyError } from "../../src/errors.ts";
 
 /** Response headers a browser client may read. */
 const EXPOSED = [
@@ -64,13 +63,8 @@ function cors(config: Config): Middleware {
     next: () => Promise<void>,
     origin: string,
   ): Promise<void> {
-    try {
-      await next();
-    } catch (err) {
-      // the error becomes a response further out: give it the headers now
-      if (err instanceof ProxyError) decorate((k, v) => err.headers[k] = v, origin);
-      throw err;
-    }
+    // errors come back as responses (the chain's error handler made them): decorated alike
+    await next();
     const res = ctx.res;
     if (res === undefined) return;
     try {

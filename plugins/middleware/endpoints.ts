@@ -19,13 +19,10 @@
  * header or `Content-Type: application/json`, which no form or `no-cors` fetch can send.
  */
 
-import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
+import type { Middleware, MiddlewarePlugin, RequestContext, Services } from "../../src/plugin.ts";
 import type { Config } from "../../src/config/types.ts";
-import type { App } from "../../src/app.ts";
 import { ProxyError } from "../../src/errors.ts";
 import { credentialOf, timingSafeEqual } from "../../src/admin/credentials.ts";
-import { health, keyStats, loadBalancers, poolView } from "../../src/admin/stats.ts";
-import { adminAction } from "../../src/admin/actions.ts";
 import { hostPolicy, isForeignOrigin, needsPreflight } from "../../src/admin/browser_guard.ts";
 import { matchClientKey } from "./client_auth.ts";
 
@@ -55,7 +52,8 @@ function decode(part: string): string {
   }
 }
 
-function endpoints(config: Config, app: App): Middleware {
+function endpoints(config: Config, services: Services): Middleware {
+  const stats = services.stats;
   const adminKeyRequired = () =>
     new ProxyError("This endpoint needs the admin key", {
       status: 401,
@@ -150,13 +148,13 @@ function endpoints(config: Config, app: App): Middleware {
       });
     }
     if (path === "/health") {
-      const h = health(app);
+      const h = stats.health();
       ctx.res = json(h.body, h.ok ? 200 : 503);
       return;
     }
     if (path === "/stats" || path === "/metrics") {
       checkRead(ctx, false);
-      ctx.res = path === "/stats" ? json(keyStats(app)) : new Response(app.metrics.render(app), {
+      ctx.res = path === "/stats" ? json(stats.keys()) : new Response(stats.metrics(), {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
       });
       return;
@@ -164,17 +162,16 @@ function endpoints(config: Config, app: App): Middleware {
     if (path.startsWith("/v1/stats/")) {
       checkRead(ctx, true);
       if (path === "/v1/stats/load_balancers") {
-        ctx.res = json(loadBalancers(app));
+        ctx.res = json(stats.loadBalancers());
         return;
       }
       if (path.startsWith("/v1/stats/models/") && path.length > "/v1/stats/models/".length) {
         const model = decode(path.slice("/v1/stats/models/".length));
-        // a named pool, else the pool that serves the model (the default pool serves the rest)
-        const pool = ctx.rt.pools.get(model) ?? ctx.rt.defaultPool;
-        if (pool === undefined) {
+        const view = stats.pool(model);
+        if (view === undefined) {
           throw notFound(`No pool serves model "${model}"`, "model_not_found");
         }
-        ctx.res = json(poolView(app, pool));
+        ctx.res = json(view);
         return;
       }
       throw notFound(
@@ -184,7 +181,7 @@ function endpoints(config: Config, app: App): Middleware {
     if (path === "/admin" || path.startsWith("/admin/")) {
       checkAct(ctx);
       checkBrowser(ctx);
-      ctx.res = json(adminAction(app, ctx.rt, method, path.split("/").slice(2).map(decode)));
+      ctx.res = json(services.admin(method, path.split("/").slice(2).map(decode)));
       return;
     }
     return next();

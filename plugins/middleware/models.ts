@@ -7,10 +7,8 @@
  * models sees only those.
  */
 
-import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
-import type { App } from "../../src/app.ts";
+import type { Middleware, MiddlewarePlugin, RequestContext, Services } from "../../src/plugin.ts";
 import { ProxyError } from "../../src/errors.ts";
-import { modelList } from "../../src/admin/stats.ts";
 
 const PREFIX = "/v1/models";
 const PREFIX_SLASH = "/v1/models/";
@@ -23,18 +21,19 @@ function notFound(model: string): ProxyError {
   });
 }
 
-function models(_config: unknown, app: App): Middleware {
+function models(_config: unknown, services: Services): Middleware {
+  const pools = services.pools;
   return function models(ctx: RequestContext, next): Promise<void> | void {
     const path = ctx.path;
     const method = ctx.req.method;
     const listing = path === PREFIX || path === PREFIX_SLASH;
     if (
-      (method !== "GET" && method !== "HEAD") || ctx.rt.defaultPool !== undefined ||
+      (method !== "GET" && method !== "HEAD") || pools.hasDefault ||
       (!listing && !path.startsWith(PREFIX_SLASH))
     ) {
       return next();
     }
-    const list = modelList(app, { rt: ctx.rt, allowed: ctx.client?.models });
+    const list = services.stats.models(ctx.client?.models);
     let body: unknown = list;
     if (!listing) {
       let id: string;
@@ -45,7 +44,7 @@ function models(_config: unknown, app: App): Middleware {
       }
       const model = list.data.find((m) => m.id === id);
       if (model === undefined) {
-        if (ctx.rt.pools.has(id)) {
+        if (pools.has(id)) {
           throw new ProxyError(`Client key "${ctx.client?.name}" may not use model "${id}"`, {
             status: 403,
             type: "permission_error",

@@ -7,12 +7,15 @@
  * endpoints (they are answered earlier in the chain), nor to requests without a client key.
  */
 
-import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
-import type { App } from "../../src/app.ts";
-import type { Config } from "../../src/config/types.ts";
+import type {
+  Middleware,
+  MiddlewarePlugin,
+  RateDecision,
+  RequestContext,
+  Services,
+} from "../../src/plugin.ts";
+import type { ClientKeyConfig, Config } from "../../src/config/types.ts";
 import { ProxyError } from "../../src/errors.ts";
-import type { RateDecision } from "../../src/rate_limiter.ts";
-import type { ClientKeyConfig } from "../../src/config/types.ts";
 
 /**
  * The `x-ratelimit-*` headers of a decision, as OpenAI sends them.
@@ -27,7 +30,7 @@ export function rateLimitHeaders(d: RateDecision): Record<string, string> {
   };
 }
 
-function rateLimit(config: Config, app: App): Middleware | undefined {
+function rateLimit(config: Config, services: Services): Middleware | undefined {
   // no client key has a limit: the step stays out of the chain
   if (!config.clientKeys.some((k) => k.rateLimitPerMinute !== undefined)) return undefined;
   return function rateLimit(ctx: RequestContext, next): Promise<void> {
@@ -43,7 +46,7 @@ function rateLimit(config: Config, app: App): Middleware | undefined {
     client: ClientKeyConfig,
     rpm: number,
   ): Promise<void> {
-    const d = app.limiter.take(client.key, rpm);
+    const d = services.rateLimit(client.key, rpm);
     const headers = rateLimitHeaders(d);
     if (!d.allowed) {
       throw new ProxyError(
@@ -59,14 +62,8 @@ function rateLimit(config: Config, app: App): Middleware | undefined {
         },
       );
     }
-    try {
-      await next();
-    } catch (err) {
-      if (err instanceof ProxyError) {
-        for (const [k, v] of Object.entries(headers)) err.headers[k] = v;
-      }
-      throw err;
-    }
+    // errors come back as responses (the chain's error handler made them): decorated alike
+    await next();
     const res = ctx.res;
     if (res === undefined) return;
     try {

@@ -1,14 +1,13 @@
 /**
  * @module
  * First in the chain: gives each request its id (the client's `x-request-id` when it is
- * sane, else a new one), turns anything thrown further down into an OpenAI-style error
- * response, and writes one structured log line per request when the response has really
- * finished (streams included), with the true status, duration and bytes. Masks any configured
- * key found in response headers or error bodies before they leave.
+ * sane, else a new one) and writes one structured log line per request when the response has
+ * really finished (streams included), with the true status, duration and bytes. Masks any
+ * configured key found in response headers or error bodies before they leave. Errors thrown
+ * further down reach it as responses already (the chain's error handler made them).
  */
 
-import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/context.ts";
-import type { App } from "../../src/app.ts";
+import type { Middleware, MiddlewarePlugin, RequestContext, Services } from "../../src/plugin.ts";
 import { errorResponse, ProxyError } from "../../src/errors.ts";
 
 const SANE_ID = /^[\w.:@-]{1,128}$/;
@@ -16,39 +15,22 @@ const SANE_ID = /^[\w.:@-]{1,128}$/;
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 const decoder = new TextDecoder();
 
-function requestLog(_config: unknown, app: App): Middleware {
+function requestLog(_config: unknown, services: Services): Middleware {
+  const logger = services.logger;
   return async function requestLog(ctx: RequestContext, next): Promise<void> {
     const given = ctx.req.headers.get("x-request-id");
     // a client's id that holds a configured key is not taken (it would be echoed and logged)
-    if (given !== null && SANE_ID.test(given) && app.logger.redact(given) === given) {
+    if (given !== null && SANE_ID.test(given) && logger.redact(given) === given) {
       ctx.requestId = given;
     }
-    try {
-      await next();
-    } catch (err) {
-      // a response body made before the failure would never be read: release it (and its
-      // upstream connection), which also settles ctx.done
-      ctx.res?.body?.cancel().catch(() => {});
-      if (err instanceof ProxyError) {
-        ctx.log.error ??= err.message;
-      } else {
-        const message = app.logger.redact(err instanceof Error ? err.message : String(err));
-        ctx.log.error = message;
-        app.logger.error("request failed inside llm-balance", {
-          request_id: ctx.requestId,
-          error: message,
-          stack: err instanceof Error && err.stack ? app.logger.redact(err.stack) : undefined,
-        });
-      }
-      ctx.res = errorResponse(err, ctx.requestId);
-    }
+    await next();
     if (ctx.res === undefined) {
       ctx.res = errorResponse(
         new ProxyError("Not found", { status: 404, type: "not_found_error", code: "not_found" }),
         ctx.requestId,
       );
     }
-    if (ctx.res.status >= 400) ctx.res = await withoutSecrets(ctx, app, ctx.res);
+    if (ctx.res.status >= 400) ctx.res = await withoutSecrets(ctx, logger, ctx.res);
     if (!ctx.res.headers.has("x-request-id")) {
       try {
         ctx.res.headers.set("x-request-id", ctx.requestId);
@@ -57,8 +39,8 @@ function requestLog(_config: unknown, app: App): Middleware {
       }
     }
     if (ctx.log.status === 0) ctx.log.status = ctx.res.status;
-    if (ctx.done === undefined) write(ctx, app);
-    else ctx.done.then(() => write(ctx, app));
+    if (ctx.done === undefined) write(ctx, services);
+    else ctx.done.then(() => write(ctx, services));
   };
 }
 
@@ -68,8 +50,12 @@ function requestLog(_config: unknown, app: App): Middleware {
  * providers do quote the key they were sent in their error messages. Successful responses and
  * streamed bodies are never touched, so their bytes reach the client unchanged and undelayed.
  */
-async function withoutSecrets(ctx: RequestContext, app: App, res: Response): Promise<Response> {
-  const redact = (t: string) => app.logger.redact(t);
+async function withoutSecrets(
+  ctx: RequestContext,
+  logger: Services["logger"],
+  res: Response,
+): Promise<Response> {
+  const redact = (t: string) => logger.redact(t);
   let headers: Headers | undefined;
   for (const [k, v] of res.headers) {
     const clean = redact(v);
@@ -91,7 +77,7 @@ async function withoutSecrets(ctx: RequestContext, app: App, res: Response): Pro
     return res;
   }
   if (headers !== undefined) {
-    app.logger.warn("a key was masked in a response to a client", {
+    logger.warn("a key was masked in a response to a client", {
       request_id: ctx.requestId,
       upstream: ctx.log.upstream,
       status: res.status,
@@ -104,13 +90,13 @@ async function withoutSecrets(ctx: RequestContext, app: App, res: Response): Pro
   });
 }
 
-function write(ctx: RequestContext, app: App): void {
-  const durationMs = performance.now() - ctx.startedAt;
-  app.metrics.observe(ctx, durationMs);
+function write(ctx: RequestContext, services: Services): void {
+  const durationMs = services.clock.mono() - ctx.startedAt;
+  services.stats.observe(ctx, durationMs);
   const path = ctx.path;
   const quiet = path === "/health" || path === "/metrics";
   const level = quiet ? "debug" : ctx.log.status >= 500 ? "warn" : "info";
-  const logger = app.logger;
+  const logger = services.logger;
   if (!logger.enabled(level)) return;
   const l = ctx.log;
   const method = ctx.req.method;

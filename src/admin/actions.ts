@@ -4,7 +4,8 @@
  * key (by its stable id or its mask, never the key itself) or every key of an upstream.
  */
 
-import type { App, Runtime } from "../app.ts";
+import type { Runtime } from "../runtime.ts";
+import type { StatsSource } from "./source.ts";
 import { ProxyError } from "../errors.ts";
 import type { Candidate } from "../plugin.ts";
 import { candidateView } from "./stats.ts";
@@ -33,7 +34,12 @@ function notFound(message: string): ProxyError {
  * {action}` and `POST upstreams/{name}/{action}` act and list the candidates acted on
  * @throws {ProxyError} 404 for an unknown endpoint, key or upstream, 400 for an unknown action
  */
-export function adminAction(app: App, rt: Runtime, method: string, parts: string[]): AdminResult {
+export function adminAction(
+  app: StatsSource,
+  rt: Runtime,
+  method: string,
+  parts: readonly string[],
+): AdminResult {
   const [what, id, action, ...extra] = parts;
   const all = [...rt.candidates.values()];
   if (method === "GET" && what === "keys" && id === undefined) {

@@ -8,8 +8,9 @@
  * add a series.
  */
 
-import type { RequestContext } from "../context.ts";
-import type { App, Runtime } from "../app.ts";
+import type { RequestContext } from "../plugin.ts";
+import type { Runtime } from "../runtime.ts";
+import type { StatsSource } from "./source.ts";
 import { statusOf } from "../health/availability.ts";
 import type { CandidateState } from "../state_store.ts";
 
@@ -94,10 +95,9 @@ export class Metrics {
    * The `model` label of a request: its model when the configuration names it, "" when the
    * request named none, else `other`.
    */
-  #modelLabel(ctx: RequestContext): string {
+  #modelLabel(ctx: RequestContext, rt: Runtime): string {
     const model = ctx.log.model;
     if (model === undefined) return "";
-    const rt = ctx.rt;
     if (rt !== this.#lastRt) {
       let names = this.#models.get(rt);
       if (names === undefined) this.#models.set(rt, names = configuredModels(rt));
@@ -118,23 +118,23 @@ export class Metrics {
   /**
    * Records a finished request.
    * @param ctx the request's context, after its response ended
-   * @param durationMs milliseconds from arrival to the end of the response (measured now when
-   *   not given)
+   * @param rt the runtime the request ran on (its configuration names the models)
+   * @param durationMs milliseconds from arrival to the end of the response
    */
-  observe(ctx: RequestContext, durationMs?: number): void {
+  observe(ctx: RequestContext, rt: Runtime, durationMs: number): void {
     const l = ctx.log;
     if (l.attempts === 0) {
       const path = ctx.path;
       if (!path.startsWith("/v1/") || path.startsWith("/v1/stats")) return;
     }
-    const series = this.#seriesOf(this.#modelLabel(ctx), l.upstream ?? "");
+    const series = this.#seriesOf(this.#modelLabel(ctx, rt), l.upstream ?? "");
     const cls = Math.floor(l.status / 100);
     series.requests[cls >= 1 && cls <= 5 ? cls : 0]!++;
     if (l.attempts > 0) {
       series.attempts += l.attempts;
       if (l.attempts > 1) this.#retries += l.attempts - 1;
       (series.duration ??= new Histogram(BUCKETS_MS)).observe(
-        durationMs ?? performance.now() - ctx.startedAt,
+        durationMs,
       );
       if (l.ttfbMs !== undefined) {
         (series.ttfb ??= new Histogram(BUCKETS_MS)).observe(l.ttfbMs);
@@ -171,7 +171,7 @@ export class Metrics {
    * @param app for in-flight and candidate states
    * @returns the Prometheus text exposition
    */
-  render(app: App): string {
+  render(app: StatsSource): string {
     const out: string[] = [];
     const head = (name: string, type: string, help: string) =>
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -231,7 +231,7 @@ export class Metrics {
   }
 
   /** Counters kept in candidate state: the same numbers as `/stats` and `/v1/stats/*`. */
-  #candidateCounters(out: string[], app: App): void {
+  #candidateCounters(out: string[], app: StatsSource): void {
     const cands = [...app.rt.candidates.values()];
     const counter = (name: string, help: string, value: (s: CandidateState) => number) => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);

@@ -5,9 +5,12 @@
  * appear only as masks and ids.
  */
 
-import type { App, Runtime } from "../app.ts";
+import type { Runtime } from "../runtime.ts";
+import type { StatsSource } from "./source.ts";
 import { isAvailable, statusOf } from "../health/availability.ts";
-import type { Candidate } from "../plugin.ts";
+import type { Candidate, ModelEntry, ModelList } from "../plugin.ts";
+
+export type { ModelEntry, ModelList } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
 
 function iso(ms: number): string | null {
@@ -37,7 +40,7 @@ function untilOf(c: Candidate, now: number): string | null {
  * @param app the application (clock, latency)
  * @param c the candidate
  */
-export function candidateView(app: App, c: Candidate): Record<string, unknown> {
+export function candidateView(app: StatsSource, c: Candidate): Record<string, unknown> {
   const now = app.now();
   const s = c.state;
   const status = statusOf(s, now);
@@ -73,7 +76,7 @@ export function candidateView(app: App, c: Candidate): Record<string, unknown> {
  * Seed A's `/stats`: `{"<mask>": {"healthy", "last_used", "requests", ...}}` over every key.
  * @param app the application
  */
-export function keyStats(app: App): Record<string, Record<string, unknown>> {
+export function keyStats(app: StatsSource): Record<string, Record<string, unknown>> {
   const out: Record<string, Record<string, unknown>> = {};
   for (const c of app.rt.candidates.values()) {
     // one key on two upstreams is two candidates: the second is told apart by its upstream
@@ -88,7 +91,7 @@ export function keyStats(app: App): Record<string, Record<string, unknown>> {
  * @param app the application
  * @param pool the pool
  */
-export function poolView(app: App, pool: Pool): Record<string, unknown> {
+export function poolView(app: StatsSource, pool: Pool): Record<string, unknown> {
   const now = app.now();
   const servers = pool.candidates.map((c) => candidateView(app, c));
   const sum = pool.summary(now);
@@ -117,7 +120,7 @@ function sumOf(rows: readonly Record<string, unknown>[], field: string): number 
  * Seed B's `/v1/stats/load_balancers`: every pool.
  * @param app the application
  */
-export function loadBalancers(app: App): Record<string, unknown> {
+export function loadBalancers(app: StatsSource): Record<string, unknown> {
   const rt = app.rt;
   const pools: Record<string, unknown> = {};
   for (const [model, pool] of rt.pools) pools[model] = poolView(app, pool);
@@ -130,7 +133,7 @@ export function loadBalancers(app: App): Record<string, unknown> {
  * @param app the application
  * @returns the body and whether it is healthy
  */
-export function health(app: App): { ok: boolean; body: Record<string, unknown> } {
+export function health(app: StatsSource): { ok: boolean; body: Record<string, unknown> } {
   const now = app.now();
   const rt = app.rt;
   const pools: Record<string, unknown> = {};
@@ -155,21 +158,6 @@ export function health(app: App): { ok: boolean; body: Record<string, unknown> }
   };
 }
 
-/** One entry of OpenAI's model list. */
-export interface ModelEntry {
-  id: string;
-  object: "model";
-  /** Unix seconds: when llm-balance started. */
-  created: number;
-  owned_by: string;
-}
-
-/** OpenAI's model list. */
-export interface ModelList {
-  object: "list";
-  data: ModelEntry[];
-}
-
 /** Options of {@linkcode modelList}. */
 export interface ModelListOptions {
   /** The runtime whose pools are listed. @default app.rt */
@@ -185,7 +173,7 @@ export interface ModelListOptions {
  * @param options the runtime and an allow-list
  * @returns `{"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}]}`
  */
-export function modelList(app: App, options: ModelListOptions = {}): ModelList {
+export function modelList(app: StatsSource, options: ModelListOptions = {}): ModelList {
   const created = Math.floor(app.startedAt / 1000);
   const rt = options.rt ?? app.rt;
   const allowed = options.allowed;

@@ -286,7 +286,7 @@ export async function check(config: Config, json: boolean): Promise<number> {
   let app: App;
   try {
     verified = await verifyConfig(config);
-    app = await App.create(config, { probes: false });
+    app = await App.create(config, { plugins: builtins, probes: false });
   } catch (err) {
     const action = `Cannot start with config "${config.source}"`;
     reportFailure(err, { json, action, source: config.source });

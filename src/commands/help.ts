@@ -3,7 +3,8 @@
  * The `--help` text of every command (the README's "Command line" section says the same).
  */
 
-import type { Command } from "../cli.ts";
+/** The commands. */
+export type Command = "serve" | "check" | "probe" | "version" | "help";
 
 const ENV = `Environment (flags win over the environment, the environment over the file):
   LLM_BALANCE_CONFIG       config file (when --config is not given)

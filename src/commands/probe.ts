@@ -6,6 +6,7 @@
  */
 
 import { App } from "../app.ts";
+import { builtins } from "../../plugins/mod.ts";
 import type { Config } from "../config/types.ts";
 import { runProbe } from "../health/active.ts";
 import { verifyConfig } from "./check.ts";
@@ -93,6 +94,7 @@ export async function probe(config: Config, json: boolean): Promise<number> {
   try {
     await verifyConfig(config, { bindHost: "127.0.0.1" });
     app = await App.create({ ...config, log: { ...config.log, level: "error" } }, {
+      plugins: builtins,
       probes: false,
     });
   } catch (err) {

@@ -7,6 +7,7 @@
  */
 
 import { App } from "../app.ts";
+import { builtins } from "../../plugins/mod.ts";
 import type { Config } from "../config/types.ts";
 import { type RunningServer, startServer } from "../server.ts";
 import { Reloader } from "./reloader.ts";
@@ -32,7 +33,7 @@ const DUPLICATE_SIGNAL_MS = 300;
 export async function serve(config: Config, options: ServeOptions): Promise<number> {
   let app: App;
   try {
-    app = await App.create(config, { probes: true });
+    app = await App.create(config, { plugins: builtins, probes: true });
   } catch (err) {
     say(describeError(err, `Cannot start with config "${config.source}"`));
     return 2;

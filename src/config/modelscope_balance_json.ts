@@ -21,7 +21,7 @@ import {
   DEFAULT_TIMEOUTS,
   defaultHealthCheck,
 } from "./defaults.ts";
-import type { Config } from "./types.ts";
+import { type Config, DEFAULT_AFFINITY } from "./types.ts";
 
 /** Seed A's `target_url` default. */
 export const SEED_A_TARGET_URL = "https://api-inference.modelscope.cn";
@@ -90,6 +90,11 @@ export function normalizeModelscopeBalanceJson(
     maxFailures: DEFAULT_MAX_FAILURES,
     ...(file.health_check === false ? {} : { healthCheck: defaultHealthCheck(healthPath) }),
   }];
-  config.pools = [{ model: "*", strategy: "round_robin", members: [{ upstream: name }] }];
+  config.pools = [{
+    model: "*",
+    strategy: "round_robin",
+    members: [{ upstream: name }],
+    affinityBy: [...DEFAULT_AFFINITY],
+  }];
   return { ok: true, value: config };
 }

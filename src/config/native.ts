@@ -24,7 +24,14 @@ import {
 } from "./_schema.ts";
 import { baseConfig, DEFAULT_MAX_FAILURES } from "./defaults.ts";
 import { toUpstream, upstreamSchema } from "./native_upstream.ts";
-import type { ClientKeyConfig, Config, PoolConfig, PoolMemberConfig } from "./types.ts";
+import {
+  type AffinitySource,
+  type ClientKeyConfig,
+  type Config,
+  DEFAULT_AFFINITY,
+  type PoolConfig,
+  type PoolMemberConfig,
+} from "./types.ts";
 
 const NAME = /^[A-Za-z0-9._-]+$/;
 
@@ -96,6 +103,11 @@ const adminHosts = z.union([
   },
 );
 
+const affinitySource = z.string().refine(
+  (s) => s === "prompt_cache_key" || s === "user" || /^header:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(s),
+  { error: 'must be "prompt_cache_key", "user" or "header:<name>"' },
+).transform((s) => s.toLowerCase() as AffinitySource);
+
 function poolSchema(upstreamNames: ReadonlySet<string>) {
   const known = (name: string) => upstreamNames.has(name);
   const unknown = {
@@ -111,6 +123,9 @@ function poolSchema(upstreamNames: ReadonlySet<string>) {
   ], { error: 'must be an upstream name or a mapping with "upstream"' });
   return z.strictObject({
     strategy: text().optional(),
+    affinity: z.strictObject({
+      by: z.array(affinitySource).min(1, "must list at least one source").optional(),
+    }).optional(),
     upstreams: z.array(member).min(1, "must list at least one upstream").transform(
       (members, ctx): PoolMemberConfig[] => {
         const out = members.map((m): PoolMemberConfig =>
@@ -233,11 +248,13 @@ function toConfig(file: NativeFile, context: NormalizeContext): Config {
       model: "*",
       strategy: "round_robin",
       members: config.upstreams.map((u) => ({ upstream: u.name })),
+      affinityBy: [...DEFAULT_AFFINITY],
     }]
     : entriesInOrder(file.pools, ["pools"], context).map(([model, pool]): PoolConfig => ({
       model: model === "default" ? "*" : model,
       strategy: pool.strategy ?? "round_robin",
       members: pool.upstreams,
+      affinityBy: pool.affinity?.by ?? [...DEFAULT_AFFINITY],
     }));
   config.plugins = (file.plugins ?? []).map((p) => resolvePlugin(p, context.baseDir));
   return config;

@@ -24,7 +24,13 @@ import {
   defaultHealthCheck,
   timeoutsFromTotal,
 } from "./defaults.ts";
-import type { Config, LogLevel, PoolConfig, UpstreamConfig } from "./types.ts";
+import {
+  type Config,
+  DEFAULT_AFFINITY,
+  type LogLevel,
+  type PoolConfig,
+  type UpstreamConfig,
+} from "./types.ts";
 
 /** Requests per minute when `rate_limit.enabled` is true without `requests_per_minute`. */
 export const SEED_B_DEFAULT_RPM = 60;
@@ -144,6 +150,7 @@ export function normalizeOneApiYaml(tree: unknown, context: NormalizeContext): C
       model: name,
       strategy: m.load_balance_strategy ?? "round_robin",
       members: upstreams.map((u) => ({ upstream: u.name })),
+      affinityBy: [...DEFAULT_AFFINITY],
     });
   }
   config.pools = pools;

@@ -104,7 +104,20 @@ export interface PoolConfig {
   /** Strategy plugin name. @default "round_robin" */
   strategy: string;
   members: PoolMemberConfig[];
+  /**
+   * Where a request's affinity key comes from (strategies see it as `PickContext.affinityKey`),
+   * the first present wins: `prompt_cache_key` and `user` (top-level fields of a JSON body),
+   * `header:<name>` (a request header, lower-cased name).
+   * @default ["prompt_cache_key", "user"]
+   */
+  affinityBy: AffinitySource[];
 }
+
+/** A source of a request's affinity key (see {@linkcode PoolConfig.affinityBy}). */
+export type AffinitySource = "prompt_cache_key" | "user" | `header:${string}`;
+
+/** Where affinity keys come from when a pool does not say. */
+export const DEFAULT_AFFINITY: readonly AffinitySource[] = ["prompt_cache_key", "user"];
 
 /** A client key accepted by the gateway. */
 export interface ClientKeyConfig {

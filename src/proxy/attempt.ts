@@ -5,6 +5,7 @@
  * may still retry elsewhere; a committed response is handed over with its reader still open.
  */
 
+import type { Clock } from "../clock.ts";
 import type { Timeouts } from "../config/types.ts";
 import { type AttemptClass, classifyFailure, classifyStatus } from "../health/classify.ts";
 import { AttemptControl, type ClientSignal } from "./attempt_control.ts";
@@ -17,6 +18,7 @@ import {
   UpstreamProtocolError,
 } from "./http1/mod.ts";
 import { concat } from "./bytes.ts";
+import type { Watchdog } from "./watchdog.ts";
 
 /** What one attempt sends. */
 export interface AttemptRequest {
@@ -25,16 +27,19 @@ export interface AttemptRequest {
   headers: HeaderRecord | Headers;
   body: Uint8Array<ArrayBuffer> | null;
   timeouts: Timeouts;
-  /** Epoch ms by which the whole request must be done; Infinity for none. */
+  /** Epoch ms (by `clock.now()`) by which the whole request must be done; Infinity for none. */
   deadline: number;
   /** Aborts when the client disconnects (a function: read only if the attempt lasts). */
   clientSignal: ClientSignal;
   fetch: typeof fetch;
   client: Deno.HttpClient | undefined;
-  now: () => number;
+  /** The app's clock: `now()` for the deadline, `mono()` for the attempt's own limits. */
+  clock: Clock;
+  /** Checks the attempt's limits (the app's; it should read the same clock). */
+  watchdog: Watchdog;
   /** Sees the attempt's control as soon as it exists (so shutdown can cut the attempt). */
   onControl?: ((control: AttemptControl) => void) | undefined;
-  /** `performance.now()` when the attempt starts, when the caller has it. */
+  /** `clock.mono()` when the attempt starts, when the caller has it. */
   startedAt?: number | undefined;
   /** Use a new upstream connection (the previous attempt found a kept-alive one closed). */
   fresh?: boolean | undefined;
@@ -55,7 +60,7 @@ export interface Committable {
   reader: BodyReader | undefined;
   first: Uint8Array | undefined;
   control: AttemptControl;
-  /** performance.now() when the attempt started. */
+  /** `clock.mono()` when the attempt started. */
   startedAt: number;
   /** The response's content type (read once here). */
   contentType: string | null;
@@ -93,10 +98,10 @@ const BUFFER_LIMIT = 4 * 1024 * 1024;
  * @returns the classified result; never throws
  */
 export async function attempt(r: AttemptRequest): Promise<AttemptResult> {
-  const startedAt = r.startedAt ?? performance.now();
-  const control = new AttemptControl(r.clientSignal, startedAt);
+  const startedAt = r.startedAt ?? r.clock.mono();
+  const control = new AttemptControl(r.clientSignal, r.watchdog, startedAt);
   r.onControl?.(control);
-  const left = r.deadline === Infinity ? Infinity : r.deadline - r.now();
+  const left = r.deadline === Infinity ? Infinity : r.deadline - r.clock.now();
   control.armTotal(Math.min(r.timeouts.totalMs || Infinity, left), startedAt);
   control.armFirstByte(Math.min(r.timeouts.firstByteMs || Infinity, left), startedAt);
   let response: Response;

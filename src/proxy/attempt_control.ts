@@ -2,10 +2,11 @@
  * @module
  * The abort controller and deadlines of one upstream attempt: knows whether it ended because
  * the client went away or because one of our time limits fired, which decides the attempt's
- * class. Deadlines are checked by the shared {@linkcode watchdog}, not by timers of their own.
+ * class. Deadlines are checked by the app's {@linkcode Watchdog}, not by timers of their own, and
+ * measured on its clock's `mono()`.
  */
 
-import { watchdog } from "./watchdog.ts";
+import type { Watchdog } from "./watchdog.ts";
 
 /** Which limit fired. */
 export type TimeoutKind = "first_byte" | "idle" | "total";
@@ -43,6 +44,8 @@ export class AttemptControl {
   #lazyAt = 0;
   /** The listener on the client's signal, made only when one is added. */
   #onClientAbort: (() => void) | undefined;
+  /** Checks the deadlines; its clock is what they are measured on. */
+  readonly watchdog: Watchdog;
   /** The watchdog's bookkeeping. */
   watchSlot = -1;
   /** {@linkcode OpenAttempts}' bookkeeping. */
@@ -51,9 +54,15 @@ export class AttemptControl {
   /**
    * @param client aborts when the client disconnects (a function: read only if the attempt
    *   lasts {@linkcode LAZY_CLIENT_MS})
-   * @param now `performance.now()`, when the caller has it
+   * @param watchdog checks the deadlines (the app's)
+   * @param now when the attempt started, by the watchdog clock's `mono()` (default: read now)
    */
-  constructor(client: ClientSignal | undefined, now: number = performance.now()) {
+  constructor(
+    client: ClientSignal | undefined,
+    watchdog: Watchdog,
+    now: number = watchdog.clock.mono(),
+  ) {
+    this.watchdog = watchdog;
     if (typeof client === "function") {
       this.#lazyClient = client;
       this.#lazyAt = now + LAZY_CLIENT_MS;
@@ -73,7 +82,7 @@ export class AttemptControl {
   /**
    * Sets the limit of the whole attempt.
    * @param ms milliseconds from now; 0 or Infinity disables
-   * @param now `performance.now()`, when the caller has it
+   * @param now the watchdog clock's `mono()`, when the caller has it
    */
   armTotal(ms: number, now?: number): void {
     if (ms > 0 && Number.isFinite(ms)) this.#arm("total", ms, now);
@@ -82,7 +91,7 @@ export class AttemptControl {
   /**
    * Sets the limit until the first body bytes.
    * @param ms milliseconds from now; 0 or Infinity disables
-   * @param now `performance.now()`, when the caller has it
+   * @param now the watchdog clock's `mono()`, when the caller has it
    */
   armFirstByte(ms: number, now?: number): void {
     if (ms > 0 && Number.isFinite(ms)) this.#arm("first_byte", ms, now);
@@ -108,7 +117,7 @@ export class AttemptControl {
 
   /**
    * Fires whatever limit has passed (called by the watchdog).
-   * @param now `performance.now()`
+   * @param now the watchdog clock's `mono()`
    */
   check(now: number): void {
     if (this.#lazyClient !== undefined && now >= this.#lazyAt) {
@@ -122,12 +131,12 @@ export class AttemptControl {
     else if (this.#totalAt !== 0 && now >= this.#totalAt) this.timeout("total");
   }
 
-  #arm(kind: TimeoutKind, ms: number, now = performance.now()): void {
+  #arm(kind: TimeoutKind, ms: number, now = this.watchdog.clock.mono()): void {
     const at = now + ms;
     if (kind === "total") this.#totalAt = at;
     else if (kind === "first_byte") this.#firstByteAt = at;
     else this.#idleAt = at;
-    if (!this.signal.aborted) watchdog.watch(this);
+    if (!this.signal.aborted) this.watchdog.watch(this);
   }
 
   /**
@@ -137,7 +146,7 @@ export class AttemptControl {
   timeout(kind: TimeoutKind): void {
     if (this.signal.aborted) return;
     this.timedOut = kind;
-    watchdog.unwatch(this);
+    this.watchdog.unwatch(this);
     this.#controller.abort(new DOMException(`upstream ${kind} timeout`, "TimeoutError"));
   }
 
@@ -159,7 +168,7 @@ export class AttemptControl {
   dispose(): void {
     this.#totalAt = this.#firstByteAt = this.#idleAt = 0;
     this.#lazyClient = undefined;
-    watchdog.unwatch(this);
+    this.watchdog.unwatch(this);
     if (this.#onClientAbort !== undefined) {
       this.#client?.removeEventListener("abort", this.#onClientAbort);
     }

@@ -7,16 +7,17 @@
  * llm-balance's own saying why, each saying when to retry and whether an SDK should.
  */
 
-import type { RequestContext } from "../context.ts";
-import type { App } from "../app.ts";
+import type { Clock } from "../clock.ts";
+import type { Logger } from "../logger.ts";
 import { ProxyError, setRetryHeaders, upstreamErrorBody } from "../errors.ts";
-import type { Candidate, CandidateState } from "../plugin.ts";
+import type { Candidate, RequestContext } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
 import type { AttemptResult } from "./attempt.ts";
+import type { Lease } from "./lease.ts";
 import { copyResponseHeaders, returnResponseHeaders } from "./headers.ts";
 import { relay } from "./relay.ts";
 import { UsageChunkStripper } from "./stream_usage.ts";
-import { type Usage, usageOfJson, UsageTap } from "./usage.ts";
+import { usageOfJson, UsageTap } from "./usage.ts";
 import {
   describeUnavailable,
   FINAL_OUTCOMES,
@@ -27,67 +28,58 @@ import {
 
 const NULL_BODY = new Set([101, 204, 205, 304]);
 
-/**
- * The error for requests cut by shutdown.
- * @returns a 503 `shutting_down` error
- */
-export function shuttingDown(): ProxyError {
-  return new ProxyError("llm-balance is shutting down; retry the request", {
-    status: 503,
-    type: "service_unavailable",
-    code: "shutting_down",
-    // another instance, or this one restarted, may well serve it
-    retry: { afterSeconds: 1, retry: true },
-  });
+/** Options of {@linkcode commit}. */
+export interface CommitOptions {
+  /** Whether the proxy added `stream_options.include_usage` (its usage chunk is stripped). */
+  injected: boolean;
+  /** `clock.mono()` when the attempt's answer was ready. */
+  now: number;
+  /** Whether the answer carries `x-llm-balance-overhead-ms`. */
+  overheadHeader: boolean;
+  /** Told when a stream breaks mid-body. */
+  logger: Logger;
 }
 
 /**
  * Sends a committed attempt's response to the client (sets `ctx.res`, and `ctx.done` for a
- * relayed body), and reports its end to the health board, latency, usage and the log.
+ * relayed body), and ends its lease when the body has been sent (at once for a body read whole,
+ * when the relay ends for a stream), with the tokens it counted.
  * @param ctx the request
- * @param app the application
- * @param c the candidate that answered
+ * @param lease the attempt's lease
  * @param r the committed attempt
- * @param flags whether the attempt was a half-open trial, whether the proxy added
- *   `stream_options.include_usage` (then the extra usage chunk is stripped), and
- *   `performance.now()` when the attempt's answer was ready (measured when not given)
+ * @param options usage stripping, when the answer was ready, the overhead header, the logger
  */
 export function commit(
   ctx: RequestContext,
-  app: App,
-  c: Candidate,
+  lease: Lease,
   r: Extract<AttemptResult, { kind: "response" }>,
-  { trial, injected, now = performance.now() }: {
-    trial: boolean;
-    injected: boolean;
-    now?: number;
-  },
+  options: CommitOptions,
 ): void {
+  const c = lease.candidate;
   const res = r.response;
-  const started = r.startedAt;
+  const now = options.now;
   ctx.log.status = res.status;
   ctx.log.ttfbMs = now - ctx.startedAt;
+  lease.firstByte(now);
   const sse = (r.contentType ?? "").includes("text/event-stream");
   ctx.log.stream = sse;
   if (r.reader === undefined || NULL_BODY.has(res.status)) {
     r.reader?.cancel().catch(() => {});
-    r.control.dispose();
-    app.open.delete(r.control);
     const body = NULL_BODY.has(res.status) ? null : r.body ?? null;
+    let usage;
     if (body !== null && body.length > 0) {
       ctx.log.bytes = body.length;
-      countUsage(ctx, c, usageOfJson(body));
+      usage = ctx.log.usage = usageOfJson(body);
     }
-    app.board.end(c, "ok", { trial });
-    app.latency.record(c.id, now - started);
+    lease.done({ cls: "ok", status: res.status, usage, at: now });
     ctx.log.outcome = "complete";
-    ctx.res = respondWith(ctx, c, res, body);
+    ctx.res = respondWith(ctx, c, res, body, options.overheadHeader);
     return;
   }
   const tap = new UsageTap(sse);
   // the usage chunk the client did not ask for: the tap reads it, the client never sees it
-  const strip = injected && sse ? new UsageChunkStripper() : undefined;
-  app.open.add(r.control);
+  const strip = options.injected && sse ? new UsageChunkStripper() : undefined;
+  const logger = options.logger;
   let resolveDone!: () => void;
   ctx.done = new Promise<void>((resolve) => resolveDone = resolve);
   const stream = relay({
@@ -100,13 +92,13 @@ export function commit(
     transform: strip && ((chunk) => strip.push(chunk)),
     flush: strip && (() => strip.flush()),
     onEnd: (end) => {
-      app.open.delete(r.control);
       ctx.log.bytes = end.bytes;
       // SDKs stop reading (and cancel) at `[DONE]` / `message_stop`: that stream was complete
       const complete = end.outcome === "complete" ||
         (end.outcome === "client_abort" && !end.shutdown && tap.ended);
       // tokens the upstream reported were spent, however the stream ended
-      countUsage(ctx, c, tap.finish());
+      const usage = tap.finish();
+      if (usage !== undefined) ctx.log.usage = usage;
       if (complete) ctx.log.outcome = "complete";
       else if (end.shutdown) ctx.log.outcome = "shutdown";
       else ctx.log.outcome = end.outcome === "failed" ? end.cls : end.outcome;
@@ -114,7 +106,7 @@ export function commit(
         ctx.log.error = "stream cut: llm-balance shut down before the upstream finished";
       } else if (end.outcome === "failed") {
         ctx.log.error = `stream interrupted: ${end.cls}`;
-        app.logger.warn("upstream broke mid-response", {
+        logger.warn("upstream broke mid-response", {
           request_id: ctx.requestId,
           upstream: c.upstream.name,
           key: c.mask,
@@ -122,12 +114,11 @@ export function commit(
           bytes: end.bytes,
         });
       }
-      app.board.end(c, complete ? "ok" : end.cls, { trial });
-      if (complete) app.latency.record(c.id, performance.now() - started);
+      lease.done({ cls: complete ? "ok" : end.cls, status: res.status, usage });
       resolveDone();
     },
   });
-  ctx.res = respondWith(ctx, c, res, stream);
+  ctx.res = respondWith(ctx, c, res, stream, options.overheadHeader);
 }
 
 /** The client's response: the upstream's status and useful headers, ours, and the body. */
@@ -136,6 +127,7 @@ function respondWith(
   c: Candidate,
   res: Response,
   body: BodyInit | null,
+  overheadHeader: boolean,
 ): Response {
   // headers appended to a new response cost far less than a `headers` constructor option
   const out = new Response(body, { status: res.status, statusText: res.statusText });
@@ -144,20 +136,11 @@ function respondWith(
   // none of these came from the upstream (copyResponseHeaders leaves them out): appended
   headers.append("x-request-id", ctx.requestId);
   headers.append("x-llm-balance-upstream", c.upstream.name);
-  if (ctx.rt.config.server.overheadHeader) {
+  if (overheadHeader) {
     const overhead = Math.max(0, (ctx.log.ttfbMs ?? 0) - ctx.log.upstreamMs);
     headers.append("x-llm-balance-overhead-ms", overhead.toFixed(3));
   }
   return out;
-}
-
-function countUsage(ctx: RequestContext, c: Candidate, usage: Usage | undefined): void {
-  if (usage === undefined) return;
-  ctx.log.usage = usage;
-  const s = c.state as CandidateState; // the live store record; the proxy counts its usage
-  s.promptTokens += usage.promptTokens;
-  s.completionTokens += usage.completionTokens;
-  s.totalTokens += usage.totalTokens;
 }
 
 /**
@@ -165,10 +148,10 @@ function countUsage(ctx: RequestContext, c: Candidate, usage: Usage | undefined)
  * ({@linkcode FINAL_OUTCOMES}) says: its status, and `Retry-After` and `x-should-retry` on every
  * answer but a client error passed through.
  * @param ctx the request
- * @param app the application
  * @param pool the request's pool
  * @param last the last attempt's result, if any attempt was made
  * @param c the last candidate tried
+ * @param options the clock, the logger (redacts error messages) and whether retries are on
  * @returns the upstream's error (status and body kept; a body SDKs cannot read gets an `error`
  *   member, or is wrapped in OpenAI's shape when it is not JSON), or 499 when the client left
  * @throws {ProxyError} 429 when every key that could serve rests for a rate limit or quota,
@@ -177,10 +160,10 @@ function countUsage(ctx: RequestContext, c: Candidate, usage: Usage | undefined)
  */
 export function finalResponse(
   ctx: RequestContext,
-  app: App,
   pool: Pool,
   last: AttemptResult | undefined,
   c: Candidate | undefined,
+  options: { clock: Clock; logger: Logger; retries: boolean },
 ): Response {
   if (last?.kind === "response" || last?.cls === "ok") {
     throw new Error("unreachable: a committed attempt has no final error");
@@ -190,7 +173,7 @@ export function finalResponse(
     ctx.log.status = 499;
     return new Response(null, { status: 499 });
   }
-  const now = app.now();
+  const now = options.clock.now();
   const summary = pool.summary(now);
   if (last === undefined || c === undefined) {
     ctx.log.error = "no candidate available";
@@ -211,7 +194,7 @@ export function finalResponse(
     });
   }
   const outcome = finalOutcome(last.cls, summary);
-  const retry = retryAdvice(outcome, summary, now, ctx.rt.config.retry.maxAttempts > 1);
+  const retry = retryAdvice(outcome, summary, now, options.retries);
   ctx.log.outcome = last.cls;
   if (outcome === "auth_refused") {
     // the upstream refused OUR key: not the client's fault, and not its key
@@ -239,7 +222,7 @@ export function finalResponse(
     if (out.changed) headers.set("content-type", "application/json");
     return new Response(out.body, { status: res.status, headers });
   }
-  const message = app.logger.redact(
+  const message = options.logger.redact(
     last.error instanceof Error ? last.error.message : String(last.error),
   );
   ctx.log.error = message;

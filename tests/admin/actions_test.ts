@@ -1,3 +1,4 @@
+import { builtins } from "../../plugins/mod.ts";
 import assert from "node:assert/strict";
 import { adminAction } from "../../src/admin/actions.ts";
 import { App } from "../../src/app.ts";
@@ -19,7 +20,11 @@ upstreams:
     "actions.yaml",
     { env: () => undefined },
   );
-  const app = await App.create(config, { probes: false, logger: new Logger({ sink: () => {} }) });
+  const app = await App.create(config, {
+    plugins: builtins,
+    probes: false,
+    logger: new Logger({ sink: () => {} }),
+  });
   return Object.assign(app, { [Symbol.asyncDispose]: () => app.close() });
 }
 

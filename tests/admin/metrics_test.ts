@@ -1,7 +1,8 @@
+import { builtins } from "../../plugins/mod.ts";
 import assert from "node:assert/strict";
 import { App } from "../../src/app.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
-import type { RequestContext, RequestLog } from "../../src/context.ts";
+import type { RequestContext, RequestLog } from "../../src/plugin.ts";
 import { Logger } from "../../src/logger.ts";
 import { configuredModels, Metrics, OTHER_MODEL } from "../../src/admin/metrics.ts";
 import { parsePrometheus } from "../helpers/prometheus.ts";
@@ -16,7 +17,11 @@ pools:
 
 async function makeApp(text = CONFIG): Promise<App> {
   const config = parseConfigText(text, "metrics.yaml", { env: () => undefined });
-  return await App.create(config, { probes: false, logger: new Logger({ sink: () => {} }) });
+  return await App.create(config, {
+    plugins: builtins,
+    probes: false,
+    logger: new Logger({ sink: () => {} }),
+  });
 }
 
 function ctxOf(
@@ -26,8 +31,6 @@ function ctxOf(
   client?: string,
 ): RequestContext {
   return {
-    app,
-    rt: app.rt,
     req: new Request(`http://x${path}`),
     url: new URL(`http://x${path}`),
     path: new URL(`http://x${path}`).pathname,
@@ -60,14 +63,16 @@ Deno.test("Metrics.observe() counts requests by model, upstream and status class
   try {
     const m = app.metrics;
     const ok = { model: "gpt-4o", upstream: "alpha", attempts: 1, ttfbMs: 40, upstreamMs: 38 };
-    m.observe(ctxOf(app, "/v1/chat/completions", { ...ok, status: 200 }));
-    m.observe(ctxOf(app, "/v1/chat/completions", { ...ok, status: 201 }));
+    m.observe(ctxOf(app, "/v1/chat/completions", { ...ok, status: 200 }), app.rt, 12);
+    m.observe(ctxOf(app, "/v1/chat/completions", { ...ok, status: 201 }), app.rt, 12);
     m.observe(
       ctxOf(app, "/v1/chat/completions", { ...ok, attempts: 3, status: 502, ttfbMs: undefined }),
+      app.rt,
+      12,
     );
-    m.observe(ctxOf(app, "/v1/chat/completions", { status: 401 })); // refused before any attempt
-    m.observe(ctxOf(app, "/health", { status: 200 })); // own endpoints are not counted
-    m.observe(ctxOf(app, "/v1/stats/load_balancers", { status: 200 }));
+    m.observe(ctxOf(app, "/v1/chat/completions", { status: 401 }), app.rt, 12); // refused before any attempt
+    m.observe(ctxOf(app, "/health", { status: 200 }), app.rt, 12); // own endpoints are not counted
+    m.observe(ctxOf(app, "/v1/stats/load_balancers", { status: 200 }), app.rt, 12);
     const exp = parsePrometheus(m.render(app));
     const req = (labels: Record<string, string>) => exp.sum("llm_balance_requests_total", labels);
     assert.equal(req({ model: "gpt-4o", upstream: "alpha", status: "2xx" }), 2);
@@ -95,9 +100,9 @@ Deno.test("Metrics.observe() counts tokens by model, upstream, client and type",
   try {
     const usage = { promptTokens: 7, completionTokens: 5, totalTokens: 12 };
     const log = { model: "gpt-4o", upstream: "beta", attempts: 1, usage };
-    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log, "alice"));
-    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log, "alice"));
-    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log));
+    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log, "alice"), app.rt, 12);
+    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log, "alice"), app.rt, 12);
+    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log), app.rt, 12);
     const exp = parsePrometheus(app.metrics.render(app));
     const tokens = (labels: Record<string, string>) => exp.sum("llm_balance_tokens_total", labels);
     assert.equal(tokens({ client: "alice", type: "prompt" }), 14);
@@ -112,9 +117,21 @@ Deno.test("Metrics.observe() counts streams broken by the upstream, not by the c
   const app = await makeApp();
   try {
     const base = { model: "gpt-4o", upstream: "alpha", attempts: 1, stream: true };
-    app.metrics.observe(ctxOf(app, "/v1/chat/completions", { ...base, outcome: "server" }));
-    app.metrics.observe(ctxOf(app, "/v1/chat/completions", { ...base, outcome: "client_abort" }));
-    app.metrics.observe(ctxOf(app, "/v1/chat/completions", { ...base, outcome: "complete" }));
+    app.metrics.observe(
+      ctxOf(app, "/v1/chat/completions", { ...base, outcome: "server" }),
+      app.rt,
+      12,
+    );
+    app.metrics.observe(
+      ctxOf(app, "/v1/chat/completions", { ...base, outcome: "client_abort" }),
+      app.rt,
+      12,
+    );
+    app.metrics.observe(
+      ctxOf(app, "/v1/chat/completions", { ...base, outcome: "complete" }),
+      app.rt,
+      12,
+    );
     const exp = parsePrometheus(app.metrics.render(app));
     assert.equal(exp.sum("llm_balance_streams_interrupted_total"), 1);
   } finally {
@@ -158,7 +175,11 @@ Deno.test("Metrics.render() escapes label values", async () => {
   const app = await makeApp(`${CONFIG}  "we\\"ird\\\\mo\\ndel": { upstreams: [alpha] }\n`);
   try {
     const m = new Metrics();
-    m.observe(ctxOf(app, "/v1/x", { model: 'we"ird\\mo\ndel', upstream: "alpha", attempts: 1 }));
+    m.observe(
+      ctxOf(app, "/v1/x", { model: 'we"ird\\mo\ndel', upstream: "alpha", attempts: 1 }),
+      app.rt,
+      12,
+    );
     const exp = parsePrometheus(m.render(app));
     assert.equal(exp.sum("llm_balance_requests_total", { model: 'we"ird\\mo\ndel' }), 1);
   } finally {
@@ -170,7 +191,11 @@ Deno.test("Metrics histograms put values above the last bucket only in +Inf", as
   const app = await makeApp();
   try {
     const m = new Metrics();
-    m.observe(ctxOf(app, "/v1/x", { model: "m", upstream: "alpha", attempts: 1, ttfbMs: 120_000 }));
+    m.observe(
+      ctxOf(app, "/v1/x", { model: "m", upstream: "alpha", attempts: 1, ttfbMs: 120_000 }),
+      app.rt,
+      12,
+    );
     const exp = parsePrometheus(m.render(app));
     assert.equal(exp.sum("llm_balance_ttfb_seconds_bucket", { le: "60" }), 0);
     assert.equal(exp.sum("llm_balance_ttfb_seconds_bucket", { le: "+Inf" }), 1);
@@ -214,13 +239,23 @@ Deno.test("Metrics.observe() counts every model the config does not name as othe
       // served by the default pool, or refused before any attempt: the same two series
       m.observe(
         ctxOf(app, "/v1/chat/completions", { ...served, model: `free-${i}-${"x".repeat(5000)}` }),
+        app.rt,
+        12,
       );
-      m.observe(ctxOf(app, "/v1/chat/completions", { model: `refused-${i}`, status: 404 }));
+      m.observe(
+        ctxOf(app, "/v1/chat/completions", { model: `refused-${i}`, status: 404 }),
+        app.rt,
+        12,
+      );
     }
-    m.observe(ctxOf(app, "/v1/chat/completions", { ...served, model: "gpt-4o" }));
-    m.observe(ctxOf(app, "/v1/chat/completions", { ...served, model: "claude-sonnet" }));
-    m.observe(ctxOf(app, "/v1/chat/completions", { ...served, model: "o3-mini" }));
-    m.observe(ctxOf(app, "/v1/embeddings", { status: 400 })); // no model named
+    m.observe(ctxOf(app, "/v1/chat/completions", { ...served, model: "gpt-4o" }), app.rt, 12);
+    m.observe(
+      ctxOf(app, "/v1/chat/completions", { ...served, model: "claude-sonnet" }),
+      app.rt,
+      12,
+    );
+    m.observe(ctxOf(app, "/v1/chat/completions", { ...served, model: "o3-mini" }), app.rt, 12);
+    m.observe(ctxOf(app, "/v1/embeddings", { status: 400 }), app.rt, 12); // no model named
     const text = m.render(app);
     assert.ok(text.length < 20_000, `${text.length} bytes`);
     const exp = parsePrometheus(text);
@@ -240,11 +275,11 @@ Deno.test("Metrics labels follow the configuration in force when the request cam
   try {
     const m = new Metrics();
     const log = { model: "gpt-4o", upstream: "alpha", attempts: 1, status: 200 };
-    m.observe(ctxOf(app, "/v1/chat/completions", log));
+    m.observe(ctxOf(app, "/v1/chat/completions", log), app.rt, 12);
     const other = await makeApp(NAMED.replace("gpt-4o: { upstreams: [alpha] }", ""));
     try {
       const ctx = { ...ctxOf(app, "/v1/chat/completions", { ...log, model: "o4" }), rt: other.rt };
-      m.observe(ctx);
+      m.observe(ctx, app.rt, 12);
     } finally {
       await other.close();
     }

@@ -1,3 +1,4 @@
+import { builtins } from "../../plugins/mod.ts";
 import assert from "node:assert/strict";
 import { App } from "../../src/app.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
@@ -29,6 +30,7 @@ async function makeApp(text = NAMED): Promise<App & AsyncDisposable> {
   const config = parseConfigText(text, "stats.yaml", { env: () => undefined });
   const clock = { t: T0 };
   const app = await App.create(config, {
+    plugins: builtins,
     probes: false,
     now: () => clock.t,
     logger: new Logger({ sink: () => {} }),

@@ -4,6 +4,7 @@
  * non-loopback address without client keys), field lines, and the summary.
  */
 
+import { builtins } from "../../plugins/mod.ts";
 import assert from "node:assert/strict";
 import { App } from "../../src/app.ts";
 import { ConfigError, parseConfigText } from "../../src/config/mod.ts";
@@ -133,7 +134,10 @@ Deno.test("summarize() says whether an upstream's health check validates keys", 
     health_check: { interval: 10, validates_key: true }
 `);
   const verified = await verifyConfig(config);
-  const app = await App.create(config, { probes: false });
+  const app = await App.create(config, {
+    plugins: builtins,
+    probes: false,
+  });
   try {
     assert.deepEqual(summarize(app, verified).upstreams.map((u) => u.health_check), [
       "http /models every 30s",
@@ -147,7 +151,10 @@ Deno.test("summarize() says whether an upstream's health check validates keys", 
 Deno.test("summarize() and formatSummary() describe pools, upstreams and masked keys", async () => {
   const { config } = load(`${UPSTREAM}pools:\n  gpt-4o: { strategy: weighted, upstreams: [ms] }\n`);
   const verified = await verifyConfig(config);
-  const app = await App.create(config, { probes: false });
+  const app = await App.create(config, {
+    plugins: builtins,
+    probes: false,
+  });
   try {
     const s = summarize(app, verified);
     assert.equal(s.valid, true);

@@ -3,6 +3,7 @@
  * Tests of `probe`: one probe per key through each upstream's probe plugin, and the table.
  */
 
+import { builtins } from "../../plugins/mod.ts";
 import assert from "node:assert/strict";
 import { App } from "../../src/app.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
@@ -20,7 +21,10 @@ Deno.test("probeAll() probes every key once and reports each result", async () =
     "probe.yaml",
     { env: () => undefined },
   );
-  const app = await App.create(config, { probes: false });
+  const app = await App.create(config, {
+    plugins: builtins,
+    probes: false,
+  });
   let rows: ProbeRow[];
   try {
     rows = await probeAll(app);

@@ -40,6 +40,7 @@ Deno.test("normalizeModelscopeBalanceJson() turns SEEDS.md's example into one up
     model: "*",
     strategy: "round_robin",
     members: [{ upstream: "api-inference.modelscope.cn" }],
+    affinityBy: ["prompt_cache_key", "user"],
   }]);
   assert.deepEqual(config.clientKeys, []);
   assert.equal(config.clientKeysReadStats, false);

@@ -84,8 +84,14 @@ Deno.test("normalizeOneApiYaml() reads the full Seed B example", async () => {
       model: "gpt-3.5-turbo",
       strategy: "round_robin",
       members: [{ upstream: "gpt-3.5-turbo-1" }, { upstream: "gpt-3.5-turbo-2" }],
+      affinityBy: ["prompt_cache_key", "user"],
     },
-    { model: "gpt-4", strategy: "round_robin", members: [{ upstream: "gpt-4-1" }] },
+    {
+      model: "gpt-4",
+      strategy: "round_robin",
+      members: [{ upstream: "gpt-4-1" }],
+      affinityBy: ["prompt_cache_key", "user"],
+    },
   ]);
   assert.deepEqual(config.clientKeys, [
     { key: "sk-prod-key-1", name: "client-1", rateLimitPerMinute: 100 },

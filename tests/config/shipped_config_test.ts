@@ -31,6 +31,7 @@ Deno.test("config.yaml loads with MODELSCOPE_KEYS set", async () => {
     model: "*",
     strategy: "round_robin",
     members: [{ upstream: "modelscope" }],
+    affinityBy: ["prompt_cache_key", "user"],
   }]);
   assert.deepEqual(config.retry, {
     maxAttempts: 3,

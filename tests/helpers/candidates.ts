@@ -128,7 +128,13 @@ export function sequenceRandom(values: readonly number[]): () => number {
 }
 
 /** A pick context for tests: no model, first attempt. */
-export const PICK_CONTEXT: PickContext = { model: undefined, attempt: 1 };
+export const PICK_CONTEXT: PickContext = {
+  model: undefined,
+  attempt: 1,
+  client: undefined,
+  affinityKey: undefined,
+  headers: new Headers(),
+};
 
 /** What {@linkcode pickMany} does. */
 export interface PickManyOptions {

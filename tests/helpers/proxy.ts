@@ -4,6 +4,7 @@
  * its log lines. For end-to-end tests.
  */
 
+import { builtins } from "../../plugins/mod.ts";
 import { App, type AppOptions } from "../../src/app.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
 import type { Config } from "../../src/config/types.ts";
@@ -55,7 +56,12 @@ export async function startProxy(
   if (options.now) loggerOpts.now = options.now;
   const logger = new Logger(loggerOpts);
   const { env: _e, level: _l, source: _s, ...appOptions } = options;
-  const app = await App.create(config, { probes: false, ...appOptions, logger });
+  const app = await App.create(config, {
+    plugins: builtins,
+    probes: false,
+    ...appOptions,
+    logger,
+  });
   const server = await startServer(app, { hostname: "127.0.0.1", port: 0 });
   let closed = false;
   const close = async () => {

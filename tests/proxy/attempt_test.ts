@@ -1,14 +1,35 @@
-/** @module Tests of one upstream attempt: time limits, first bytes, classification. */
+/**
+ * @module Tests of one upstream attempt: time limits, first bytes, classification. Limits run on
+ * a manual clock: a test moves it and ticks the watchdog instead of sleeping.
+ */
 
 import assert from "node:assert/strict";
 import { attempt, type AttemptRequest, type AttemptResult } from "../../src/proxy/attempt.ts";
-import type { AttemptControl } from "../../src/proxy/attempt_control.ts";
+import { type AttemptControl, LAZY_CLIENT_MS } from "../../src/proxy/attempt_control.ts";
+import { Watchdog } from "../../src/proxy/watchdog.ts";
+import { ManualClock } from "../helpers/clock.ts";
 import { within } from "../helpers/e2e.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 type FakeFetch = (url: string, init: RequestInit) => Promise<Response>;
+
+/** A manual clock and a watchdog on it: limits fire only when the test moves time and ticks. */
+function timing(): { clock: ManualClock; watchdog: Watchdog } {
+  const clock = new ManualClock();
+  return { clock, watchdog: new Watchdog({ clock }) };
+}
+
+/**
+ * Moves the clock on and has the watchdog check at once.
+ * @param t the test's clock and watchdog
+ * @param ms how far
+ */
+function pass(t: { clock: ManualClock; watchdog: Watchdog }, ms: number): void {
+  t.clock.advance(ms);
+  t.watchdog.tick();
+}
 
 function request(fetch: FakeFetch, over: Partial<AttemptRequest> = {}): AttemptRequest {
   return {
@@ -21,7 +42,7 @@ function request(fetch: FakeFetch, over: Partial<AttemptRequest> = {}): AttemptR
     clientSignal: new AbortController().signal,
     fetch: fetch as typeof globalThis.fetch,
     client: undefined,
-    now: Date.now,
+    ...timing(),
     ...over,
   };
 }
@@ -152,43 +173,79 @@ Deno.test("attempt() classifies a failed connection as connect", async () => {
 });
 
 Deno.test("attempt() times out when the headers do not come in time", async () => {
+  const t = timing();
   const t0 = performance.now();
-  const r = await run(request(neverAnswers, {
+  let signal: AbortSignal | null | undefined;
+  const pending = run(request((url, init) => {
+    signal = init.signal;
+    return neverAnswers(url, init);
+  }, {
+    ...t,
     timeouts: { connectMs: 0, firstByteMs: 60, idleMs: 0, totalMs: 5000 },
   }));
+  pass(t, 59);
+  assert.equal(signal?.aborted, false, "not before the limit");
+  pass(t, 1);
+  const r = await pending;
   assert.equal(r.cls, "timeout");
   assert.equal(r.kind === "failure" && r.timeout, "first_byte");
   assert.ok(performance.now() - t0 < 2000);
 });
 
 Deno.test("attempt() times out when headers come but the first body bytes do not", async () => {
-  const r = await run(
-    request((_u, init) => Promise.resolve(new Response(openBody(init.signal), { status: 200 })), {
+  const t = timing();
+  let reading!: () => void;
+  const read = new Promise<void>((resolve) => reading = resolve);
+  const pending = run(
+    request((_u, init) => {
+      // a body whose first read waits (until the signal aborts)
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          init.signal?.addEventListener("abort", () => c.error(init.signal!.reason), {
+            once: true,
+          });
+        },
+        pull: () => reading(),
+      }, { highWaterMark: 0 });
+      return Promise.resolve(new Response(body, { status: 200 }));
+    }, {
+      ...t,
       timeouts: { connectMs: 0, firstByteMs: 60, idleMs: 0, totalMs: 5000 },
     }),
   );
+  await within(read, 3000, "the first body read");
+  pass(t, 60);
+  const r = await pending;
   assert.equal(r.kind, "failure");
   assert.equal(r.cls, "timeout");
   assert.equal(r.kind === "failure" && r.timeout, "first_byte");
 });
 
 Deno.test("attempt() times out at the request's deadline before its own limits", async () => {
+  const t = timing();
   const t0 = performance.now();
-  const r = await run(request(neverAnswers, {
+  const pending = run(request(neverAnswers, {
+    ...t,
     timeouts: { connectMs: 0, firstByteMs: 10_000, idleMs: 0, totalMs: 10_000 },
-    deadline: Date.now() + 60,
+    deadline: t.clock.now() + 60,
   }));
+  pass(t, 60);
+  const r = await pending;
   assert.equal(r.cls, "timeout");
   assert.ok(performance.now() - t0 < 2000);
 });
 
 Deno.test("attempt() classifies a client that leaves as client_abort, not a timeout", async () => {
+  const t = timing();
   const client = new AbortController();
-  setTimeout(() => client.abort(), 30);
-  const r = await run(request(neverAnswers, {
+  const pending = run(request(neverAnswers, {
+    ...t,
     clientSignal: client.signal,
     timeouts: { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 },
   }));
+  pass(t, 30);
+  client.abort();
+  const r = await pending;
   assert.equal(r.cls, "client_abort");
 });
 
@@ -273,6 +330,7 @@ Deno.test("attempt() leaves a JSON body over 4 MiB to stream", async () => {
 });
 
 Deno.test("attempt() reads a client signal given as a function only when the attempt lasts", async () => {
+  const t = timing();
   let reads = 0;
   const client = new AbortController();
   const lazy = () => {
@@ -284,31 +342,48 @@ Deno.test("attempt() reads a client signal given as a function only when the att
       Promise.resolve(
         new Response('{"ok":true}', { headers: { "content-type": "application/json" } }),
       ),
-    { clientSignal: lazy },
+    { ...t, clientSignal: lazy },
   ));
   assert.equal(quick.kind, "response");
-  await new Promise((r) => setTimeout(r, 60));
+  pass(t, 60);
   assert.equal(reads, 0, "a fast answer never needs the client's signal");
 
-  setTimeout(() => client.abort(), 80);
   const t0 = performance.now();
-  const slow = await run(request(neverAnswers, {
+  const pending = run(request(neverAnswers, {
+    ...t,
     clientSignal: lazy,
     timeouts: { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 },
   }));
+  pass(t, LAZY_CLIENT_MS - 1);
+  assert.equal(reads, 0, "not read before LAZY_CLIENT_MS");
+  pass(t, 1);
+  assert.equal(reads, 1, "read once the attempt lasted LAZY_CLIENT_MS");
+  pass(t, 30);
+  client.abort();
+  const slow = await pending;
   assert.equal(slow.cls, "client_abort");
   assert.equal(reads, 1);
   assert.ok(performance.now() - t0 < 1000);
 });
 
 Deno.test("attempt() stops at the first watchdog tick for a lazily read client already gone", async () => {
+  const t = timing();
   const client = new AbortController();
   client.abort();
   const t0 = performance.now();
-  const r = await run(request(neverAnswers, {
+  let signal: AbortSignal | null | undefined;
+  const pending = run(request((url, init) => {
+    signal = init.signal;
+    return neverAnswers(url, init);
+  }, {
+    ...t,
     clientSignal: () => client.signal,
     timeouts: { connectMs: 0, firstByteMs: 5000, idleMs: 0, totalMs: 5000 },
   }));
+  pass(t, LAZY_CLIENT_MS - 1);
+  assert.equal(signal?.aborted, false, "the client's signal is not read before LAZY_CLIENT_MS");
+  pass(t, 1);
+  const r = await pending;
   assert.equal(r.cls, "client_abort");
   assert.ok(performance.now() - t0 < 1000);
 });

@@ -1,8 +1,13 @@
-/** @module Tests of the pull-based streaming relay: chunks as they come, errors, cancel. */
+/**
+ * @module Tests of the pull-based streaming relay: chunks as they come, errors, cancel. The
+ * attempt's limits run on a manual clock the tests move.
+ */
 
 import assert from "node:assert/strict";
 import { relay, type RelayEnd } from "../../src/proxy/relay.ts";
 import { AttemptControl } from "../../src/proxy/attempt_control.ts";
+import { Watchdog } from "../../src/proxy/watchdog.ts";
+import { ManualClock } from "../helpers/clock.ts";
 import { within } from "../helpers/e2e.ts";
 
 const enc = new TextEncoder();
@@ -46,8 +51,10 @@ interface SetupOptions {
 }
 
 function setup(opts: SetupOptions = {}) {
+  const clock = new ManualClock();
+  const watchdog = new Watchdog({ clock });
   const client = new AbortController();
-  const control = new AttemptControl(client.signal);
+  const control = new AttemptControl(client.signal, watchdog);
   control.armTotal(10_000);
   const up = upstream(control);
   const ends: RelayEnd[] = [];
@@ -63,7 +70,13 @@ function setup(opts: SetupOptions = {}) {
     flush: opts.flush,
     onEnd: (e) => ends.push(e),
   });
-  return { client, control, up, ends, seen, reader: body.getReader() };
+  return { clock, watchdog, client, control, up, ends, seen, reader: body.getReader() };
+}
+
+/** Lets timers and I/O run until `cond()` holds (a few turns of the event loop at most). */
+async function turnsUntil(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 0));
+  assert.ok(cond(), `waiting for ${what}`);
 }
 
 /** Parses SSE text as a browser does: returns each dispatched event's type and data. */
@@ -222,7 +235,15 @@ Deno.test("relay() reports client_abort when the client's signal aborts during a
 Deno.test("relay() times out when the next chunk takes longer than idleMs", async () => {
   const t = setup({ first: "data: 1\n\n", idleMs: 50 });
   const t0 = performance.now();
-  const { text, error } = await readAll(t.reader);
+  const read = readAll(t.reader);
+  // the first chunk went out and the relay waits for the next one
+  await turnsUntil(() => t.up.pulls() === 1, "the relay to read the upstream");
+  t.clock.advance(49);
+  t.watchdog.tick();
+  assert.equal(t.control.timedOut, undefined, "not before idleMs");
+  t.clock.advance(1);
+  t.watchdog.tick();
+  const { text, error } = await read;
   assert.ok(performance.now() - t0 < 2000);
   assert.ok(error instanceof Error);
   assert.match(error.message, /upstream idle timeout/);

@@ -1,12 +1,13 @@
+import { builtins } from "../../plugins/mod.ts";
 import assert from "node:assert/strict";
 import { App } from "../../src/app.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
-import type { RequestContext } from "../../src/context.ts";
-import { errorResponse, ProxyError } from "../../src/errors.ts";
+import type { RequestContext } from "../../src/plugin.ts";
+import { errorResponse, ProxyError, shuttingDown } from "../../src/errors.ts";
 import type { AttemptClass } from "../../src/health/classify.ts";
 import { Logger } from "../../src/logger.ts";
 import type { AttemptResult } from "../../src/proxy/attempt.ts";
-import { finalResponse, shuttingDown } from "../../src/proxy/respond.ts";
+import { finalResponse } from "../../src/proxy/respond.ts";
 
 const T0 = Date.UTC(2025, 0, 1);
 
@@ -18,6 +19,7 @@ async function setup(keys = 1): Promise<{ app: App; ctx: RequestContext } & Asyn
     { env: () => undefined },
   );
   const app = await App.create(config, {
+    plugins: builtins,
     probes: false,
     logger: new Logger({ sink: () => {} }),
     now: () => T0,
@@ -28,8 +30,6 @@ async function setup(keys = 1): Promise<{ app: App; ctx: RequestContext } & Asyn
     url: new URL(req.url),
     path: new URL(req.url).pathname,
     search: "",
-    app,
-    rt: app.rt,
     startedAt: performance.now(),
     remoteAddr: "127.0.0.1",
     requestId: "req-1",
@@ -69,6 +69,11 @@ function answer(f: () => Response): Response {
   }
 }
 
+/** What finalResponse reads from the application. */
+function opts(app: App) {
+  return { clock: app.clock, logger: app.logger, retries: app.rt.config.retry.maxAttempts > 1 };
+}
+
 function retryHeaders(res: Response): [string | null, string | null] {
   return [res.headers.get("retry-after"), res.headers.get("x-should-retry")];
 }
@@ -78,13 +83,13 @@ Deno.test("finalResponse() answers 503 saying why when nothing could be tried", 
   const pool = t.app.rt.defaultPool!;
   t.app.board.setDisabled(pool.candidates[0]!, true);
   assert.throws(
-    () => finalResponse(t.ctx, t.app, pool, undefined, undefined),
+    () => finalResponse(t.ctx, pool, undefined, undefined, opts(t.app)),
     (e: unknown) =>
       e instanceof ProxyError && e.status === 503 && e.code === "no_upstream_available" &&
       /the only key of upstream "up" is unavailable: 1 disabled/.test(e.message),
   );
   // no key comes back by itself: a retry in a minute at the soonest, never one at once
-  const res = answer(() => finalResponse(t.ctx, t.app, pool, undefined, undefined));
+  const res = answer(() => finalResponse(t.ctx, pool, undefined, undefined, opts(t.app)));
   assert.deepEqual(retryHeaders(res), ["60", "false"]);
 });
 
@@ -94,7 +99,7 @@ Deno.test("finalResponse() answers 429 with Retry-After when every key rests for
   const [a, b] = pool.candidates;
   t.app.board.end(a!, "rate_limited", { status: 429, retryAt: T0 + 12_000 });
   t.app.board.end(b!, "rate_limited", { status: 429, retryAt: T0 + 30_000 });
-  const res = answer(() => finalResponse(t.ctx, t.app, pool, undefined, undefined));
+  const res = answer(() => finalResponse(t.ctx, pool, undefined, undefined, opts(t.app)));
   assert.equal(res.status, 429);
   const body = await res.json();
   assert.equal(body.error.type, "rate_limit_error");
@@ -108,7 +113,7 @@ Deno.test("finalResponse() tells SDKs not to retry a rate limit lasting a minute
   await using t = await setup();
   const pool = t.app.rt.defaultPool!;
   t.app.board.end(pool.candidates[0]!, "rate_limited", { status: 429, retryAt: T0 + 90_000 });
-  const res = answer(() => finalResponse(t.ctx, t.app, pool, undefined, undefined));
+  const res = answer(() => finalResponse(t.ctx, pool, undefined, undefined, opts(t.app)));
   assert.equal(res.status, 429);
   assert.deepEqual(retryHeaders(res), ["90", "false"]);
 });
@@ -117,7 +122,7 @@ Deno.test("finalResponse() answers 429 insufficient_quota when every key is out 
   await using t = await setup();
   const pool = t.app.rt.defaultPool!;
   t.app.board.end(pool.candidates[0]!, "quota", { status: 429 });
-  const res = answer(() => finalResponse(t.ctx, t.app, pool, undefined, undefined));
+  const res = answer(() => finalResponse(t.ctx, pool, undefined, undefined, opts(t.app)));
   assert.equal(res.status, 429);
   assert.equal((await res.json()).error.code, "insufficient_quota");
   // health.quota_rest: an hour
@@ -130,10 +135,10 @@ Deno.test("finalResponse() passes an upstream's JSON error through with its stat
   const body = '{"error":{"message":"bad","type":"invalid_request_error"}}';
   const res = finalResponse(
     t.ctx,
-    t.app,
     pool,
     errorAnswer(400, body, "bad_request", { "x-should-retry": "false" }),
     pool.candidates[0],
+    opts(t.app),
   );
   assert.equal(res.status, 400);
   assert.equal(await res.text(), body);
@@ -149,10 +154,10 @@ Deno.test("finalResponse() keeps a JSON error body without an error member, addi
   const body = '{"status":"failure","message":"Invalid config passed"}\n';
   const res = finalResponse(
     t.ctx,
-    t.app,
     pool,
     errorAnswer(400, body, "bad_request"),
     pool.candidates[0],
+    opts(t.app),
   );
   assert.equal(res.status, 400);
   assert.equal(res.headers.get("content-type"), "application/json");
@@ -168,10 +173,10 @@ Deno.test("finalResponse() wraps a non-JSON upstream error, quoting it", async (
   const pool = t.app.rt.defaultPool!;
   const res = finalResponse(
     t.ctx,
-    t.app,
     pool,
     errorAnswer(502, "<html><body><h1>bad gateway</h1></body></html>", "server"),
     pool.candidates[0],
+    opts(t.app),
   );
   assert.equal(res.status, 502);
   const json = await res.json();
@@ -184,7 +189,6 @@ Deno.test("finalResponse() tells SDKs not to retry an upstream 5xx it already re
   const pool = t.app.rt.defaultPool!;
   const res = finalResponse(
     t.ctx,
-    t.app,
     pool,
     errorAnswer(500, '{"error":{"message":"boom"}}', "server", {
       "retry-after": "30",
@@ -192,6 +196,7 @@ Deno.test("finalResponse() tells SDKs not to retry an upstream 5xx it already re
       "x-should-retry": "true",
     }),
     pool.candidates[0],
+    opts(t.app),
   );
   assert.equal(res.status, 500);
   // the key can be tried again now; the upstream's own advice is replaced
@@ -206,10 +211,10 @@ Deno.test("finalResponse() keeps an upstream's 429 retryable with the pool's Ret
   t.app.board.end(c, "rate_limited", { status: 429, retryAt: T0 + 5_000 });
   const res = finalResponse(
     t.ctx,
-    t.app,
     pool,
     errorAnswer(429, '{"error":{"message":"slow down"}}', "rate_limited", { "retry-after": "5" }),
     c,
+    opts(t.app),
   );
   assert.equal(res.status, 429);
   assert.deepEqual(retryHeaders(res), ["5", "true"]);
@@ -222,13 +227,13 @@ Deno.test("finalResponse() turns a refusal of our key into a 502 naming the mask
   const c = pool.candidates[0]!;
   t.app.board.end(c, "auth", { status: 401 });
   assert.throws(
-    () => finalResponse(t.ctx, t.app, pool, errorAnswer(401, '{"error":{}}', "auth"), c),
+    () => finalResponse(t.ctx, pool, errorAnswer(401, '{"error":{}}', "auth"), c, opts(t.app)),
     (e: unknown) =>
       e instanceof ProxyError && e.status === 502 && e.message.includes(c.mask) &&
       !e.message.includes("sk-respond-test-000000000"),
   );
   const res = answer(() =>
-    finalResponse(t.ctx, t.app, pool, errorAnswer(401, '{"error":{}}', "auth"), c)
+    finalResponse(t.ctx, pool, errorAnswer(401, '{"error":{}}', "auth"), c, opts(t.app))
   );
   // health.auth_rest: ten minutes
   assert.deepEqual(retryHeaders(res), ["600", "false"]);
@@ -239,25 +244,27 @@ Deno.test("finalResponse() maps timeouts to 504 and unreachable upstreams to 503
   const pool = t.app.rt.defaultPool!;
   const c = pool.candidates[0]!;
   assert.throws(
-    () => finalResponse(t.ctx, t.app, pool, failure("timeout", "first_byte"), c),
+    () => finalResponse(t.ctx, pool, failure("timeout", "first_byte"), c, opts(t.app)),
     (e: unknown) => e instanceof ProxyError && e.status === 504 && /first byte/.test(e.message),
   );
-  const timedOut = answer(() => finalResponse(t.ctx, t.app, pool, failure("timeout"), c));
+  const timedOut = answer(() => finalResponse(t.ctx, pool, failure("timeout"), c, opts(t.app)));
   assert.deepEqual(retryHeaders(timedOut), ["1", "false"]);
-  const refused = answer(() => finalResponse(t.ctx, t.app, pool, failure("connect"), c));
+  const refused = answer(() => finalResponse(t.ctx, pool, failure("connect"), c, opts(t.app)));
   assert.equal(refused.status, 503);
   assert.equal((await refused.json()).error.code, "upstream_unreachable");
   assert.deepEqual(retryHeaders(refused), ["1", "false"]);
   // once the key is ejected, Retry-After says when it may be tried again
   for (let i = 0; i < 3; i++) t.app.board.end(c, "connect");
-  const ejected = answer(() => finalResponse(t.ctx, t.app, pool, failure("connect"), c));
+  const ejected = answer(() => finalResponse(t.ctx, pool, failure("connect"), c, opts(t.app)));
   assert.deepEqual(retryHeaders(ejected), ["30", "false"]);
 });
 
 Deno.test("finalResponse() keeps a closed kept-alive connection retryable at once", async () => {
   await using t = await setup();
   const pool = t.app.rt.defaultPool!;
-  const res = answer(() => finalResponse(t.ctx, t.app, pool, failure("stale"), pool.candidates[0]));
+  const res = answer(() =>
+    finalResponse(t.ctx, pool, failure("stale"), pool.candidates[0], opts(t.app))
+  );
   assert.equal(res.status, 502);
   assert.equal((await res.json()).error.code, "upstream_connection_closed");
   assert.deepEqual(retryHeaders(res), ["1", "true"]);
@@ -266,7 +273,7 @@ Deno.test("finalResponse() keeps a closed kept-alive connection retryable at onc
 Deno.test("finalResponse() answers 499 without a body when the client left", async () => {
   await using t = await setup();
   const pool = t.app.rt.defaultPool!;
-  const res = finalResponse(t.ctx, t.app, pool, failure("client_abort"), pool.candidates[0]);
+  const res = finalResponse(t.ctx, pool, failure("client_abort"), pool.candidates[0], opts(t.app));
   assert.equal(res.status, 499);
   assert.equal(t.ctx.log.status, 499);
 });

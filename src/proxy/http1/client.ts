@@ -11,6 +11,7 @@
  * ({@linkcode FetchFallback}).
  */
 
+import { type Clock, systemClock } from "../../clock.ts";
 import { Connection } from "./connection.ts";
 import { bodyStream } from "./body.ts";
 import { defaultDial, type Dial, dialWithin } from "./dial.ts";
@@ -53,8 +54,11 @@ export interface Http1Options {
   useFallback?: boolean;
   /** Told when an origin is handed to `fetch` (its connections could not be opened). */
   onFallback?: (origin: string, reason: string, forMs: number) => void;
-  /** @default Date.now */
-  now?: () => number;
+  /**
+   * What idle lifetimes, the fallback's hold and the client's own timing are measured on (its
+   * `mono()`). @default {@linkcode systemClock}
+   */
+  clock?: Clock;
 }
 
 /** `fetch`'s init, with what only this client reads. */
@@ -104,26 +108,27 @@ export class Http1Client {
   readonly #dial: Dial;
   readonly #maxHead: number;
   readonly #limits: { maxFields: number };
-  readonly #now: () => number;
-  /** When a timer last ran (`performance.now()`): the loop had just polled its sockets. */
+  readonly #clock: Clock;
+  /** When a timer last ran (the clock's `mono()`): the loop had just polled its sockets. */
   #lastTurn = 0;
   #turnTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** @param options pool limits, head limits and the fallback */
   constructor(options: Http1Options = {}) {
-    this.#now = options.now ?? Date.now;
+    const clock = options.clock ?? systemClock;
+    this.#clock = clock;
     this.#pool = new ConnectionPool({
       ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
       ...(options.maxIdlePerOrigin !== undefined
         ? { maxIdlePerOrigin: options.maxIdlePerOrigin }
         : {}),
-      now: this.#now,
+      clock,
     });
     this.#fallback = new FetchFallback({
       ...(options.fallback !== undefined ? { fetch: options.fallback } : {}),
       ...(options.useFallback !== undefined ? { always: options.useFallback } : {}),
       ...(options.onFallback !== undefined ? { onSwitch: options.onFallback } : {}),
-      now: this.#now,
+      clock,
     });
     this.#maxHead = options.maxHeadBytes ?? 64 * 1024;
     this.#limits = { maxFields: options.maxHeaderFields ?? 100 };
@@ -199,10 +204,10 @@ export class Http1Client {
     let c = init.fresh === true ? undefined : this.#pool.take(origin.key);
     // a connection idle for a while may have received something this process has not seen yet
     // (it was busy): one turn of the event loop shows it
-    const now = performance.now();
+    const now = this.#clock.mono();
     if (c !== undefined) this.#noteTurn();
     while (
-      c !== undefined && now - c.idleAt >= SETTLE_AFTER_MS &&
+      c !== undefined && now - c.idleSince >= SETTLE_AFTER_MS &&
       now - this.#lastTurn >= SETTLE_AFTER_MS
     ) {
       if (await c.settled()) break;
@@ -253,7 +258,7 @@ export class Http1Client {
     if (this.#turnTimer !== undefined) return;
     this.#turnTimer = setTimeout(() => {
       this.#turnTimer = undefined;
-      this.#lastTurn = performance.now();
+      this.#lastTurn = this.#clock.mono();
     }, 0);
   }
 
@@ -275,7 +280,7 @@ export class Http1Client {
     let giveUp: ReturnType<typeof setTimeout> | undefined;
     writeAll(c.conn, message).then(() => {
       written = true;
-      writtenAt = performance.now();
+      writtenAt = this.#clock.mono();
     }, () => {
       if (!headRead && !c.closed) giveUp = setTimeout(() => c.close(), EARLY_ANSWER_MS);
     });
@@ -294,7 +299,8 @@ export class Http1Client {
       c.close();
       if (signal?.aborted) throw signal.reason;
       if (
-        c.reused && !c.answered && (!written || performance.now() - writtenAt < STALE_WINDOW_MS)
+        c.reused && !c.answered &&
+        (!written || this.#clock.mono() - writtenAt < STALE_WINDOW_MS)
       ) {
         // its idle companions went quiet as long ago: likely as dead
         this.#pool.dropOlder(origin.key, c.idleSince);

@@ -18,7 +18,7 @@ export class Connection {
   origin = "";
   /** The connection was used for an answer before (it came from the pool). */
   reused = false;
-  /** When it went idle (epoch ms), and how long it may stay so. */
+  /** When it went idle (by the pool clock's `mono()`), and how long it may stay so. */
   idleSince = 0;
   lifetimeMs = 0;
   /** Whether it is in the pool. */
@@ -27,8 +27,6 @@ export class Connection {
   closed = false;
   /** Bytes of the current answer have arrived. */
   answered = false;
-  /** When it went idle, by `performance.now()`. */
-  idleAt = 0;
   /** The idle watch's read completed (something arrived, or the socket ended). */
   #watchEnded = false;
   /** The read in progress, started by {@linkcode Connection.watchIdle} or {@linkcode fill}. */
@@ -56,7 +54,6 @@ export class Connection {
    */
   watchIdle(onEvent: (c: Connection) => void): void {
     this.start = this.end = 0;
-    this.idleAt = performance.now();
     this.#watchEnded = false;
     const reading = this.conn.read(this.buf);
     this.#reading = reading;

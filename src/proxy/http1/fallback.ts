@@ -11,6 +11,7 @@
  * {@linkcode UpstreamProtocolError}, and no error message carries the request's URL.
  */
 
+import { type Clock, systemClock } from "../../clock.ts";
 import { ConnectError, UpstreamProtocolError } from "./errors.ts";
 
 /** Options of {@linkcode FetchFallback}. */
@@ -23,8 +24,8 @@ export interface FallbackOptions {
   holdMs?: number;
   /** Told when an origin is switched to `fetch` (not again while it stays switched). */
   onSwitch?: (origin: string, reason: string, forMs: number) => void;
-  /** @default Date.now */
-  now?: () => number;
+  /** The hold is measured on its `mono()`. @default {@linkcode systemClock} */
+  clock?: Clock;
 }
 
 /**
@@ -52,8 +53,8 @@ export class FetchFallback {
   readonly #fetch: typeof fetch;
   readonly #holdMs: number;
   readonly #onSwitch: FallbackOptions["onSwitch"];
-  readonly #now: () => number;
-  /** Origins switched to `fetch`, and until when. */
+  readonly #clock: Clock;
+  /** Origins switched to `fetch`, and until when (by the clock's `mono()`). */
   readonly #until = new Map<string, number>();
 
   /** @param options the fetch, the hold time and the switch report */
@@ -62,7 +63,7 @@ export class FetchFallback {
     this.always = options.always ?? fetchPreferred();
     this.#holdMs = options.holdMs ?? 60_000;
     this.#onSwitch = options.onSwitch;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /**
@@ -86,7 +87,7 @@ export class FetchFallback {
     if (this.#until.size === 0) return false;
     const until = this.#until.get(origin);
     if (until === undefined) return false;
-    if (until > this.#now()) return true;
+    if (until > this.#clock.mono()) return true;
     this.#until.delete(origin);
     return false;
   }
@@ -98,7 +99,7 @@ export class FetchFallback {
    */
   switchOrigin(origin: string, reason: string): void {
     if (this.takesOrigin(origin)) return;
-    this.#until.set(origin, this.#now() + this.#holdMs);
+    this.#until.set(origin, this.#clock.mono() + this.#holdMs);
     this.#onSwitch?.(origin, reason, this.#holdMs);
   }
 

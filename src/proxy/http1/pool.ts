@@ -8,6 +8,7 @@
  * (bytes, a close, a reset) is dropped at once. The most recently used is handed out first.
  */
 
+import { type Clock, systemClock } from "../../clock.ts";
 import type { Connection } from "./connection.ts";
 
 /** Options of {@linkcode ConnectionPool}. */
@@ -20,8 +21,8 @@ export interface PoolOptions {
   marginMs?: number;
   /** Idle connections kept per origin. @default 256 */
   maxIdlePerOrigin?: number;
-  /** @default Date.now */
-  now?: () => number;
+  /** Idle lifetimes are measured on its `mono()`. @default {@linkcode systemClock} */
+  clock?: Clock;
 }
 
 /** Idle keep-alive connections per origin. */
@@ -31,7 +32,7 @@ export class ConnectionPool {
   readonly #maxIdleTimeoutMs: number;
   readonly #marginMs: number;
   readonly #maxIdle: number;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   readonly #drop = (c: Connection) => this.#remove(c);
   #lastSweep = 0;
   #sweepTimer: ReturnType<typeof setTimeout> | undefined;
@@ -43,7 +44,7 @@ export class ConnectionPool {
     this.#maxIdleTimeoutMs = options.maxIdleTimeoutMs ?? 600_000;
     this.#marginMs = options.marginMs ?? 1000;
     this.#maxIdle = options.maxIdlePerOrigin ?? 256;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /** Idle connections held, over all origins. */
@@ -71,7 +72,7 @@ export class ConnectionPool {
   take(origin: string): Connection | undefined {
     const list = this.#idle.get(origin);
     if (list === undefined) return undefined;
-    const now = this.#now();
+    const now = this.#clock.mono();
     for (let c = list.pop(); c !== undefined; c = list.pop()) {
       c.idle = false;
       if (!c.closed && now - c.idleSince < c.lifetimeMs) {
@@ -102,7 +103,7 @@ export class ConnectionPool {
       c.close();
       return;
     }
-    const now = this.#now();
+    const now = this.#clock.mono();
     c.origin = origin;
     c.idleSince = now;
     c.lifetimeMs = lifetimeMs;
@@ -123,7 +124,7 @@ export class ConnectionPool {
     if (this.#sweepTimer !== undefined) return;
     this.#sweepTimer = setTimeout(() => {
       this.#sweepTimer = undefined;
-      this.#sweep(this.#now());
+      this.#sweep(this.#clock.mono());
       if (this.size > 0 && !this.#closed) this.#sweepLater();
     }, this.#idleTimeoutMs);
     // Deno's timer ids are numbers (Node's types, also in scope, say otherwise)
@@ -134,7 +135,7 @@ export class ConnectionPool {
    * Drops every idle connection of an origin that went idle no later than `since` (they are
    * likely as dead as one just found stale).
    * @param origin the origin's key
-   * @param since epoch ms
+   * @param since by the clock's `mono()` (as {@linkcode Connection.idleSince})
    */
   dropOlder(origin: string, since: number): void {
     const list = this.#idle.get(origin);

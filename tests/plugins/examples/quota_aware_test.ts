@@ -35,7 +35,11 @@ Deno.test("quota_aware default export is a strategy named quota_aware", () => {
 
 Deno.test("quota_aware.pick() shares equal quotas in turn", () => {
   const candidates = makeCandidates(3);
-  const s = quotaAware({ now: () => 0 }).create({ candidates, random: seededRandom(1) });
+  const s = quotaAware({ now: () => 0 }).create({
+    candidates,
+    now: () => 0,
+    random: seededRandom(1),
+  });
   assert.deepEqual(use(s, candidates, 6), [0, 1, 2, 0, 1, 2]);
 });
 
@@ -43,6 +47,7 @@ Deno.test("quota_aware.pick() prefers the key with the most quota left (quota ×
   const candidates = makeCandidates([{ weight: 1 }, { weight: 3 }]);
   const s = quotaAware({ dailyQuota: 2, now: () => 0 }).create({
     candidates,
+    now: () => 0,
     random: seededRandom(1),
   });
   // left: [2, 6] → key 1 until both have 2 left, then in turn
@@ -51,7 +56,11 @@ Deno.test("quota_aware.pick() prefers the key with the most quota left (quota ×
 
 Deno.test("quota_aware.pick() counts requests made elsewhere with the key", () => {
   const candidates = makeCandidates(2);
-  const s = quotaAware({ now: () => 0 }).create({ candidates, random: seededRandom(1) });
+  const s = quotaAware({ now: () => 0 }).create({
+    candidates,
+    now: () => 0,
+    random: seededRandom(1),
+  });
   use(s, candidates, 1); // first sight of both keys: today's count starts
   candidates[1]!.state.requests += 5; // another pool used key 1
   assert.deepEqual(use(s, candidates, 3), [0, 0, 0]);
@@ -61,7 +70,7 @@ Deno.test("quota_aware.pick() starts counting again on a new UTC day", () => {
   let now = 10 * DAY + 1000;
   const candidates = makeCandidates(2);
   const plugin = quotaAware({ now: () => now });
-  const s = plugin.create({ candidates, random: seededRandom(1) });
+  const s = plugin.create({ candidates, now: () => 0, random: seededRandom(1) });
   candidates[0]!.state.requests = 0;
   use(s, candidates, 1); // key 0 used once today
   candidates[1]!.state.requests += 10; // key 1 heavily used today, after its count began
@@ -73,14 +82,18 @@ Deno.test("quota_aware.pick() starts counting again on a new UTC day", () => {
 Deno.test("quota_aware counts survive a new strategy instance (a config reload)", () => {
   const candidates = makeCandidates(2);
   const plugin = quotaAware({ now: () => 0 });
-  use(plugin.create({ candidates, random: seededRandom(1) }), candidates, 3); // 0, 1, 0
-  const after = plugin.create({ candidates, random: seededRandom(1) });
+  use(plugin.create({ candidates, now: () => 0, random: seededRandom(1) }), candidates, 3); // 0, 1, 0
+  const after = plugin.create({ candidates, now: () => 0, random: seededRandom(1) });
   assert.deepEqual(use(after, candidates, 1), [1]);
 });
 
 Deno.test("quota_aware.pick() only picks among the available candidates", () => {
   const candidates = makeCandidates([{ weight: 5 }, { weight: 1 }, { weight: 1 }]);
-  const s = quotaAware({ now: () => 0 }).create({ candidates, random: seededRandom(1) });
+  const s = quotaAware({ now: () => 0 }).create({
+    candidates,
+    now: () => 0,
+    random: seededRandom(1),
+  });
   const available = [candidates[1]!, candidates[2]!];
   for (let i = 0; i < 4; i++) assert.notEqual(s.pick(available, PICK_CONTEXT)!.index, 0);
 });

@@ -1,8 +1,9 @@
+import { builtins } from "../../../plugins/mod.ts";
 import assert from "node:assert/strict";
 import endpointsPlugin from "../../../plugins/middleware/endpoints.ts";
 import { App } from "../../../src/app.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
-import type { RequestContext } from "../../../src/context.ts";
+import type { RequestContext } from "../../../src/plugin.ts";
 import { startMockUpstream } from "../../../tools/mock_upstream.ts";
 import { errorResponse } from "../../../src/errors.ts";
 import { Logger } from "../../../src/logger.ts";
@@ -58,7 +59,11 @@ async function direct(
 ): Promise<{ res: Response; forwarded: boolean }> {
   const config = parseConfigText(configText, "e.yaml", { env: () => undefined });
   if (init.adminKey !== undefined) config.adminKey = init.adminKey;
-  const app = await App.create(config, { probes: false, logger: new Logger({ sink: () => {} }) });
+  const app = await App.create(config, {
+    plugins: builtins,
+    probes: false,
+    logger: new Logger({ sink: () => {} }),
+  });
   try {
     const headers = new Headers(init.headers);
     if (init.key) headers.set("authorization", `Bearer ${init.key}`);
@@ -80,7 +85,7 @@ async function direct(
     } as RequestContext;
     let forwarded = false;
     try {
-      await endpointsPlugin.create(config, app)(ctx, () => {
+      await endpointsPlugin.create(config, app.services())(ctx, () => {
         forwarded = true;
         return Promise.resolve();
       });

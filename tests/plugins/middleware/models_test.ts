@@ -6,7 +6,7 @@ import { builtins } from "../../../plugins/mod.ts";
 import { App } from "../../../src/app.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import type { ClientKeyConfig } from "../../../src/config/types.ts";
-import type { RequestContext } from "../../../src/context.ts";
+import type { RequestContext } from "../../../src/plugin.ts";
 import { startMockUpstream } from "../../../tools/mock_upstream.ts";
 import { errorResponse } from "../../../src/errors.ts";
 import { Logger } from "../../../src/logger.ts";
@@ -45,7 +45,11 @@ async function direct(
 ): Promise<{ res: Response | undefined; forwarded: boolean }> {
   const config = parseConfigText(text, "m.yaml", { env: () => undefined });
   config.plugins = [];
-  const app = await App.create(config, { probes: false, logger: new Logger({ sink: () => {} }) });
+  const app = await App.create(config, {
+    plugins: builtins,
+    probes: false,
+    logger: new Logger({ sink: () => {} }),
+  });
   try {
     const req = new Request(`http://proxy.test${path}`, { method: options.method ?? "GET" });
     const ctx = {
@@ -65,7 +69,7 @@ async function direct(
     } as RequestContext;
     let forwarded = false;
     try {
-      await modelsPlugin.create(config, app)(ctx, () => {
+      await modelsPlugin.create(config, app.services())(ctx, () => {
         forwarded = true;
         return Promise.resolve();
       });

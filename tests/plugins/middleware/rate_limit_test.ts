@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import rateLimit, { rateLimitHeaders } from "../../../plugins/middleware/rate_limit.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
-import type { App } from "../../../src/app.ts";
+import type { Services } from "../../../src/plugin.ts";
 import { startMockUpstream } from "../../../tools/mock_upstream.ts";
 import { startProxy } from "../../helpers/proxy.ts";
 
@@ -118,7 +118,7 @@ upstreams:
       "rate_limit_test.yaml",
       { env: () => undefined },
     );
-  const app = {} as App;
-  assert.equal(rateLimit.create(parse(""), app), undefined);
-  assert.equal(typeof rateLimit.create(parse(", rate_limit: 5"), app), "function");
+  const services = {} as Services;
+  assert.equal(rateLimit.create(parse(""), services), undefined);
+  assert.equal(typeof rateLimit.create(parse(", rate_limit: 5"), services), "function");
 });

@@ -1,11 +1,12 @@
+import { builtins } from "../../../plugins/mod.ts";
 import assert from "node:assert/strict";
 import requestLogPlugin from "../../../plugins/middleware/request_log.ts";
 import { App } from "../../../src/app.ts";
 import { compose } from "../../../src/compose.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
-import type { Middleware, RequestContext } from "../../../src/context.ts";
+import type { Middleware, RequestContext } from "../../../src/plugin.ts";
 import { startMockUpstream } from "../../../tools/mock_upstream.ts";
-import { ProxyError } from "../../../src/errors.ts";
+import { errorHandler, ProxyError } from "../../../src/errors.ts";
 import { Logger } from "../../../src/logger.ts";
 import { startProxy } from "../../helpers/proxy.ts";
 
@@ -41,15 +42,17 @@ async function runDirect(inner: Middleware, headers: Record<string, string> = {}
   });
   const logger = new Logger({ sink: (l) => lines.push(l), level: "debug" });
   logger.setSecrets(new Map([[KEY, "sk-r...0001"]]));
-  const app = await App.create(config, { probes: false, logger });
+  const app = await App.create(config, {
+    plugins: builtins,
+    probes: false,
+    logger,
+  });
   const req = new Request("http://proxy.test/v1/chat/completions", { method: "POST", headers });
   const ctx = {
     req,
     url: new URL(req.url),
     path: new URL(req.url).pathname,
     search: new URL(req.url).search,
-    app,
-    rt: app.rt,
     startedAt: performance.now(),
     remoteAddr: "127.0.0.1",
     requestId: "generated-id",
@@ -58,7 +61,10 @@ async function runDirect(inner: Middleware, headers: Record<string, string> = {}
     log: { status: 0, attempts: 0, stream: false, bytes: 0, upstreamMs: 0 },
     done: undefined,
   } as RequestContext;
-  await compose([requestLogPlugin.create(config, app), inner])(ctx);
+  // as the runtime composes it: with the chain's error handler
+  await compose([requestLogPlugin.create(config, app.services()), inner], errorHandler(logger))(
+    ctx,
+  );
   await ctx.done;
   await app.close();
   return { ctx, res: ctx.res!, lines: lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
@@ -182,7 +188,7 @@ Deno.test("request_log logs upstream server errors at warn", async () => {
   assert.ok((line!.attempts as number) >= 1);
 });
 
-Deno.test("request_log turns a ProxyError into its OpenAI-style response", async () => {
+Deno.test("errorHandler() turns a ProxyError into its OpenAI-style response, and request_log logs it", async () => {
   const { res, lines } = await runDirect(() => {
     throw new ProxyError("Nope", { status: 418, type: "invalid_request_error", code: "teapot" });
   });
@@ -196,7 +202,7 @@ Deno.test("request_log turns a ProxyError into its OpenAI-style response", async
   assert.equal(line.error, "Nope");
 });
 
-Deno.test("request_log hides an internal error from the client and logs it redacted", async () => {
+Deno.test("errorHandler() hides an internal error from the client and logs it redacted", async () => {
   const { res, lines } = await runDirect(() => {
     throw new Error(`bug while using ${KEY}`);
   });
@@ -219,7 +225,7 @@ Deno.test("request_log answers 404 when nothing in the chain answered", async ()
   assert.equal(lines.find((l) => l.msg === "request")!.status, 404);
 });
 
-Deno.test("request_log releases a response body left behind by a failure", async () => {
+Deno.test("errorHandler() releases a response body left behind by a failure", async () => {
   let cancelled = false;
   const { res } = await runDirect((ctx) => {
     ctx.res = new Response(new ReadableStream({ cancel: () => void (cancelled = true) }));

@@ -12,6 +12,7 @@ import {
   StaleConnectionError,
   UpstreamProtocolError,
 } from "../../../src/proxy/http1/mod.ts";
+import { ManualClock } from "../../helpers/clock.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -300,15 +301,15 @@ Deno.test("Http1Client keeps a connection only as long as Keep-Alive: timeout al
     );
     return "keep";
   });
-  let now = 1_000_000;
-  const http = new Http1Client({ useFallback: false, now: () => now });
+  const clock = new ManualClock();
+  const http = new Http1Client({ useFallback: false, clock });
   const get = (t: string) =>
     http.fetch(`${srv.url}/v1/x`, { ...POST, headers: { "x-timeout": t } }).then((r) => r.text());
   assert.equal(await get("2"), "ok"); // 2 s less the 1 s margin
-  now += 900;
+  clock.advance(900);
   assert.equal(await get("2"), "ok");
   assert.equal(srv.connections, 1, "reused within the announced lifetime");
-  now += 1100;
+  clock.advance(1100);
   assert.equal(await get("1"), "ok");
   assert.equal(srv.connections, 2, "not reused past it");
   assert.equal(http.idleConnections, 0, "timeout=1 leaves no time to reuse it");
@@ -627,11 +628,15 @@ Deno.test("Http1Client gives up on a connection that does not open within connec
 
 Deno.test("Http1Client does not reuse a connection idle for longer than idleTimeoutMs", async () => {
   await using srv = answering("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-  const http = new Http1Client({ useFallback: false, idleTimeoutMs: 30 });
+  const clock = new ManualClock();
+  const http = new Http1Client({ useFallback: false, idleTimeoutMs: 30, clock });
   assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
   assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
   assert.equal(srv.connections, 1);
-  await new Promise((r) => setTimeout(r, 50));
+  clock.advance(29);
+  assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
+  assert.equal(srv.connections, 1, "reused just within idleTimeoutMs");
+  clock.advance(30);
   assert.equal(await (await http.fetch(`${srv.url}/v1/x`, POST)).text(), "ok");
   assert.equal(srv.connections, 2, "the idle connection was replaced");
   assert.equal(http.idleConnections, 1);

@@ -11,6 +11,7 @@
 
 import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
+import type { Clock } from "../../../src/clock.ts";
 import {
   Http1Client,
   StaleConnectionError,
@@ -51,6 +52,11 @@ interface Step {
   bodyBytes?: number;
   /** Waits this long before sending. @default 0 */
   waitMs?: number;
+  /**
+   * The wait is for an idle lifetime of our client to pass: our client's clock skips it at once
+   * (fetch's pool runs on real time, so `fetch` still waits). @default false (both wait)
+   */
+  lifetime?: boolean;
 }
 
 /** What a client does in a case. */
@@ -297,7 +303,7 @@ const CASES: Case[] = [
   },
   {
     name: "Keep-Alive: timeout=2, dropping requests that arrive after 1 s idle",
-    steps: [A(), B({ waitMs: 1100 })],
+    steps: [A(), B({ waitMs: 1100, lifetime: true })],
     answer: async (req, conn) => {
       // the upstream's timer fired as the request arrived: closed unanswered
       if (req.idleMs >= 1000) conn.close();
@@ -310,7 +316,7 @@ const CASES: Case[] = [
   },
   {
     name: "an idle timeout longer than ours, dropping requests that arrive after 150 ms idle",
-    steps: [A(), B({ waitMs: 200 })],
+    steps: [A(), B({ waitMs: 200, lifetime: true })],
     idleTimeoutMs: 100,
     answer: async (req, conn) => {
       if (req.idleMs >= 150) conn.close();
@@ -754,7 +760,25 @@ const CASES: Case[] = [
 /** A client under test. */
 interface Subject {
   fetch(url: string, init: RequestInit): Promise<Response>;
+  /** Waits before a step (see {@linkcode Step.lifetime}). */
+  wait(ms: number, lifetime: boolean): Promise<void>;
   close(): void;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Real time, plus what was skipped: our client's idle lifetimes pass without a real wait, while
+ * everything else it measures (event-loop turns, the stale window) stays on real time.
+ */
+class SkippingClock implements Clock {
+  #skipped = 0;
+  readonly now = (): number => Date.now() + this.#skipped;
+  readonly mono = (): number => performance.now() + this.#skipped;
+  /** @param ms how far to move on at once */
+  skip(ms: number): void {
+    this.#skipped += ms;
+  }
 }
 
 const SUBJECTS = {
@@ -763,16 +787,23 @@ const SUBJECTS = {
     const client = Deno.createHttpClient({});
     return {
       fetch: (url, init) => fetch(url, { ...init, client }),
+      wait: (ms) => sleep(ms),
       close: () => client.close(),
     };
   },
   Http1Client: (c: Case): Subject => {
+    const clock = new SkippingClock();
     const http = new Http1Client({
       useFallback: false,
       ...(c.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: c.idleTimeoutMs }),
       fallback: () => Promise.reject(new Error("Http1Client handed the request to its fallback")),
+      clock,
     });
-    return { fetch: http.fetch, close: () => http.close() };
+    return {
+      fetch: http.fetch,
+      wait: (ms, lifetime) => lifetime ? Promise.resolve(clock.skip(ms)) : sleep(ms),
+      close: () => http.close(),
+    };
   },
 };
 
@@ -802,7 +833,7 @@ async function send(
   checked: string[],
   errors: unknown[],
 ): Promise<Outcome> {
-  if (step.waitMs) await new Promise((r) => setTimeout(r, step.waitMs));
+  if (step.waitMs) await subject.wait(step.waitMs, step.lifetime === true);
   const method = step.method ?? "POST";
   const body = method === "GET" || method === "HEAD"
     ? null

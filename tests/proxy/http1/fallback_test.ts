@@ -9,10 +9,17 @@
 import assert from "node:assert/strict";
 import { UpstreamProtocolError } from "../../../src/proxy/http1/errors.ts";
 import { FetchFallback, fetchPreferred } from "../../../src/proxy/http1/fallback.ts";
+import { ManualClock } from "../../helpers/clock.ts";
 
 const A = "http://a.example";
 const B = "http://b.example:8080";
 const MANUAL: RequestInit = { redirect: "manual" };
+
+/** A manual clock whose `mono()` reads `startMs`, and a way to move it to a later reading. */
+function clockAt(startMs: number) {
+  const clock = new ManualClock(undefined, startMs);
+  return { clock, to: (ms: number) => clock.advance(ms - clock.mono()) };
+}
 
 /** A fetch that answers with `answer` and records its calls. */
 function fakeFetch(
@@ -88,12 +95,12 @@ Deno.test("FetchFallback.takesRequest() leaves everything to fetch when always i
 });
 
 Deno.test("FetchFallback.switchOrigin() hands an origin to fetch for the hold time", () => {
-  const clock = { t: 1_000 };
+  const { clock, to } = clockAt(1_000);
   const switches: [string, string, number][] = [];
   const fallback = new FetchFallback({
     always: false,
     holdMs: 500,
-    now: () => clock.t,
+    clock,
     onSwitch: (origin, reason, forMs) => switches.push([origin, reason, forMs]),
   });
   assert.equal(fallback.takesOrigin(A), false);
@@ -101,44 +108,54 @@ Deno.test("FetchFallback.switchOrigin() hands an origin to fetch for the hold ti
   assert.deepEqual(switches, [[A, "connect failed (ECONNREFUSED)", 500]]);
   assert.equal(fallback.takesOrigin(A), true);
   assert.equal(fallback.takesOrigin(B), false, "only that origin");
-  clock.t = 1_499;
+  to(1_499);
   assert.equal(fallback.takesOrigin(A), true, "until the hold ends");
-  clock.t = 1_500;
+  to(1_500);
   assert.equal(fallback.takesOrigin(A), false, "then back to the client");
   assert.equal(fallback.takesOrigin(A), false);
 });
 
 Deno.test("FetchFallback.switchOrigin() reports each switch once", () => {
-  const clock = { t: 0 };
+  const { clock, to } = clockAt(0);
   const switches: string[] = [];
   const fallback = new FetchFallback({
     always: false,
     holdMs: 100,
-    now: () => clock.t,
+    clock,
     onSwitch: (origin, reason) => switches.push(`${origin} ${reason}`),
   });
   fallback.switchOrigin(A, "first");
-  clock.t = 50;
+  to(50);
   fallback.switchOrigin(A, "again while switched");
   fallback.switchOrigin(B, "another origin");
   assert.deepEqual(switches, [`${A} first`, `${B} another origin`]);
-  clock.t = 99;
+  to(99);
   assert.equal(fallback.takesOrigin(A), true, "a repeated switch does not extend the hold");
-  clock.t = 100;
+  to(100);
   fallback.switchOrigin(A, "after the hold");
   assert.deepEqual(switches.at(-1), `${A} after the hold`);
   assert.equal(switches.length, 3);
-  clock.t = 199;
+  to(199);
   assert.equal(fallback.takesOrigin(A), true, "the new hold runs from the new switch");
 });
 
 Deno.test("FetchFallback holds an origin 60 s by default and needs no onSwitch", () => {
-  const clock = { t: 0 };
-  const fallback = new FetchFallback({ always: false, now: () => clock.t });
+  const { clock, to } = clockAt(0);
+  const fallback = new FetchFallback({ always: false, clock });
   fallback.switchOrigin(A, "connect failed");
-  clock.t = 59_999;
+  to(59_999);
   assert.equal(fallback.takesOrigin(A), true);
-  clock.t = 60_000;
+  to(60_000);
+  assert.equal(fallback.takesOrigin(A), false);
+});
+
+Deno.test("FetchFallback holds an origin on the monotonic clock, whatever the wall clock does", () => {
+  const clock = new ManualClock();
+  const fallback = new FetchFallback({ always: false, holdMs: 500, clock });
+  fallback.switchOrigin(A, "connect failed");
+  clock.set(clock.now() + 3_600_000);
+  assert.equal(fallback.takesOrigin(A), true, "a wall-clock jump does not end the hold");
+  clock.advance(500);
   assert.equal(fallback.takesOrigin(A), false);
 });
 

@@ -8,15 +8,16 @@
 import assert from "node:assert/strict";
 import { Connection } from "../../../src/proxy/http1/connection.ts";
 import { ConnectionPool, type PoolOptions } from "../../../src/proxy/http1/pool.ts";
+import { ManualClock } from "../../helpers/clock.ts";
 import { FakeConn, settle } from "../../helpers/conns.ts";
 
 const A = "http://a.example";
 const B = "http://b.example";
 
-/** A pool on a clock the test sets (`clock.t`), and the connections it made. */
+/** A pool on a clock the test moves, and the connections it made. */
 function setup(options: PoolOptions = {}) {
-  const clock = { t: 1_000_000 };
-  const pool = new ConnectionPool({ now: () => clock.t, ...options });
+  const clock = new ManualClock(undefined, 1_000_000);
+  const pool = new ConnectionPool({ clock, ...options });
   const fakes: FakeConn[] = [];
   const conn = () => {
     const fake = new FakeConn();
@@ -65,7 +66,7 @@ Deno.test("ConnectionPool.put() then take() hands the connection back, marked re
   c.answered = true;
   pool.put(A, c, 4000);
   assert.equal(pool.size, 1);
-  assert.deepEqual([c.idle, c.origin, c.idleSince, c.lifetimeMs], [true, A, clock.t, 4000]);
+  assert.deepEqual([c.idle, c.origin, c.idleSince, c.lifetimeMs], [true, A, clock.mono(), 4000]);
   assert.equal(fakes[0]!.unrefs, 1, "an idle connection does not hold the process");
   assert.equal(fakes[0]!.waiting, true, "and is watched");
   assert.equal(pool.take(B), undefined, "origins are apart");
@@ -82,9 +83,9 @@ Deno.test("ConnectionPool.take() hands out the most recently used first", () => 
   const { pool, conn, clock, close } = setup();
   const [a, b, c] = [conn(), conn(), conn()];
   pool.put(A, a, 4000);
-  clock.t += 10;
+  clock.advance(10);
   pool.put(A, b, 4000);
-  clock.t += 10;
+  clock.advance(10);
   pool.put(A, c, 4000);
   assert.deepEqual([pool.take(A), pool.take(A), pool.take(A)], [c, b, a]);
   assert.equal(pool.take(A), undefined);
@@ -97,19 +98,33 @@ Deno.test("ConnectionPool.take() closes expired connections and skips them", () 
   const short = conn();
   pool.put(A, long, 10_000);
   pool.put(A, short, 100);
-  clock.t += 99;
+  clock.advance(99);
   const early = pool.take(A);
   assert.equal(early, short, "still within its lifetime");
   pool.put(A, early!, 100);
-  clock.t += 100; // exactly its lifetime: expired
+  clock.advance(100); // exactly its lifetime: expired
   assert.equal(pool.take(A), long);
   assert.equal(short.closed, true);
   assert.equal(pool.size, 0);
-  clock.t += 10_000;
+  clock.advance(10_000);
   pool.put(A, long, 10_000);
-  clock.t += 10_000;
+  clock.advance(10_000);
   assert.equal(pool.take(A), undefined);
   assert.equal(long.closed, true);
+  close();
+});
+
+Deno.test("ConnectionPool measures idle lifetimes on the monotonic clock, not the wall clock", () => {
+  const { pool, conn, clock, close } = setup();
+  const c = conn();
+  pool.put(A, c, 4000);
+  clock.set(clock.now() + 3_600_000); // the system clock is set an hour on
+  assert.equal(pool.take(A), c, "a wall-clock jump does not expire it");
+  pool.put(A, c, 4000);
+  clock.set(clock.now() - 7_200_000); // and two hours back
+  clock.advance(4000);
+  assert.equal(pool.take(A), undefined, "its lifetime passed on the monotonic clock");
+  assert.equal(c.closed, true);
   close();
 });
 
@@ -235,7 +250,7 @@ Deno.test("ConnectionPool.put() sweeps expired connections of every origin", () 
   const keep = conn();
   pool.put(A, a, 500);
   pool.put(B, keep, 60_000);
-  clock.t += 1001;
+  clock.advance(1001);
   pool.put(B, b, 1000);
   assert.equal(a.closed, true, "expired, swept");
   assert.equal(keep.closed, false);
@@ -246,13 +261,14 @@ Deno.test("ConnectionPool.put() sweeps expired connections of every origin", () 
 Deno.test("ConnectionPool.dropOlder() closes an origin's connections idle since no later", () => {
   const { pool, conn, clock, close } = setup();
   const [a, b, c, other] = [conn(), conn(), conn(), conn()];
-  const since = clock.t + 200;
+  const start = clock.mono();
+  const since = start + 200;
+  // another origin's connection, idle since before all of them
+  pool.put(B, other, 60_000);
   for (const [x, at] of [[a, 100], [b, 200], [c, 300]] as [Connection, number][]) {
-    clock.t = 1_000_000 + at;
+    clock.advance(start + at - clock.mono());
     pool.put(A, x, 60_000);
   }
-  clock.t = 1_000_000;
-  pool.put(B, other, 60_000);
   pool.dropOlder(A, since);
   assert.deepEqual([a.closed, b.closed, c.closed, other.closed], [true, true, false, false]);
   assert.equal(pool.size, 2);

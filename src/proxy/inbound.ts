@@ -1,0 +1,151 @@
+/**
+ * @module
+ * What a client's request says about itself, read once before any attempt: its method (only
+ * API methods are forwarded), its body (bounded), the model it names, whether a model-limited
+ * client key may use it, the `stream_options.include_usage` the proxy adds, and its affinity
+ * key. Everything here can refuse the request with a {@linkcode ProxyError}; nothing here
+ * reaches an upstream.
+ */
+
+import type { AffinitySource } from "../config/types.ts";
+import { ProxyError } from "../errors.ts";
+import type { RequestContext } from "../plugin.ts";
+import { type FieldSpan, findTopLevelFields, stringOf } from "./json_scan.ts";
+import { limitedModel } from "./model_limit.ts";
+import { isJson, readBody } from "./request_body.ts";
+import { acceptsStreamOptions, injectIncludeUsage } from "./stream_usage.ts";
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+const BODY_FIELDS = ["model", "stream", "stream_options", "prompt_cache_key", "user"];
+/** The methods an API uses; OPTIONS is answered here, never forwarded. */
+export const ALLOW = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS";
+/** Longest affinity key kept (longer values are cut: they identify, they are not read). */
+const MAX_AFFINITY = 256;
+
+/** A request ready to forward. */
+export interface Inbound {
+  /** The body as it goes upstream (with `include_usage` when the proxy added it). */
+  body: Uint8Array<ArrayBuffer> | null;
+  /** The body as text, when it is JSON. */
+  text: string | undefined;
+  /** The model the body names. */
+  model: string | undefined;
+  /** Whether the proxy added `stream_options.include_usage` (its usage chunk is stripped). */
+  injected: boolean;
+  /** The body's `prompt_cache_key` and `user` fields, when they are strings. */
+  promptCacheKey: string | undefined;
+  user: string | undefined;
+}
+
+/** Options of {@linkcode readInbound}. */
+export interface InboundOptions {
+  /** Largest body accepted, in bytes. */
+  maxBodyBytes: number;
+  /** Whether streamed chat completions get `stream_options.include_usage`. */
+  injectStreamUsage: boolean;
+}
+
+/**
+ * Whether a method is forwarded upstream (methods are case-sensitive: `get` is not `GET`).
+ * @param method the request's method
+ */
+export function isForwarded(method: string): boolean {
+  return method === "POST" || method === "GET" || method === "DELETE" || method === "PUT" ||
+    method === "PATCH" || method === "HEAD";
+}
+
+/**
+ * The error for a method the proxy does not forward.
+ * @param method the request's method
+ * @returns a 405 with `Allow`
+ */
+export function notAllowed(method: string): ProxyError {
+  return new ProxyError(
+    `Method ${JSON.stringify(method.slice(0, 20))} is not allowed: ${ALLOW} are`,
+    {
+      status: 405,
+      type: "invalid_request_error",
+      code: "method_not_allowed",
+      headers: { allow: ALLOW },
+    },
+  );
+}
+
+/**
+ * Reads a request's body and what it says (one pass over a JSON body finds every field).
+ * @param ctx the request
+ * @param options the body limit and whether to add `include_usage`
+ * @returns the request, ready to forward
+ * @throws {ProxyError} 413 for a body over the limit, 400 for a broken one, 403 when a
+ *   model-limited client key names another model (or none the proxy can read)
+ */
+export async function readInbound(ctx: RequestContext, options: InboundOptions): Promise<Inbound> {
+  const req = ctx.req;
+  let body = await readBody(req, options.maxBodyBytes);
+  const contentType = body === null ? null : req.headers.get("content-type");
+  let text: string | undefined;
+  let fields: (FieldSpan | undefined)[] | undefined;
+  if (body !== null && body.length > 0 && isJson(contentType, body)) {
+    text = decoder.decode(body);
+    fields = findTopLevelFields(text, BODY_FIELDS);
+  }
+  const model = stringOf(fields?.[0]);
+  ctx.log.model = model;
+  const client = ctx.client;
+  if (client?.models !== undefined) {
+    // a limited key's request must name its model so that every upstream reads the same one
+    const named = limitedModel(contentType, body, text);
+    if (named !== undefined && !client.models.includes(named)) {
+      throw new ProxyError(`Client key "${client.name}" may not use model "${named}"`, {
+        status: 403,
+        type: "permission_error",
+        code: "model_not_allowed",
+      });
+    }
+  }
+  let injected = false;
+  if (
+    text !== undefined && fields !== undefined && options.injectStreamUsage &&
+    acceptsStreamOptions(ctx.path)
+  ) {
+    const withUsage = injectIncludeUsage(text, { stream: fields[1], streamOptions: fields[2] });
+    if (withUsage !== undefined) {
+      text = withUsage;
+      body = encoder.encode(withUsage);
+      injected = true;
+    }
+  }
+  return {
+    body,
+    text,
+    model,
+    injected,
+    promptCacheKey: fields?.[3] === undefined ? undefined : stringOf(fields[3]),
+    user: fields?.[4] === undefined ? undefined : stringOf(fields[4]),
+  };
+}
+
+/**
+ * A request's affinity key: the first of the sources it carries.
+ * @param inbound the request's body fields
+ * @param headers its headers
+ * @param sources where to look, in order
+ * @returns the key (at most 256 characters), or undefined when no source is present
+ */
+export function affinityKey(
+  inbound: Inbound,
+  headers: Headers,
+  sources: readonly AffinitySource[],
+): string | undefined {
+  for (const source of sources) {
+    let value: string | null | undefined;
+    if (source === "prompt_cache_key") value = inbound.promptCacheKey;
+    else if (source === "user") value = inbound.user;
+    else value = headers.get(source.slice("header:".length));
+    if (value !== undefined && value !== null && value !== "") {
+      return value.length > MAX_AFFINITY ? value.slice(0, MAX_AFFINITY) : value;
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,139 @@
+/**
+ * @module
+ * One lease per upstream attempt, in the spirit of grpc's `PickResult.Done`: the pool hands out
+ * `{candidate, done(outcome)}` and the lease owns everything one attempt changes outside
+ * itself: the health board's begin and end, the set of open attempts shutdown cuts, the
+ * attempt's cancellation (its control disposed), latency, tokens, and the strategy's outcome
+ * hook. `done` runs its work exactly once, whichever path ends the attempt (failure, success,
+ * a stream's end, a client leaving, a shutdown cut); a second call does nothing.
+ */
+
+import type { Clock } from "../clock.ts";
+import type { HealthBoard } from "../health/board.ts";
+import type { AttemptClass } from "../health/classify.ts";
+import type { LatencyTracker } from "../admin/latency.ts";
+import type { Logger } from "../logger.ts";
+import type { AttemptOutcome, Candidate, CandidateState, Strategy } from "../plugin.ts";
+import type { AttemptControl, OpenAttempts } from "./attempt_control.ts";
+import type { Usage } from "./usage.ts";
+
+/** What the leases of an application share: where one attempt's end is written down. */
+export interface LeaseLedger {
+  readonly board: HealthBoard;
+  /** Attempts in flight or being relayed, so shutdown can cut them. */
+  readonly open: OpenAttempts;
+  readonly latency: LatencyTracker;
+  readonly clock: Clock;
+  /** Told when a strategy's `done` hook throws. */
+  readonly logger: Logger;
+}
+
+/** How an attempt ended, as its lease is told. */
+export interface LeaseEnd {
+  cls: AttemptClass;
+  /** The upstream's HTTP status, when it answered. */
+  status?: number | undefined;
+  /** For rate limits and quota: when the provider says the key may be used again (epoch ms). */
+  retryAt?: number | undefined;
+  /** Tokens the upstream reported. */
+  usage?: Usage | undefined;
+  /** `clock.mono()` when the attempt ended (read now when not given). */
+  at?: number | undefined;
+}
+
+/** One attempt's hold on a candidate. */
+export class Lease {
+  readonly candidate: Candidate;
+  /** Whether this attempt is the candidate's half-open trial. */
+  readonly trial: boolean;
+  /** `clock.mono()` when the lease was taken (the attempt's start). */
+  readonly startedAt: number;
+  readonly #ledger: LeaseLedger;
+  readonly #strategy: Strategy | undefined;
+  #control: AttemptControl | undefined;
+  #ttfbMs: number | undefined;
+  #ended = false;
+
+  /**
+   * Takes a lease: the attempt starts now (in-flight, request count, half-open trial).
+   * @param ledger the board, open attempts, latency and clock
+   * @param candidate the picked candidate
+   * @param strategy the pool's strategy, whose `done` hook hears the outcome
+   */
+  constructor(ledger: LeaseLedger, candidate: Candidate, strategy?: Strategy) {
+    this.#ledger = ledger;
+    this.candidate = candidate;
+    this.#strategy = strategy;
+    this.trial = ledger.board.begin(candidate);
+    this.startedAt = ledger.clock.mono();
+  }
+
+  /** Whether `done` has run. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Holds the attempt's control until the lease ends: shutdown can cut it meanwhile, and
+   * `done` disposes of it (its deadlines and its watch on the client).
+   * @param control the attempt's control
+   */
+  hold(control: AttemptControl): void {
+    this.#control = control;
+    if (this.#ended) control.dispose();
+    else this.#ledger.open.add(control);
+  }
+
+  /**
+   * Records that the first body bytes came.
+   * @param at `clock.mono()` then (read now when not given)
+   */
+  firstByte(at: number = this.#ledger.clock.mono()): void {
+    this.#ttfbMs ??= at - this.startedAt;
+  }
+
+  /**
+   * Ends the attempt: releases its control, tells the board how it ended, counts its tokens,
+   * records its latency (successes) and tells the strategy. Runs once; later calls do nothing.
+   * @param end the attempt's class, status, provider's reset time and tokens
+   */
+  done(end: LeaseEnd): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const ledger = this.#ledger;
+    const c = this.candidate;
+    const control = this.#control;
+    if (control !== undefined) {
+      control.dispose();
+      ledger.open.delete(control);
+    }
+    const latencyMs = (end.at ?? ledger.clock.mono()) - this.startedAt;
+    const usage = end.usage;
+    if (usage !== undefined) {
+      const s = c.state as CandidateState; // the live store record: the lease counts its tokens
+      s.promptTokens += usage.promptTokens;
+      s.completionTokens += usage.completionTokens;
+      s.totalTokens += usage.totalTokens;
+    }
+    ledger.board.end(c, end.cls, { status: end.status, trial: this.trial, retryAt: end.retryAt });
+    if (end.cls === "ok") ledger.latency.record(c.id, latencyMs);
+    const strategy = this.#strategy;
+    if (strategy?.done === undefined) return;
+    const outcome: AttemptOutcome = {
+      cls: end.cls,
+      status: end.status,
+      latencyMs,
+      ttfbMs: this.#ttfbMs,
+      usage,
+    };
+    try {
+      strategy.done(c, outcome);
+    } catch (err) {
+      ledger.logger.error("strategy done() hook failed", {
+        upstream: c.upstream.name,
+        key: c.mask,
+        error: ledger.logger.redact(err instanceof Error ? err.message : String(err)),
+      });
+    }
+  }
+}

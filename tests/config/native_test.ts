@@ -68,6 +68,7 @@ Deno.test("normalizeNative() fills every default for a minimal file", () => {
     model: "*",
     strategy: "round_robin",
     members: [{ upstream: "ms" }],
+    affinityBy: ["prompt_cache_key", "user"],
   }]);
   assert.deepEqual(config.retry, {
     maxAttempts: 3,
@@ -156,11 +157,13 @@ Deno.test("normalizeNative() reads every field of native_full.yaml", async () =>
       model: "gpt-4o",
       strategy: "weighted",
       members: [{ upstream: "modelscope" }, { upstream: "claude", weight: 3, priority: 1 }],
+      affinityBy: ["prompt_cache_key", "user"],
     },
     {
       model: "*",
       strategy: "round_robin",
       members: [{ upstream: "modelscope" }, { upstream: "local" }],
+      affinityBy: ["prompt_cache_key", "user"],
     },
   ]);
   assert.deepEqual(config.retry, {
@@ -346,7 +349,12 @@ Deno.test("normalizeNative() refuses duplicate client keys and names", () => {
 Deno.test("normalizeNative() maps the default pool name to *", () => {
   const text = `${MINIMAL}pools:\n  "*":\n    strategy: random\n    upstreams: [ms]\n`;
   assert.deepEqual(parse(text).pools, [
-    { model: "*", strategy: "random", members: [{ upstream: "ms" }] },
+    {
+      model: "*",
+      strategy: "random",
+      members: [{ upstream: "ms" }],
+      affinityBy: ["prompt_cache_key", "user"],
+    },
   ]);
   const both = issuesOf(
     `${MINIMAL}pools:\n  default: { upstreams: [ms] }\n  "*": { upstreams: [ms] }\n`,
@@ -383,4 +391,82 @@ Deno.test("normalizeNative() works on a plain object without a key order", () =>
   });
   assert.ok(result.ok);
   assert.equal(result.value.upstreams[0]?.baseUrl, "http://x");
+});
+
+Deno.test("normalizeNative() reads a pool's affinity.by, header names lower-cased", () => {
+  const text = `${MINIMAL}pools:\n  gpt-4o:\n    upstreams: [ms]\n    affinity:\n` +
+    `      by: [prompt_cache_key, user, "header:X-Session-Id"]\n`;
+  assert.deepEqual(parse(text).pools, [{
+    model: "gpt-4o",
+    strategy: "round_robin",
+    members: [{ upstream: "ms" }],
+    affinityBy: ["prompt_cache_key", "user", "header:x-session-id"],
+  }]);
+  const one = parse(`${MINIMAL}pools:\n  m: { upstreams: [ms], affinity: { by: [user] } }\n`);
+  assert.deepEqual(one.pools[0]?.affinityBy, ["user"]);
+});
+
+Deno.test("normalizeNative() defaults a pool's affinity to prompt_cache_key, then user", () => {
+  const pools = parse(
+    `${MINIMAL}pools:\n  a: { upstreams: [ms] }\n  b: { upstreams: [ms], affinity: {} }\n`,
+  ).pools;
+  assert.deepEqual(pools.map((p) => p.affinityBy), [
+    ["prompt_cache_key", "user"],
+    ["prompt_cache_key", "user"],
+  ]);
+  // each pool has a list of its own
+  assert.notEqual(pools[0]?.affinityBy, pools[1]?.affinityBy);
+});
+
+Deno.test("normalizeNative() refuses an unknown affinity source, naming its path", () => {
+  const issues = issuesOf(
+    `${MINIMAL}pools:\n  gpt-4o:\n    upstreams: [ms]\n    affinity:\n` +
+      `      by: [user, "cookie:x", "header:", "header:a b", 7]\n`,
+  );
+  assert.deepEqual(issues.map((i) => i.path), [
+    "pools.gpt-4o.affinity.by[1]",
+    "pools.gpt-4o.affinity.by[2]",
+    "pools.gpt-4o.affinity.by[3]",
+    "pools.gpt-4o.affinity.by[4]",
+  ]);
+  assert.equal(
+    issues[0]?.message,
+    'must be "prompt_cache_key", "user" or "header:<name>"',
+  );
+  assert.equal(issues[0]?.line, 8);
+  const error = (() => {
+    try {
+      parse(`${MINIMAL}pools:\n  m: { upstreams: [ms], affinity: { by: ["cookie:x"] } }\n`);
+    } catch (e) {
+      return e;
+    }
+  })();
+  assert.ok(error instanceof ConfigError);
+  assert.match(error.message, /pools\.m\.affinity\.by\[0\]/);
+});
+
+Deno.test("normalizeNative() refuses an empty affinity.by", () => {
+  assert.deepEqual(
+    issuesOf(`${MINIMAL}pools:\n  gpt-4o: { upstreams: [ms], affinity: { by: [] } }\n`).map((i) =>
+      `${i.path}: ${i.message}`
+    ),
+    ["pools.gpt-4o.affinity.by: must list at least one source"],
+  );
+});
+
+Deno.test("normalizeNative() refuses an unknown field inside a pool's affinity", () => {
+  const issues = issuesOf(
+    `${MINIMAL}pools:\n  gpt-4o:\n    upstreams: [ms]\n    affinity:\n      by: [user]\n` +
+      `      ttl: 60\n`,
+  );
+  assert.deepEqual(issues.map((i) => i.path), ["pools.gpt-4o.affinity.ttl"]);
+  assert.match(issues[0]?.message ?? "", /unknown field/);
+  assert.deepEqual(
+    issuesOf(`${MINIMAL}pools:\n  m: { upstreams: [ms], affinity: { bye: [user] } }\n`),
+    [{
+      path: "pools.m.affinity.bye",
+      message: 'unknown field (did you mean "by"?)',
+      line: 5,
+    }],
+  );
 });

@@ -136,6 +136,14 @@ export interface AttemptOutcome {
   readonly ttfbMs: number | undefined;
   /** Tokens the upstream reported for this attempt, when it did. */
   readonly usage: Usage | undefined;
+  /** Whether the answer was an event stream (its `ttfbMs` is the time to the first event). */
+  readonly stream: boolean;
+  /**
+   * Whether the outcome says something about the key or its upstream: false for a client that
+   * left, a request the upstream refused as malformed (400-class) and a stale kept-alive
+   * connection, which would have happened on any key.
+   */
+  readonly telling: boolean;
 }
 
 /**
@@ -156,8 +164,9 @@ export interface Strategy {
    * An exception it throws is logged and otherwise ignored.
    * @param candidate the candidate the attempt went to
    * @param outcome its class, status, latency, time to first byte and tokens
+   * @param ctx what the strategy was told when the candidate was picked (model, attempt, ...)
    */
-  done?(candidate: Candidate, outcome: AttemptOutcome): void;
+  done?(candidate: Candidate, outcome: AttemptOutcome, ctx: PickContext): void;
 }
 
 /** What a strategy factory receives. */
@@ -166,7 +175,10 @@ export interface StrategyOptions {
   readonly candidates: readonly Candidate[];
   /** Returns a number in [0, 1); injected so tests are deterministic. */
   readonly random: () => number;
-  /** Returns the time in milliseconds (monotonic); injected so tests are deterministic. */
+  /**
+   * Returns the time in epoch milliseconds, the clock of the candidates' state (`lastUsed`,
+   * `restUntil`, ...); injected so tests are deterministic.
+   */
   readonly now: () => number;
 }
 
@@ -230,8 +242,6 @@ export interface RequestLog {
   /** Milliseconds spent waiting on upstreams before the response was ready. */
   upstreamMs: number;
   usage?: Usage | undefined;
-  /** Whether the request followed an affinity pin (set by affinity-aware routing). */
-  pinned?: boolean | undefined;
 }
 
 /** One request in flight, as it goes through the middleware chain. */

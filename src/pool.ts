@@ -88,7 +88,7 @@ export class Pool {
     const c = this.pick(ctx, exclude);
     if (c === undefined) return undefined;
     if (this.#ledger === undefined) throw new Error("Pool.lease() needs a ledger");
-    return new Lease(this.#ledger, c, this.#strategy);
+    return new Lease(this.#ledger, c, { strategy: this.#strategy, ctx });
   }
 
   /**

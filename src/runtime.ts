@@ -120,7 +120,7 @@ export function buildRuntime(config: Config, registry: Registry, parts: RuntimeP
   const fallbackPlugin = registry.strategy("round_robin");
   if (fallbackPlugin === undefined) throw new Error("Cannot start: round_robin is not registered");
   const { random, clock } = parts;
-  const now = () => clock.mono();
+  const now = clock.now;
   const pools = new Map<string, Pool>();
   const candidates = new Map<string, Candidate>();
   let defaultPool: Pool | undefined;

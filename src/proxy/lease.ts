@@ -13,7 +13,13 @@ import type { HealthBoard } from "../health/board.ts";
 import type { AttemptClass } from "../health/classify.ts";
 import type { LatencyTracker } from "../admin/latency.ts";
 import type { Logger } from "../logger.ts";
-import type { AttemptOutcome, Candidate, CandidateState, Strategy } from "../plugin.ts";
+import type {
+  AttemptOutcome,
+  Candidate,
+  CandidateState,
+  PickContext,
+  Strategy,
+} from "../plugin.ts";
 import type { AttemptControl, OpenAttempts } from "./attempt_control.ts";
 import type { Usage } from "./usage.ts";
 
@@ -39,6 +45,19 @@ export interface LeaseEnd {
   usage?: Usage | undefined;
   /** `clock.mono()` when the attempt ended (read now when not given). */
   at?: number | undefined;
+  /** Whether the answer was an event stream. @default false */
+  stream?: boolean | undefined;
+}
+
+/** Who picked a leased candidate, and what it was told. */
+export interface Picked {
+  readonly strategy: Strategy;
+  readonly ctx: PickContext;
+}
+
+/** The classes that say nothing about the key: they would have happened on any. */
+function telling(cls: AttemptClass): boolean {
+  return cls !== "client_abort" && cls !== "bad_request" && cls !== "stale";
 }
 
 /** One attempt's hold on a candidate. */
@@ -49,7 +68,8 @@ export class Lease {
   /** `clock.mono()` when the lease was taken (the attempt's start). */
   readonly startedAt: number;
   readonly #ledger: LeaseLedger;
-  readonly #strategy: Strategy | undefined;
+  /** The strategy that picked, and what it was told: its `done` hook hears the outcome. */
+  readonly #picked: Picked | undefined;
   #control: AttemptControl | undefined;
   #ttfbMs: number | undefined;
   #ended = false;
@@ -58,12 +78,13 @@ export class Lease {
    * Takes a lease: the attempt starts now (in-flight, request count, half-open trial).
    * @param ledger the board, open attempts, latency and clock
    * @param candidate the picked candidate
-   * @param strategy the pool's strategy, whose `done` hook hears the outcome
+   * @param picked the pool's strategy and what it was told when it picked: its `done` hook
+   *   hears the outcome
    */
-  constructor(ledger: LeaseLedger, candidate: Candidate, strategy?: Strategy) {
+  constructor(ledger: LeaseLedger, candidate: Candidate, picked?: Picked) {
     this.#ledger = ledger;
     this.candidate = candidate;
-    this.#strategy = strategy;
+    this.#picked = picked;
     this.trial = ledger.board.begin(candidate);
     this.startedAt = ledger.clock.mono();
   }
@@ -117,17 +138,19 @@ export class Lease {
     }
     ledger.board.end(c, end.cls, { status: end.status, trial: this.trial, retryAt: end.retryAt });
     if (end.cls === "ok") ledger.latency.record(c.id, latencyMs);
-    const strategy = this.#strategy;
-    if (strategy?.done === undefined) return;
+    const picked = this.#picked;
+    if (picked?.strategy.done === undefined) return;
     const outcome: AttemptOutcome = {
       cls: end.cls,
       status: end.status,
       latencyMs,
       ttfbMs: this.#ttfbMs,
       usage,
+      stream: end.stream === true,
+      telling: telling(end.cls),
     };
     try {
-      strategy.done(c, outcome);
+      picked.strategy.done(c, outcome, picked.ctx);
     } catch (err) {
       ledger.logger.error("strategy done() hook failed", {
         upstream: c.upstream.name,

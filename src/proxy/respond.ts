@@ -71,7 +71,7 @@ export function commit(
       ctx.log.bytes = body.length;
       usage = ctx.log.usage = usageOfJson(body);
     }
-    lease.done({ cls: "ok", status: res.status, usage, at: now });
+    lease.done({ cls: "ok", status: res.status, usage, at: now, stream: sse });
     ctx.log.outcome = "complete";
     ctx.res = respondWith(ctx, c, res, body, options.overheadHeader);
     return;
@@ -114,7 +114,7 @@ export function commit(
           bytes: end.bytes,
         });
       }
-      lease.done({ cls: complete ? "ok" : end.cls, status: res.status, usage });
+      lease.done({ cls: complete ? "ok" : end.cls, status: res.status, usage, stream: sse });
       resolveDone();
     },
   });

@@ -16,7 +16,7 @@ import { Watchdog } from "../../src/proxy/watchdog.ts";
 import { MemoryStateStore } from "../../src/state_store.ts";
 import { baseConfig } from "../../src/config/defaults.ts";
 import { ManualClock } from "../helpers/clock.ts";
-import { makeCandidates } from "../helpers/candidates.ts";
+import { makeCandidates, PICK_CONTEXT } from "../helpers/candidates.ts";
 
 function ledgerOf(clock = new ManualClock()) {
   const lines: Record<string, unknown>[] = [];
@@ -57,7 +57,7 @@ Deno.test("Lease starts an attempt: in flight, counted, not a trial on a healthy
 Deno.test("Lease.done() runs once: a second call changes nothing", () => {
   const { ledger, candidate } = ledgerOf();
   const strategy = recording();
-  const lease = new Lease(ledger, candidate, strategy);
+  const lease = new Lease(ledger, candidate, { strategy, ctx: PICK_CONTEXT });
   lease.done({ cls: "server", status: 500 });
   lease.done({ cls: "ok", status: 200 });
   lease.done({ cls: "server", status: 502 });
@@ -98,7 +98,7 @@ Deno.test("Lease.hold() after done() disposes the control at once and keeps it o
 Deno.test("Lease.done() tells the strategy the latency and time to first byte on its clock", () => {
   const { ledger, candidate, clock } = ledgerOf();
   const strategy = recording();
-  const lease = new Lease(ledger, candidate, strategy);
+  const lease = new Lease(ledger, candidate, { strategy, ctx: PICK_CONTEXT });
   clock.advance(120);
   lease.firstByte();
   clock.advance(380);
@@ -110,6 +110,8 @@ Deno.test("Lease.done() tells the strategy the latency and time to first byte on
     latencyMs: 500,
     ttfbMs: 120,
     usage: undefined,
+    stream: false,
+    telling: true,
   }]);
   assert.equal(ledger.latency.percentiles(candidate.id).p50, 500);
 });
@@ -151,10 +153,13 @@ Deno.test("Lease.done() rests a key for the provider's reset time on a rate limi
 Deno.test("Lease.done() logs a strategy hook that throws and still ends the attempt", () => {
   const { ledger, candidate, lines } = ledgerOf();
   const lease = new Lease(ledger, candidate, {
-    pick: (a) => a[0],
-    done: () => {
-      throw new Error("hook broke");
+    strategy: {
+      pick: (a) => a[0],
+      done: () => {
+        throw new Error("hook broke");
+      },
     },
+    ctx: PICK_CONTEXT,
   });
   lease.done({ cls: "ok" });
   assert.equal(candidate.state.inFlight, 0);

@@ -25,7 +25,6 @@ async function makeApp(text = CONFIG): Promise<App> {
 }
 
 function ctxOf(
-  app: App,
   path: string,
   log: Partial<RequestLog>,
   client?: string,
@@ -63,16 +62,16 @@ Deno.test("Metrics.observe() counts requests by model, upstream and status class
   try {
     const m = app.metrics;
     const ok = { model: "gpt-4o", upstream: "alpha", attempts: 1, ttfbMs: 40, upstreamMs: 38 };
-    m.observe(ctxOf(app, "/v1/chat/completions", { ...ok, status: 200 }), app.rt, 12);
-    m.observe(ctxOf(app, "/v1/chat/completions", { ...ok, status: 201 }), app.rt, 12);
+    m.observe(ctxOf("/v1/chat/completions", { ...ok, status: 200 }), app.rt, 12);
+    m.observe(ctxOf("/v1/chat/completions", { ...ok, status: 201 }), app.rt, 12);
     m.observe(
-      ctxOf(app, "/v1/chat/completions", { ...ok, attempts: 3, status: 502, ttfbMs: undefined }),
+      ctxOf("/v1/chat/completions", { ...ok, attempts: 3, status: 502, ttfbMs: undefined }),
       app.rt,
       12,
     );
-    m.observe(ctxOf(app, "/v1/chat/completions", { status: 401 }), app.rt, 12); // refused before any attempt
-    m.observe(ctxOf(app, "/health", { status: 200 }), app.rt, 12); // own endpoints are not counted
-    m.observe(ctxOf(app, "/v1/stats/load_balancers", { status: 200 }), app.rt, 12);
+    m.observe(ctxOf("/v1/chat/completions", { status: 401 }), app.rt, 12); // refused before any attempt
+    m.observe(ctxOf("/health", { status: 200 }), app.rt, 12); // own endpoints are not counted
+    m.observe(ctxOf("/v1/stats/load_balancers", { status: 200 }), app.rt, 12);
     const exp = parsePrometheus(m.render(app));
     const req = (labels: Record<string, string>) => exp.sum("llm_balance_requests_total", labels);
     assert.equal(req({ model: "gpt-4o", upstream: "alpha", status: "2xx" }), 2);
@@ -100,9 +99,9 @@ Deno.test("Metrics.observe() counts tokens by model, upstream, client and type",
   try {
     const usage = { promptTokens: 7, completionTokens: 5, totalTokens: 12 };
     const log = { model: "gpt-4o", upstream: "beta", attempts: 1, usage };
-    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log, "alice"), app.rt, 12);
-    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log, "alice"), app.rt, 12);
-    app.metrics.observe(ctxOf(app, "/v1/chat/completions", log), app.rt, 12);
+    app.metrics.observe(ctxOf("/v1/chat/completions", log, "alice"), app.rt, 12);
+    app.metrics.observe(ctxOf("/v1/chat/completions", log, "alice"), app.rt, 12);
+    app.metrics.observe(ctxOf("/v1/chat/completions", log), app.rt, 12);
     const exp = parsePrometheus(app.metrics.render(app));
     const tokens = (labels: Record<string, string>) => exp.sum("llm_balance_tokens_total", labels);
     assert.equal(tokens({ client: "alice", type: "prompt" }), 14);
@@ -118,17 +117,17 @@ Deno.test("Metrics.observe() counts streams broken by the upstream, not by the c
   try {
     const base = { model: "gpt-4o", upstream: "alpha", attempts: 1, stream: true };
     app.metrics.observe(
-      ctxOf(app, "/v1/chat/completions", { ...base, outcome: "server" }),
+      ctxOf("/v1/chat/completions", { ...base, outcome: "server" }),
       app.rt,
       12,
     );
     app.metrics.observe(
-      ctxOf(app, "/v1/chat/completions", { ...base, outcome: "client_abort" }),
+      ctxOf("/v1/chat/completions", { ...base, outcome: "client_abort" }),
       app.rt,
       12,
     );
     app.metrics.observe(
-      ctxOf(app, "/v1/chat/completions", { ...base, outcome: "complete" }),
+      ctxOf("/v1/chat/completions", { ...base, outcome: "complete" }),
       app.rt,
       12,
     );
@@ -176,7 +175,7 @@ Deno.test("Metrics.render() escapes label values", async () => {
   try {
     const m = new Metrics();
     m.observe(
-      ctxOf(app, "/v1/x", { model: 'we"ird\\mo\ndel', upstream: "alpha", attempts: 1 }),
+      ctxOf("/v1/x", { model: 'we"ird\\mo\ndel', upstream: "alpha", attempts: 1 }),
       app.rt,
       12,
     );
@@ -192,7 +191,7 @@ Deno.test("Metrics histograms put values above the last bucket only in +Inf", as
   try {
     const m = new Metrics();
     m.observe(
-      ctxOf(app, "/v1/x", { model: "m", upstream: "alpha", attempts: 1, ttfbMs: 120_000 }),
+      ctxOf("/v1/x", { model: "m", upstream: "alpha", attempts: 1, ttfbMs: 120_000 }),
       app.rt,
       12,
     );
@@ -238,24 +237,24 @@ Deno.test("Metrics.observe() counts every model the config does not name as othe
     for (let i = 0; i < 50; i++) {
       // served by the default pool, or refused before any attempt: the same two series
       m.observe(
-        ctxOf(app, "/v1/chat/completions", { ...served, model: `free-${i}-${"x".repeat(5000)}` }),
+        ctxOf("/v1/chat/completions", { ...served, model: `free-${i}-${"x".repeat(5000)}` }),
         app.rt,
         12,
       );
       m.observe(
-        ctxOf(app, "/v1/chat/completions", { model: `refused-${i}`, status: 404 }),
+        ctxOf("/v1/chat/completions", { model: `refused-${i}`, status: 404 }),
         app.rt,
         12,
       );
     }
-    m.observe(ctxOf(app, "/v1/chat/completions", { ...served, model: "gpt-4o" }), app.rt, 12);
+    m.observe(ctxOf("/v1/chat/completions", { ...served, model: "gpt-4o" }), app.rt, 12);
     m.observe(
-      ctxOf(app, "/v1/chat/completions", { ...served, model: "claude-sonnet" }),
+      ctxOf("/v1/chat/completions", { ...served, model: "claude-sonnet" }),
       app.rt,
       12,
     );
-    m.observe(ctxOf(app, "/v1/chat/completions", { ...served, model: "o3-mini" }), app.rt, 12);
-    m.observe(ctxOf(app, "/v1/embeddings", { status: 400 }), app.rt, 12); // no model named
+    m.observe(ctxOf("/v1/chat/completions", { ...served, model: "o3-mini" }), app.rt, 12);
+    m.observe(ctxOf("/v1/embeddings", { status: 400 }), app.rt, 12); // no model named
     const text = m.render(app);
     assert.ok(text.length < 20_000, `${text.length} bytes`);
     const exp = parsePrometheus(text);
@@ -275,10 +274,10 @@ Deno.test("Metrics labels follow the configuration in force when the request cam
   try {
     const m = new Metrics();
     const log = { model: "gpt-4o", upstream: "alpha", attempts: 1, status: 200 };
-    m.observe(ctxOf(app, "/v1/chat/completions", log), app.rt, 12);
+    m.observe(ctxOf("/v1/chat/completions", log), app.rt, 12);
     const other = await makeApp(NAMED.replace("gpt-4o: { upstreams: [alpha] }", ""));
     try {
-      const ctx = { ...ctxOf(app, "/v1/chat/completions", { ...log, model: "o4" }), rt: other.rt };
+      const ctx = { ...ctxOf("/v1/chat/completions", { ...log, model: "o4" }), rt: other.rt };
       m.observe(ctx, app.rt, 12);
     } finally {
       await other.close();

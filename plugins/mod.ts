@@ -7,6 +7,7 @@ import roundRobin from "./strategies/round_robin.ts";
 import random from "./strategies/random.ts";
 import weighted from "./strategies/weighted.ts";
 import leastConnections from "./strategies/least_connections.ts";
+import quotaAware from "./strategies/quota_aware.ts";
 import httpProbe from "./probes/http.ts";
 import requestLog from "./middleware/request_log.ts";
 import cors from "./middleware/cors.ts";
@@ -22,6 +23,7 @@ export const builtins = [
   random,
   weighted,
   leastConnections,
+  quotaAware,
   httpProbe,
   requestLog,
   cors,

@@ -26,6 +26,9 @@ import { Watchdog } from "./proxy/watchdog.ts";
 import { forward, type ForwardDeps } from "./proxy/forward.ts";
 import type { LeaseLedger } from "./proxy/lease.ts";
 import { errorHandler } from "./errors.ts";
+import { Budgets } from "./budget/book.ts";
+import { WaitQueue } from "./proxy/wait_queue.ts";
+import type { Pool } from "./pool.ts";
 import type { Services } from "./plugin.ts";
 
 export { buildRuntime, CHAIN, type Runtime, secretMasks } from "./runtime.ts";
@@ -76,6 +79,10 @@ export class App {
   readonly open = new OpenAttempts();
   /** Where every attempt's lease writes its end. */
   readonly ledger: LeaseLedger;
+  /** Every key's budgets. */
+  readonly budgets: Budgets;
+  /** Requests waiting for a key, per pool. */
+  readonly queues = new Map<Pool, WaitQueue>();
   #rt: Runtime;
   #plugins: readonly unknown[];
   #active: ActiveHealth | undefined;
@@ -122,12 +129,20 @@ export class App {
     this.latency = new LatencyTracker();
     this.limiter = new RateLimiter(this.now);
     this.startedAt = this.now();
+    const board = this.board;
+    this.budgets = new Budgets({ onChange: () => board.epoch++ });
+    const queues = this.queues;
     this.ledger = {
-      board: this.board,
+      board,
       open: this.open,
       latency: this.latency,
+      budgets: this.budgets,
       clock: this.clock,
       logger,
+      released: () => {
+        if (queues.size === 0) return;
+        for (const q of queues.values()) if (q.length > 0) q.wakeOne();
+      },
     };
   }
 
@@ -165,6 +180,7 @@ export class App {
       probes: options.probes ?? true,
       plugins,
     });
+    app.budgets.configure(config.health.quotaRestMs);
     app.#rt = app.#build(config, registry);
     app.#ownLogger = options.logger === undefined;
     logger.setSecrets(app.#rt.masks);
@@ -188,10 +204,13 @@ export class App {
     const rt = this.#build(config, registry);
     this.#rt = rt;
     this.board.configure(config.health);
+    this.budgets.configure(config.health.quotaRestMs);
     this.logger.setLevel(config.log.level);
     if (this.#ownLogger) this.logger.setFormat(resolveFormat(config.log.format));
     this.logger.setSecrets(rt.masks);
     this.board.epoch++;
+    // queues of pools the new runtime no longer has go once nobody waits in them
+    for (const [pool, q] of this.queues) if (q.length === 0) this.queues.delete(pool);
     const old = this.#active;
     this.#startProbes();
     await old?.stop();
@@ -207,6 +226,11 @@ export class App {
   cutAll(): void {
     this.stopping = true;
     for (const c of this.open.toArray()) c.shutdown();
+  }
+
+  /** Wakes every request waiting for a key (an operator enabled or reset keys). */
+  wake(): void {
+    for (const q of this.queues.values()) q.wakeAll();
   }
 
   /** Stops probes and closes connections and the store. */
@@ -249,6 +273,12 @@ export class App {
         maxBodyBytes: config.server.maxBodyBytes,
         injectStreamUsage: config.usage.injectStreamUsage,
         overheadHeader: config.server.overheadHeader,
+        queue: config.queue,
+      },
+      queueFor: (pool) => {
+        let q = this.queues.get(pool);
+        if (q === undefined) this.queues.set(pool, q = new WaitQueue());
+        return q;
       },
       stopping: () => this.stopping,
     };

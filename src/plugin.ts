@@ -11,6 +11,7 @@ import type {
   ClientKeyConfig,
   Config,
   PathMode,
+  QuotaConfig,
   UpstreamConfig,
 } from "./config/types.ts";
 import type { Clock } from "./clock.ts";
@@ -90,6 +91,8 @@ export interface Candidate {
   readonly name: string | undefined;
   readonly weight: number;
   readonly priority: number;
+  /** The key's budgets (the upstream's `quota`, with the key's own fields over it). */
+  readonly quota: Readonly<QuotaConfig>;
   readonly state: Readonly<CandidateState>;
 }
 
@@ -180,6 +183,12 @@ export interface StrategyOptions {
    * `restUntil`, ...); injected so tests are deterministic.
    */
   readonly now: () => number;
+  /**
+   * What share of a key's tightest budget for a model is left (today's requests, the model's
+   * requests, today's tokens; counted, or the provider's word when lower): a number in [0, 1],
+   * 1 for a key without budgets.
+   */
+  readonly budgetLeft: (candidate: Candidate, model: string | undefined) => number;
 }
 
 /** A strategy plugin: builds one strategy instance per pool, living as long as the pool. */
@@ -242,6 +251,8 @@ export interface RequestLog {
   /** Milliseconds spent waiting on upstreams before the response was ready. */
   upstreamMs: number;
   usage?: Usage | undefined;
+  /** The model that served, when a fallback pool served the request. */
+  servedModel?: string | undefined;
 }
 
 /** One request in flight, as it goes through the middleware chain. */

@@ -8,6 +8,7 @@
 
 import type { Candidate, PickContext, Strategy } from "./plugin.ts";
 import { isAvailable, returnsAt, statusOf } from "./health/availability.ts";
+import { allowsModel, atCapacity, modelReturnsAt } from "./budget/book.ts";
 import type { HealthBoard } from "./health/board.ts";
 import { Lease, type LeaseLedger } from "./proxy/lease.ts";
 import { type AffinitySource, DEFAULT_AFFINITY } from "./config/types.ts";
@@ -22,6 +23,12 @@ export interface PoolSummary {
   ejected: number;
   /** Resting for any reason (rate limit, quota, auth without probes). */
   resting: number;
+  /** Spent for every model (a daily or per-minute budget, or the provider said none left). */
+  spent: number;
+  /** Usable otherwise, but spent for the request's model. */
+  spentForModel: number;
+  /** Usable otherwise, but at their concurrency cap. */
+  busy: number;
   rateLimited: number;
   quota: number;
   authFailed: number;
@@ -39,6 +46,8 @@ export class Pool {
   readonly candidates: readonly Candidate[];
   /** Where requests' affinity keys come from, first present wins. */
   readonly affinityBy: readonly AffinitySource[];
+  /** Models whose pools serve what this one cannot, in order. */
+  readonly fallbacks: readonly string[];
   #strategy: Strategy;
   #fallback: Strategy;
   #board: HealthBoard;
@@ -63,6 +72,7 @@ export class Pool {
     board: HealthBoard;
     ledger?: LeaseLedger;
     affinityBy?: readonly AffinitySource[];
+    fallbacks?: readonly string[];
     onStrategyError: (err: unknown) => void;
   }) {
     this.model = init.model;
@@ -73,6 +83,7 @@ export class Pool {
     this.#board = init.board;
     this.#ledger = init.ledger;
     this.affinityBy = init.affinityBy ?? DEFAULT_AFFINITY;
+    this.fallbacks = init.fallbacks ?? [];
     this.#onStrategyError = init.onStrategyError;
   }
 
@@ -110,10 +121,17 @@ export class Pool {
   pick(ctx: PickContext, exclude?: (c: Candidate) => boolean): Candidate | undefined {
     const now = this.#board.now();
     this.#refresh(now);
+    const model = ctx.model;
     for (const tier of this.#tiers) {
-      const list = exclude ? tier.filter((c) => !exclude(c)) : tier;
+      let list = exclude ? tier.filter((c) => !exclude(c)) : tier;
       if (list.length === 0) continue;
-      const chosen = this.#choose(list, ctx, now, exclude);
+      let chosen = this.#choose(list, ctx, now, exclude);
+      if (chosen !== undefined && !allowsModel(chosen, model, now)) {
+        // spent for this model (the snapshot holds keys usable for any model): choose again
+        // among the keys that are not
+        list = list.filter((c) => allowsModel(c, model, now));
+        chosen = list.length === 0 ? undefined : this.#choose(list, ctx, now, exclude);
+      }
       if (chosen !== undefined) return chosen;
     }
     if (this.#tiers.length > 0) return undefined;
@@ -124,13 +142,16 @@ export class Pool {
    * Tells whether a pick would find a candidate, without asking the strategy (so its state,
    * e.g. a round-robin cursor, does not move).
    * @param exclude candidates not to count
+   * @param model the request's model: keys spent for it are not counted
    * @returns whether any available candidate (or a panic candidate) is left
    */
-  any(exclude?: (c: Candidate) => boolean): boolean {
+  any(exclude?: (c: Candidate) => boolean, model?: string): boolean {
     const now = this.#board.now();
     this.#refresh(now);
     for (const tier of this.#tiers) {
-      if (exclude === undefined ? tier.length > 0 : tier.some((c) => !exclude(c))) return true;
+      if (tier.some((c) => (exclude === undefined || !exclude(c)) && allowsModel(c, model, now))) {
+        return true;
+      }
     }
     return this.#tiers.length === 0 && this.#panic(now, exclude) !== undefined;
   }
@@ -138,8 +159,10 @@ export class Pool {
   /**
    * Counts candidates by status.
    * @param now epoch ms
+   * @param model the request's model: keys spent for it count as `spentForModel`, and their
+   *   return for it counts in `nextReturn`
    */
-  summary(now: number): PoolSummary {
+  summary(now: number, model?: string): PoolSummary {
     const sum: PoolSummary = {
       total: this.candidates.length,
       available: 0,
@@ -147,6 +170,9 @@ export class Pool {
       unhealthy: 0,
       ejected: 0,
       resting: 0,
+      spent: 0,
+      spentForModel: 0,
+      busy: 0,
       rateLimited: 0,
       quota: 0,
       authFailed: 0,
@@ -155,11 +181,20 @@ export class Pool {
     for (const c of this.candidates) {
       const s = c.state;
       if (isAvailable(s, now)) {
-        sum.available++;
+        if (!allowsModel(c, model, now)) {
+          sum.spentForModel++;
+          const back = modelReturnsAt(c, model, now);
+          if (back < sum.nextReturn) sum.nextReturn = back;
+        } else if (atCapacity(c)) {
+          sum.busy++;
+          // a slot frees when a request ends: soon, but no time can be told
+          if (now + 1000 < sum.nextReturn) sum.nextReturn = now + 1000;
+        } else sum.available++;
         continue;
       }
       const st = statusOf(s, now);
       if (st === "disabled") sum.disabled++;
+      else if (st === "spent") sum.spent++;
       else if (st === "unhealthy") {
         if (s.unhealthyReason.startsWith("auth")) sum.authFailed++;
         else sum.unhealthy++;
@@ -196,6 +231,7 @@ export class Pool {
     if (
       typeof chosen !== "object" || chosen === null || this.candidates[chosen.index] !== chosen ||
       chosen.priority !== list[0]!.priority || !isAvailable(chosen.state, now) ||
+      atCapacity(chosen) ||
       (exclude !== undefined && exclude(chosen))
     ) {
       this.#onStrategyError(
@@ -225,6 +261,8 @@ export class Pool {
     let wake = Infinity;
     for (const c of this.candidates) {
       if (isAvailable(c.state, now)) {
+        // a key at its concurrency cap is back when a request ends: the budgets say so (epoch)
+        if (atCapacity(c)) continue;
         let tier = byTier.get(c.priority);
         if (tier === undefined) byTier.set(c.priority, tier = []);
         tier.push(c);

@@ -23,6 +23,7 @@ import {
   type Upstream,
 } from "./plugin.ts";
 import { Pool } from "./pool.ts";
+import { shareLeft } from "./budget/book.ts";
 import type { Registry } from "./registry.ts";
 
 /** Everything built from one configuration. */
@@ -121,6 +122,7 @@ export function buildRuntime(config: Config, registry: Registry, parts: RuntimeP
   if (fallbackPlugin === undefined) throw new Error("Cannot start: round_robin is not registered");
   const { random, clock } = parts;
   const now = clock.now;
+  const budgetLeft = (c: Candidate, model: string | undefined) => shareLeft(c, model, now());
   const pools = new Map<string, Pool>();
   const candidates = new Map<string, Candidate>();
   let defaultPool: Pool | undefined;
@@ -156,6 +158,7 @@ export function buildRuntime(config: Config, registry: Registry, parts: RuntimeP
           name: kc?.name,
           weight: kc?.weight ?? m.weight ?? u.config.weight,
           priority: kc?.priority ?? m.priority ?? u.config.priority,
+          quota: kc?.quota === undefined ? u.config.quota : { ...u.config.quota, ...kc.quota },
           state: parts.store.record(id),
         };
         list.push(cand);
@@ -166,11 +169,12 @@ export function buildRuntime(config: Config, registry: Registry, parts: RuntimeP
       model: pc.model,
       strategyName: pc.strategy,
       candidates: list,
-      strategy: createStrategy(plugin, { candidates: list, random, now }, where),
-      fallback: fallbackPlugin.create({ candidates: list, random, now }),
+      strategy: createStrategy(plugin, { candidates: list, random, now, budgetLeft }, where),
+      fallback: fallbackPlugin.create({ candidates: list, random, now, budgetLeft }),
       board: parts.board,
       ledger: parts.ledger,
       affinityBy: pc.affinityBy,
+      fallbacks: pc.fallbacks,
       onStrategyError: (err) =>
         parts.logger.error("strategy failed; fell back to round_robin", {
           strategy: pc.strategy,

@@ -8,6 +8,65 @@
 /** Why a candidate is resting (temporarily out of rotation until `restUntil`). */
 export type RestReason = "" | "rate_limited" | "quota" | "auth";
 
+/** What the provider said about a budget: how much is left, of how much, until when. */
+export interface Learned {
+  remaining: number;
+  /** The provider's limit, when it said; 0 when unknown. */
+  limit: number;
+  /** Epoch ms when this stops being true (the window's reset); the count is stale after it. */
+  until: number;
+}
+
+/**
+ * A key's budget counters (see `src/budget/`). Plain data, JSON-serializable, so a persisted or
+ * shared store can save it as it is. Times are epoch milliseconds.
+ */
+export interface BudgetState {
+  /** Start of the daily window the day counters belong to; 0 before the first request. */
+  dayStart: number;
+  /** End of that window (the next daily reset); 0 before the first request. */
+  dayEnd: number;
+  /** Requests counted today, all models together. */
+  dayRequests: number;
+  /** Tokens counted today. */
+  dayTokens: number;
+  /** Requests counted today, per model. */
+  modelRequests: Record<string, number>;
+  /** Start of the minute window the minute counters belong to; 0 before the first request. */
+  minuteStart: number;
+  minuteRequests: number;
+  minuteTokens: number;
+  /** The provider's word on requests left, all models together (e.g. today's calls). */
+  learned: Learned | null;
+  /** The provider's word on requests left, per model. */
+  learnedModels: Record<string, Learned>;
+  /** Spent for every model until this time; 0 when not. */
+  spentUntil: number;
+  /** Why it is spent: `day`, `day_tokens`, `minute`, `minute_tokens`, `provider`, `exhausted`. */
+  spentReason: string;
+  /** Spent for one model until this time, per model. */
+  modelSpentUntil: Record<string, number>;
+}
+
+/** Returns empty budget counters. */
+export function emptyBudget(): BudgetState {
+  return {
+    dayStart: 0,
+    dayEnd: 0,
+    dayRequests: 0,
+    dayTokens: 0,
+    modelRequests: {},
+    minuteStart: 0,
+    minuteRequests: 0,
+    minuteTokens: 0,
+    learned: null,
+    learnedModels: {},
+    spentUntil: 0,
+    spentReason: "",
+    modelSpentUntil: {},
+  };
+}
+
 /** The mutable state of one candidate (an upstream key). Times are epoch milliseconds. */
 export interface CandidateState {
   /** Taken out by an operator; only an operator brings it back. */
@@ -38,6 +97,8 @@ export interface CandidateState {
   promptTokens: number;
   completionTokens: number;
   totalTokens: number;
+  /** Budget counters and what the provider said about them. */
+  budget: BudgetState;
 }
 
 /** Returns a fresh state record: healthy, idle, never used. */
@@ -62,6 +123,7 @@ export function emptyState(): CandidateState {
     promptTokens: 0,
     completionTokens: 0,
     totalTokens: 0,
+    budget: emptyBudget(),
   };
 }
 

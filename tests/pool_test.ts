@@ -52,7 +52,12 @@ function setup(specs: number | CandidateSpec[], strategy: Strategy = FIRST) {
     strategyName: "test",
     candidates,
     strategy,
-    fallback: roundRobin.create({ candidates, now: () => 0, random: seededRandom(1) }),
+    fallback: roundRobin.create({
+      candidates,
+      now: () => 0,
+      budgetLeft: () => 1,
+      random: seededRandom(1),
+    }),
     board,
     onStrategyError: (err) => errors.push(err),
   });
@@ -211,6 +216,9 @@ Deno.test("Pool.summary() counts candidates by status and finds the earliest ret
     unhealthy: 1,
     ejected: 1,
     resting: 3,
+    spent: 0,
+    spentForModel: 0,
+    busy: 0,
     rateLimited: 1,
     quota: 1,
     authFailed: 1,
@@ -237,4 +245,125 @@ Deno.test("Pool.any() tells whether a pick would succeed without moving the stra
   board.setDisabled(b!, true);
   assert.equal(pool.any(), false);
   assert.equal(picks, 0);
+});
+
+Deno.test("Pool.pick() passes over a key spent for the request's model, not for another", () => {
+  const { candidates: [a, b], board, clock, pool, pickIndex } = setup(2);
+  a!.state.budget.modelSpentUntil.m = clock.t + 1000;
+  board.epoch++;
+  assert.equal(pickIndex(), 1, "a is spent for m");
+  assert.equal(pool.pick({ ...CTX, model: "other" })?.index, 0, "a still serves other models");
+  assert.deepEqual(pool.available(clock.t).map((c) => c.index), [0, 1], "a stays in the snapshot");
+  assert.equal(pool.any(undefined, "m"), true);
+  assert.equal(pool.any((c) => c.index === 1, "m"), false, "only a is left, and it is spent");
+  b!.state.budget.modelSpentUntil.m = clock.t + 2000;
+  board.epoch++;
+  assert.equal(pickIndex(), undefined, "every key spent for m: no pick, no panic");
+  assert.equal(pool.pick({ ...CTX, model: "other" })?.index, 0);
+  clock.t += 1000;
+  assert.equal(pickIndex(), 0, "a's spend for m is over");
+});
+
+Deno.test("Pool.pick() passes over a key spent for every model until the time passes", () => {
+  const { candidates: [a], board, clock, pool, pickIndex } = setup(2);
+  a!.state.budget.spentUntil = clock.t + 1000;
+  a!.state.budget.spentReason = "day";
+  board.epoch++;
+  assert.equal(pickIndex(), 1);
+  assert.equal(pool.pick({ ...CTX, model: "other" })?.index, 1);
+  assert.equal(pool.pick({ ...CTX, model: undefined })?.index, 1);
+  assert.deepEqual(pool.available(clock.t).map((c) => c.index), [1]);
+  const epoch = board.epoch;
+  clock.t += 999;
+  assert.equal(pickIndex(), 1);
+  clock.t += 1;
+  assert.equal(board.epoch, epoch, "no event: the snapshot wakes up by itself");
+  assert.equal(pickIndex(), 0);
+});
+
+Deno.test("Pool.pick() never panics over a spent key", () => {
+  const { candidates: [a], board, clock, pickIndex } = setup(1);
+  a!.state.budget.spentUntil = clock.t + 1000;
+  board.epoch++;
+  assert.equal(pickIndex(), undefined);
+});
+
+Deno.test("Pool.pick() skips a key at its concurrency cap until a slot frees", () => {
+  const { candidates: [a], board, pool, pickIndex } = setup([
+    { quota: { maxConcurrency: 1 }, inFlight: 1 },
+    {},
+  ]);
+  assert.equal(pickIndex(), 1);
+  assert.deepEqual(pool.available(board.now()).map((c) => c.index), [1]);
+  a!.state.inFlight = 0;
+  board.epoch++;
+  assert.equal(pickIndex(), 0);
+  const full = setup([{ quota: { maxConcurrency: 2 }, inFlight: 2 }]);
+  assert.equal(full.pickIndex(), undefined, "a full pool waits: no panic");
+  assert.equal(full.pool.any(), false);
+});
+
+Deno.test("Pool.pick() refuses a strategy's pick of a key at its concurrency cap", () => {
+  const chosen: { c?: Candidate } = {};
+  const t = setup([{ quota: { maxConcurrency: 1 } }, {}], { pick: () => chosen.c! });
+  chosen.c = t.candidates[0]!;
+  assert.equal(t.pickIndex(), 0);
+  t.candidates[0]!.state.inFlight = 1;
+  t.board.epoch++;
+  // the snapshot holds b only; the strategy names a anyway
+  assert.equal(t.pickIndex(), 1);
+  assert.equal(t.errors.length, 1);
+  assert.match(String(t.errors[0]), /returned a non-candidate/);
+});
+
+Deno.test("Pool.summary() counts spent, spent-for-model and busy keys for a model", () => {
+  const { candidates: [a, b, c, d], board, clock, pool } = setup([
+    {},
+    {},
+    { quota: { maxConcurrency: 1 }, inFlight: 1 },
+    { quota: { modelRequestsPerDay: 2 } },
+    {},
+  ]);
+  const t = clock.t;
+  a!.state.budget.spentUntil = t + 5000;
+  a!.state.budget.spentReason = "day";
+  b!.state.budget.modelSpentUntil.m = t + 3000;
+  d!.state.budget.dayEnd = t + 7000;
+  d!.state.budget.modelRequests.m = 2;
+  board.epoch++;
+  assert.equal(c!.state.inFlight, 1);
+  assert.deepEqual(pool.summary(t, "m"), {
+    total: 5,
+    available: 1,
+    disabled: 0,
+    unhealthy: 0,
+    ejected: 0,
+    resting: 0,
+    spent: 1,
+    spentForModel: 2,
+    busy: 1,
+    rateLimited: 0,
+    quota: 0,
+    authFailed: 0,
+    // a busy key may be back when a request ends: a second from now, the earliest
+    nextReturn: t + 1000,
+  });
+  // another model: b and d serve it
+  const other = pool.summary(t, "other");
+  assert.deepEqual(
+    [other.available, other.spent, other.spentForModel, other.busy, other.nextReturn],
+    [3, 1, 0, 1, t + 1000],
+  );
+  // no busy key: the earliest return is b's for m, then d's at the day's end, then a's
+  c!.state.inFlight = 0;
+  board.epoch++;
+  assert.equal(pool.summary(t, "m").nextReturn, t + 3000);
+  b!.state.budget.modelSpentUntil = {};
+  assert.equal(pool.summary(t, "m").nextReturn, t + 5000);
+  assert.equal(pool.summary(t, "other").nextReturn, t + 5000);
+  a!.state.budget.spentUntil = 0;
+  assert.equal(pool.summary(t, "m").nextReturn, t + 7000, "d is back for m at its daily reset");
+  assert.equal(pool.summary(t, "m").spentForModel, 1);
+  assert.equal(pool.summary(t).nextReturn, Infinity, "without a model nothing is out");
+  assert.equal(pool.summary(t).available, 5);
 });

@@ -23,12 +23,26 @@ const strategy = (name: string) => ({
 Deno.test("Registry.register() adds plugins by kind and lists their names sorted", () => {
   const r = new Registry();
   r.register(...builtins);
-  assert.deepEqual(r.names("strategy"), ["least_connections", "random", "round_robin", "weighted"]);
+  assert.deepEqual(r.names("strategy"), [
+    "least_connections",
+    "quota_aware",
+    "random",
+    "round_robin",
+    "weighted",
+  ]);
   assert.deepEqual(r.names("probe"), ["http"]);
   assert.ok(r.names("middleware").includes("proxy"));
   assert.equal(r.strategy("round_robin")?.name, "round_robin");
   assert.equal(r.probe("http")?.kind, "probe");
   assert.equal(r.strategy("nope"), undefined);
+});
+
+Deno.test("Registry.register() takes the built-ins and the daily_quota example together", () => {
+  const r = new Registry();
+  r.register(...builtins, quotaAware);
+  assert.equal(r.strategy("daily_quota"), quotaAware);
+  assert.equal(r.strategy("quota_aware")?.name, "quota_aware");
+  assert.notEqual(r.strategy("quota_aware"), quotaAware);
 });
 
 Deno.test("Registry.register() rejects a name already taken for its kind, adding nothing", () => {

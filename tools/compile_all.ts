@@ -33,6 +33,7 @@ export const V8_FLAGS =
 export const COMPILE_FLAGS: readonly string[] = [
   "--allow-net",
   "--allow-read",
+  "--allow-write",
   "--allow-env",
   "--include",
   "plugins",

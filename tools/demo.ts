@@ -42,6 +42,8 @@ function demoConfig(upstreams: DemoUpstream[]): string {
     "log:",
     "  level: info",
     "  format: json",
+    "# the tour's keys are made up: nothing to keep across runs",
+    "state: memory",
     "upstreams:",
   ];
   for (const u of upstreams) {

@@ -1,14 +1,17 @@
 /**
  * @module
- * An example custom strategy, `quota_aware`: prefer the key with the most daily quota left.
- * Providers such as ModelScope give each account a daily request quota; spreading requests so
- * that the key with the most left goes first uses every account's quota before any key runs
- * dry. Load it from a config file:
+ * An example custom strategy, `daily_quota`: prefer the key with the most daily quota left,
+ * counting the requests itself. It shows how a strategy with options and state is written; to
+ * balance on real budgets, use the built-in `quota_aware` strategy instead, which reads each
+ * key's budgets (its `quota` settings, or the provider's word when lower). Providers such as
+ * ModelScope give each account a daily request quota; spreading requests so that the key with
+ * the most left goes first uses every account's quota before any key runs dry. Load it from a
+ * config file:
  *
  * ```yaml
  * plugins: [./plugins/examples/quota_aware.ts]
  * pools:
- *   default: { strategy: quota_aware, upstreams: [modelscope] }
+ *   default: { strategy: daily_quota, upstreams: [modelscope] }
  * ```
  *
  * A key's quota is `dailyQuota × weight` (so `weight: 2` marks an account with twice the quota).
@@ -25,7 +28,7 @@ import type { Candidate, Strategy, StrategyPlugin } from "../../src/plugin.ts";
 
 /** Options of {@linkcode quotaAware}. */
 export interface QuotaAwareOptions {
-  /** The strategy's name in config files. @default "quota_aware" */
+  /** The strategy's name in config files. @default "daily_quota" */
   name?: string;
   /** Requests per key per UTC day, for a key of weight 1. @default 2000 */
   dailyQuota?: number;
@@ -36,7 +39,7 @@ export interface QuotaAwareOptions {
 const DAY_MS = 86_400_000;
 
 /**
- * Builds a `quota_aware` strategy plugin.
+ * Builds a `daily_quota` strategy plugin (under another name if `options.name` says so).
  * @param options its name, the daily quota per key and the clock
  * @returns the plugin; register it by exporting it from a module named in `plugins:`
  * @throws {TypeError} when `dailyQuota` is not a positive number
@@ -44,7 +47,7 @@ const DAY_MS = 86_400_000;
 export function quotaAware(options: QuotaAwareOptions = {}): StrategyPlugin {
   const dailyQuota = options.dailyQuota ?? 2000;
   if (!(dailyQuota > 0)) {
-    throw new TypeError(`Cannot build quota_aware: dailyQuota must be > 0, got ${dailyQuota}`);
+    throw new TypeError(`Cannot build daily_quota: dailyQuota must be > 0, got ${dailyQuota}`);
   }
   const now = options.now ?? Date.now;
   /** Per key id: the UTC day and the key's request counter when that day's count began. */
@@ -62,7 +65,7 @@ export function quotaAware(options: QuotaAwareOptions = {}): StrategyPlugin {
 
   return {
     kind: "strategy",
-    name: options.name ?? "quota_aware",
+    name: options.name ?? "daily_quota",
     description: `The key with the most of its daily quota (${dailyQuota} × weight) left`,
     create(): Strategy {
       let last = -1;
@@ -91,5 +94,5 @@ export function quotaAware(options: QuotaAwareOptions = {}): StrategyPlugin {
   };
 }
 
-/** `quota_aware` with 2000 requests per key per UTC day. */
+/** `daily_quota` with 2000 requests per key per UTC day. */
 export default quotaAware();

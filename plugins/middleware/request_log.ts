@@ -112,6 +112,7 @@ function write(ctx: RequestContext, services: Services): void {
     path: logger.redact(path),
     client: ctx.client?.name,
     model: l.model === undefined ? undefined : logger.redact(l.model),
+    served_model: l.servedModel,
     upstream: l.upstream,
     key: l.key,
     status: l.status,

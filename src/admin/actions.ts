@@ -68,8 +68,12 @@ export function adminAction(
   for (const c of targets) {
     if (action === "disable") app.board.setDisabled(c, true);
     else if (action === "enable") app.board.setDisabled(c, false);
-    else app.board.reset(c);
+    else {
+      app.board.reset(c);
+      app.budgets.reset(c);
+    }
   }
+  if (action !== "disable") app.wake();
   return {
     ok: true,
     action: action as AdminAction,

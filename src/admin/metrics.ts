@@ -11,6 +11,8 @@
 import type { RequestContext } from "../plugin.ts";
 import type { Runtime } from "../runtime.ts";
 import type { StatsSource } from "./source.ts";
+import { type BudgetView, budgetViews } from "../budget/book.ts";
+import type { WaitQueue } from "../proxy/wait_queue.ts";
 import { statusOf } from "../health/availability.ts";
 import type { CandidateState } from "../state_store.ts";
 
@@ -225,6 +227,8 @@ export class Metrics {
     head("llm_balance_candidate_state", "gauge", "Current state of each candidate");
     out.push(...stateLines);
     this.#candidateCounters(out, app);
+    this.#budgets(out, app, now);
+    this.#queues(out, app);
     head("llm_balance_uptime_seconds", "gauge", "Seconds since start");
     out.push(`llm_balance_uptime_seconds ${((now - app.startedAt) / 1000).toFixed(3)}`);
     return out.join("\n") + "\n";
@@ -252,6 +256,74 @@ export class Metrics {
       out.push(`${name}${labels({ ...l, type: "prompt" })} ${c.state.promptTokens}`);
       out.push(`${name}${labels({ ...l, type: "completion" })} ${c.state.completionTokens}`);
     }
+  }
+
+  /** Every key's budgets as gauges (per model only for the models the configuration names). */
+  #budgets(out: string[], app: StatsSource, now: number): void {
+    const names = configuredModels(app.rt);
+    const rows: [Record<string, string>, BudgetView][] = [];
+    for (const c of app.rt.candidates.values()) {
+      for (const [budget, v] of Object.entries(budgetViews(c, now))) {
+        const at = budget.indexOf(":");
+        const model = at < 0 ? "" : budget.slice(at + 1);
+        if (model !== "" && !names.has(model)) continue;
+        rows.push([{
+          upstream: c.upstream.name,
+          key: c.mask,
+          budget: at < 0 ? budget : budget.slice(0, at),
+          model,
+        }, v]);
+      }
+    }
+    const gauge = (name: string, help: string, value: (v: BudgetView) => number) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+      for (const [l, v] of rows) out.push(`${name}${labels(l)} ${value(v)}`);
+    };
+    gauge(
+      "llm_balance_budget_limit",
+      "Each key's budget (0: learned, no configured limit)",
+      (v) => v.limit,
+    );
+    gauge("llm_balance_budget_used", "Used of each key's budget in its window", (v) => v.used);
+    gauge(
+      "llm_balance_budget_remaining",
+      "Left of each key's budget (counted, or the provider's word when lower)",
+      (v) => v.remaining,
+    );
+    gauge(
+      "llm_balance_budget_reset_seconds",
+      "Seconds until each key's budget window resets",
+      (v) => v.resetsAt > 0 ? Math.max(0, Math.round((v.resetsAt - now) / 1000)) : 0,
+    );
+  }
+
+  /** Requests waiting for a key, per pool, and how long they waited. */
+  #queues(out: string[], app: StatsSource): void {
+    const rows: [string, WaitQueue][] = [];
+    for (const [pool, q] of app.queues) rows.push([pool.model === "*" ? "default" : pool.model, q]);
+    const series = (name: string, type: string, help: string, value: (q: WaitQueue) => number) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [pool, q] of rows) out.push(`${name}${labels({ pool })} ${value(q)}`);
+    };
+    series("llm_balance_queue_length", "gauge", "Requests waiting for a key", (q) => q.length);
+    series(
+      "llm_balance_queue_waited_total",
+      "counter",
+      "Requests that waited and got a key",
+      (q) => q.waited,
+    );
+    series(
+      "llm_balance_queue_wait_seconds_total",
+      "counter",
+      "Seconds requests waited for a key",
+      (q) => Number((q.waitedMs / 1000).toFixed(3)),
+    );
+    series(
+      "llm_balance_queue_refused_total",
+      "counter",
+      "Requests refused: queue full",
+      (q) => q.refused,
+    );
   }
 
   #histograms(out: string[], name: string, help: string, which: "duration" | "ttfb"): void {

@@ -8,6 +8,9 @@
 import type { HealthBoard } from "../health/board.ts";
 import type { Runtime } from "../runtime.ts";
 import type { LatencyTracker } from "./latency.ts";
+import type { Budgets } from "../budget/book.ts";
+import type { Pool } from "../pool.ts";
+import type { WaitQueue } from "../proxy/wait_queue.ts";
 
 /** The state the views read. */
 export interface StatsSource {
@@ -15,8 +18,14 @@ export interface StatsSource {
   readonly rt: Runtime;
   readonly board: HealthBoard;
   readonly latency: LatencyTracker;
+  /** Every key's budgets (an operator's reset clears them too). */
+  readonly budgets: Budgets;
+  /** Requests waiting for a key, per pool. */
+  readonly queues: ReadonlyMap<Pool, WaitQueue>;
   /** Epoch ms when the application started. */
   readonly startedAt: number;
   /** Wall-clock time, epoch ms. */
   now(): number;
+  /** Wakes requests waiting for a key (keys were enabled or reset). */
+  wake(): void;
 }

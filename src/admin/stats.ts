@@ -12,6 +12,8 @@ import type { Candidate, ModelEntry, ModelList } from "../plugin.ts";
 
 export type { ModelEntry, ModelList } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
+import { budgetViews, SPENT_WHY } from "../budget/book.ts";
+import { formatWithOffset } from "../budget/reset.ts";
 
 function iso(ms: number): string | null {
   return ms > 0 ? new Date(ms).toISOString() : null;
@@ -20,6 +22,7 @@ function iso(ms: number): string | null {
 function reasonOf(c: Candidate, now: number): string | null {
   const s = c.state;
   const st = statusOf(s, now);
+  if (st === "spent") return SPENT_WHY[s.budget.spentReason] ?? "spent its budget";
   if (st === "unhealthy") return s.unhealthyReason || "probe failed";
   if (st === "resting") return s.restReason.replace("_", " ");
   if (st === "ejected") return `${s.consecutiveFailures} consecutive failures (${s.lastError})`;
@@ -31,6 +34,7 @@ function untilOf(c: Candidate, now: number): string | null {
   const s = c.state;
   const st = statusOf(s, now);
   if (st === "resting") return iso(s.restUntil);
+  if (st === "spent") return iso(s.budget.spentUntil);
   if (st === "ejected") return iso(s.ejectedUntil);
   return null;
 }
@@ -69,7 +73,23 @@ export function candidateView(app: StatsSource, c: Candidate): Record<string, un
     prompt_tokens: s.promptTokens,
     completion_tokens: s.completionTokens,
     total_tokens: s.totalTokens,
+    budgets: budgetsView(c, now),
   };
+}
+
+/** A key's budgets: limit, used, remaining (counted or the provider's word) and next reset. */
+function budgetsView(c: Candidate, now: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, v] of Object.entries(budgetViews(c, now))) {
+    out[name] = {
+      limit: v.limit,
+      used: v.used,
+      remaining: v.remaining,
+      source: v.learned ? "provider" : "counted",
+      resets_at: v.resetsAt > 0 ? formatWithOffset(v.resetsAt, c.quota.timeZone) : null,
+    };
+  }
+  return out;
 }
 
 /**

@@ -8,6 +8,7 @@
 
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { App } from "../app.ts";
+import { statePath } from "../state/open.ts";
 import { ConfigError, type ConfigIssue } from "../config/mod.ts";
 import type { Config } from "../config/types.ts";
 import { importPlugins, PluginError, Registry } from "../registry.ts";
@@ -213,6 +214,8 @@ export interface ConfigSummary {
   plugins: VerifiedConfig["plugins"];
   client_keys: number;
   admin_key: boolean;
+  /** Where `serve` keeps key state (rests, budgets spent, disables); "memory" keeps nothing. */
+  state: string;
 }
 
 /**
@@ -250,7 +253,17 @@ export function summarize(app: App, verified: VerifiedConfig): ConfigSummary {
     plugins: verified.plugins,
     client_keys: config.clientKeys.length,
     admin_key: config.adminKey !== undefined,
+    state: stateOf(config),
   };
+}
+
+/** The state file `serve` would use, or "memory"; a path that cannot be told says why. */
+function stateOf(config: Config): string {
+  try {
+    return statePath(config) ?? "memory";
+  } catch (err) {
+    return `(unknown: ${err instanceof Error ? err.message : String(err)})`;
+  }
 }
 
 /**
@@ -271,6 +284,7 @@ export function formatSummary(s: ConfigSummary): string {
   }
   for (const p of s.plugins) lines.push(`  plugin ${p.path}: ${p.names.join(", ")}`);
   lines.push(`  client keys: ${s.client_keys}, admin key: ${s.admin_key ? "set" : "not set"}`);
+  lines.push(`  state: ${s.state}`);
   return lines.join("\n");
 }
 

@@ -11,6 +11,7 @@ import { builtins } from "../../plugins/mod.ts";
 import type { Config } from "../config/types.ts";
 import { type RunningServer, startServer } from "../server.ts";
 import { Reloader } from "./reloader.ts";
+import { openStateStore } from "../state/open.ts";
 import { describeError, out, say } from "./_io.ts";
 
 /** Options of {@linkcode serve}. */
@@ -32,8 +33,11 @@ const DUPLICATE_SIGNAL_MS = 300;
  */
 export async function serve(config: Config, options: ServeOptions): Promise<number> {
   let app: App;
+  let statePath: string | undefined;
   try {
-    app = await App.create(config, { plugins: builtins, probes: true });
+    const opened = openStateStore(config);
+    statePath = opened.path;
+    app = await App.create(config, { plugins: builtins, probes: true, store: opened.store });
   } catch (err) {
     say(describeError(err, `Cannot start with config "${config.source}"`));
     return 2;
@@ -97,6 +101,7 @@ export async function serve(config: Config, options: ServeOptions): Promise<numb
     format: config.format,
     upstreams: app.rt.upstreams.size,
     keys: app.rt.candidates.size,
+    state: statePath ?? "memory",
   });
   try {
     // The server only finishes after a stop signal (or if Deno's server loop fails).

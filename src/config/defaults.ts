@@ -3,7 +3,7 @@
  * Default values shared by every config format, and the base `Config` they fill in.
  */
 
-import type { Config, HealthCheckConfig, Timeouts } from "./types.ts";
+import type { Config, HealthCheckConfig, QuotaConfig, Timeouts } from "./types.ts";
 
 /** Per-attempt timeouts when a file sets none: connect 10 s, first byte 120 s, idle 120 s, total 600 s. */
 export const DEFAULT_TIMEOUTS: Readonly<Timeouts> = Object.freeze({
@@ -27,6 +27,36 @@ export function timeoutsFromTotal(totalMs: number): Timeouts {
 }
 
 export const DEFAULT_MAX_FAILURES = 3;
+
+/** Hosts whose daily budgets reset at midnight Beijing time (ModelScope's API-Inference). */
+const BEIJING_HOSTS = /(^|\.)modelscope\.cn$/i;
+
+/**
+ * The budgets of a key without configured ones: no limit, the daily reset at midnight in UTC,
+ * or in Asia/Shanghai for ModelScope (whose counters reset then, and whose headers tell the
+ * proxy a key's calls left today even without any configuration).
+ *
+ * @param baseUrl the upstream's base URL
+ * @returns every limit 0 (none), reset 00:00
+ */
+export function defaultQuota(baseUrl: string): QuotaConfig {
+  let host = "";
+  try {
+    host = new URL(baseUrl).hostname;
+  } catch {
+    // a base URL is checked before; an odd one just gets UTC
+  }
+  return {
+    requestsPerDay: 0,
+    modelRequestsPerDay: 0,
+    tokensPerDay: 0,
+    requestsPerMinute: 0,
+    tokensPerMinute: 0,
+    maxConcurrency: 0,
+    reset: { hour: 0, minute: 0 },
+    timeZone: BEIJING_HOSTS.test(host) ? "Asia/Shanghai" : "UTC",
+  };
+}
 
 /**
  * The health check used when a file enables one without details.
@@ -71,10 +101,12 @@ export function baseConfig(source: string, format: Config["format"]): Config {
       ejectionBaseMs: 30_000,
       ejectionMaxMs: 300_000,
       rateLimitRestMs: 60_000,
-      quotaRestMs: 3_600_000,
+      quotaRestMs: 0,
       authRestMs: 600_000,
     },
     usage: { injectStreamUsage: false },
+    queue: { maxWaitMs: 0, maxLength: 1000 },
+    state: { kind: "file", path: undefined },
     plugins: [],
   };
 }

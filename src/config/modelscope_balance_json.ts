@@ -20,6 +20,7 @@ import {
   DEFAULT_MAX_FAILURES,
   DEFAULT_TIMEOUTS,
   defaultHealthCheck,
+  defaultQuota,
 } from "./defaults.ts";
 import { type Config, DEFAULT_AFFINITY } from "./types.ts";
 
@@ -88,6 +89,7 @@ export function normalizeModelscopeBalanceJson(
     priority: 0,
     timeouts: { ...DEFAULT_TIMEOUTS },
     maxFailures: DEFAULT_MAX_FAILURES,
+    quota: defaultQuota(baseUrl),
     ...(file.health_check === false ? {} : { healthCheck: defaultHealthCheck(healthPath) }),
   }];
   config.pools = [{
@@ -95,6 +97,7 @@ export function normalizeModelscopeBalanceJson(
     strategy: "round_robin",
     members: [{ upstream: name }],
     affinityBy: [...DEFAULT_AFFINITY],
+    fallbacks: [],
   }];
   return { ok: true, value: config };
 }

@@ -123,6 +123,7 @@ function poolSchema(upstreamNames: ReadonlySet<string>) {
   ], { error: 'must be an upstream name or a mapping with "upstream"' });
   return z.strictObject({
     strategy: text().optional(),
+    fallbacks: z.array(text()).optional(),
     affinity: z.strictObject({
       by: z.array(affinitySource).min(1, "must list at least one source").optional(),
     }).optional(),
@@ -173,7 +174,26 @@ function nativeSchema(upstreamNames: ReadonlySet<string>) {
     pools: z.record(text(), poolSchema(upstreamNames)).refine(
       (p) => !("default" in p && "*" in p),
       { message: 'use either "default" or "*" for the default pool, not both', when: () => true },
-    ).optional(),
+    ).superRefine((pools, ctx) => {
+      for (const [model, pool] of Object.entries(pools)) {
+        const fallbacks = pool.fallbacks ?? [];
+        fallbacks.forEach((fallback, i) => {
+          const path = [model, "fallbacks", i];
+          if (fallback === "") return; // reported as empty already
+          if (fallbacks.indexOf(fallback) < i) {
+            ctx.addIssue({ code: "custom", message: `"${fallback}" is listed twice`, path });
+          } else if (fallback === model) {
+            ctx.addIssue({ code: "custom", message: "a pool cannot fall back to itself", path });
+          } else if (!(fallback in pools) || fallback === "default" || fallback === "*") {
+            ctx.addIssue({
+              code: "custom",
+              message: `no pool is named "${fallback}" (a fallback names another model's pool)`,
+              path,
+            });
+          }
+        });
+      }
+    }).optional(),
     retry: z.strictObject({
       max_attempts: intRange(1, 10).optional(),
       backoff_base: seconds().optional(),
@@ -189,6 +209,16 @@ function nativeSchema(upstreamNames: ReadonlySet<string>) {
       auth_rest: seconds().optional(),
     }).optional(),
     usage: z.strictObject({ inject_stream_usage: bool().optional() }).optional(),
+    queue: z.strictObject({
+      max_wait: seconds().optional(),
+      max_length: intRange(1).optional(),
+    }).optional(),
+    state: z.union([
+      z.string().refine((v) => v === "memory", {
+        error: 'must be "memory" or a mapping with "path"',
+      }),
+      z.strictObject({ path: text().optional() }),
+    ], { error: 'must be "memory" or a mapping with "path"' }).optional(),
     plugins: z.array(text()).optional(),
   });
 }
@@ -203,7 +233,7 @@ function resolvePlugin(path: string, baseDir: string): string {
 
 function toConfig(file: NativeFile, context: NormalizeContext): Config {
   const config = baseConfig(context.source, "native");
-  const { server, log, auth, retry, health, usage } = file;
+  const { server, log, auth, retry, health, usage, queue, state } = file;
   const s = config.server;
   if (server !== undefined) {
     s.host = server.host ?? s.host;
@@ -239,6 +269,14 @@ function toConfig(file: NativeFile, context: NormalizeContext): Config {
     authRestMs: health?.auth_rest ?? h.authRestMs,
   };
   config.usage = { injectStreamUsage: usage?.inject_stream_usage ?? false };
+  config.queue = {
+    maxWaitMs: queue?.max_wait ?? config.queue.maxWaitMs,
+    maxLength: queue?.max_length ?? config.queue.maxLength,
+  };
+  if (state === "memory") config.state = { kind: "memory" };
+  else if (state?.path !== undefined) {
+    config.state = { kind: "file", path: resolve(context.baseDir, state.path) };
+  }
   const maxFailures = health?.max_failures ?? DEFAULT_MAX_FAILURES;
   config.upstreams = entriesInOrder(file.upstreams, ["upstreams"], context).map(([name, u]) =>
     toUpstream(name, u, maxFailures)
@@ -249,12 +287,14 @@ function toConfig(file: NativeFile, context: NormalizeContext): Config {
       strategy: "round_robin",
       members: config.upstreams.map((u) => ({ upstream: u.name })),
       affinityBy: [...DEFAULT_AFFINITY],
+      fallbacks: [],
     }]
     : entriesInOrder(file.pools, ["pools"], context).map(([model, pool]): PoolConfig => ({
       model: model === "default" ? "*" : model,
       strategy: pool.strategy ?? "round_robin",
       members: pool.upstreams,
       affinityBy: pool.affinity?.by ?? [...DEFAULT_AFFINITY],
+      fallbacks: pool.fallbacks ?? [],
     }));
   config.plugins = (file.plugins ?? []).map((p) => resolvePlugin(p, context.baseDir));
   return config;

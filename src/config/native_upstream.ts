@@ -18,14 +18,69 @@ import {
   text,
 } from "./_schema.ts";
 import { HEADER_NAME } from "../proxy/headers.ts";
-import { DEFAULT_TIMEOUTS, defaultHealthCheck, timeoutsFromTotal } from "./defaults.ts";
-import type { HealthCheckConfig, KeyConfig, Timeouts, UpstreamConfig } from "./types.ts";
+import {
+  DEFAULT_TIMEOUTS,
+  defaultHealthCheck,
+  defaultQuota,
+  timeoutsFromTotal,
+} from "./defaults.ts";
+import type {
+  HealthCheckConfig,
+  KeyConfig,
+  QuotaConfig,
+  Timeouts,
+  UpstreamConfig,
+} from "./types.ts";
+import { isTimeZone, parseResetTime } from "../budget/reset.ts";
+
+/** The `quota` mapping of an upstream or a key: every field optional. */
+const quota = z.strictObject({
+  requests_per_day: intRange(0).optional(),
+  model_requests_per_day: intRange(0).optional(),
+  tokens_per_day: intRange(0).optional(),
+  requests_per_minute: intRange(0).optional(),
+  tokens_per_minute: intRange(0).optional(),
+  max_concurrency: intRange(0).optional(),
+  reset: z.string().transform((text, ctx) => {
+    try {
+      return parseResetTime(text);
+    } catch {
+      ctx.addIssue({ code: "custom", message: 'must be a local time "HH:MM", e.g. "00:00"' });
+      return z.NEVER;
+    }
+  }).optional(),
+  time_zone: z.string().refine(isTimeZone, {
+    error: (issue) =>
+      `unknown time zone "${String(issue.input)}" (an IANA name, e.g. Asia/Shanghai)`,
+  }).optional(),
+});
+
+/** A parsed `quota` mapping. */
+type NativeQuota = z.output<typeof quota>;
+
+/**
+ * The fields a `quota` mapping sets, as a partial {@linkcode QuotaConfig}.
+ * @param q the parsed mapping
+ */
+function quotaFields(q: NativeQuota): Partial<QuotaConfig> {
+  const out: Partial<QuotaConfig> = {};
+  if (q.requests_per_day !== undefined) out.requestsPerDay = q.requests_per_day;
+  if (q.model_requests_per_day !== undefined) out.modelRequestsPerDay = q.model_requests_per_day;
+  if (q.tokens_per_day !== undefined) out.tokensPerDay = q.tokens_per_day;
+  if (q.requests_per_minute !== undefined) out.requestsPerMinute = q.requests_per_minute;
+  if (q.tokens_per_minute !== undefined) out.tokensPerMinute = q.tokens_per_minute;
+  if (q.max_concurrency !== undefined) out.maxConcurrency = q.max_concurrency;
+  if (q.reset !== undefined) out.reset = q.reset;
+  if (q.time_zone !== undefined) out.timeZone = q.time_zone;
+  return out;
+}
 
 const keyObject = z.strictObject({
   key: z.string().trim().min(1, "must not be empty"),
   name: text().optional(),
   weight: atLeast(0).optional(),
   priority: intRange(0).optional(),
+  quota: quota.optional(),
 });
 
 /** The message for a key list that is set but holds no key. */
@@ -47,11 +102,12 @@ const keys = z.union([
     if (all.length > 0 && kept.length === 0) {
       ctx.addIssue({ code: "custom", message: EMPTY_KEYS, path: [] });
     }
-    return kept.map(({ key, name, weight, priority }) => ({
+    return kept.map(({ key, name, weight, priority, quota }) => ({
       key,
       ...(name === undefined ? {} : { name }),
       ...(weight === undefined ? {} : { weight }),
       ...(priority === undefined ? {} : { priority }),
+      ...(quota === undefined ? {} : { quota: quotaFields(quota) }),
     }));
   },
 );
@@ -114,6 +170,7 @@ export const upstreamSchema = z.strictObject({
   max_failures: intRange(1).optional(),
   timeout: timeouts.optional(),
   health_check: healthCheck.optional(),
+  quota: quota.optional(),
 }).refine((u) => u.key === undefined || u.keys === undefined, {
   message: 'use either "key" or "keys", not both',
   path: ["key"],
@@ -173,5 +230,6 @@ export function toUpstream(
     timeouts: u.timeout ?? { ...DEFAULT_TIMEOUTS },
     maxFailures: u.max_failures ?? defaultMaxFailures,
     ...(healthCheck === undefined ? {} : { healthCheck }),
+    quota: { ...defaultQuota(u.base_url), ...(u.quota === undefined ? {} : quotaFields(u.quota)) },
   };
 }

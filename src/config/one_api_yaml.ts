@@ -22,6 +22,7 @@ import {
   baseConfig,
   DEFAULT_MAX_FAILURES,
   defaultHealthCheck,
+  defaultQuota,
   timeoutsFromTotal,
 } from "./defaults.ts";
 import {
@@ -120,6 +121,7 @@ function toUpstreams(name: string, m: SeedBModel): UpstreamConfig[] {
     timeouts: timeoutsFromTotal(u.timeout ?? 60_000),
     maxFailures: m.max_failures ?? DEFAULT_MAX_FAILURES,
     healthCheck: { ...defaultHealthCheck("/models"), intervalMs },
+    quota: defaultQuota(u.api_base),
   }));
 }
 
@@ -151,6 +153,7 @@ export function normalizeOneApiYaml(tree: unknown, context: NormalizeContext): C
       strategy: m.load_balance_strategy ?? "round_robin",
       members: upstreams.map((u) => ({ upstream: u.name })),
       affinityBy: [...DEFAULT_AFFINITY],
+      fallbacks: [],
     });
   }
   config.pools = pools;

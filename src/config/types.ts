@@ -46,6 +46,29 @@ export interface HealthCheckConfig {
   validatesKey?: boolean;
 }
 
+/**
+ * A key's budgets (native `quota`), per key: each key of an upstream has its own. 0 means no
+ * limit. The daily counters start again at `reset` local time in `timeZone`.
+ */
+export interface QuotaConfig {
+  /** Requests a day, all models together. @default 0 */
+  requestsPerDay: number;
+  /** Requests a day for each model on its own. @default 0 */
+  modelRequestsPerDay: number;
+  /** Tokens a day (the usage answers report). @default 0 */
+  tokensPerDay: number;
+  /** Requests in any minute window. @default 0 */
+  requestsPerMinute: number;
+  /** Tokens in any minute window. @default 0 */
+  tokensPerMinute: number;
+  /** Requests in flight at once; more wait (with a queue) or go to another key. @default 0 */
+  maxConcurrency: number;
+  /** Local time of the daily reset. @default 00:00 */
+  reset: { hour: number; minute: number };
+  /** IANA time zone of the reset. @default "UTC" ("Asia/Shanghai" for ModelScope upstreams) */
+  timeZone: string;
+}
+
 /** One upstream key. */
 export interface KeyConfig {
   /** The secret itself (after `${ENV}` substitution). */
@@ -56,6 +79,8 @@ export interface KeyConfig {
   weight?: number;
   /** Priority tier of this key; overrides the upstream's (0 is the first tier). */
   priority?: number;
+  /** Budgets of this key, overriding the upstream's field by field. */
+  quota?: Partial<QuotaConfig>;
 }
 
 /** One named upstream server with its keys. */
@@ -88,6 +113,8 @@ export interface UpstreamConfig {
   maxFailures: number;
   /** Active health checks; undefined when disabled. */
   healthCheck?: HealthCheckConfig;
+  /** Budgets of each key of this upstream. */
+  quota: QuotaConfig;
 }
 
 /** A member of a pool: an upstream, with pool-specific weight and priority. */
@@ -111,6 +138,11 @@ export interface PoolConfig {
    * @default ["prompt_cache_key", "user"]
    */
   affinityBy: AffinitySource[];
+  /**
+   * Models whose pools serve a request this pool cannot (every key spent, resting or down), in
+   * order; the body's `model` is rewritten to the one that serves. @default []
+   */
+  fallbacks: string[];
 }
 
 /** A source of a request's affinity key (see {@linkcode PoolConfig.affinityBy}). */
@@ -148,7 +180,11 @@ export interface HealthConfig {
   ejectionMaxMs: number;
   /** Rest of a key after a 429 without any reset header. @default 60000 */
   rateLimitRestMs: number;
-  /** Rest of a key whose quota is exhausted, when no reset time is given. @default 3600000 */
+  /**
+   * The longest a key stays out after the provider said its quota is exhausted without saying
+   * until when; 0: until the key's next daily reset (its `quota.reset` in `quota.time_zone`).
+   * @default 0
+   */
   quotaRestMs: number;
   /**
    * Rest of a key refused with 401/403 when no probe that validates keys can restore it; the
@@ -195,6 +231,26 @@ export interface LogConfig {
   format: "auto" | "json" | "pretty";
 }
 
+/** Requests that find no usable key wait for one (native `queue`). */
+export interface QueueConfig {
+  /** Longest wait for a key; 0 answers at once. @default 0 */
+  maxWaitMs: number;
+  /** Requests waiting at most (per pool); beyond it, 503 at once. @default 1000 */
+  maxLength: number;
+}
+
+/**
+ * Where key state (rests, budgets spent, disables) is kept (native `state`): `memory` keeps
+ * nothing across restarts; `file` keeps it in a local database file.
+ */
+export type StateConfig =
+  | { kind: "memory" }
+  | {
+    kind: "file";
+    /** The database file; undefined: the platform's place for application state. */
+    path: string | undefined;
+  };
+
 export interface UsageConfig {
   /** Add `stream_options.include_usage` to OpenAI-style streams and strip the extra chunk. @default false */
   injectStreamUsage: boolean;
@@ -218,6 +274,9 @@ export interface Config {
   retry: RetryConfig;
   health: HealthConfig;
   usage: UsageConfig;
+  queue: QueueConfig;
+  /** @default a file at the platform's place for application state */
+  state: StateConfig;
   /** Plugin module paths, resolved against the config file's folder. */
   plugins: string[];
 }

@@ -30,6 +30,11 @@ export interface OutcomeInfo {
    * the trial is in flight. @default true when a trial is in flight (the attempt is assumed to be it)
    */
   trial?: boolean | undefined;
+  /**
+   * Whether a rate limit or quota rests the key here. False when the budgets took the key (or
+   * only its model) out instead. @default true
+   */
+  rest?: boolean | undefined;
 }
 
 /** Options of {@linkcode HealthBoard}. */
@@ -47,6 +52,9 @@ export interface HealthBoardOptions {
    */
   probes?: boolean;
 }
+
+/** Rest after an exhausted quota when neither the provider nor `health.quota_rest` says. */
+const QUOTA_REST_MS = 3_600_000;
 
 const REST_WHY: Record<Exclude<RestReason, "">, string> = {
   rate_limited: "rate limited by the upstream",
@@ -151,7 +159,11 @@ export class HealthBoard {
       case "rate_limited":
       case "quota": {
         this.#failed(s, cls);
-        const restMs = cls === "quota" ? this.#cfg.quotaRestMs : this.#cfg.rateLimitRestMs;
+        if (info.rest === false) break;
+        // (the budgets keep a quota the proxy's requests exhaust: this rest is for other callers)
+        const restMs = cls === "quota"
+          ? this.#cfg.quotaRestMs || QUOTA_REST_MS
+          : this.#cfg.rateLimitRestMs;
         this.#rest(c, s, cls, info.retryAt ?? now + restMs, now, info.status);
         break;
       }

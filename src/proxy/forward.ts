@@ -11,20 +11,34 @@
  */
 
 import type { Clock } from "../clock.ts";
-import type { RetryConfig } from "../config/types.ts";
-import { ProxyError, shuttingDown } from "../errors.ts";
+import type { QueueConfig, RetryConfig } from "../config/types.ts";
+import { shuttingDown } from "../errors.ts";
 import { isRetryable } from "../health/classify.ts";
-import { retryAt } from "../health/retry_after.ts";
 import type { Logger } from "../logger.ts";
 import type { PickContext, RequestContext } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
 import { attempt, type AttemptResult } from "./attempt.ts";
 import type { Watchdog } from "./watchdog.ts";
 import { applyAuth, forwardRequestHeaders } from "./headers.ts";
-import { affinityKey, ALLOW, isForwarded, notAllowed, readInbound } from "./inbound.ts";
+import {
+  affinityKey,
+  ALLOW,
+  isForwarded,
+  notAllowed,
+  notProxied,
+  readInbound,
+  unserved,
+  withModel,
+} from "./inbound.ts";
 import type { Lease } from "./lease.ts";
 import { bodyFor } from "./request_body.ts";
 import { commit, finalResponse } from "./respond.ts";
+import { learnedBudgets } from "../budget/headers.ts";
+import { emptyAnswer, type ErrorMeaning, errorMeaning } from "../budget/meaning.ts";
+import { firstLease } from "./acquire.ts";
+import type { WaitQueue } from "./wait_queue.ts";
+
+const encoder = new TextEncoder();
 import { backoffMs, upstreamUrl } from "./routing.ts";
 
 /** How attempts reach upstreams. */
@@ -44,6 +58,8 @@ export interface ForwardSettings {
   readonly injectStreamUsage: boolean;
   /** Whether answers carry `x-llm-balance-overhead-ms`. */
   readonly overheadHeader: boolean;
+  /** How long and how many requests may wait for a key. */
+  readonly queue: QueueConfig;
 }
 
 /** What the engine depends on, and nothing more. */
@@ -61,6 +77,8 @@ export interface ForwardDeps {
   readonly watchdog: Watchdog;
   readonly logger: Logger;
   readonly settings: ForwardSettings;
+  /** The wait queue of a pool. */
+  queueFor(pool: Pool): WaitQueue;
   /** Whether llm-balance is shutting down: no new attempt starts. */
   stopping(): boolean;
 }
@@ -97,29 +115,11 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
   }
   const { settings, clock } = deps;
   const inbound = await readInbound(ctx, settings);
-  const { body, text, model } = inbound;
-  const pool = deps.poolFor(model);
-  if (pool === undefined) {
-    throw model === undefined
-      ? new ProxyError("Request names no model and no default pool is configured", {
-        status: 400,
-        type: "invalid_request_error",
-        code: "model_required",
-      })
-      : new ProxyError(`The model "${model}" does not exist or is not served here`, {
-        status: 404,
-        type: "invalid_request_error",
-        code: "model_not_found",
-      });
-  }
+  let { body, text, model } = inbound;
+  let pool = deps.poolFor(model);
+  if (pool === undefined) throw unserved(model);
   const path = ctx.path;
-  if (path !== "/v1" && !path.startsWith("/v1/") && v1Only(pool)) {
-    throw new ProxyError(`Path "${path}" is not proxied: only /v1/* requests are forwarded`, {
-      status: 404,
-      type: "not_found_error",
-      code: "not_found",
-    });
-  }
+  if (path !== "/v1" && !path.startsWith("/v1/") && v1Only(pool)) throw notProxied(path);
   const retry = settings.retry;
   const deadline = retry.deadlineMs > 0 ? clock.now() + retry.deadlineMs : Infinity;
   const client = ctx.client?.name;
@@ -147,8 +147,39 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
     const stale = last?.cls === "stale";
     if (lastLease !== undefined && !stale) (tried ??= new Set()).add(lastLease.candidate.id);
     if (deps.stopping()) throw shuttingDown();
-    let lease = n === 1 ? pool.lease(pick) : pool.lease(pick, exclude);
-    if (lease === undefined && n > 1 && pool.any()) {
+    let lease: Lease | undefined;
+    if (n === 1) {
+      // at once, unless others wait for a key of this pool (then behind them)
+      lease = deps.queueFor(pool).length === 0 ? pool.lease(pick) : undefined;
+    } else lease = pool.lease(pick, exclude);
+    if (lease === undefined && n === 1) {
+      const first = await firstLease(
+        { poolFor: deps.poolFor, queueFor: deps.queueFor, clock, queue: settings.queue },
+        pool,
+        pick,
+        () => req.signal,
+      );
+      lease = first.lease;
+      if (first.pool !== pool) {
+        // a fallback model's pool serves: the body names that model from now on
+        pool = first.pool;
+        model = first.model;
+        ctx.log.servedModel = model;
+        const renamed = text === undefined ? undefined : withModel(text, model);
+        if (renamed !== undefined) {
+          text = renamed;
+          body = encoder.encode(renamed);
+        }
+      }
+      if (lease === undefined && req.signal.aborted) {
+        // the client left while waiting for a key: nothing was sent upstream
+        ctx.log.outcome = "client_abort";
+        ctx.log.status = 499;
+        ctx.res = new Response(null, { status: 499 });
+        return;
+      }
+    }
+    if (lease === undefined && n > 1 && pool.any(undefined, model)) {
       // only upstreams that already failed (or only tried keys) are left: back off first
       const wait = Math.min(
         backoffMs(n - 1, retry.backoffBaseMs, retry.backoffMaxMs, deps.random),
@@ -194,23 +225,43 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
     }
     const t1 = clock.mono();
     log.upstreamMs += t1 - lease.startedAt;
+    const now = clock.now();
+    const learned = result.kind === "failure"
+      ? undefined
+      : learnedBudgets(result.response.headers, now);
     if (result.kind === "response") {
-      commit(ctx, lease, result, {
-        injected: inbound.injected,
-        now: t1,
-        overheadHeader: settings.overheadHeader,
-        logger: deps.logger,
-      });
-      return;
+      if (!emptyAnswer(path, result.body)) {
+        commit(ctx, lease, result, {
+          injected: inbound.injected,
+          now: t1,
+          overheadHeader: settings.overheadHeader,
+          logger: deps.logger,
+          learned,
+        });
+        return;
+      }
+      // a 200 without choices (ModelScope under load) is a failed call: another key may answer
+      const status = result.response.status;
+      result = {
+        kind: "failure",
+        cls: "server",
+        error: new Error(`answered ${status} with a chat completion without choices`),
+      };
     }
-    const status = result.kind === "error_response" ? result.response.status : undefined;
+    let status: number | undefined;
+    let meaning: ErrorMeaning | undefined;
+    if (result.kind === "error_response") {
+      status = result.response.status;
+      meaning = errorMeaning(result, learned, model, now);
+      if (meaning.cls !== result.cls) result = { ...result, cls: meaning.cls };
+    }
     lease.done({
       cls: result.cls,
       status,
-      retryAt: result.kind === "error_response"
-        ? retryAt(result.response.headers, clock.now())
-        : undefined,
+      retryAt: meaning?.resetAt,
       at: t1,
+      learned,
+      scope: meaning?.scope,
     });
     last = result;
     deps.logger.info("upstream attempt failed", {
@@ -230,6 +281,7 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
     }
   }
   ctx.res = finalResponse(ctx, pool, last, lastLease?.candidate, {
+    model,
     clock,
     logger: deps.logger,
     retries: retry.maxAttempts > 1,

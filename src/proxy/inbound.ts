@@ -10,7 +10,13 @@
 import type { AffinitySource } from "../config/types.ts";
 import { ProxyError } from "../errors.ts";
 import type { RequestContext } from "../plugin.ts";
-import { type FieldSpan, findTopLevelFields, stringOf } from "./json_scan.ts";
+import {
+  type FieldSpan,
+  findTopLevel,
+  findTopLevelFields,
+  replaceValue,
+  stringOf,
+} from "./json_scan.ts";
 import { limitedModel } from "./model_limit.ts";
 import { isJson, readBody } from "./request_body.ts";
 import { acceptsStreamOptions, injectIncludeUsage } from "./stream_usage.ts";
@@ -70,6 +76,49 @@ export function notAllowed(method: string): ProxyError {
       headers: { allow: ALLOW },
     },
   );
+}
+
+/**
+ * The error for a request whose model no pool serves.
+ * @param model the model it named, if any
+ * @returns 400 `model_required` when it named none, else 404 `model_not_found`
+ */
+export function unserved(model: string | undefined): ProxyError {
+  return model === undefined
+    ? new ProxyError("Request names no model and no default pool is configured", {
+      status: 400,
+      type: "invalid_request_error",
+      code: "model_required",
+    })
+    : new ProxyError(`The model "${model}" does not exist or is not served here`, {
+      status: 404,
+      type: "invalid_request_error",
+      code: "model_not_found",
+    });
+}
+
+/**
+ * The error for a path outside `/v1` when every upstream of the pool takes only `/v1` paths.
+ * @param path the request's path
+ */
+export function notProxied(path: string): ProxyError {
+  return new ProxyError(`Path "${path}" is not proxied: only /v1/* requests are forwarded`, {
+    status: 404,
+    type: "not_found_error",
+    code: "not_found",
+  });
+}
+
+/**
+ * A JSON body naming another model (a fallback's): only the `model` value changes.
+ * @param text the body
+ * @param model the model to name
+ * @returns the new text, or undefined when the body has no top-level `model`
+ */
+export function withModel(text: string, model: string | undefined): string | undefined {
+  if (model === undefined) return undefined;
+  const span = findTopLevel(text, "model");
+  return span === undefined ? undefined : replaceValue(text, span, model);
 }
 
 /**

@@ -2,9 +2,10 @@
  * @module
  * One lease per upstream attempt, in the spirit of grpc's `PickResult.Done`: the pool hands out
  * `{candidate, done(outcome)}` and the lease owns everything one attempt changes outside
- * itself: the health board's begin and end, the set of open attempts shutdown cuts, the
- * attempt's cancellation (its control disposed), latency, tokens, and the strategy's outcome
- * hook. `done` runs its work exactly once, whichever path ends the attempt (failure, success,
+ * itself: the health board's begin and end, the key's budgets (a request taken at the start;
+ * tokens, the provider's word and an exhaustion at the end), the set of open attempts shutdown
+ * cuts, the attempt's cancellation (its control disposed), latency, tokens, and the strategy's
+ * outcome hook. `done` runs its work exactly once, whichever path ends the attempt (failure, success,
  * a stream's end, a client leaving, a shutdown cut); a second call does nothing.
  */
 
@@ -22,6 +23,8 @@ import type {
 } from "../plugin.ts";
 import type { AttemptControl, OpenAttempts } from "./attempt_control.ts";
 import type { Usage } from "./usage.ts";
+import type { Budgets, SpendScope } from "../budget/book.ts";
+import type { LearnedBudgets } from "../budget/headers.ts";
 
 /** What the leases of an application share: where one attempt's end is written down. */
 export interface LeaseLedger {
@@ -29,9 +32,13 @@ export interface LeaseLedger {
   /** Attempts in flight or being relayed, so shutdown can cut them. */
   readonly open: OpenAttempts;
   readonly latency: LatencyTracker;
+  /** Every key's budgets. */
+  readonly budgets: Budgets;
   readonly clock: Clock;
   /** Told when a strategy's `done` hook throws. */
   readonly logger: Logger;
+  /** Told after every attempt ended (a key may have become usable: waiters try again). */
+  readonly released?: (() => void) | undefined;
 }
 
 /** How an attempt ended, as its lease is told. */
@@ -47,6 +54,13 @@ export interface LeaseEnd {
   at?: number | undefined;
   /** Whether the answer was an event stream. @default false */
   stream?: boolean | undefined;
+  /** What the upstream's response headers said of the key's budgets, when they did. */
+  learned?: LearnedBudgets | undefined;
+  /**
+   * For `quota`: whether the key is spent for this model only or for every model (it is out
+   * until the provider's reset, else its next daily reset). @default "key"
+   */
+  scope?: SpendScope | undefined;
 }
 
 /** Who picked a leased candidate, and what it was told. */
@@ -86,6 +100,7 @@ export class Lease {
     this.candidate = candidate;
     this.#picked = picked;
     this.trial = ledger.board.begin(candidate);
+    ledger.budgets.take(candidate, picked?.ctx.model, ledger.clock.now());
     this.startedAt = ledger.clock.mono();
   }
 
@@ -136,7 +151,35 @@ export class Lease {
       s.completionTokens += usage.completionTokens;
       s.totalTokens += usage.totalTokens;
     }
-    ledger.board.end(c, end.cls, { status: end.status, trial: this.trial, retryAt: end.retryAt });
+    const budgets = ledger.budgets;
+    const model = this.#picked?.ctx.model;
+    const now = ledger.clock.now();
+    if (end.learned !== undefined) budgets.learn(c, model, end.learned, now);
+    const quota = end.cls === "quota";
+    ledger.board.end(c, end.cls, {
+      status: end.status,
+      trial: this.trial,
+      retryAt: end.retryAt,
+      // an exhausted quota is the budgets' to keep: out until the reset, for the model or the key
+      rest: !quota,
+    });
+    if (quota) {
+      const scope = end.scope ?? "key";
+      const until = budgets.exhaust(c, model, scope, end.retryAt, now);
+      ledger.logger.warn(
+        scope === "model"
+          ? "key out of quota for a model until its reset"
+          : "key out of quota until its reset",
+        {
+          upstream: c.upstream.name,
+          key: c.mask,
+          model: scope === "model" ? model : undefined,
+          until: new Date(until).toISOString(),
+        },
+      );
+    }
+    budgets.settle(c, usage, now);
+    ledger.released?.();
     if (end.cls === "ok") ledger.latency.record(c.id, latencyMs);
     const picked = this.#picked;
     if (picked?.strategy.done === undefined) return;

@@ -14,6 +14,7 @@ import type { Candidate, RequestContext } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
 import type { AttemptResult } from "./attempt.ts";
 import type { Lease } from "./lease.ts";
+import type { LearnedBudgets } from "../budget/headers.ts";
 import { copyResponseHeaders, returnResponseHeaders } from "./headers.ts";
 import { relay } from "./relay.ts";
 import { UsageChunkStripper } from "./stream_usage.ts";
@@ -38,6 +39,8 @@ export interface CommitOptions {
   overheadHeader: boolean;
   /** Told when a stream breaks mid-body. */
   logger: Logger;
+  /** What the answer's headers said of the key's budgets. */
+  learned?: LearnedBudgets | undefined;
 }
 
 /**
@@ -71,7 +74,14 @@ export function commit(
       ctx.log.bytes = body.length;
       usage = ctx.log.usage = usageOfJson(body);
     }
-    lease.done({ cls: "ok", status: res.status, usage, at: now, stream: sse });
+    lease.done({
+      cls: "ok",
+      status: res.status,
+      usage,
+      at: now,
+      stream: sse,
+      learned: options.learned,
+    });
     ctx.log.outcome = "complete";
     ctx.res = respondWith(ctx, c, res, body, options.overheadHeader);
     return;
@@ -114,7 +124,13 @@ export function commit(
           bytes: end.bytes,
         });
       }
-      lease.done({ cls: complete ? "ok" : end.cls, status: res.status, usage, stream: sse });
+      lease.done({
+        cls: complete ? "ok" : end.cls,
+        status: res.status,
+        usage,
+        stream: sse,
+        learned: options.learned,
+      });
       resolveDone();
     },
   });
@@ -136,6 +152,8 @@ function respondWith(
   // none of these came from the upstream (copyResponseHeaders leaves them out): appended
   headers.append("x-request-id", ctx.requestId);
   headers.append("x-llm-balance-upstream", c.upstream.name);
+  const served = ctx.log.servedModel;
+  if (served !== undefined) headers.append("x-llm-balance-model", served);
   if (overheadHeader) {
     const overhead = Math.max(0, (ctx.log.ttfbMs ?? 0) - ctx.log.upstreamMs);
     headers.append("x-llm-balance-overhead-ms", overhead.toFixed(3));
@@ -163,7 +181,7 @@ export function finalResponse(
   pool: Pool,
   last: AttemptResult | undefined,
   c: Candidate | undefined,
-  options: { clock: Clock; logger: Logger; retries: boolean },
+  options: { clock: Clock; logger: Logger; retries: boolean; model?: string | undefined },
 ): Response {
   if (last?.kind === "response" || last?.cls === "ok") {
     throw new Error("unreachable: a committed attempt has no final error");
@@ -174,11 +192,11 @@ export function finalResponse(
     return new Response(null, { status: 499 });
   }
   const now = options.clock.now();
-  const summary = pool.summary(now);
+  const summary = pool.summary(now, options.model);
   if (last === undefined || c === undefined) {
     ctx.log.error = "no candidate available";
     const outcome = finalOutcome(undefined, summary);
-    throw new ProxyError(describeUnavailable(pool, summary), {
+    throw new ProxyError(describeUnavailable(pool, summary, options.model), {
       status: ownStatus(outcome),
       type: outcome === "unavailable"
         ? "service_unavailable"

@@ -10,6 +10,7 @@ import type { RetryAdvice } from "../errors.ts";
 import type { AttemptClass } from "../health/classify.ts";
 import type { Upstream } from "../plugin.ts";
 import type { Pool, PoolSummary } from "../pool.ts";
+import { formatWithOffset } from "../budget/reset.ts";
 
 /**
  * Builds the upstream URL. In `v1` mode the base URL includes `/v1`, so the client's leading
@@ -46,27 +47,41 @@ export function backoffMs(
 
 /**
  * Says why no candidate of a pool can serve, e.g.
- * `all 3 keys of upstream "modelscope" are unavailable: 2 rate limited, 1 unhealthy`.
+ * `all 3 keys of upstream "modelscope" are unavailable: 2 rate limited, 1 unhealthy`, or, when
+ * every key is spent, `all 4 keys of upstream "modelscope" have spent their daily quota for
+ * model "X"; next reset 2026-12-08T00:00:00+08:00`.
  * @param pool the pool
  * @param s its summary
+ * @param model the request's model
  * @returns the message
  */
-export function describeUnavailable(pool: Pool, s: PoolSummary): string {
+export function describeUnavailable(pool: Pool, s: PoolSummary, model?: string): string {
   const upstreams = new Set(pool.candidates.map((c) => c.upstream.name));
   const what = upstreams.size === 1
     ? `upstream "${[...upstreams][0]}"`
     : pool.model === "*"
     ? "the default pool"
     : `model "${pool.model}"`;
+  const keys = s.total === 1 ? "the only key" : `all ${s.total} keys`;
+  const spent = s.spent + s.spentForModel;
+  if (spent > 0 && spent === s.total && Number.isFinite(s.nextReturn)) {
+    const zone = pool.candidates[0]?.quota.timeZone ?? "UTC";
+    const forModel = s.spentForModel > 0 && model !== undefined ? ` for model "${model}"` : "";
+    return `No upstream key can serve this request: ${keys} of ${what} ${
+      s.total === 1 ? "has" : "have"
+    } spent their quota${forModel}; next reset ${formatWithOffset(s.nextReturn, zone)}`;
+  }
   const parts: string[] = [];
   const add = (n: number, label: string) => n > 0 && parts.push(`${n} ${label}`);
+  add(s.spent, "spent their budget");
+  add(s.spentForModel, model === undefined ? "spent for this model" : `spent for "${model}"`);
+  add(s.busy, "at their concurrency cap");
   add(s.rateLimited, "rate limited");
   add(s.quota, "out of quota");
   add(s.authFailed, "refused by the upstream (401/403)");
   add(s.unhealthy, "unhealthy");
   add(s.ejected, "ejected after failures");
   add(s.disabled, "disabled");
-  const keys = s.total === 1 ? "the only key" : `all ${s.total} keys`;
   return `No upstream key can serve this request: ${keys} of ${what} ${
     s.total === 1 ? "is" : "are"
   } unavailable${parts.length ? `: ${parts.join(", ")}` : ""}`;

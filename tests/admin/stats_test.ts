@@ -83,6 +83,7 @@ Deno.test("candidateView() shows a candidate's state, counters and latency by ma
       prompt_tokens: 10,
       completion_tokens: 6,
       total_tokens: 16,
+      budgets: {},
     },
   );
   noSecrets(v);

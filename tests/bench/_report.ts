@@ -5,7 +5,15 @@
  */
 
 /** The scenarios of the bench, in report order. */
-export const SCENARIOS = ["throughput", "paired", "latency", "ttfb", "streams", "pool"] as const;
+export const SCENARIOS = [
+  "throughput",
+  "paired",
+  "latency",
+  "ttfb",
+  "streams",
+  "pool",
+  "budgets",
+] as const;
 /** One scenario. */
 export type Scenario = typeof SCENARIOS[number];
 
@@ -209,6 +217,8 @@ export interface PairedRatios {
   throughput?: number;
   /** large pool / small pool requests. */
   pool?: number;
+  /** budgets and the persisted store on / off requests. */
+  budgets?: number;
 }
 
 /**
@@ -328,6 +338,13 @@ export function ratioChecks(
     const ratio = paired.pool ?? large.rps / small.rps;
     add(`throughput ${names}`, ratio, "x", ">= 0.95x (issue 7)", ratio >= 0.95);
     add(`CPU per request ${names}`, large.cpuUsPerReq / small.cpuUsPerReq, "x");
+  }
+  const [off, on] = results.budgets ?? [];
+  if (off && on) {
+    const names = `${on.target} / ${off.target}`;
+    const ratio = paired.budgets ?? on.rps / off.rps;
+    add(`throughput ${names}`, ratio, "x", ">= 0.95x (issue 17)", ratio >= 0.95);
+    add(`CPU per request ${names}`, on.cpuUsPerReq / off.cpuUsPerReq, "x");
   }
   return [...checks, ...extra];
 }

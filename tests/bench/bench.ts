@@ -10,7 +10,8 @@
  * alike and the ratio of requests served is steadier than between rounds run one after the
  * other); 1 connection (latency); streaming time to first byte; 1,000 and 5,000 concurrent open
  * streams, each held open and read while the mock sends it an event a second (RSS per stream,
- * RSS growth during the hold); pool scale (3 keys vs 10,000 keys, paired).
+ * RSS growth during the hold); pool scale (3 keys vs 10,000 keys, paired); budgets (off vs every
+ * budget on and state in a file, paired).
  * The system under test is pinned to core 0, wrk, the mock and this process to core 1 (`taskset`);
  * rounds are interleaved and medians reported. Linux only (`/proc`, `taskset`).
  *
@@ -173,17 +174,30 @@ interface UpstreamSpec {
   weight: number;
 }
 
-/** A native llm-balance config (JSON is valid YAML): client auth on, weighted, default retries. */
-function llmBalanceConfig(upstreams: UpstreamSpec[], logLevel: string): string {
+/**
+ * A native llm-balance config (JSON is valid YAML): client auth on, weighted, default retries,
+ * state in memory, no budgets (unless given).
+ */
+function llmBalanceConfig(
+  upstreams: UpstreamSpec[],
+  logLevel: string,
+  budgets?: { quota: Record<string, number>; statePath: string },
+): string {
   return JSON.stringify(
     {
       server: { host: "127.0.0.1", port: 0 },
       log: { level: logLevel, format: "json" },
       auth: { client_keys: [CLIENT_KEY] },
       upstreams: Object.fromEntries(
-        upstreams.map((u) => [u.name, { base_url: u.baseUrl, keys: u.keys, weight: u.weight }]),
+        upstreams.map((u) => [u.name, {
+          base_url: u.baseUrl,
+          keys: u.keys,
+          weight: u.weight,
+          ...(budgets === undefined ? {} : { quota: budgets.quota }),
+        }]),
       ),
       pools: { default: { strategy: "weighted", upstreams: upstreams.map((u) => u.name) } },
+      state: budgets === undefined ? "memory" : { path: budgets.statePath },
     },
     null,
     1,
@@ -199,6 +213,28 @@ function mainConfig(mockOrigin: string, logLevel: string): string {
     weight: 4 - i,
   }));
   return llmBalanceConfig(upstreams, logLevel);
+}
+
+/**
+ * The main config with every budget on (limits no run reaches: each request is counted against
+ * the day, the model, the minute, tokens and concurrency) and state persisted to a file.
+ */
+function budgetsConfig(mockOrigin: string, logLevel: string, statePath: string): string {
+  const upstreams = [1, 2, 3].map((i) => ({
+    name: `mock${i}`,
+    baseUrl: `${mockOrigin}/v1`,
+    keys: Array.from({ length: 10 }, (_, k) => `mock${i}-key-${k + 1}`),
+    weight: 4 - i,
+  }));
+  const quota = {
+    requests_per_day: 1_000_000_000,
+    model_requests_per_day: 1_000_000_000,
+    tokens_per_day: 1_000_000_000_000,
+    requests_per_minute: 1_000_000_000,
+    tokens_per_minute: 1_000_000_000_000,
+    max_concurrency: 10_000,
+  };
+  return llmBalanceConfig(upstreams, logLevel, { quota, statePath });
 }
 
 /** One upstream with `keys` keys. */
@@ -355,6 +391,31 @@ async function poolScenario(run: Run): Promise<void> {
   await run.processes.stop(large);
 }
 
+/** llm-balance with budgets off (state in memory) vs every budget on and state in a file. */
+async function budgetsScenario(run: Run): Promise<void> {
+  const { settings, mock } = run;
+  const off = await startProxy(
+    run,
+    "llm-balance-budgets-off",
+    mainConfig(mock.url, settings.logLevel),
+  );
+  const on = await startProxy(
+    run,
+    "llm-balance-budgets-on",
+    budgetsConfig(mock.url, settings.logLevel, `${run.bench.dir}/state.sqlite`),
+  );
+  const targets = [
+    asTarget("llm-balance budgets off", off),
+    asTarget("llm-balance budgets on", on),
+  ];
+  for (const target of targets) await checkTarget(target);
+  const p = await pairedWrk(run.bench, [targets[0]!, targets[1]!], settings.connections, "budgets");
+  run.results.budgets = p.rows;
+  run.paired.budgets = p.ratio;
+  await run.processes.stop(off);
+  await run.processes.stop(on);
+}
+
 /** Open files a process needs beyond its streams' sockets (listeners, pipes, runtime). */
 const SPARE_FILES = 200;
 
@@ -436,6 +497,8 @@ function report(
       `passthrough and llm-balance under load at the same time, both on core 0, ${connections} connections each (${rounds} x ${duration} s, medians)`,
     pool:
       `Pool scale: 3 keys vs ${poolKeys} keys at the same time, both on core 0, ${connections} connections each`,
+    budgets:
+      `Budgets: off (state in memory) vs every budget on and state in a file, at the same time, both on core 0, ${connections} connections each`,
   };
   const placement = run.pinned ? "pinned: server core 0, wrk + mock + client core 1" : "not pinned";
   return [
@@ -498,11 +561,14 @@ async function main(
     const mock = await processes.start("mock", 1, denoRun(MOCK, "--name", "bench"));
     const run: Run = { bench, settings, processes, mock, results, extra, paired };
     const { scenarios } = settings;
-    if (scenarios.some((s) => s !== "pool" && s !== "streams")) {
+    if (scenarios.some((s) => s !== "pool" && s !== "streams" && s !== "budgets")) {
       await mainScenarios(run);
     }
     if (scenarios.includes("pool") && settings.targets.includes("llm-balance")) {
       await poolScenario(run);
+    }
+    if (scenarios.includes("budgets") && settings.targets.includes("llm-balance")) {
+      await budgetsScenario(run);
     }
     if (scenarios.includes("streams")) await streamsScenario(run);
   } finally {

@@ -43,11 +43,11 @@ const UPSTREAM = `upstreams:
 
 Deno.test("verifyConfig() accepts a valid config and loads its plugins", async () => {
   const { config } = load(
-    `${UPSTREAM}pools:\n  default: { strategy: quota_aware, upstreams: [ms] }\nplugins: [${EXAMPLE}]\n`,
+    `${UPSTREAM}pools:\n  default: { strategy: daily_quota, upstreams: [ms] }\nplugins: [${EXAMPLE}]\n`,
   );
   const verified = await verifyConfig(config);
-  assert.equal(verified.registry.strategy("quota_aware")?.name, "quota_aware");
-  assert.deepEqual(verified.plugins, [{ path: EXAMPLE, names: ["strategy:quota_aware"] }]);
+  assert.equal(verified.registry.strategy("daily_quota")?.name, "daily_quota");
+  assert.deepEqual(verified.plugins, [{ path: EXAMPLE, names: ["strategy:daily_quota"] }]);
 });
 
 Deno.test("verifyConfig() reports an unknown strategy at its field and line", async () => {
@@ -59,7 +59,7 @@ Deno.test("verifyConfig() reports an unknown strategy at its field and line", as
   assert.equal(issues[0]!.line, 5);
   assert.match(
     issues[0]!.message,
-    /^unknown strategy "fastest" \(known: least_connections, random, round_robin, weighted\)$/,
+    /^unknown strategy "fastest" \(known: least_connections, quota_aware, random, round_robin, weighted\)$/,
   );
 });
 
@@ -98,7 +98,7 @@ Deno.test("verifyConfig() reports every plugin that cannot be loaded, and keeps 
   );
   assert.deepEqual(issues.map((i) => [i.path, i.line]), [["plugins[0]", 4], ["plugins[2]", 6]]);
   assert.match(issues[0]!.message, /^cannot load plugin "\/nonexistent\/a\.ts": Module not found/);
-  assert.match(issues[1]!.message, /strategy "quota_aware" is already registered/);
+  assert.match(issues[1]!.message, /strategy "daily_quota" is already registered/);
 });
 
 Deno.test("verifyConfig() refuses a non-loopback address without client keys", async () => {

@@ -4,10 +4,21 @@ import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/errors.ts";
 import { loadConfig, parseConfigText } from "../../src/config/load.ts";
 import { normalizeModelscopeBalanceJson } from "../../src/config/modelscope_balance_json.ts";
-import type { Config } from "../../src/config/types.ts";
+import type { Config, QuotaConfig } from "../../src/config/types.ts";
 
 const FIXTURE = new URL("../fixtures/seed_a.json", import.meta.url).pathname;
 const context = { source: "config.json", baseDir: "/" };
+/** The budgets of a key without configured ones: no limit, reset at 00:00 UTC. */
+const NO_LIMITS: QuotaConfig = {
+  requestsPerDay: 0,
+  modelRequestsPerDay: 0,
+  tokensPerDay: 0,
+  requestsPerMinute: 0,
+  tokensPerMinute: 0,
+  maxConcurrency: 0,
+  reset: { hour: 0, minute: 0 },
+  timeZone: "UTC",
+};
 
 function normalize(tree: unknown): Config {
   const result = normalizeModelscopeBalanceJson(tree, context);
@@ -35,12 +46,15 @@ Deno.test("normalizeModelscopeBalanceJson() turns SEEDS.md's example into one up
     timeouts: { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 600_000 },
     maxFailures: 3,
     healthCheck: { probe: "http", path: "/v1/models", intervalMs: 30_000, timeoutMs: 5_000 },
+    // ModelScope's daily counters reset at midnight Beijing time
+    quota: { ...NO_LIMITS, timeZone: "Asia/Shanghai" },
   }]);
   assert.deepEqual(config.pools, [{
     model: "*",
     strategy: "round_robin",
     members: [{ upstream: "api-inference.modelscope.cn" }],
     affinityBy: ["prompt_cache_key", "user"],
+    fallbacks: [],
   }]);
   assert.deepEqual(config.clientKeys, []);
   assert.equal(config.clientKeysReadStats, false);

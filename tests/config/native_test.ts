@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import { ConfigError, type ConfigIssue } from "../../src/config/errors.ts";
 import { parseConfigText } from "../../src/config/load.ts";
 import { normalizeNative } from "../../src/config/native.ts";
-import type { Config } from "../../src/config/types.ts";
+import type { Config, QuotaConfig } from "../../src/config/types.ts";
 
 const FIXTURE = new URL("../fixtures/native_full.yaml", import.meta.url);
 const vars: Record<string, string> = {
@@ -31,6 +31,18 @@ function issuesOf(text: string): ConfigIssue[] {
 }
 
 const MINIMAL = "upstreams:\n  ms:\n    base_url: https://api.example/v1\n";
+
+/** The budgets of a key without configured ones: no limit, reset at 00:00 UTC. */
+const NO_LIMITS: QuotaConfig = {
+  requestsPerDay: 0,
+  modelRequestsPerDay: 0,
+  tokensPerDay: 0,
+  requestsPerMinute: 0,
+  tokensPerMinute: 0,
+  maxConcurrency: 0,
+  reset: { hour: 0, minute: 0 },
+  timeZone: "UTC",
+};
 
 Deno.test("normalizeNative() fills every default for a minimal file", () => {
   const config = parse(MINIMAL);
@@ -63,12 +75,14 @@ Deno.test("normalizeNative() fills every default for a minimal file", () => {
     priority: 0,
     timeouts: { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 600_000 },
     maxFailures: 3,
+    quota: NO_LIMITS,
   }]);
   assert.deepEqual(config.pools, [{
     model: "*",
     strategy: "round_robin",
     members: [{ upstream: "ms" }],
     affinityBy: ["prompt_cache_key", "user"],
+    fallbacks: [],
   }]);
   assert.deepEqual(config.retry, {
     maxAttempts: 3,
@@ -80,10 +94,12 @@ Deno.test("normalizeNative() fills every default for a minimal file", () => {
     ejectionBaseMs: 30_000,
     ejectionMaxMs: 300_000,
     rateLimitRestMs: 60_000,
-    quotaRestMs: 3_600_000,
+    quotaRestMs: 0,
     authRestMs: 600_000,
   });
   assert.deepEqual(config.usage, { injectStreamUsage: false });
+  assert.deepEqual(config.queue, { maxWaitMs: 0, maxLength: 1000 });
+  assert.deepEqual(config.state, { kind: "file", path: undefined });
   assert.deepEqual(config.plugins, []);
 });
 
@@ -122,6 +138,7 @@ Deno.test("normalizeNative() reads every field of native_full.yaml", async () =>
     timeouts: { connectMs: 10_000, firstByteMs: 30_000, idleMs: 30_000, totalMs: 30_000 },
     maxFailures: 5,
     healthCheck: { probe: "http", path: "/models", intervalMs: 30_000, timeoutMs: 5_000 },
+    quota: { ...NO_LIMITS, timeZone: "Asia/Shanghai" },
   });
   assert.deepEqual(claude, {
     name: "claude",
@@ -137,6 +154,7 @@ Deno.test("normalizeNative() reads every field of native_full.yaml", async () =>
     timeouts: { connectMs: 5_000, firstByteMs: 60_000, idleMs: 30_000, totalMs: 0 },
     maxFailures: 4,
     healthCheck: { probe: "http", path: "/models", intervalMs: 15_000, timeoutMs: 2_000 },
+    quota: NO_LIMITS,
   });
   assert.deepEqual(local, {
     name: "local",
@@ -151,6 +169,7 @@ Deno.test("normalizeNative() reads every field of native_full.yaml", async () =>
     priority: 0,
     timeouts: { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 600_000 },
     maxFailures: 4,
+    quota: NO_LIMITS,
   });
   assert.deepEqual(config.pools, [
     {
@@ -158,12 +177,14 @@ Deno.test("normalizeNative() reads every field of native_full.yaml", async () =>
       strategy: "weighted",
       members: [{ upstream: "modelscope" }, { upstream: "claude", weight: 3, priority: 1 }],
       affinityBy: ["prompt_cache_key", "user"],
+      fallbacks: [],
     },
     {
       model: "*",
       strategy: "round_robin",
       members: [{ upstream: "modelscope" }, { upstream: "local" }],
       affinityBy: ["prompt_cache_key", "user"],
+      fallbacks: [],
     },
   ]);
   assert.deepEqual(config.retry, {
@@ -354,6 +375,7 @@ Deno.test("normalizeNative() maps the default pool name to *", () => {
       strategy: "random",
       members: [{ upstream: "ms" }],
       affinityBy: ["prompt_cache_key", "user"],
+      fallbacks: [],
     },
   ]);
   const both = issuesOf(
@@ -401,6 +423,7 @@ Deno.test("normalizeNative() reads a pool's affinity.by, header names lower-case
     strategy: "round_robin",
     members: [{ upstream: "ms" }],
     affinityBy: ["prompt_cache_key", "user", "header:x-session-id"],
+    fallbacks: [],
   }]);
   const one = parse(`${MINIMAL}pools:\n  m: { upstreams: [ms], affinity: { by: [user] } }\n`);
   assert.deepEqual(one.pools[0]?.affinityBy, ["user"]);
@@ -469,4 +492,199 @@ Deno.test("normalizeNative() refuses an unknown field inside a pool's affinity",
       line: 5,
     }],
   );
+});
+
+Deno.test("normalizeNative() reads an upstream's quota and each key's own", () => {
+  const config = parse(`upstreams:
+  ms:
+    base_url: https://api.example/v1
+    keys:
+      - plain
+      - key: big
+        quota: { requests_per_day: 5000, time_zone: Europe/Berlin }
+    quota:
+      requests_per_day: 2000
+      model_requests_per_day: 500
+      tokens_per_day: 1000000
+      requests_per_minute: 60
+      tokens_per_minute: 90000
+      max_concurrency: 4
+      reset: 08:30
+      time_zone: Asia/Shanghai
+`);
+  const [u] = config.upstreams;
+  assert.deepEqual(u?.quota, {
+    requestsPerDay: 2000,
+    modelRequestsPerDay: 500,
+    tokensPerDay: 1_000_000,
+    requestsPerMinute: 60,
+    tokensPerMinute: 90_000,
+    maxConcurrency: 4,
+    reset: { hour: 8, minute: 30 },
+    timeZone: "Asia/Shanghai",
+  });
+  // a key holds only the fields it sets; the runtime lays them over the upstream's
+  assert.deepEqual(u?.keys, [
+    { key: "plain" },
+    { key: "big", quota: { requestsPerDay: 5000, timeZone: "Europe/Berlin" } },
+  ]);
+  assert.deepEqual({ ...u?.quota, ...u?.keys[1]?.quota }, {
+    requestsPerDay: 5000,
+    modelRequestsPerDay: 500,
+    tokensPerDay: 1_000_000,
+    requestsPerMinute: 60,
+    tokensPerMinute: 90_000,
+    maxConcurrency: 4,
+    reset: { hour: 8, minute: 30 },
+    timeZone: "Europe/Berlin",
+  });
+});
+
+Deno.test("normalizeNative() resets ModelScope keys at midnight Beijing time by default", () => {
+  const config = parse(
+    "upstreams:\n  ms:\n    base_url: https://api-inference.modelscope.cn/v1\n" +
+      "  other:\n    base_url: https://api.example/v1\n",
+  );
+  assert.deepEqual(config.upstreams.map((u) => u.quota), [
+    { ...NO_LIMITS, timeZone: "Asia/Shanghai" },
+    NO_LIMITS,
+  ]);
+  const utc = parse(
+    "upstreams:\n  ms:\n    base_url: https://api-inference.modelscope.cn/v1\n" +
+      "    quota: { time_zone: UTC }\n",
+  );
+  assert.equal(utc.upstreams[0]?.quota.timeZone, "UTC");
+});
+
+Deno.test("normalizeNative() refuses a bad reset, time zone or limit, naming its path and line", () => {
+  const issues = issuesOf(`upstreams:
+  ms:
+    base_url: https://api.example/v1
+    quota:
+      reset: "24:00"
+      time_zone: Mars/Olympus
+      requests_per_day: -1
+      max_concurrency: -2
+    keys:
+      - key: a
+        quota: { reset: "7:5" }
+      - key: b
+        quota: { reset: noon, tokens_per_minute: -5, time_zone: Nowhere }
+`);
+  const reset = 'must be a local time "HH:MM", e.g. "00:00"';
+  const integer = "must be an integer >= 0";
+  assert.deepEqual(issues, [
+    { path: "upstreams.ms.quota.reset", message: reset, line: 5 },
+    {
+      path: "upstreams.ms.quota.time_zone",
+      message: 'unknown time zone "Mars/Olympus" (an IANA name, e.g. Asia/Shanghai)',
+      line: 6,
+    },
+    { path: "upstreams.ms.quota.requests_per_day", message: integer, line: 7 },
+    { path: "upstreams.ms.quota.max_concurrency", message: integer, line: 8 },
+    { path: "upstreams.ms.keys[0].quota.reset", message: reset, line: 11 },
+    { path: "upstreams.ms.keys[1].quota.tokens_per_minute", message: integer, line: 13 },
+    { path: "upstreams.ms.keys[1].quota.reset", message: reset, line: 13 },
+    {
+      path: "upstreams.ms.keys[1].quota.time_zone",
+      message: 'unknown time zone "Nowhere" (an IANA name, e.g. Asia/Shanghai)',
+      line: 13,
+    },
+  ]);
+});
+
+Deno.test("normalizeNative() reads queue.max_wait in seconds and queue.max_length", () => {
+  assert.deepEqual(parse(`${MINIMAL}queue:\n  max_wait: 2.5\n  max_length: 10\n`).queue, {
+    maxWaitMs: 2_500,
+    maxLength: 10,
+  });
+  assert.deepEqual(parse(`${MINIMAL}queue: { max_wait: 30 }\n`).queue, {
+    maxWaitMs: 30_000,
+    maxLength: 1000,
+  });
+  assert.deepEqual(parse(`${MINIMAL}queue:\n`).queue, { maxWaitMs: 0, maxLength: 1000 });
+  assert.deepEqual(
+    issuesOf(`${MINIMAL}queue: { max_wait: -1, max_length: 0, max_lenght: 5 }\n`),
+    [
+      { path: "queue.max_wait", message: "must be >= 0", line: 4 },
+      { path: "queue.max_length", message: "must be an integer >= 1", line: 4 },
+      { path: "queue.max_lenght", message: 'unknown field (did you mean "max_length"?)', line: 4 },
+    ],
+  );
+});
+
+Deno.test("normalizeNative() reads state as memory or a file resolved against the config's folder", () => {
+  assert.deepEqual(parse(`${MINIMAL}state: memory\n`).state, { kind: "memory" });
+  assert.deepEqual(parse(`${MINIMAL}state: { path: state/keys.db }\n`).state, {
+    kind: "file",
+    path: "/etc/llm-balance/state/keys.db",
+  });
+  assert.deepEqual(parse(`${MINIMAL}state:\n  path: ../keys.db\n`).state, {
+    kind: "file",
+    path: "/etc/keys.db",
+  });
+  assert.deepEqual(parse(`${MINIMAL}state: { path: /var/lib/llm-balance/keys.db }\n`).state, {
+    kind: "file",
+    path: "/var/lib/llm-balance/keys.db",
+  });
+  // a mapping without a path: the platform's place
+  assert.deepEqual(parse(`${MINIMAL}state: {}\n`).state, { kind: "file", path: undefined });
+});
+
+Deno.test("normalizeNative() refuses a state that is neither memory nor a mapping with a path", () => {
+  for (const value of ["disk", "5", "[memory]"]) {
+    const issues = issuesOf(`${MINIMAL}state: ${value}\n`);
+    assert.deepEqual(issues.map((i) => `${i.path} (line ${i.line})`), ["state (line 4)"], value);
+    assert.match(issues[0]?.message ?? "", /"memory"/, value);
+  }
+  assert.deepEqual(issuesOf(`${MINIMAL}state: { path: "" }\n`), [
+    { path: "state.path", message: "must not be empty", line: 4 },
+  ]);
+  assert.deepEqual(issuesOf(`${MINIMAL}state: { file: a.db }\n`).map((i) => i.path), [
+    "state.file",
+  ]);
+});
+
+Deno.test("normalizeNative() reads a pool's fallbacks in order", () => {
+  const config = parse(`${MINIMAL}pools:
+  gpt-4o: { upstreams: [ms], fallbacks: [gpt-4o-mini, qwen] }
+  gpt-4o-mini: { upstreams: [ms], fallbacks: [qwen] }
+  qwen: { upstreams: [ms] }
+  default: { upstreams: [ms], fallbacks: [qwen] }
+`);
+  assert.deepEqual(config.pools.map((p) => [p.model, p.fallbacks]), [
+    ["gpt-4o", ["gpt-4o-mini", "qwen"]],
+    ["gpt-4o-mini", ["qwen"]],
+    ["qwen", []],
+    ["*", ["qwen"]],
+  ]);
+});
+
+Deno.test("normalizeNative() refuses a fallback to an unknown pool, the default one or itself", () => {
+  const issues = issuesOf(`${MINIMAL}pools:
+  a: { upstreams: [ms], fallbacks: [b, nope, default] }
+  b: { upstreams: [ms], fallbacks: [b, a] }
+  "*": { upstreams: [ms], fallbacks: ["*"] }
+`);
+  assert.deepEqual(issues, [
+    {
+      path: "pools.a.fallbacks[1]",
+      message: `no pool is named "nope" (a fallback names another model's pool)`,
+      line: 5,
+    },
+    {
+      path: "pools.a.fallbacks[2]",
+      message: `no pool is named "default" (a fallback names another model's pool)`,
+      line: 5,
+    },
+    { path: "pools.b.fallbacks[0]", message: "a pool cannot fall back to itself", line: 6 },
+    { path: "pools.*.fallbacks[0]", message: "a pool cannot fall back to itself", line: 7 },
+  ]);
+  assert.deepEqual(
+    issuesOf(`${MINIMAL}pools:\n  a: { upstreams: [ms], fallbacks: [ms] }\n`).map((i) => i.path),
+    ["pools.a.fallbacks[0]"],
+  );
+  assert.deepEqual(issuesOf(`${MINIMAL}pools:\n  a: { upstreams: [ms], fallbacks: b }\n`), [
+    { path: "pools.a.fallbacks", message: "must be a list", line: 5 },
+  ]);
 });

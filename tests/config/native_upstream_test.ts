@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { check } from "../../src/config/_schema.ts";
 import { EMPTY_KEYS, toUpstream, upstreamSchema } from "../../src/config/native_upstream.ts";
-import type { UpstreamConfig } from "../../src/config/types.ts";
+import type { QuotaConfig, UpstreamConfig } from "../../src/config/types.ts";
 import type { RawIssue } from "../../src/config/errors.ts";
 
 const BASE = { base_url: "https://api.example/v1/" };
@@ -34,6 +34,16 @@ Deno.test("toUpstream() fills the defaults", () => {
     priority: 0,
     timeouts: { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 600_000 },
     maxFailures: 3,
+    quota: {
+      requestsPerDay: 0,
+      modelRequestsPerDay: 0,
+      tokensPerDay: 0,
+      requestsPerMinute: 0,
+      tokensPerMinute: 0,
+      maxConcurrency: 0,
+      reset: { hour: 0, minute: 0 },
+      timeZone: "UTC",
+    },
   });
 });
 
@@ -203,4 +213,151 @@ Deno.test("toUpstream() uses the default max_failures it is given", () => {
   const result = check(upstreamSchema, BASE);
   assert.ok(result.ok);
   assert.equal(toUpstream("ms", result.value, 9).maxFailures, 9);
+});
+
+/** The budgets of a key without configured ones, on a host outside ModelScope. */
+const NO_LIMITS: QuotaConfig = {
+  requestsPerDay: 0,
+  modelRequestsPerDay: 0,
+  tokensPerDay: 0,
+  requestsPerMinute: 0,
+  tokensPerMinute: 0,
+  maxConcurrency: 0,
+  reset: { hour: 0, minute: 0 },
+  timeZone: "UTC",
+};
+
+Deno.test("toUpstream() reads every quota field, the rest left at their defaults", () => {
+  assert.deepEqual(
+    upstream({
+      quota: {
+        requests_per_day: 2000,
+        model_requests_per_day: 500,
+        tokens_per_day: 1_000_000,
+        requests_per_minute: 60,
+        tokens_per_minute: 90_000,
+        max_concurrency: 4,
+        reset: "08:30",
+        time_zone: "America/New_York",
+      },
+    }).quota,
+    {
+      requestsPerDay: 2000,
+      modelRequestsPerDay: 500,
+      tokensPerDay: 1_000_000,
+      requestsPerMinute: 60,
+      tokensPerMinute: 90_000,
+      maxConcurrency: 4,
+      reset: { hour: 8, minute: 30 },
+      timeZone: "America/New_York",
+    },
+  );
+  assert.deepEqual(upstream({ quota: { requests_per_day: "100" } }).quota, {
+    ...NO_LIMITS,
+    requestsPerDay: 100,
+  });
+  assert.deepEqual(upstream({ quota: {} }).quota, NO_LIMITS);
+});
+
+Deno.test("toUpstream() resets ModelScope keys at midnight Beijing time unless told otherwise", () => {
+  const ms = { base_url: "https://api-inference.modelscope.cn/v1" };
+  assert.deepEqual(upstream(ms).quota, { ...NO_LIMITS, timeZone: "Asia/Shanghai" });
+  assert.equal(upstream({ base_url: "https://ModelScope.cn/v1" }).quota.timeZone, "Asia/Shanghai");
+  assert.equal(upstream({ base_url: "https://notmodelscope.cn/v1" }).quota.timeZone, "UTC");
+  assert.deepEqual(upstream({ ...ms, quota: { requests_per_day: 2000 } }).quota, {
+    ...NO_LIMITS,
+    requestsPerDay: 2000,
+    timeZone: "Asia/Shanghai",
+  });
+  assert.equal(upstream({ ...ms, quota: { time_zone: "UTC" } }).quota.timeZone, "UTC");
+});
+
+Deno.test("upstreamSchema keeps only the quota fields a key sets", () => {
+  const u = upstream({
+    keys: [
+      "plain",
+      { key: "big", quota: { requests_per_day: 5000, max_concurrency: 2 } },
+      { key: "late", name: "late", quota: { reset: "06:00", time_zone: "Asia/Tokyo" } },
+      { key: "empty", quota: {} },
+    ],
+  });
+  assert.deepEqual(u.keys, [
+    { key: "plain" },
+    { key: "big", quota: { requestsPerDay: 5000, maxConcurrency: 2 } },
+    { key: "late", name: "late", quota: { reset: { hour: 6, minute: 0 }, timeZone: "Asia/Tokyo" } },
+    { key: "empty", quota: {} },
+  ]);
+});
+
+Deno.test("upstreamSchema lets a key's quota override the upstream's field by field", () => {
+  const u = upstream({
+    quota: { requests_per_day: 2000, requests_per_minute: 30, reset: "08:00" },
+    keys: [{ key: "k", quota: { requests_per_day: 500, time_zone: "Europe/Berlin" } }],
+  });
+  // as the runtime builds a key's budgets
+  const kc = u.keys[0]!;
+  assert.deepEqual({ ...u.quota, ...kc.quota }, {
+    ...NO_LIMITS,
+    requestsPerDay: 500,
+    requestsPerMinute: 30,
+    reset: { hour: 8, minute: 0 },
+    timeZone: "Europe/Berlin",
+  });
+});
+
+Deno.test("upstreamSchema refuses a reset that is not HH:MM from 00:00 to 23:59", () => {
+  const message = 'must be a local time "HH:MM", e.g. "00:00"';
+  for (const reset of ["24:00", "7:5", "noon", "12:60", ""]) {
+    assert.deepEqual(issues({ quota: { reset } }), [{ path: ["quota", "reset"], message }], reset);
+  }
+  assert.deepEqual(issues({ keys: [{ key: "k", quota: { reset: "24:00" } }] }), [
+    { path: ["keys", 0, "quota", "reset"], message },
+  ]);
+  assert.deepEqual(upstream({ quota: { reset: "23:59" } }).quota.reset, { hour: 23, minute: 59 });
+});
+
+Deno.test("upstreamSchema refuses an unknown time zone, quoting it", () => {
+  const message = 'unknown time zone "Mars/Olympus" (an IANA name, e.g. Asia/Shanghai)';
+  assert.deepEqual(issues({ quota: { time_zone: "Mars/Olympus" } }), [
+    { path: ["quota", "time_zone"], message },
+  ]);
+  assert.deepEqual(issues({ keys: ["a", { key: "b", quota: { time_zone: "Mars/Olympus" } }] }), [
+    { path: ["keys", 1, "quota", "time_zone"], message },
+  ]);
+});
+
+Deno.test("upstreamSchema refuses negative and fractional limits, naming each field", () => {
+  assert.deepEqual(
+    issues({
+      quota: {
+        requests_per_day: -1,
+        model_requests_per_day: -1,
+        tokens_per_day: -1,
+        requests_per_minute: 1.5,
+        tokens_per_minute: -1,
+        max_concurrency: -1,
+      },
+    }).map((i) => `${i.path.join(".")}: ${i.message}`),
+    [
+      "quota.requests_per_day: must be an integer >= 0",
+      "quota.model_requests_per_day: must be an integer >= 0",
+      "quota.tokens_per_day: must be an integer >= 0",
+      "quota.requests_per_minute: must be an integer >= 0",
+      "quota.tokens_per_minute: must be an integer >= 0",
+      "quota.max_concurrency: must be an integer >= 0",
+    ],
+  );
+  assert.deepEqual(issues({ keys: [{ key: "k", quota: { max_concurrency: -2 } }] }), [
+    { path: ["keys", 0, "quota", "max_concurrency"], message: "must be an integer >= 0" },
+  ]);
+});
+
+Deno.test("upstreamSchema refuses unknown quota fields", () => {
+  assert.deepEqual(issues({ quota: { requests_per_hour: 10 } }).map((i) => i.path), [
+    ["quota", "requests_per_hour"],
+  ]);
+  assert.match(
+    issues({ keys: [{ key: "k", quota: { requests_per_dya: 1 } }] })[0]?.message ?? "",
+    /unknown field \(did you mean "requests_per_day"\?\)/,
+  );
 });

@@ -4,10 +4,21 @@ import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/errors.ts";
 import { loadConfig, parseConfigText } from "../../src/config/load.ts";
 import { normalizeOneApiYaml } from "../../src/config/one_api_yaml.ts";
-import type { Config, Timeouts } from "../../src/config/types.ts";
+import type { Config, QuotaConfig, Timeouts } from "../../src/config/types.ts";
 
 const FIXTURE = new URL("../fixtures/seed_b.yaml", import.meta.url).pathname;
 const context = { source: "config.yaml", baseDir: "/" };
+/** The budgets of a key without configured ones: no limit, reset at 00:00 UTC. */
+const NO_LIMITS: QuotaConfig = {
+  requestsPerDay: 0,
+  modelRequestsPerDay: 0,
+  tokensPerDay: 0,
+  requestsPerMinute: 0,
+  tokensPerMinute: 0,
+  maxConcurrency: 0,
+  reset: { hour: 0, minute: 0 },
+  timeZone: "UTC",
+};
 
 function normalize(tree: unknown): Config {
   const result = normalizeOneApiYaml(tree, context);
@@ -47,6 +58,7 @@ Deno.test("normalizeOneApiYaml() reads the full Seed B example", async () => {
       timeouts: timeouts(60_000),
       maxFailures: 3,
       healthCheck: health(30_000),
+      quota: NO_LIMITS,
     },
     {
       name: "gpt-3.5-turbo-2",
@@ -62,6 +74,7 @@ Deno.test("normalizeOneApiYaml() reads the full Seed B example", async () => {
       timeouts: timeouts(60_000),
       maxFailures: 3,
       healthCheck: health(30_000),
+      quota: NO_LIMITS,
     },
     {
       name: "gpt-4-1",
@@ -77,6 +90,7 @@ Deno.test("normalizeOneApiYaml() reads the full Seed B example", async () => {
       timeouts: timeouts(120_000),
       maxFailures: 3,
       healthCheck: health(30_000),
+      quota: NO_LIMITS,
     },
   ]);
   assert.deepEqual(config.pools, [
@@ -85,12 +99,14 @@ Deno.test("normalizeOneApiYaml() reads the full Seed B example", async () => {
       strategy: "round_robin",
       members: [{ upstream: "gpt-3.5-turbo-1" }, { upstream: "gpt-3.5-turbo-2" }],
       affinityBy: ["prompt_cache_key", "user"],
+      fallbacks: [],
     },
     {
       model: "gpt-4",
       strategy: "round_robin",
       members: [{ upstream: "gpt-4-1" }],
       affinityBy: ["prompt_cache_key", "user"],
+      fallbacks: [],
     },
   ]);
   assert.deepEqual(config.clientKeys, [

@@ -32,6 +32,7 @@ Deno.test("config.yaml loads with MODELSCOPE_KEYS set", async () => {
     strategy: "round_robin",
     members: [{ upstream: "modelscope" }],
     affinityBy: ["prompt_cache_key", "user"],
+    fallbacks: [],
   }]);
   assert.deepEqual(config.retry, {
     maxAttempts: 3,

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { chat, postJson } from "../helpers/e2e.ts";
+import { TEST_STATE_HOME } from "../helpers/cli.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 const MAIN = new URL("main.ts", ROOT).pathname;
@@ -24,7 +25,7 @@ function run(args: string[], env: Record<string, string> = {}): Served {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
     cwd: ROOT.pathname,
-    env: { NO_COLOR: "1", ...env },
+    env: { NO_COLOR: "1", XDG_STATE_HOME: TEST_STATE_HOME, ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -65,13 +65,13 @@ Deno.test({
 upstreams:
   mock: { base_url: ${mock.baseUrl}, keys: [sk-compiled-key-aaaa-0001] }
 pools:
-  default: { strategy: quota_aware, upstreams: [mock] }
+  default: { strategy: daily_quota, upstreams: [mock] }
 plugins: [./plugins/examples/quota_aware.ts]
 `);
       try {
         const check = await runCli(["check", "--config", cfg.path], { binary: bin });
         assert.equal(check.code, 0, check.stderr);
-        assert.match(check.stdout, /quota_aware over 1 key/);
+        assert.match(check.stdout, /daily_quota over 1 key/);
 
         await using served = await startServe(["serve", "--config", cfg.path, "--port", "0"], {
           binary: bin,

@@ -66,11 +66,11 @@ Deno.test("a custom strategy loaded by a path relative to the config steers ever
   }
 });
 
-Deno.test("the quota_aware example loads by path and prefers the key with most quota left", async () => {
+Deno.test("the daily_quota example loads by path and prefers the key with most quota left", async () => {
   await using mock = await startMockUpstream();
   // the second key has twice the quota (weight 2): it serves until it has no more left than the first
   const keys = [KEYS[0]!, `{ key: ${KEYS[1]}, weight: 2 }`];
-  const cfg = await tempConfig(config(mock.baseUrl, "quota_aware", [EXAMPLE], keys));
+  const cfg = await tempConfig(config(mock.baseUrl, "daily_quota", [EXAMPLE], keys));
   try {
     await using served = await startServe(["serve", "--config", cfg.path, "--port", "0"]);
     for (let i = 0; i < 5; i++) assert.equal((await chat(served.url)).status, 200);

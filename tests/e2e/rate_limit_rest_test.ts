@@ -95,7 +95,7 @@ upstreams:
   assert.equal(m.requests[0]?.key, "sk-good-00000000000002");
 });
 
-Deno.test("proxy rests a key whose quota is exhausted", async () => {
+Deno.test("proxy takes out a key whose quota is exhausted, at most health.quota_rest", async () => {
   const t = T0;
   await using a = await startMockUpstream({ name: "a", mode: "quota" });
   await using b = await startMockUpstream({ name: "b" });
@@ -104,11 +104,11 @@ Deno.test("proxy rests a key whose quota is exhausted", async () => {
   });
   assert.equal(await chat(proxy), "b");
   const s = await stats(proxy);
-  assert.equal(s[MASK_A]?.state, "resting");
-  assert.equal(s[MASK_A]?.reason, "quota");
+  assert.equal(s[MASK_A]?.state, "spent");
+  assert.equal(s[MASK_A]?.reason, "spent its quota");
   assert.equal(s[MASK_A]?.until, new Date(T0 + 7_200_000).toISOString());
   assert.equal(s[MASK_A]?.last_error, "quota");
-  const line = proxy.logRecords().find((l) => l.msg === "key resting: quota exhausted");
+  const line = proxy.logRecords().find((l) => l.msg === "key out of quota until its reset");
   assert.equal(line?.key, MASK_A);
 });
 

@@ -16,7 +16,7 @@ const KEY = "sk-live-000000000000000001";
 const MASK = "sk-l...0001";
 const ANSWER = response(
   200,
-  '{"id":"c1","object":"chat.completion","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}',
+  '{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}',
   ["content-type: application/json"],
 );
 

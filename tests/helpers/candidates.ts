@@ -13,7 +13,8 @@ import {
   type Upstream,
 } from "../../src/plugin.ts";
 import { emptyState } from "../../src/state_store.ts";
-import type { UpstreamConfig } from "../../src/config/types.ts";
+import type { QuotaConfig, UpstreamConfig } from "../../src/config/types.ts";
+import { defaultQuota } from "../../src/config/defaults.ts";
 
 /** A {@linkcode Candidate} whose state tests may change (e.g. `c.state.inFlight = 2`). */
 export interface FakeCandidate extends Candidate {
@@ -32,6 +33,8 @@ export interface CandidateSpec {
   weight?: number | undefined;
   /** @default 0 */
   priority?: number | undefined;
+  /** Budgets over the upstream's (none). */
+  quota?: Partial<QuotaConfig> | undefined;
   /** Shortcut for `state.inFlight`. @default 0 */
   inFlight?: number | undefined;
   /** State fields to set over {@linkcode emptyState}. @default {} */
@@ -57,6 +60,7 @@ export function makeUpstream(name = "up", baseUrl = "http://127.0.0.1:1/v1"): Up
     priority: 0,
     timeouts: { connectMs: 10000, firstByteMs: 120000, idleMs: 120000, totalMs: 600000 },
     maxFailures: 3,
+    quota: defaultQuota(baseUrl),
   };
   return { name, baseUrl, pathMode: "v1", auth: "bearer", config };
 }
@@ -95,6 +99,9 @@ export function makeCandidates(specs: number | readonly CandidateSpec[]): FakeCa
       name: spec.name,
       weight: spec.weight ?? 1,
       priority: spec.priority ?? 0,
+      quota: spec.quota === undefined
+        ? upstream.config.quota
+        : { ...upstream.config.quota, ...spec.quota },
       state,
     };
   });

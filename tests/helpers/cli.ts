@@ -28,13 +28,26 @@ export interface CliOptions {
   timeoutMs?: number;
 }
 
+/**
+ * A state folder of this test process's own: serve keeps its state file under
+ * `$XDG_STATE_HOME/llm-balance/`, never in the user's home during tests.
+ */
+export const TEST_STATE_HOME: string = Deno.makeTempDirSync({ prefix: "llm-balance-state-" });
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(TEST_STATE_HOME, { recursive: true });
+  } catch {
+    // already gone
+  }
+});
+
 function command(args: readonly string[], options: CliOptions): Deno.Command {
   const [cmd, full] = options.binary === undefined
     ? [Deno.execPath(), ["run", "-A", MAIN, ...args]]
     : [options.binary, [...args]];
   return new Deno.Command(cmd, {
     args: full,
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", XDG_STATE_HOME: TEST_STATE_HOME, ...options.env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

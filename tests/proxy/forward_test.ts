@@ -21,6 +21,8 @@ import type {
 import { forward, type ForwardDeps } from "../../src/proxy/forward.ts";
 import { StaleConnectionError } from "../../src/proxy/http1/mod.ts";
 import { ManualClock } from "../helpers/clock.ts";
+import { WaitQueue } from "../../src/proxy/wait_queue.ts";
+import type { Pool } from "../../src/pool.ts";
 
 /** What the fake upstream does for one attempt. */
 type Step =
@@ -118,6 +120,7 @@ async function harness(
     random: () => 0.5,
   });
   const rt = app.rt;
+  const queues = new Map<Pool, WaitQueue>();
   const deps: ForwardDeps = {
     poolFor: (model) => rt.poolFor(model),
     transport: { fetch: app.fetch, client: undefined },
@@ -130,6 +133,12 @@ async function harness(
       maxBodyBytes: config.server.maxBodyBytes,
       injectStreamUsage: config.usage.injectStreamUsage,
       overheadHeader: false,
+      queue: config.queue,
+    },
+    queueFor: (pool) => {
+      let q = queues.get(pool);
+      if (q === undefined) queues.set(pool, q = new WaitQueue());
+      return q;
     },
     stopping: () => app.stopping,
   };

@@ -16,6 +16,7 @@ import { Watchdog } from "../../src/proxy/watchdog.ts";
 import { MemoryStateStore } from "../../src/state_store.ts";
 import { baseConfig } from "../../src/config/defaults.ts";
 import { ManualClock } from "../helpers/clock.ts";
+import { Budgets } from "../../src/budget/book.ts";
 import { makeCandidates, PICK_CONTEXT } from "../helpers/candidates.ts";
 
 function ledgerOf(clock = new ManualClock()) {
@@ -32,6 +33,7 @@ function ledgerOf(clock = new ManualClock()) {
     board,
     open: new OpenAttempts(),
     latency: new LatencyTracker(),
+    budgets: new Budgets({ onChange: () => board.epoch++ }),
     clock,
     logger,
   };

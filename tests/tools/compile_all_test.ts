@@ -28,10 +28,11 @@ Deno.test("TARGETS covers Linux x64/arm64, macOS x64/arm64 and Windows x64", () 
   ]);
 });
 
-Deno.test("COMPILE_FLAGS bake in network, file-read and environment permissions and the plugins", () => {
+Deno.test("COMPILE_FLAGS bake in network, file, environment permissions and the plugins", () => {
   assert.deepEqual(COMPILE_FLAGS, [
     "--allow-net",
     "--allow-read",
+    "--allow-write", // the state file
     "--allow-env",
     "--include",
     "plugins",
@@ -65,6 +66,15 @@ Deno.test("the start and cli tasks run with the V8 settings the binary is built 
       denoJson.tasks[name].split(/\s+/).includes(V8_FLAGS),
       `${name} task lacks ${V8_FLAGS}`,
     );
+  }
+});
+
+Deno.test("the start and cli tasks run with the permissions the binary is built with", () => {
+  const permissions = COMPILE_FLAGS.filter((f) => f.startsWith("--allow-"));
+  assert.ok(permissions.includes("--allow-write"), "the state file needs --allow-write");
+  for (const name of ["start", "cli"] as const) {
+    const flags = denoJson.tasks[name].split(/\s+/);
+    for (const p of permissions) assert.ok(flags.includes(p), `${name} task lacks ${p}`);
   }
 });
 

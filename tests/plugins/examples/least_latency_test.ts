@@ -46,7 +46,12 @@ function fail(cls: AttemptClass, ms = 50): AttemptOutcome {
 function setup(count: number, random: () => number = seededRandom(7)) {
   const clock = { t: 1_000_000 };
   const candidates = makeCandidates(count);
-  const strategy = leastLatency().create({ candidates, random, now: () => clock.t });
+  const strategy = leastLatency().create({
+    candidates,
+    random,
+    now: () => clock.t,
+    budgetLeft: () => 1,
+  });
   return { clock, candidates, strategy };
 }
 

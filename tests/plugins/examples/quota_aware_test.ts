@@ -1,6 +1,6 @@
 /**
  * @module
- * Tests of the worked example strategy `quota_aware` (plugins/examples/quota_aware.ts).
+ * Tests of the worked example strategy `daily_quota` (plugins/examples/quota_aware.ts).
  */
 
 import assert from "node:assert/strict";
@@ -26,39 +26,43 @@ function use(strategy: Strategy, candidates: FakeCandidate[], count: number): nu
   return out;
 }
 
-Deno.test("quota_aware default export is a strategy named quota_aware", () => {
+Deno.test("daily_quota default export is a strategy named daily_quota", () => {
   assert.equal(quotaAwareDefault.kind, "strategy");
-  assert.equal(quotaAwareDefault.name, "quota_aware");
+  assert.equal(quotaAwareDefault.name, "daily_quota");
+  assert.notEqual(quotaAwareDefault.name, "quota_aware", "the built-in strategy's name");
   assert.match(quotaAwareDefault.description ?? "", /2000 × weight/);
   assert.equal(quotaAware({ name: "quota_500", dailyQuota: 500 }).name, "quota_500");
 });
 
-Deno.test("quota_aware.pick() shares equal quotas in turn", () => {
+Deno.test("daily_quota.pick() shares equal quotas in turn", () => {
   const candidates = makeCandidates(3);
   const s = quotaAware({ now: () => 0 }).create({
     candidates,
     now: () => 0,
+    budgetLeft: () => 1,
     random: seededRandom(1),
   });
   assert.deepEqual(use(s, candidates, 6), [0, 1, 2, 0, 1, 2]);
 });
 
-Deno.test("quota_aware.pick() prefers the key with the most quota left (quota × weight)", () => {
+Deno.test("daily_quota.pick() prefers the key with the most quota left (quota × weight)", () => {
   const candidates = makeCandidates([{ weight: 1 }, { weight: 3 }]);
   const s = quotaAware({ dailyQuota: 2, now: () => 0 }).create({
     candidates,
     now: () => 0,
+    budgetLeft: () => 1,
     random: seededRandom(1),
   });
   // left: [2, 6] → key 1 until both have 2 left, then in turn
   assert.deepEqual(use(s, candidates, 7), [1, 1, 1, 1, 0, 1, 0]);
 });
 
-Deno.test("quota_aware.pick() counts requests made elsewhere with the key", () => {
+Deno.test("daily_quota.pick() counts requests made elsewhere with the key", () => {
   const candidates = makeCandidates(2);
   const s = quotaAware({ now: () => 0 }).create({
     candidates,
     now: () => 0,
+    budgetLeft: () => 1,
     random: seededRandom(1),
   });
   use(s, candidates, 1); // first sight of both keys: today's count starts
@@ -66,11 +70,16 @@ Deno.test("quota_aware.pick() counts requests made elsewhere with the key", () =
   assert.deepEqual(use(s, candidates, 3), [0, 0, 0]);
 });
 
-Deno.test("quota_aware.pick() starts counting again on a new UTC day", () => {
+Deno.test("daily_quota.pick() starts counting again on a new UTC day", () => {
   let now = 10 * DAY + 1000;
   const candidates = makeCandidates(2);
   const plugin = quotaAware({ now: () => now });
-  const s = plugin.create({ candidates, now: () => 0, random: seededRandom(1) });
+  const s = plugin.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
   candidates[0]!.state.requests = 0;
   use(s, candidates, 1); // key 0 used once today
   candidates[1]!.state.requests += 10; // key 1 heavily used today, after its count began
@@ -79,19 +88,29 @@ Deno.test("quota_aware.pick() starts counting again on a new UTC day", () => {
   assert.deepEqual(use(s, candidates, 2), [1, 0]);
 });
 
-Deno.test("quota_aware counts survive a new strategy instance (a config reload)", () => {
+Deno.test("daily_quota counts survive a new strategy instance (a config reload)", () => {
   const candidates = makeCandidates(2);
   const plugin = quotaAware({ now: () => 0 });
-  use(plugin.create({ candidates, now: () => 0, random: seededRandom(1) }), candidates, 3); // 0, 1, 0
-  const after = plugin.create({ candidates, now: () => 0, random: seededRandom(1) });
+  use(
+    plugin.create({ candidates, now: () => 0, budgetLeft: () => 1, random: seededRandom(1) }),
+    candidates,
+    3,
+  ); // 0, 1, 0
+  const after = plugin.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
   assert.deepEqual(use(after, candidates, 1), [1]);
 });
 
-Deno.test("quota_aware.pick() only picks among the available candidates", () => {
+Deno.test("daily_quota.pick() only picks among the available candidates", () => {
   const candidates = makeCandidates([{ weight: 5 }, { weight: 1 }, { weight: 1 }]);
   const s = quotaAware({ now: () => 0 }).create({
     candidates,
     now: () => 0,
+    budgetLeft: () => 1,
     random: seededRandom(1),
   });
   const available = [candidates[1]!, candidates[2]!];
@@ -99,6 +118,9 @@ Deno.test("quota_aware.pick() only picks among the available candidates", () => 
 });
 
 Deno.test("quotaAware() rejects a quota that is not positive", () => {
-  assert.throws(() => quotaAware({ dailyQuota: 0 }), /dailyQuota must be > 0, got 0/);
+  assert.throws(
+    () => quotaAware({ dailyQuota: 0 }),
+    /^TypeError: Cannot build daily_quota: dailyQuota must be > 0, got 0$/,
+  );
   assert.throws(() => quotaAware({ dailyQuota: Number.NaN }), /dailyQuota must be > 0/);
 });

@@ -16,7 +16,12 @@ import {
 /** Builds a least_connections strategy over candidates with the given in-flight counts. */
 function setup(loads: number[]) {
   const candidates = makeCandidates(loads.map((inFlight) => ({ inFlight })));
-  const strategy = leastConnections.create({ candidates, now: () => 0, random: seededRandom(1) });
+  const strategy = leastConnections.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
   return { candidates, strategy };
 }
 

@@ -38,7 +38,12 @@ Deno.test("random.pick() maps random() uniformly onto the available candidates",
     { name: "an out-of-range 1 clamps to the last", available: [0, 3], draws: [1], want: [3] },
   ];
   for (const { name, available, draws, want } of cases) {
-    const strategy = random.create({ candidates, now: () => 0, random: sequenceRandom(draws) });
+    const strategy = random.create({
+      candidates,
+      now: () => 0,
+      budgetLeft: () => 1,
+      random: sequenceRandom(draws),
+    });
     const list = candidates.filter((c) => available.includes(c.index));
     assert.deepEqual(pickMany(strategy, { available: list, count: draws.length }), want, name);
   }
@@ -50,6 +55,7 @@ Deno.test("random.pick() draws exactly one random number per pick", () => {
   const strategy = random.create({
     candidates,
     now: () => 0,
+    budgetLeft: () => 1,
     random: () => {
       draws++;
       return 0.5;
@@ -62,7 +68,12 @@ Deno.test("random.pick() draws exactly one random number per pick", () => {
 Deno.test("random.pick() spreads 10,000 picks evenly, ignoring weights", () => {
   const candidates = makeCandidates([{ weight: 100 }, { weight: 1 }, { weight: 0 }, {}]);
   for (const c of candidates) Object.freeze(Object.freeze(c).state);
-  const strategy = random.create({ candidates, now: () => 0, random: seededRandom(7) });
+  const strategy = random.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(7),
+  });
   const counts = countPicks(pickMany(strategy, { available: candidates, count: 10_000 }), 4);
   // Expected 2500 each; the standard deviation is about 43, so 2350..2650 is a wide margin.
   for (const [i, count] of counts.entries()) {
@@ -73,7 +84,12 @@ Deno.test("random.pick() spreads 10,000 picks evenly, ignoring weights", () => {
 Deno.test("random.pick() never picks an unavailable candidate", () => {
   const candidates = makeCandidates(5);
   const available = candidates.filter((c) => c.index !== 2);
-  const strategy = random.create({ candidates, now: () => 0, random: seededRandom(3) });
+  const strategy = random.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(3),
+  });
   const counts = countPicks(pickMany(strategy, { available, count: 10_000 }), 5);
   assert.equal(counts[2], 0);
   for (const i of [0, 1, 3, 4]) assert.ok(counts[i]! > 2300 && counts[i]! < 2700, `${counts}`);

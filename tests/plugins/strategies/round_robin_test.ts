@@ -17,7 +17,12 @@ import {
 /** Builds a round_robin strategy over `n` candidates. */
 function setup(n: number) {
   const candidates = makeCandidates(n);
-  const strategy = roundRobin.create({ candidates, now: () => 0, random: seededRandom(1) });
+  const strategy = roundRobin.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
   /** Returns the candidates with the given indexes. */
   const only = (...indexes: number[]): Candidate[] =>
     candidates.filter((c) => indexes.includes(c.index));
@@ -101,8 +106,18 @@ Deno.test("round_robin.pick() follows the pool order as availability changes", (
 
 Deno.test("round_robin.create() gives each pool its own cursor", () => {
   const candidates = makeCandidates(3);
-  const a = roundRobin.create({ candidates, now: () => 0, random: seededRandom(1) });
-  const b = roundRobin.create({ candidates, now: () => 0, random: seededRandom(1) });
+  const a = roundRobin.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
+  const b = roundRobin.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
   assert.deepEqual(pickMany(a, { available: candidates, count: 2 }), [0, 1]);
   assert.deepEqual(pickMany(b, { available: candidates, count: 2 }), [0, 1]);
   assert.deepEqual(pickMany(a, { available: candidates, count: 1 }), [2]);
@@ -111,7 +126,12 @@ Deno.test("round_robin.create() gives each pool its own cursor", () => {
 Deno.test("round_robin.pick() shares 10,000 picks equally and never mutates candidates", () => {
   const candidates = makeCandidates(8);
   for (const c of candidates) Object.freeze(Object.freeze(c).state);
-  const strategy = roundRobin.create({ candidates, now: () => 0, random: seededRandom(1) });
+  const strategy = roundRobin.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
   const picks = pickMany(strategy, { available: candidates, count: 10_000 });
   assert.deepEqual(countPicks(picks, 8), new Array(8).fill(1250));
 });
@@ -119,7 +139,12 @@ Deno.test("round_robin.pick() shares 10,000 picks equally and never mutates cand
 Deno.test("round_robin.pick() spreads evenly while a random third of the pool is unusable", () => {
   const n = 30;
   const candidates = makeCandidates(n);
-  const strategy = roundRobin.create({ candidates, now: () => 0, random: seededRandom(1) });
+  const strategy = roundRobin.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
   const random = seededRandom(42);
   let available: Candidate[] = candidates;
   // Re-draw the available set every 300 picks: each draw keeps every candidate with p = 2/3.
@@ -141,7 +166,12 @@ Deno.test("round_robin.pick() spreads evenly while a random third of the pool is
 Deno.test("round_robin.pick() reads O(log n) entries of a 10,000-candidate pool", () => {
   const n = 10_000;
   const candidates = makeCandidates(n);
-  const strategy = roundRobin.create({ candidates, now: () => 0, random: seededRandom(1) });
+  const strategy = roundRobin.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
   let reads = 0;
   const counted = new Proxy(candidates, {
     get(target, prop, receiver) {

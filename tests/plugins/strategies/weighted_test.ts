@@ -17,7 +17,12 @@ import {
 /** Builds a weighted strategy over candidates with the given weights. */
 function setup(weights: number[]) {
   const candidates = makeCandidates(weights.map((weight) => ({ weight })));
-  const strategy = weighted.create({ candidates, now: () => 0, random: seededRandom(1) });
+  const strategy = weighted.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
   return { candidates, strategy };
 }
 
@@ -148,7 +153,12 @@ Deno.test("weighted.pick() follows weights while availability keeps changing", (
 Deno.test("weighted.pick() in a large pool splits picks in proportion to weight, interleaved", () => {
   const n = 600;
   const candidates = makeCandidates(Array.from({ length: n }, (_, i) => ({ weight: (i % 3) + 1 })));
-  const strategy = weighted.create({ candidates, now: () => 0, random: seededRandom(1) });
+  const strategy = weighted.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
   const picks = pickMany(strategy, { available: candidates, count: 12_000 });
   const byWeight = [0, 0, 0];
   for (const i of picks) byWeight[i % 3]!++;
@@ -164,7 +174,12 @@ Deno.test("weighted.pick() in a large pool splits picks in proportion to weight,
 Deno.test("weighted.pick() in a large pool skips unavailable keys, with no burst on return", () => {
   const n = 400;
   const candidates = makeCandidates(n);
-  const strategy = weighted.create({ candidates, now: () => 0, random: seededRandom(2) });
+  const strategy = weighted.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(2),
+  });
   const without0 = candidates.slice(1);
   const during = pickMany(strategy, { available: without0, count: 2_000 });
   assert.ok(!during.includes(0));
@@ -175,6 +190,11 @@ Deno.test("weighted.pick() in a large pool skips unavailable keys, with no burst
 
 Deno.test("weighted.pick() in a large pool chooses none when every weight is 0", () => {
   const candidates = makeCandidates(Array.from({ length: 300 }, () => ({ weight: 0 })));
-  const strategy = weighted.create({ candidates, now: () => 0, random: seededRandom(3) });
+  const strategy = weighted.create({
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(3),
+  });
   assert.equal(strategy.pick(candidates, PICK_CONTEXT), undefined);
 });

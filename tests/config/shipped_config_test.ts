@@ -21,15 +21,20 @@ Deno.test("config.yaml loads with MODELSCOPE_KEYS set", async () => {
   assert.equal(modelscope?.baseUrl, "https://api-inference.modelscope.cn/v1");
   assert.equal(modelscope?.pathMode, "v1");
   assert.deepEqual(modelscope?.keys, [{ key: "a" }, { key: "b" }]);
-  assert.deepEqual(modelscope?.healthCheck, {
-    probe: "http",
-    path: "/models",
-    intervalMs: 30_000,
-    timeoutMs: 5_000,
+  assert.equal(modelscope?.healthCheck, undefined);
+  assert.deepEqual(modelscope?.quota, {
+    requestsPerDay: 2000,
+    modelRequestsPerDay: 200,
+    tokensPerDay: 0,
+    requestsPerMinute: 0,
+    tokensPerMinute: 0,
+    maxConcurrency: 0,
+    reset: { hour: 0, minute: 0 },
+    timeZone: "Asia/Shanghai",
   });
   assert.deepEqual(config.pools, [{
     model: "*",
-    strategy: "round_robin",
+    strategy: "quota_aware",
     members: [{ upstream: "modelscope" }],
     affinityBy: ["prompt_cache_key", "user"],
     fallbacks: [],
@@ -40,6 +45,9 @@ Deno.test("config.yaml loads with MODELSCOPE_KEYS set", async () => {
     backoffMaxMs: 2_000,
     deadlineMs: 600_000,
   });
+  assert.deepEqual(config.queue, { maxWaitMs: 30_000, maxLength: 1000 });
+  assert.deepEqual(config.state, { kind: "file", path: undefined });
+  assert.equal(config.health.quotaRestMs, 0);
 });
 
 Deno.test("config.yaml fails naming MODELSCOPE_KEYS when it is not set", async () => {
@@ -86,7 +94,12 @@ Deno.test("config.yaml's commented-out examples load once uncommented", async ()
       "# headers: { x-request-source: llm-balance }",
       "# force_headers: { openai-organization: org-team }",
       "# admin_hosts: [llm.internal]",
-      "# validates_key: false",
+      "# tokens_per_day: 0",
+      "# requests_per_minute: 0",
+      "# tokens_per_minute: 0",
+      "# max_concurrency: 0",
+      "# max_length: 1000",
+      "# state: memory",
       "# models: { gpt-4o: deepseek-ai/DeepSeek-V3.1 }",
       "# max_failures: 3",
     ]
@@ -94,6 +107,7 @@ Deno.test("config.yaml's commented-out examples load once uncommented", async ()
   for (const line of ["# auth:", "# anthropic:", "# deepseek-ai/DeepSeek-V3.1:", "# usage:"]) {
     uncomment(lines, line, true);
   }
+  uncomment(lines, "# health_check:", true);
   uncomment(lines, "# plugins:", true);
   const vars: Record<string, string> = {
     MODELSCOPE_KEYS: "a,b",
@@ -106,7 +120,15 @@ Deno.test("config.yaml's commented-out examples load once uncommented", async ()
   assert.deepEqual(config.upstreams.map((u) => u.name), ["modelscope", "anthropic"]);
   assert.equal(config.upstreams[1]?.auth, "x-api-key");
   assert.deepEqual(config.upstreams[1]?.models, { "gpt-4o": "claude-sonnet-4-5" });
-  assert.deepEqual(config.pools.map((p) => p.model), ["deepseek-ai/DeepSeek-V3.1", "*"]);
+  assert.deepEqual(
+    config.pools.map((p) => p.model),
+    ["deepseek-ai/DeepSeek-V3.1", "Qwen/Qwen3-32B", "*"],
+  );
+  assert.deepEqual(config.pools[0]?.fallbacks, ["Qwen/Qwen3-32B"]);
+  assert.equal(config.upstreams[0]?.healthCheck?.path, "/models");
+  assert.equal(config.upstreams[1]?.healthCheck?.validatesKey, true);
+  assert.equal(config.upstreams[0]?.quota.maxConcurrency, 0);
+  assert.deepEqual(config.state, { kind: "memory" });
   assert.equal(config.adminKey, "admin");
   assert.deepEqual(config.clientKeys.map((k) => k.name), ["client-1", "alice"]);
   assert.equal(config.server.cors.enabled, true);

@@ -27,7 +27,7 @@ import { forward, type ForwardDeps } from "./proxy/forward.ts";
 import type { LeaseLedger } from "./proxy/lease.ts";
 import { errorHandler } from "./errors.ts";
 import { Budgets } from "./budget/book.ts";
-import { WaitQueue } from "./proxy/wait_queue.ts";
+import { WaitQueues } from "./proxy/wait_queue.ts";
 import type { Pool } from "./pool.ts";
 import type { Services } from "./plugin.ts";
 
@@ -82,7 +82,7 @@ export class App {
   /** Every key's budgets. */
   readonly budgets: Budgets;
   /** Requests waiting for a key, per pool. */
-  readonly queues = new Map<Pool, WaitQueue>();
+  readonly queues: WaitQueues<Pool> = new WaitQueues();
   #rt: Runtime;
   #plugins: readonly unknown[];
   #active: ActiveHealth | undefined;
@@ -139,10 +139,7 @@ export class App {
       budgets: this.budgets,
       clock: this.clock,
       logger,
-      released: () => {
-        if (queues.size === 0) return;
-        for (const q of queues.values()) if (q.length > 0) q.wakeOne();
-      },
+      released: () => queues.wakeOne(),
     };
   }
 
@@ -209,8 +206,8 @@ export class App {
     if (this.#ownLogger) this.logger.setFormat(resolveFormat(config.log.format));
     this.logger.setSecrets(rt.masks);
     this.board.epoch++;
-    // queues of pools the new runtime no longer has go once nobody waits in them
-    for (const [pool, q] of this.queues) if (q.length === 0) this.queues.delete(pool);
+    // figures of pools the new runtime no longer has go once nobody waits in them
+    this.queues.prune((pool) => rt.defaultPool === pool || [...rt.pools.values()].includes(pool));
     const old = this.#active;
     this.#startProbes();
     await old?.stop();
@@ -225,12 +222,14 @@ export class App {
    */
   cutAll(): void {
     this.stopping = true;
+    // requests waiting for a key stop waiting: they get the shutdown 503
+    this.queues.wakeAll();
     for (const c of this.open.toArray()) c.shutdown();
   }
 
   /** Wakes every request waiting for a key (an operator enabled or reset keys). */
   wake(): void {
-    for (const q of this.queues.values()) q.wakeAll();
+    this.queues.wakeAll();
   }
 
   /** Stops probes and closes connections and the store. */
@@ -243,6 +242,15 @@ export class App {
   }
 
   #build(config: Config, registry: Registry): Runtime {
+    const rt = this.#runtime(config, registry);
+    // a saved probe verdict on a key no probe checks any more would keep it out forever
+    for (const c of rt.candidates.values()) {
+      if (!c.state.healthy && c.upstream.config.healthCheck === undefined) this.board.unprobed(c);
+    }
+    return rt;
+  }
+
+  #runtime(config: Config, registry: Registry): Runtime {
     return buildRuntime(config, registry, {
       store: this.store,
       board: this.board,
@@ -275,11 +283,7 @@ export class App {
         overheadHeader: config.server.overheadHeader,
         queue: config.queue,
       },
-      queueFor: (pool) => {
-        let q = this.queues.get(pool);
-        if (q === undefined) this.queues.set(pool, q = new WaitQueue());
-        return q;
-      },
+      queues: this.queues,
       stopping: () => this.stopping,
     };
     const metrics = this.metrics;

@@ -186,9 +186,10 @@ export interface StrategyOptions {
   /**
    * What share of a key's tightest budget for a model is left (today's requests, the model's
    * requests, today's tokens; counted, or the provider's word when lower): a number in [0, 1],
-   * 1 for a key without budgets.
+   * 1 for a key without budgets. Pass `now` (from `now()`, read once per pick) when asking for
+   * many keys at once.
    */
-  readonly budgetLeft: (candidate: Candidate, model: string | undefined) => number;
+  readonly budgetLeft: (candidate: Candidate, model: string | undefined, now?: number) => number;
 }
 
 /** A strategy plugin: builds one strategy instance per pool, living as long as the pool. */

@@ -135,7 +135,7 @@ export class Pool {
       if (chosen !== undefined) return chosen;
     }
     if (this.#tiers.length > 0) return undefined;
-    return this.#panic(now, exclude);
+    return this.#panic(now, exclude, model);
   }
 
   /**
@@ -153,7 +153,7 @@ export class Pool {
         return true;
       }
     }
-    return this.#tiers.length === 0 && this.#panic(now, exclude) !== undefined;
+    return this.#tiers.length === 0 && this.#panic(now, exclude, model) !== undefined;
   }
 
   /**
@@ -243,12 +243,17 @@ export class Pool {
   }
 
   /** Every candidate is out and some only for ejection: try the least recently failed. */
-  #panic(now: number, exclude?: (c: Candidate) => boolean): Candidate | undefined {
+  #panic(
+    now: number,
+    exclude: ((c: Candidate) => boolean) | undefined,
+    model: string | undefined,
+  ): Candidate | undefined {
     let best: Candidate | undefined;
     for (const c of this.candidates) {
       const s = c.state;
       if (statusOf(s, now) !== "ejected" || s.trialInFlight) continue;
-      if (exclude?.(c)) continue;
+      // a panic pick still keeps to a key's concurrency cap and its budget for the model
+      if (exclude?.(c) || atCapacity(c) || !allowsModel(c, model, now)) continue;
       if (best === undefined || s.lastFailureAt < best.state.lastFailureAt) best = c;
     }
     return best;

@@ -23,7 +23,7 @@ import {
   type Upstream,
 } from "./plugin.ts";
 import { Pool } from "./pool.ts";
-import { shareLeft } from "./budget/book.ts";
+import { shareLeft } from "./budget/views.ts";
 import type { Registry } from "./registry.ts";
 
 /** Everything built from one configuration. */
@@ -122,7 +122,8 @@ export function buildRuntime(config: Config, registry: Registry, parts: RuntimeP
   if (fallbackPlugin === undefined) throw new Error("Cannot start: round_robin is not registered");
   const { random, clock } = parts;
   const now = clock.now;
-  const budgetLeft = (c: Candidate, model: string | undefined) => shareLeft(c, model, now());
+  const budgetLeft = (c: Candidate, model: string | undefined, at = now()) =>
+    shareLeft(c, model, at);
   const pools = new Map<string, Pool>();
   const candidates = new Map<string, Candidate>();
   let defaultPool: Pool | undefined;

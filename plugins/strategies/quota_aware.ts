@@ -27,15 +27,16 @@ export default {
   name: "quota_aware",
   description: "The key with the largest share of its budget left for the model, ties in turn",
   create(options: StrategyOptions): Strategy {
-    const { budgetLeft } = options;
+    const { budgetLeft, now } = options;
     /** Each candidate's share in the current pick, by `index`; reused across picks. */
     const shares = new Float64Array(options.candidates.length);
     let last = -1;
     return {
       pick(available, ctx) {
         let top = -Infinity;
+        const t = now();
         for (const c of available) {
-          const reported = budgetLeft(c, ctx.model);
+          const reported = budgetLeft(c, ctx.model, t);
           const share = reported > 0 ? reported : 0; // NaN and negatives count as none left
           shares[c.index] = share;
           if (share > top) top = share;

@@ -11,8 +11,8 @@
 import type { RequestContext } from "../plugin.ts";
 import type { Runtime } from "../runtime.ts";
 import type { StatsSource } from "./source.ts";
-import { type BudgetView, budgetViews } from "../budget/book.ts";
-import type { WaitQueue } from "../proxy/wait_queue.ts";
+import { type BudgetView, budgetViews } from "../budget/views.ts";
+import type { QueueStats } from "../proxy/wait_queue.ts";
 import { statusOf } from "../health/availability.ts";
 import type { CandidateState } from "../state_store.ts";
 
@@ -299,30 +299,39 @@ export class Metrics {
 
   /** Requests waiting for a key, per pool, and how long they waited. */
   #queues(out: string[], app: StatsSource): void {
-    const rows: [string, WaitQueue][] = [];
-    for (const [pool, q] of app.queues) rows.push([pool.model === "*" ? "default" : pool.model, q]);
-    const series = (name: string, type: string, help: string, value: (q: WaitQueue) => number) => {
+    const rows: [string, QueueStats, number][] = [];
+    for (const [pool, stats, length] of app.queues.pools()) {
+      rows.push([pool.model === "*" ? "default" : pool.model, stats, length]);
+    }
+    const series = (
+      name: string,
+      type: string,
+      help: string,
+      value: (s: QueueStats, length: number) => number,
+    ) => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const [pool, q] of rows) out.push(`${name}${labels({ pool })} ${value(q)}`);
+      for (const [pool, s, length] of rows) {
+        out.push(`${name}${labels({ pool })} ${value(s, length)}`);
+      }
     };
-    series("llm_balance_queue_length", "gauge", "Requests waiting for a key", (q) => q.length);
+    series("llm_balance_queue_length", "gauge", "Requests waiting for a key", (_s, n) => n);
     series(
       "llm_balance_queue_waited_total",
       "counter",
       "Requests that waited and got a key",
-      (q) => q.waited,
+      (s) => s.waited,
     );
     series(
       "llm_balance_queue_wait_seconds_total",
       "counter",
       "Seconds requests waited for a key",
-      (q) => Number((q.waitedMs / 1000).toFixed(3)),
+      (s) => Number((s.waitedMs / 1000).toFixed(3)),
     );
     series(
       "llm_balance_queue_refused_total",
       "counter",
       "Requests refused: queue full",
-      (q) => q.refused,
+      (s) => s.refused,
     );
   }
 

@@ -10,7 +10,7 @@ import type { Runtime } from "../runtime.ts";
 import type { LatencyTracker } from "./latency.ts";
 import type { Budgets } from "../budget/book.ts";
 import type { Pool } from "../pool.ts";
-import type { WaitQueue } from "../proxy/wait_queue.ts";
+import type { WaitQueues } from "../proxy/wait_queue.ts";
 
 /** The state the views read. */
 export interface StatsSource {
@@ -21,7 +21,7 @@ export interface StatsSource {
   /** Every key's budgets (an operator's reset clears them too). */
   readonly budgets: Budgets;
   /** Requests waiting for a key, per pool. */
-  readonly queues: ReadonlyMap<Pool, WaitQueue>;
+  readonly queues: WaitQueues<Pool>;
   /** Epoch ms when the application started. */
   readonly startedAt: number;
   /** Wall-clock time, epoch ms. */

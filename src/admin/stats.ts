@@ -12,7 +12,8 @@ import type { Candidate, ModelEntry, ModelList } from "../plugin.ts";
 
 export type { ModelEntry, ModelList } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
-import { budgetViews, SPENT_WHY } from "../budget/book.ts";
+import { SPENT_WHY } from "../budget/book.ts";
+import { budgetViews } from "../budget/views.ts";
 import { formatWithOffset } from "../budget/reset.ts";
 
 function iso(ms: number): string | null {

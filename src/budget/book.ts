@@ -6,6 +6,7 @@
  * said when it ends. A key spent for every model (its day, its minute, or the provider's word)
  * is out of the pool's snapshot until its window rolls (`spentUntil`, read by the one
  * availability predicate); a key spent for one model is passed over for that model only.
+ * Per-model entries name the model the upstream is sent, bounded (see `models.ts`).
  */
 
 import type { Candidate, CandidateState, Usage } from "../plugin.ts";
@@ -13,13 +14,10 @@ import type { BudgetState, Learned } from "../state_store.ts";
 import type { QuotaConfig } from "../config/types.ts";
 import { dayStart, nextReset } from "./reset.ts";
 import type { LearnedBudgets } from "./headers.ts";
+import { modelSlot, readModel, upstreamModel } from "./models.ts";
 
-const MINUTE = 60_000;
-/**
- * Models counted per key and day at most: a client naming ever new models cannot grow a key's
- * record (or the state file) without bound; the provider still enforces its own caps.
- */
-export const MAX_MODELS = 100;
+/** A minute, in milliseconds: the short window of `requests_per_minute`, `tokens_per_minute`. */
+export const MINUTE = 60_000;
 
 /** Why a key is spent, as stats and messages say it. */
 export const SPENT_WHY: Record<string, string> = {
@@ -32,13 +30,13 @@ export const SPENT_WHY: Record<string, string> = {
 };
 
 /**
- * Starts a new daily window when the current one is over.
+ * Starts a new daily window when the current one is over (or the clock was set back before it).
  * @param q the key's budgets
  * @param b its counters
  * @param now epoch ms
  */
 function rollDay(q: Readonly<QuotaConfig>, b: BudgetState, now: number): void {
-  if (now < b.dayEnd) return;
+  if (now < b.dayEnd && now >= b.dayStart) return;
   b.dayStart = dayStart(now, q.reset, q.timeZone);
   b.dayEnd = nextReset(now, q.reset, q.timeZone);
   b.dayRequests = 0;
@@ -52,9 +50,9 @@ function rollDay(q: Readonly<QuotaConfig>, b: BudgetState, now: number): void {
   for (const [m, t] of Object.entries(b.modelSpentUntil)) if (t <= now) delete b.modelSpentUntil[m];
 }
 
-/** Starts a new minute window when the current one is over. */
+/** Starts a new minute window when the current one is over (or the clock was set back). */
 function rollMinute(b: BudgetState, now: number): void {
-  if (now - b.minuteStart < MINUTE) return;
+  if (now >= b.minuteStart && now - b.minuteStart < MINUTE) return;
   b.minuteStart = now;
   b.minuteRequests = 0;
   b.minuteTokens = 0;
@@ -73,16 +71,17 @@ export function atCapacity(c: Candidate): boolean {
  * Whether a key may take a request for a model, as far as that model's own budgets go (its
  * budgets for every model are in its availability: `spentUntil`).
  * @param c the key
- * @param model the request's model
+ * @param model the request's model (the client's name: the upstream's mapping is applied)
  * @param now epoch ms
  */
 export function allowsModel(c: Candidate, model: string | undefined, now: number): boolean {
-  if (model === undefined) return true;
+  const m = upstreamModel(c, model);
+  if (m === undefined) return true;
   const b = c.state.budget;
-  const until = b.modelSpentUntil[model];
+  const until = readModel(b.modelSpentUntil, m);
   if (until !== undefined && until > now) return false;
   const cap = c.quota.modelRequestsPerDay;
-  return cap === 0 || now >= b.dayEnd || (b.modelRequests[model] ?? 0) < cap;
+  return cap === 0 || now >= b.dayEnd || (readModel(b.modelRequests, m) ?? 0) < cap;
 }
 
 /**
@@ -93,13 +92,14 @@ export function allowsModel(c: Candidate, model: string | undefined, now: number
  * @returns epoch ms (`now` when it may already)
  */
 export function modelReturnsAt(c: Candidate, model: string | undefined, now: number): number {
-  if (model === undefined) return now;
+  const m = upstreamModel(c, model);
+  if (m === undefined) return now;
   const b = c.state.budget;
   let t = now;
-  const until = b.modelSpentUntil[model];
+  const until = readModel(b.modelSpentUntil, m);
   if (until !== undefined && until > t) t = until;
   const cap = c.quota.modelRequestsPerDay;
-  if (cap > 0 && now < b.dayEnd && (b.modelRequests[model] ?? 0) >= cap && b.dayEnd > t) {
+  if (cap > 0 && now < b.dayEnd && (readModel(b.modelRequests, m) ?? 0) >= cap && b.dayEnd > t) {
     t = b.dayEnd;
   }
   return t;
@@ -114,10 +114,19 @@ function spend(b: BudgetState, until: number, reason: string): boolean {
 }
 
 /** Sets a key spent for one model until `until`, unless it already is for longer. */
-function spendModel(b: BudgetState, model: string, until: number): boolean {
-  if (until <= (b.modelSpentUntil[model] ?? 0)) return false;
-  b.modelSpentUntil[model] = until;
-  return true;
+function spendModel(b: BudgetState, model: string, until: number): void {
+  const slot = modelSlot(b.modelSpentUntil, model);
+  if (until > (b.modelSpentUntil[slot] ?? 0)) b.modelSpentUntil[slot] = until;
+}
+
+/** Whether any of a key's budgets for every model is used up now. */
+function full(q: Readonly<QuotaConfig>, b: BudgetState, now: number): boolean {
+  const inMinute = now >= b.minuteStart && now - b.minuteStart < MINUTE;
+  return (q.requestsPerDay > 0 && b.dayRequests >= q.requestsPerDay) ||
+    (q.tokensPerDay > 0 && b.dayTokens >= q.tokensPerDay) ||
+    (inMinute && q.requestsPerMinute > 0 && b.minuteRequests >= q.requestsPerMinute) ||
+    (inMinute && q.tokensPerMinute > 0 && b.minuteTokens >= q.tokensPerMinute) ||
+    (b.learned !== null && b.learned.until > now && b.learned.remaining <= 0);
 }
 
 /** Options of {@linkcode Budgets}. */
@@ -153,10 +162,10 @@ export class Budgets {
 
   /**
    * Takes one request from a key's budgets as an attempt starts (after the board counted it in
-   * flight): today's and this minute's counts, the provider's last word. A budget that this
-   * request fills takes the key out until its window rolls.
+   * flight): today's and this minute's counts, the model's, the provider's last word. A budget
+   * that this request fills takes the key out until its window rolls.
    * @param c the key
-   * @param model the request's model
+   * @param model the request's model (the client's name)
    * @param now epoch ms
    */
   take(c: Candidate, model: string | undefined, now: number): void {
@@ -167,14 +176,12 @@ export class Budgets {
     b.dayRequests++;
     b.minuteRequests++;
     let changed = false;
-    if (model !== undefined) {
-      const counted = b.modelRequests[model];
-      if (counted !== undefined) b.modelRequests[model] = counted + 1;
-      else if (Object.keys(b.modelRequests).length < MAX_MODELS) b.modelRequests[model] = 1;
-      const lm = b.learnedModels[model];
-      if (lm !== undefined && lm.until > now && --lm.remaining <= 0) {
-        spendModel(b, model, lm.until);
-      }
+    const m = upstreamModel(c, model);
+    if (m !== undefined) {
+      const slot = modelSlot(b.modelRequests, m);
+      b.modelRequests[slot] = (b.modelRequests[slot] ?? 0) + 1;
+      const lm = readModel(b.learnedModels, m);
+      if (lm !== undefined && lm.until > now && --lm.remaining <= 0) spendModel(b, m, lm.until);
     }
     const l = b.learned;
     if (l !== null && l.until > now && --l.remaining <= 0) {
@@ -188,6 +195,38 @@ export class Budgets {
     }
     if (atCapacity(c)) changed = true;
     if (changed) this.#onChange();
+  }
+
+  /**
+   * Gives back the request an attempt took when it never used the provider's quota: it could
+   * not connect, found a kept-alive connection closed before sending, or the key was refused.
+   * Only the proxy's own counts of the windows the request was taken in are given back (the
+   * provider's word is left as it said it); a key the proxy's counting had spent is open again
+   * when none of its budgets is full any more.
+   * @param c the key
+   * @param model the request's model (the client's name)
+   * @param takenAt epoch ms when the request was taken
+   * @param now epoch ms
+   */
+  refund(c: Candidate, model: string | undefined, takenAt: number, now: number): void {
+    const q = c.quota;
+    const b = (c.state as CandidateState).budget;
+    // taken in a day now over (or one the clock has left): nothing of today's was taken
+    if (takenAt < b.dayStart || takenAt >= b.dayEnd || now >= b.dayEnd) return;
+    if (b.dayRequests > 0) b.dayRequests--;
+    if (takenAt >= b.minuteStart && b.minuteRequests > 0) b.minuteRequests--;
+    const m = upstreamModel(c, model);
+    if (m !== undefined) {
+      const slot = modelSlot(b.modelRequests, m);
+      const counted = b.modelRequests[slot];
+      if (counted !== undefined && counted > 0) b.modelRequests[slot] = counted - 1;
+    }
+    const own = b.spentReason === "day" || b.spentReason === "minute";
+    if (b.spentUntil > now && own && !full(q, b, now)) {
+      b.spentUntil = 0;
+      b.spentReason = "";
+      this.#onChange();
+    }
   }
 
   /**
@@ -217,11 +256,13 @@ export class Budgets {
   }
 
   /**
-   * Takes in what a provider's headers said about a key: requests left today (or in its
-   * window), for every model and for this one. A lower count than the proxy's wins; none left
-   * takes the key out (for this model, when the count is the model's) until the window's reset.
+   * Takes in what a provider's headers said about a key, as soon as they arrive. Daily counts
+   * (ModelScope's calls left today, for the account and for this model) are kept: they lower
+   * the proxy's own, and none left takes the key out (for this model, when the count is the
+   * model's) until the key's daily reset. A short window's count (OpenAI's, Anthropic's
+   * minute) takes the key out until its reset when nothing is left.
    * @param c the key
-   * @param model the request's model
+   * @param model the request's model (the client's name)
    * @param learned the headers, read
    * @param now epoch ms
    */
@@ -233,18 +274,23 @@ export class Budgets {
     const until = (resetAt: number | undefined) =>
       resetAt !== undefined && resetAt > now ? resetAt : learned.daily ? b.dayEnd : now + MINUTE;
     const r = learned.requests;
-    if (r !== undefined) {
-      const l: Learned = { remaining: r.remaining, limit: r.limit, until: until(r.resetAt) };
-      b.learned = l;
-      if (l.remaining <= 0) changed = spend(b, l.until, "provider");
-    }
-    const m = learned.modelRequests;
-    if (m !== undefined && model !== undefined) {
-      const l: Learned = { remaining: m.remaining, limit: m.limit, until: until(m.resetAt) };
-      b.learnedModels[model] = l;
-      if (l.remaining <= 0) spendModel(b, model, l.until);
-    }
     const t = learned.tokens;
+    if (learned.daily) {
+      if (r !== undefined) {
+        const l: Learned = { remaining: r.remaining, limit: r.limit, until: until(r.resetAt) };
+        b.learned = l;
+        if (l.remaining <= 0) changed = spend(b, l.until, "provider");
+      }
+      const mr = learned.modelRequests;
+      const m = upstreamModel(c, model);
+      if (mr !== undefined && m !== undefined) {
+        const l: Learned = { remaining: mr.remaining, limit: mr.limit, until: until(mr.resetAt) };
+        b.learnedModels[modelSlot(b.learnedModels, m)] = l;
+        if (l.remaining <= 0) spendModel(b, m, l.until);
+      }
+    } else if (r !== undefined && r.remaining <= 0) {
+      changed = spend(b, until(r.resetAt), "provider");
+    }
     if (t !== undefined && t.remaining <= 0) {
       changed = spend(b, until(t.resetAt), "provider") || changed;
     }
@@ -253,9 +299,10 @@ export class Budgets {
 
   /**
    * Takes a key out after the provider said its quota is exhausted: for one model or for every
-   * model, until the provider's reset time or else the key's next daily reset.
+   * model, until the provider's reset time, else the key's next daily reset (at most
+   * `health.quota_rest` from now when that is set).
    * @param c the key
-   * @param model the request's model
+   * @param model the request's model (the client's name)
    * @param scope whether the exhaustion is the model's or the key's
    * @param until when the provider says it ends, if it did
    * @param now epoch ms
@@ -277,10 +324,13 @@ export class Budgets {
       : cap > 0
       ? Math.min(b.dayEnd, now + cap)
       : b.dayEnd;
-    if (scope === "model" && model !== undefined) {
-      spendModel(b, model, end);
-    } else if (spend(b, end, "exhausted")) this.#onChange();
-    return end;
+    const m = upstreamModel(c, model);
+    if (scope === "model" && m !== undefined) {
+      spendModel(b, m, end);
+      return Math.max(end, readModel(b.modelSpentUntil, m) ?? 0, b.spentUntil);
+    }
+    if (spend(b, end, "exhausted")) this.#onChange();
+    return Math.max(end, b.spentUntil);
   }
 
   /**
@@ -301,113 +351,4 @@ export class Budgets {
     b.minuteTokens = 0;
     this.#onChange();
   }
-}
-
-/** One budget as stats show it. */
-export interface BudgetView {
-  limit: number;
-  used: number;
-  remaining: number;
-  /** Whether `remaining` is the provider's word (else counted). */
-  learned: boolean;
-  /** Epoch ms of the window's end. */
-  resetsAt: number;
-}
-
-/**
- * A key's budgets as stats show them: every configured or learned budget, per model where it
- * applies, with what is left and when it resets.
- * @param c the key
- * @param now epoch ms
- * @returns budgets by name (`requests_per_day`, `model_requests_per_day:<model>`, ...)
- */
-export function budgetViews(c: Candidate, now: number): Record<string, BudgetView> {
-  const q = c.quota;
-  const b = c.state.budget;
-  const inDay = now < b.dayEnd;
-  const dayEnd = inDay ? b.dayEnd : nextReset(now, q.reset, q.timeZone);
-  const inMinute = now - b.minuteStart < MINUTE;
-  const out: Record<string, BudgetView> = {};
-  const put = (name: string, limit: number, used: number, resetsAt: number, l?: Learned | null) => {
-    const learned = l !== null && l !== undefined && l.until > now;
-    const counted = Math.max(0, limit - used);
-    const remaining = learned
-      ? (limit > 0 ? Math.min(counted, l.remaining) : l.remaining)
-      : counted;
-    out[name] = {
-      limit: limit > 0 ? limit : learned ? l.limit : 0,
-      used,
-      remaining: Math.max(0, remaining),
-      learned,
-      resetsAt: learned ? l.until : resetsAt,
-    };
-  };
-  const dayRequests = inDay ? b.dayRequests : 0;
-  if (q.requestsPerDay > 0 || (b.learned !== null && b.learned.until > now)) {
-    put("requests_per_day", q.requestsPerDay, dayRequests, dayEnd, b.learned);
-  }
-  const models = new Set([
-    ...(inDay ? Object.keys(b.modelRequests) : []),
-    ...Object.keys(b.learnedModels),
-  ]);
-  for (const m of models) {
-    const l = b.learnedModels[m];
-    if (q.modelRequestsPerDay === 0 && (l === undefined || l.until <= now)) continue;
-    put(
-      `model_requests_per_day:${m}`,
-      q.modelRequestsPerDay,
-      inDay ? b.modelRequests[m] ?? 0 : 0,
-      dayEnd,
-      l,
-    );
-  }
-  if (q.tokensPerDay > 0) put("tokens_per_day", q.tokensPerDay, inDay ? b.dayTokens : 0, dayEnd);
-  const minuteEnd = inMinute ? b.minuteStart + MINUTE : now + MINUTE;
-  if (q.requestsPerMinute > 0) {
-    put("requests_per_minute", q.requestsPerMinute, inMinute ? b.minuteRequests : 0, minuteEnd);
-  }
-  if (q.tokensPerMinute > 0) {
-    put("tokens_per_minute", q.tokensPerMinute, inMinute ? b.minuteTokens : 0, minuteEnd);
-  }
-  if (q.maxConcurrency > 0) {
-    out.max_concurrency = {
-      limit: q.maxConcurrency,
-      used: c.state.inFlight,
-      remaining: Math.max(0, q.maxConcurrency - c.state.inFlight),
-      learned: false,
-      resetsAt: 0,
-    };
-  }
-  return out;
-}
-
-/**
- * What share of a key's tightest budget for a model is left, for strategies that drain keys
- * evenly: 1 when it has no budget at all.
- * @param c the key
- * @param model the request's model
- * @param now epoch ms
- * @returns a number in [0, 1]
- */
-export function shareLeft(c: Candidate, model: string | undefined, now: number): number {
-  const q = c.quota;
-  const b = c.state.budget;
-  const inDay = now < b.dayEnd;
-  let share = 1;
-  const consider = (limit: number, used: number, l?: Learned | null) => {
-    if (l !== null && l !== undefined && l.until > now && l.limit > 0) {
-      share = Math.min(share, Math.max(0, l.remaining) / l.limit);
-    }
-    if (limit > 0) share = Math.min(share, Math.max(0, limit - used) / limit);
-  };
-  consider(q.requestsPerDay, inDay ? b.dayRequests : 0, b.learned);
-  if (model !== undefined) {
-    consider(
-      q.modelRequestsPerDay,
-      inDay ? b.modelRequests[model] ?? 0 : 0,
-      b.learnedModels[model],
-    );
-  }
-  consider(q.tokensPerDay, inDay ? b.dayTokens : 0);
-  return share;
 }

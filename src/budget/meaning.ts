@@ -7,7 +7,13 @@
  */
 
 import type { AttemptClass } from "../health/classify.ts";
-import { retryAt } from "../health/retry_after.ts";
+import { parseRetryAfter, retryAt } from "../health/retry_after.ts";
+
+/** `Retry-After` alone (seconds or an HTTP date), as epoch ms. */
+function retryAfterOnly(headers: Headers, now: number): number | undefined {
+  const v = headers.get("retry-after");
+  return v === null ? undefined : parseRetryAfter(v, now);
+}
 import type { ErrorAnswer } from "../proxy/attempt.ts";
 import type { SpendScope } from "./book.ts";
 import { emptyChoices, isExhaustionBody, type LearnedBudgets } from "./headers.ts";
@@ -35,6 +41,8 @@ export interface ErrorMeaning {
  * @param learned what the headers said, if anything
  * @param body the answer's body, as text
  * @param model the request's model
+ * @param modelscope whether the upstream is ModelScope (whose `insufficient_quota` 429 is a
+ *   short-term limit, as PROVIDERS.md records)
  * @returns the class and scope
  */
 export function quotaMeaning(
@@ -42,6 +50,7 @@ export function quotaMeaning(
   learned: LearnedBudgets | undefined,
   body: string,
   model: string | undefined,
+  modelscope = false,
 ): ErrorMeaning {
   if (learned?.daily === true) {
     // ModelScope's counts of today's calls: they tell exhaustion from throttling
@@ -64,14 +73,21 @@ export function quotaMeaning(
     // a short window (OpenAI's, Anthropic's minute): a rate limit, unless the body says the
     // quota or balance itself is gone (OpenAI's insufficient_quota)
     if (cls === "quota") return { cls, scope: "key", resetAt: undefined };
+    // the window that ran out says when it ends
+    const tokens = learned.tokens;
+    const empty = tokens !== undefined && tokens.remaining <= 0 ? tokens : learned.requests;
     return {
       cls: "rate_limited",
       scope: "key",
-      resetAt: learned.requests?.resetAt ?? learned.tokens?.resetAt,
+      resetAt: empty?.resetAt ?? learned.requests?.resetAt ?? tokens?.resetAt,
     };
   }
   if (isExhaustionBody(body)) {
     return { cls: "quota", scope: model === undefined ? "key" : "model", resetAt: undefined };
+  }
+  // ModelScope's `insufficient_quota` 429 is cleared by a short back-off: a rate limit there
+  if (cls === "quota" && modelscope) {
+    return { cls: "rate_limited", scope: "key", resetAt: undefined };
   }
   return { cls, scope: "key", resetAt: undefined };
 }
@@ -85,6 +101,7 @@ const decoder = new TextDecoder();
  * @param learned what its headers said of the key's budgets
  * @param model the request's model
  * @param now epoch ms
+ * @param modelscope whether the upstream is ModelScope
  * @returns the class, the scope of a quota, and the reset time when one was said
  */
 export function errorMeaning(
@@ -92,11 +109,17 @@ export function errorMeaning(
   learned: LearnedBudgets | undefined,
   model: string | undefined,
   now: number,
+  modelscope = false,
 ): ErrorMeaning {
-  const after = retryAt(answer.response.headers, now);
+  const headers = answer.response.headers;
   const status = answer.response.status;
-  if (status !== 429 && status !== 402) return { cls: answer.cls, scope: "key", resetAt: after };
-  const m = quotaMeaning(answer.cls, learned, decoder.decode(answer.body), model);
+  if (status !== 429 && status !== 402) {
+    return { cls: answer.cls, scope: "key", resetAt: retryAt(headers, now) };
+  }
+  const m = quotaMeaning(answer.cls, learned, decoder.decode(answer.body), model, modelscope);
+  // an exhausted quota ends when the provider says in Retry-After, not when a short window's
+  // reset header would (OpenAI's per-minute reset says nothing of a spent balance)
+  const after = m.cls === "quota" ? retryAfterOnly(headers, now) : retryAt(headers, now);
   return after === undefined ? m : { ...m, resetAt: after };
 }
 
@@ -107,6 +130,7 @@ export function errorMeaning(
  * @param body the answer's whole body, when it was read
  */
 export function emptyAnswer(path: string, body: Uint8Array | undefined): boolean {
-  return body !== undefined && body.length > 0 && path.endsWith("/chat/completions") &&
+  return body !== undefined && body.length > 0 &&
+    (path.endsWith("/chat/completions") || path.endsWith("/chat/completions/")) &&
     emptyChoices(body);
 }

@@ -12,6 +12,7 @@ import type { Config } from "../config/types.ts";
 import { type RunningServer, startServer } from "../server.ts";
 import { Reloader } from "./reloader.ts";
 import { openStateStore } from "../state/open.ts";
+import { Logger, resolveFormat } from "../logger.ts";
 import { describeError, out, say } from "./_io.ts";
 
 /** Options of {@linkcode serve}. */
@@ -35,7 +36,12 @@ export async function serve(config: Config, options: ServeOptions): Promise<numb
   let app: App;
   let statePath: string | undefined;
   try {
-    const opened = openStateStore(config);
+    // the state file's own lines (opened, set aside) follow the config's log settings
+    const logger = new Logger({
+      level: config.log.level,
+      format: resolveFormat(config.log.format),
+    });
+    const opened = openStateStore(config, logger);
     statePath = opened.path;
     app = await App.create(config, { plugins: builtins, probes: true, store: opened.store });
   } catch (err) {

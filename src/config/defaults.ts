@@ -40,12 +40,6 @@ const BEIJING_HOSTS = /(^|\.)modelscope\.cn$/i;
  * @returns every limit 0 (none), reset 00:00
  */
 export function defaultQuota(baseUrl: string): QuotaConfig {
-  let host = "";
-  try {
-    host = new URL(baseUrl).hostname;
-  } catch {
-    // a base URL is checked before; an odd one just gets UTC
-  }
   return {
     requestsPerDay: 0,
     modelRequestsPerDay: 0,
@@ -54,8 +48,21 @@ export function defaultQuota(baseUrl: string): QuotaConfig {
     tokensPerMinute: 0,
     maxConcurrency: 0,
     reset: { hour: 0, minute: 0 },
-    timeZone: BEIJING_HOSTS.test(host) ? "Asia/Shanghai" : "UTC",
+    timeZone: isModelScope(baseUrl) ? "Asia/Shanghai" : "UTC",
   };
+}
+
+/**
+ * Whether a base URL is ModelScope's API-Inference (its quirks: daily counts in headers, a
+ * midnight Beijing reset, `insufficient_quota` 429s that a short back-off clears).
+ * @param baseUrl an upstream's base URL
+ */
+export function isModelScope(baseUrl: string): boolean {
+  try {
+    return BEIJING_HOSTS.test(new URL(baseUrl).hostname);
+  } catch {
+    return false;
+  }
 }
 
 /**

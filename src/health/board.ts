@@ -177,6 +177,21 @@ export class HealthBoard {
   }
 
   /**
+   * Forgets a probe's verdict on a key whose upstream no longer has a health check (the config
+   * changed, or a saved state came from one that had): no probe would ever bring it back.
+   * @param c the key
+   */
+  unprobed(c: Candidate): void {
+    const s = this.#store.record(c.id);
+    if (s.healthy) return;
+    s.healthy = true;
+    s.unhealthyReason = "";
+    this.epoch++;
+    this.#log.info("candidate healthy again: its upstream has no health check", fields(c, s));
+    this.#store.changed(c.id);
+  }
+
+  /**
    * Applies an active probe's result.
    * @param c the probed candidate
    * @param r the result

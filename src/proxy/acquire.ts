@@ -12,15 +12,17 @@ import { ProxyError } from "../errors.ts";
 import type { PickContext } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
 import type { Lease } from "./lease.ts";
-import type { WaitQueue } from "./wait_queue.ts";
+import type { WaitQueue, WaitQueues } from "./wait_queue.ts";
 
 /** What {@linkcode firstLease} needs. */
 export interface AcquireDeps {
   poolFor(model: string | undefined): Pool | undefined;
-  /** The queue of a pool. */
-  queueFor(pool: Pool): WaitQueue;
+  /** The wait queues. */
+  readonly queues: WaitQueues<Pool>;
   readonly clock: Clock;
   readonly queue: QueueConfig;
+  /** Whether llm-balance is shutting down: nobody waits any more. */
+  stopping(): boolean;
 }
 
 /** A lease, and the pool and model it was taken for (a fallback's, when one served). */
@@ -32,13 +34,15 @@ export interface Acquired {
 }
 
 /**
- * Takes the first lease of a request: at once, after waiting in the queue, or from a fallback.
+ * Takes the first lease of a request: at once; else from a fallback that can serve now when
+ * the pool's keys are spent, resting or down (not merely busy); else after waiting in the
+ * queue; else from a fallback after all.
  * @param deps pools, queues, clock and queue settings
  * @param pool the request's pool
  * @param pick the request, as the strategy sees it
  * @param signal the client's signal (a client that leaves stops waiting)
  * @returns the lease (undefined when none could be had) and the pool and model it serves
- * @throws {ProxyError} 503 `queue_full` when the wait queue is full
+ * @throws {ProxyError} 503 `queue_full` when the wait queue is full and no fallback serves
  */
 export async function firstLease(
   deps: AcquireDeps,
@@ -47,48 +51,21 @@ export async function firstLease(
   signal: () => AbortSignal,
 ): Promise<Acquired> {
   const model = pick.model;
-  const queue = deps.queueFor(pool);
-  // first come first served: while others wait, a new request queues behind them
-  let lease = queue.length === 0 ? pool.lease(pick) : undefined;
+  const queues = deps.queues;
+  // first come first served: while others wait (or were woken), a new request queues behind
+  let lease = queues.waiting(pool, model) === 0 ? pool.lease(pick) : undefined;
   if (lease !== undefined) return { lease, pool, model };
   const { maxWaitMs, maxLength } = deps.queue;
-  if (maxWaitMs > 0) {
-    lease = await waitInQueue(deps, pool, queue, pick, signal(), maxWaitMs, maxLength);
-    if (lease !== undefined || signal().aborted) return { lease, pool, model };
+  const busy = pool.summary(deps.clock.now(), model).busy > 0;
+  if (!busy || maxWaitMs <= 0) {
+    const other = fallbackLease(deps, pool, pick);
+    if (other !== undefined) return other;
   }
-  for (const fallback of pool.fallbacks) {
-    const other = deps.poolFor(fallback);
-    if (other === undefined || other === pool) continue;
-    const taken = other.lease({ ...pick, model: fallback });
-    if (taken !== undefined) return { lease: taken, pool: other, model: fallback };
-  }
-  return { lease: undefined, pool, model };
-}
-
-async function waitInQueue(
-  deps: AcquireDeps,
-  pool: Pool,
-  queue: WaitQueue,
-  pick: PickContext,
-  signal: AbortSignal,
-  maxWaitMs: number,
-  maxLength: number,
-): Promise<Lease | undefined> {
-  const { clock } = deps;
-  const start = clock.mono();
-  const until = start + maxWaitMs;
-  let front = false;
-  for (;;) {
-    const left = until - clock.mono();
-    if (left <= 0) return undefined;
-    const now = clock.now();
-    const s = pool.summary(now, pick.model);
-    // a key at its concurrency cap counts as back in a second (a release wakes us sooner)
-    const returnIn = s.available > 0 ? 0 : s.nextReturn - now;
-    // nothing comes back in time (every key spent until tomorrow): answer at once
-    if (returnIn > left) return undefined;
-    if (!front && queue.length >= maxLength) {
-      queue.refused++;
+  if (maxWaitMs > 0 && !deps.stopping()) {
+    if (queues.waiting(pool, model) >= maxLength) {
+      const other = busy ? fallbackLease(deps, pool, pick) : undefined;
+      if (other !== undefined) return other;
+      queues.stats(pool).refused++;
       throw new ProxyError(
         `Too many requests are waiting for a key of this pool (${maxLength}); retry later`,
         {
@@ -99,17 +76,86 @@ async function waitInQueue(
         },
       );
     }
-    // woken by a release or an operator, else at the first return (or the end of the wait)
-    const end = await queue.wait(Math.min(left, Math.max(returnIn, 1)), signal, front);
+    const queue = queues.of(pool, model);
+    try {
+      lease = await waitInQueue(deps, pool, queue, pick, signal(), maxWaitMs);
+    } finally {
+      queues.release(pool, model);
+    }
+    if (lease !== undefined || signal().aborted || deps.stopping()) return { lease, pool, model };
+  }
+  return fallbackLease(deps, pool, pick) ?? { lease: undefined, pool, model };
+}
+
+async function waitInQueue(
+  deps: AcquireDeps,
+  pool: Pool,
+  queue: WaitQueue,
+  pick: PickContext,
+  signal: AbortSignal,
+  maxWaitMs: number,
+): Promise<Lease | undefined> {
+  const { clock } = deps;
+  const start = clock.mono();
+  const until = start + maxWaitMs;
+  const ticket = queue.ticket();
+  for (;;) {
+    const left = until - clock.mono();
+    if (left <= 0 || deps.stopping()) return undefined;
+    const now = clock.now();
+    const s = pool.summary(now, pick.model);
+    // usable keys the strategy would not pick (weight 0, say): only a release can change that;
+    // a key at its concurrency cap counts as back in a second (a release wakes us sooner)
+    const returnIn = s.available > 0 ? left : s.nextReturn - now;
+    // nothing comes back in time (every key spent until tomorrow): answer at once; a key that
+    // is only busy frees when a request ends, which wakes the queue: worth the whole wait
+    if (s.busy === 0 && returnIn > left) return undefined;
+    const end = await queue.wait(Math.min(left, Math.max(returnIn, 1)), signal, ticket);
     if (end === "aborted") return undefined;
-    const lease = pool.lease(pick);
+    const lease = deps.stopping() ? undefined : pool.lease(pick);
+    if (end === "woken") queue.settled();
     if (lease !== undefined) {
-      queue.waited++;
-      queue.waitedMs += clock.mono() - start;
+      const stats = deps.queues.stats(pool);
+      stats.waited++;
+      stats.waitedMs += clock.mono() - start;
       // more may be free: let the next waiter try too
       if (queue.length > 0) queue.wakeOne();
       return lease;
     }
-    front = true;
   }
+}
+
+/**
+ * A lease from the first of a pool's model fallbacks that can serve now.
+ * @param deps the pools
+ * @param pool the pool that cannot serve
+ * @param pick the request, as the strategy sees it (its model becomes the fallback's)
+ * @returns the lease with its pool and model, or undefined when no fallback can serve
+ */
+export function fallbackLease(
+  deps: Pick<AcquireDeps, "poolFor">,
+  pool: Pool,
+  pick: PickContext,
+): Acquired | undefined {
+  for (const fallback of pool.fallbacks) {
+    const other = deps.poolFor(fallback);
+    if (other === undefined || other === pool) continue;
+    const lease = other.lease({ ...pick, model: fallback });
+    if (lease !== undefined) return { lease, pool: other, model: fallback };
+  }
+  return undefined;
+}
+
+/**
+ * The pools a request could still be served by: its own and its fallbacks', in order.
+ * @param deps the pools
+ * @param pool the request's pool
+ */
+export function withFallbacks(deps: Pick<AcquireDeps, "poolFor">, pool: Pool): Pool[] {
+  const out = [pool];
+  for (const fallback of pool.fallbacks) {
+    const other = deps.poolFor(fallback);
+    if (other !== undefined && !out.includes(other)) out.push(other);
+  }
+  return out;
 }

@@ -34,9 +34,10 @@ import type { Lease } from "./lease.ts";
 import { bodyFor } from "./request_body.ts";
 import { commit, finalResponse } from "./respond.ts";
 import { learnedBudgets } from "../budget/headers.ts";
+import { isModelScope } from "../config/defaults.ts";
 import { emptyAnswer, type ErrorMeaning, errorMeaning } from "../budget/meaning.ts";
-import { firstLease } from "./acquire.ts";
-import type { WaitQueue } from "./wait_queue.ts";
+import { type Acquired, fallbackLease, firstLease, withFallbacks } from "./acquire.ts";
+import type { WaitQueues } from "./wait_queue.ts";
 
 const encoder = new TextEncoder();
 import { backoffMs, upstreamUrl } from "./routing.ts";
@@ -77,8 +78,8 @@ export interface ForwardDeps {
   readonly watchdog: Watchdog;
   readonly logger: Logger;
   readonly settings: ForwardSettings;
-  /** The wait queue of a pool. */
-  queueFor(pool: Pool): WaitQueue;
+  /** The wait queues, by pool and model. */
+  readonly queues: WaitQueues<Pool>;
   /** Whether llm-balance is shutting down: no new attempt starts. */
   stopping(): boolean;
 }
@@ -133,6 +134,18 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
   const exclude = (k: { id: string; upstream: { name: string } }) =>
     tried?.has(k.id) === true || failedUpstreams?.has(k.upstream.name) === true;
   const untried = (k: { id: string }) => tried?.has(k.id) === true;
+  /** A fallback model's pool serves: the body names that model from now on. */
+  const switchTo = (to: Acquired) => {
+    pool = to.pool;
+    model = to.model;
+    ctx.log.servedModel = model;
+    const renamed = text === undefined ? undefined : withModel(text, model);
+    if (renamed !== undefined) {
+      text = renamed;
+      body = encoder.encode(renamed);
+      bodies = undefined;
+    }
+  };
   for (let n = 1; n <= retry.maxAttempts; n++) {
     if (deps.stopping()) throw shuttingDown();
     if (n > 1 && clock.now() >= deadline) break;
@@ -150,27 +163,28 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
     let lease: Lease | undefined;
     if (n === 1) {
       // at once, unless others wait for a key of this pool (then behind them)
-      lease = deps.queueFor(pool).length === 0 ? pool.lease(pick) : undefined;
+      lease = deps.queues.waiting(pool, model) === 0 ? pool.lease(pick) : undefined;
     } else lease = pool.lease(pick, exclude);
     if (lease === undefined && n === 1) {
       const first = await firstLease(
-        { poolFor: deps.poolFor, queueFor: deps.queueFor, clock, queue: settings.queue },
+        {
+          poolFor: deps.poolFor,
+          queues: deps.queues,
+          clock,
+          queue: settings.queue,
+          stopping: deps.stopping,
+        },
         pool,
         pick,
         () => req.signal,
       );
       lease = first.lease;
-      if (first.pool !== pool) {
-        // a fallback model's pool serves: the body names that model from now on
-        pool = first.pool;
-        model = first.model;
-        ctx.log.servedModel = model;
-        const renamed = text === undefined ? undefined : withModel(text, model);
-        if (renamed !== undefined) {
-          text = renamed;
-          body = encoder.encode(renamed);
-        }
+      if (deps.stopping()) {
+        // the drain ended while it waited: nothing is sent any more
+        lease?.done({ cls: "client_abort" });
+        throw shuttingDown();
       }
+      if (first.pool !== pool) switchTo(first);
       if (lease === undefined && req.signal.aborted) {
         // the client left while waiting for a key: nothing was sent upstream
         ctx.log.outcome = "client_abort";
@@ -189,6 +203,15 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
       if (req.signal.aborted) break;
       if (deps.stopping()) throw shuttingDown();
       lease = pool.lease(pick, untried) ?? pool.lease(pick);
+    }
+    if (lease === undefined && n > 1 && !pool.any(undefined, model)) {
+      // the pool's keys turned out spent, resting or down during this request: a fallback
+      const next = deps.stopping() ? undefined : fallbackLease(deps, pool, pick);
+      if (next !== undefined) {
+        switchTo(next);
+        lease = next.lease;
+        tried = failedUpstreams = undefined;
+      }
     }
     if (lease === undefined) break;
     lastLease = lease;
@@ -252,7 +275,7 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
     let meaning: ErrorMeaning | undefined;
     if (result.kind === "error_response") {
       status = result.response.status;
-      meaning = errorMeaning(result, learned, model, now);
+      meaning = errorMeaning(result, learned, model, now, isModelScope(up.baseUrl));
       if (meaning.cls !== result.cls) result = { ...result, cls: meaning.cls };
     }
     lease.done({
@@ -282,6 +305,7 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
   }
   ctx.res = finalResponse(ctx, pool, last, lastLease?.candidate, {
     model,
+    alsoPools: pool.fallbacks.length === 0 ? undefined : withFallbacks(deps, pool).slice(1),
     clock,
     logger: deps.logger,
     retries: retry.maxAttempts > 1,

@@ -86,6 +86,8 @@ export class Lease {
   readonly #picked: Picked | undefined;
   #control: AttemptControl | undefined;
   #ttfbMs: number | undefined;
+  /** Epoch ms when the attempt took its request from the key's budgets. */
+  #takenAt: number;
   #ended = false;
 
   /**
@@ -100,7 +102,8 @@ export class Lease {
     this.candidate = candidate;
     this.#picked = picked;
     this.trial = ledger.board.begin(candidate);
-    ledger.budgets.take(candidate, picked?.ctx.model, ledger.clock.now());
+    this.#takenAt = ledger.clock.now();
+    ledger.budgets.take(candidate, picked?.ctx.model, this.#takenAt);
     this.startedAt = ledger.clock.mono();
   }
 
@@ -118,6 +121,17 @@ export class Lease {
     this.#control = control;
     if (this.#ended) control.dispose();
     else this.#ledger.open.add(control);
+  }
+
+  /**
+   * Takes in at once what the answer's headers said of the key's budgets (a stream that lasts
+   * must not hold them until its end, when newer answers may have said less is left).
+   * @param learned the headers, read
+   */
+  learn(learned: LearnedBudgets): void {
+    if (this.#ended) return;
+    const ledger = this.#ledger;
+    ledger.budgets.learn(this.candidate, this.#picked?.ctx.model, learned, ledger.clock.now());
   }
 
   /**
@@ -154,6 +168,12 @@ export class Lease {
     const budgets = ledger.budgets;
     const model = this.#picked?.ctx.model;
     const now = ledger.clock.now();
+    // a request that never used the provider's quota is given back first; what the provider
+    // said then wins
+    const cls = end.cls;
+    if (cls === "connect" || cls === "stale" || cls === "auth") {
+      budgets.refund(c, model, this.#takenAt, now);
+    }
     if (end.learned !== undefined) budgets.learn(c, model, end.learned, now);
     const quota = end.cls === "quota";
     ledger.board.end(c, end.cls, {

@@ -115,7 +115,9 @@ export function bodyFor(
   cache?: Map<string, Uint8Array<ArrayBuffer> | null>,
 ): Uint8Array<ArrayBuffer> | null {
   if (text === undefined || model === undefined) return body;
-  const mapped = c.upstream.config.models[model];
+  const models = c.upstream.config.models;
+  // own names only: a client's "constructor" or "toString" is not a mapping
+  const mapped = Object.hasOwn(models, model) ? models[model] : undefined;
   if (mapped === undefined || mapped === model) return body;
   let out = cache?.get(c.upstream.name);
   if (out === undefined) {

@@ -61,6 +61,7 @@ export function commit(
   const c = lease.candidate;
   const res = r.response;
   const now = options.now;
+  if (options.learned !== undefined) lease.learn(options.learned);
   ctx.log.status = res.status;
   ctx.log.ttfbMs = now - ctx.startedAt;
   lease.firstByte(now);
@@ -129,7 +130,6 @@ export function commit(
         status: res.status,
         usage,
         stream: sse,
-        learned: options.learned,
       });
       resolveDone();
     },
@@ -181,7 +181,14 @@ export function finalResponse(
   pool: Pool,
   last: AttemptResult | undefined,
   c: Candidate | undefined,
-  options: { clock: Clock; logger: Logger; retries: boolean; model?: string | undefined },
+  options: {
+    clock: Clock;
+    logger: Logger;
+    retries: boolean;
+    model?: string | undefined;
+    /** Fallback pools that could serve later: `Retry-After` counts their returns too. */
+    alsoPools?: readonly Pool[] | undefined;
+  },
 ): Response {
   if (last?.kind === "response" || last?.cls === "ok") {
     throw new Error("unreachable: a committed attempt has no final error");
@@ -193,6 +200,14 @@ export function finalResponse(
   }
   const now = options.clock.now();
   const summary = pool.summary(now, options.model);
+  // when to retry: the first key back in this pool or in a fallback that would serve
+  let when = summary;
+  for (const other of options.alsoPools ?? []) {
+    const s = other.summary(now, other.model);
+    if (s.available > 0 || s.nextReturn < when.nextReturn) {
+      when = { ...when, nextReturn: s.available > 0 ? now : s.nextReturn };
+    }
+  }
   if (last === undefined || c === undefined) {
     ctx.log.error = "no candidate available";
     const outcome = finalOutcome(undefined, summary);
@@ -208,11 +223,11 @@ export function finalResponse(
         : outcome === "quota"
         ? "insufficient_quota"
         : "all_keys_rate_limited",
-      retry: retryAdvice(outcome, summary, now),
+      retry: retryAdvice(outcome, when, now),
     });
   }
   const outcome = finalOutcome(last.cls, summary);
-  const retry = retryAdvice(outcome, summary, now, options.retries);
+  const retry = retryAdvice(outcome, when, now, options.retries);
   ctx.log.outcome = last.cls;
   if (outcome === "auth_refused") {
     // the upstream refused OUR key: not the client's fault, and not its key

@@ -68,8 +68,8 @@ export function describeUnavailable(pool: Pool, s: PoolSummary, model?: string):
     const zone = pool.candidates[0]?.quota.timeZone ?? "UTC";
     const forModel = s.spentForModel > 0 && model !== undefined ? ` for model "${model}"` : "";
     return `No upstream key can serve this request: ${keys} of ${what} ${
-      s.total === 1 ? "has" : "have"
-    } spent their quota${forModel}; next reset ${formatWithOffset(s.nextReturn, zone)}`;
+      s.total === 1 ? "has spent its" : "have spent their"
+    } quota${forModel}; next reset ${formatWithOffset(s.nextReturn, zone)}`;
   }
   const parts: string[] = [];
   const add = (n: number, label: string) => n > 0 && parts.push(`${n} ${label}`);

@@ -101,7 +101,7 @@ export class SqliteStateStore implements StateStore {
           }
         }
       }
-      logger.warn("State file set aside, starting with fresh state", {
+      logger.warn("state file set aside, starting with fresh state", {
         path,
         aside,
         reason: opened.reason,
@@ -113,7 +113,7 @@ export class SqliteStateStore implements StateStore {
     }
     const flushMs = options.flushMs ?? 1000;
     const store = new SqliteStateStore(path, opened, { clock, logger, flushMs });
-    logger.info("State file opened", { path, records: opened.records.size });
+    logger.info("state file opened", { path, records: opened.records.size });
     return store;
   }
 
@@ -161,7 +161,7 @@ export class SqliteStateStore implements StateStore {
       } catch { /* the failed commit already ended it */ }
       if (!this.#failing) {
         this.#failing = true;
-        this.#logger.warn("Cannot save state, retrying at the next flush", {
+        this.#logger.warn("cannot save state, retrying at the next flush", {
           path: this.#path,
           records: this.#dirty.size,
           error: message(e),
@@ -172,7 +172,7 @@ export class SqliteStateStore implements StateStore {
     this.#dirty.clear();
     if (this.#failing) {
       this.#failing = false;
-      this.#logger.info("State saved again", { path: this.#path, records: written });
+      this.#logger.info("state saved again", { path: this.#path, records: written });
     }
     return written;
   }
@@ -186,7 +186,7 @@ export class SqliteStateStore implements StateStore {
     try {
       this.#db.close();
     } catch (e) {
-      this.#logger.warn("Cannot close the state file", { path: this.#path, error: message(e) });
+      this.#logger.warn("cannot close the state file", { path: this.#path, error: message(e) });
     }
     return Promise.resolve();
   }
@@ -259,7 +259,7 @@ function revive(id: string, text: unknown, path: string, logger: StateLogger): C
     error = message(e);
   }
   if (!isObject(saved)) {
-    logger.warn("Cannot read a saved state record, starting it empty", { path, id, error });
+    logger.warn("cannot read a saved state record, starting it empty", { path, id, error });
     return emptyState();
   }
   const wrong: string[] = [];
@@ -268,7 +268,7 @@ function revive(id: string, text: unknown, path: string, logger: StateLogger): C
   state.budget = mergeOver(emptyBudget(), isObject(budget) ? budget : {}, wrong, "budget.");
   if (budget !== undefined && !isObject(budget)) wrong.push("budget");
   if (wrong.length > 0) {
-    logger.warn("Saved state fields of the wrong type were reset", { path, id, fields: wrong });
+    logger.warn("saved state fields of the wrong type were reset", { path, id, fields: wrong });
   }
   state.inFlight = 0;
   state.trialInFlight = false;

@@ -137,7 +137,7 @@ Deno.test("fallbacks: when no fallback can serve either, the client gets the poo
   assert.equal(
     (err.error as { message?: string }).message,
     'No upstream key can serve this request: the only key of upstream "bigup" has spent ' +
-      "their quota; next reset 2026-12-08T00:00:00+00:00",
+      "its quota; next reset 2026-12-08T00:00:00+00:00",
   );
   assert.equal(err.headers?.get("retry-after"), String(4 * 3600));
   assert.equal(err.headers?.get("x-llm-balance-model"), null);

@@ -179,7 +179,7 @@ Deno.test("SqliteStateStore.open() sets a file that is not a database aside and 
       const aside = `${path}.corrupt-1700000000000`;
       assert.ok((await Deno.stat(aside)).isFile);
       const warn = lines.find((l) => l.level === "warn");
-      assert.equal(warn?.msg, "State file set aside, starting with fresh state");
+      assert.equal(warn?.msg, "state file set aside, starting with fresh state");
       assert.equal(warn?.fields?.path, path);
       assert.equal(warn?.fields?.aside, aside);
       store.record("k").requests = 1;
@@ -290,7 +290,7 @@ Deno.test("SqliteStateStore.open() starts a record with broken JSON empty and lo
       assert.equal(store.record("fine").requests, 3);
       const warns = lines.filter((l) => l.level === "warn");
       assert.deepEqual(warns.map((l) => l.fields?.id), ["broken", "notAnObject", "wrongTypes"]);
-      assert.match(warns[0]!.msg, /^Cannot read a saved state record/);
+      assert.match(warns[0]!.msg, /^cannot read a saved state record/);
       assert.deepEqual(warns[2]!.fields?.fields, ["requests", "budget.dayTokens"]);
     } finally {
       await store.close();
@@ -357,11 +357,11 @@ Deno.test("SqliteStateStore.flush() logs a failed write once and retries at the 
       assert.equal(store.flush(), 0);
       const warns = lines.filter((l) => l.level === "warn");
       assert.equal(warns.length, 1);
-      assert.equal(warns[0]!.msg, "Cannot save state, retrying at the next flush");
+      assert.equal(warns[0]!.msg, "cannot save state, retrying at the next flush");
       assert.equal(warns[0]!.fields?.path, path);
       locker.exec("ROLLBACK");
       assert.equal(store.flush(), 2);
-      assert.equal(lines.at(-1)?.msg, "State saved again");
+      assert.equal(lines.at(-1)?.msg, "state saved again");
       assert.equal(rowCount(path), 2);
     } finally {
       locker.close();

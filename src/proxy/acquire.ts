@@ -56,7 +56,9 @@ export async function firstLease(
   let lease = queues.waiting(pool, model) === 0 ? pool.lease(pick) : undefined;
   if (lease !== undefined) return { lease, pool, model };
   const { maxWaitMs, maxLength } = deps.queue;
-  const busy = pool.summary(deps.clock.now(), model).busy > 0;
+  const s = pool.summary(deps.clock.now(), model);
+  // keys at their cap, or a key free only because a woken waiter has not taken it yet
+  const busy = s.busy > 0 || (queues.waiting(pool, model) > 0 && s.available > 0);
   if (!busy || maxWaitMs <= 0) {
     const other = fallbackLease(deps, pool, pick);
     if (other !== undefined) return other;
@@ -112,6 +114,12 @@ async function waitInQueue(
     if (s.busy === 0 && returnIn > left) return undefined;
     const end = await queue.wait(Math.min(left, Math.max(returnIn, 1)), signal, ticket);
     if (end === "aborted") return undefined;
+    const head = queue.head;
+    if (end === "timeout" && head !== undefined && head < ticket) {
+      // a key may be back, but an earlier request waits for it: it goes first
+      queue.wakeOne();
+      continue;
+    }
     const lease = deps.stopping() ? undefined : pool.lease(pick);
     if (end === "woken") queue.settled();
     if (lease !== undefined) {

@@ -42,6 +42,11 @@ export class WaitQueue {
     return this.#waiters.length + this.#pending;
   }
 
+  /** The ticket of the first waiter, if anyone waits. */
+  get head(): number | undefined {
+    return this.#waiters[0]?.ticket;
+  }
+
   /** @returns a new request's place in line */
   ticket(): number {
     return this.#tickets++;
@@ -186,10 +191,13 @@ export class WaitQueues<P extends object> {
 
   /** @returns every pool that has figures, with its figures and how many wait now */
   *pools(): IterableIterator<[P, QueueStats, number]> {
-    for (const [pool, stats] of this.#stats) {
+    const seen = new Set<P>();
+    for (const pool of [...this.#stats.keys(), ...this.#byPool.keys()]) {
+      if (seen.has(pool)) continue;
+      seen.add(pool);
       let length = 0;
       for (const q of this.#byPool.get(pool)?.values() ?? []) length += q.length;
-      yield [pool, stats, length];
+      yield [pool, this.stats(pool), length];
     }
   }
 

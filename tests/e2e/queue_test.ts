@@ -6,7 +6,8 @@
  * Retry-After; a client that leaves while waiting leaves the queue and nothing reaches the
  * upstream for it; `max_concurrency` holds under load; waiters are served first come first
  * served; beyond `max_length` the answer is `queue_full`; a rate-limited key that comes back
- * within `max_wait` serves the waiting request.
+ * within `max_wait` serves the waiting request; at shutdown waiting requests are answered 503
+ * `shutting_down` and never reach the upstream.
  */
 
 import assert from "node:assert/strict";
@@ -48,11 +49,10 @@ function ask(proxy: TestProxy, tag: string, signal?: AbortSignal): Promise<Respo
   return fetch(`${proxy.url}/v1/chat/completions`, init);
 }
 
-/** Requests waiting in the proxy's queues. */
+/** Requests waiting for a key of MODEL (or woken and not yet back), in the proxy's queues. */
 function waiting(proxy: TestProxy): number {
-  let n = 0;
-  for (const q of proxy.app.queues.values()) n += q.length;
-  return n;
+  const pool = proxy.app.rt.poolFor(MODEL);
+  return pool === undefined ? 0 : proxy.app.queues.waiting(pool, MODEL);
 }
 
 /** The tags of the chat completions the mock received, in order. */
@@ -113,7 +113,7 @@ Deno.test("queue: every key spent until tomorrow answers 503 at once, with Retry
   assert.ok(took < 500, `answered in ${took} ms, not after max_wait`);
   assert.equal(res.headers.get("retry-after"), String(4 * 3600), "UTC midnight in 4 hours");
   const body = await res.json();
-  assert.match(body.error.message, /spent their quota; next reset 2026-12-08T00:00:00\+00:00$/);
+  assert.match(body.error.message, /has spent its quota; next reset 2026-12-08T00:00:00\+00:00$/);
   assert.equal(ms.arrivals(), 1);
   assert.equal(waiting(proxy), 0);
 });
@@ -154,7 +154,7 @@ Deno.test("queue: a waiter whose key turns out spent until tomorrow is answered 
   assert.ok(took < 1500, `answered ${took} ms after it came, not after max_wait`);
   assert.ok(Number(res.headers.get("retry-after")) >= 1);
   const body = await res.json();
-  assert.match(body.error.message, /has spent their quota; next reset /);
+  assert.match(body.error.message, /has spent its quota; next reset /);
   assert.deepEqual(tagsSeen(ms), ["last call of the day"]);
 });
 
@@ -271,4 +271,35 @@ Deno.test("queue: a request waits for a rate-limited key to come back within max
   await res.body?.cancel();
   assert.ok(took >= 200 && took < 2000, `waited ${took} ms for the rest to end`);
   assert.deepEqual(ms.requests.map((r) => r.answer), ["throttled", "ok"]);
+});
+
+Deno.test("queue: at shutdown waiting requests are answered 503 shutting_down and never sent upstream", async () => {
+  await using ms = startModelScopeMock({ latencyMs: 400 });
+  await using proxy = await startProxy(
+    config(ms, [K1], "max_concurrency: 1", "max_wait: 10, max_length: 10"),
+  );
+  const first = ask(proxy, "in flight");
+  await waitFor(() => ms.arrivals() === 1, "the first request upstream");
+  const started = performance.now();
+  // two wait: the cut attempt's release alone would wake only the first
+  const waiters = [ask(proxy, "waiting 1"), ask(proxy, "waiting 2")];
+  await waitFor(() => waiting(proxy) === 2, "two requests in the queue");
+  // the drain time is over
+  proxy.app.cutAll();
+  for (const res of await Promise.all(waiters)) {
+    assert.equal(res.status, 503);
+    const body = await res.json();
+    assert.equal(body.error.code, "shutting_down");
+  }
+  const took = performance.now() - started;
+  assert.ok(took < 1000, `answered at once, not after max_wait (${took.toFixed(0)} ms)`);
+  const cut = await first.catch(() => undefined);
+  await cut?.body?.cancel().catch(() => {});
+  await new Promise((r) => setTimeout(r, 450));
+  assert.deepEqual(tagsSeen(ms), ["in flight"], "nothing reached the upstream for the waiters");
+  assert.equal(ms.arrivals(), 1);
+  assert.equal(waiting(proxy), 0);
+  await waitFor(() => requestLines(proxy).length === 3, "every request log line");
+  const lines = requestLines(proxy);
+  assert.ok(lines.every((l) => l.status === 503), JSON.stringify(lines.map((l) => l.status)));
 });

@@ -104,7 +104,7 @@ Deno.test("state: a proxy restarted on the same file knows spent, disabled and r
     const logB = quietLogger();
     const storeB = SqliteStateStore.open(path, { logger: logB, clock });
     await using b = await startProxy(text, { clock, store: storeB });
-    assert.ok(logB.lines.includes("State file opened"));
+    assert.ok(logB.lines.includes("state file opened"));
     const after = await statsByKey(b.url);
     assert.equal(after.get(SPENDS)?.state, "spent");
     assert.equal(after.get(SPENDS)?.reason, "spent its daily requests");
@@ -187,7 +187,7 @@ state: { path: "${path}" }
     );
     await using served = await startServe(["serve", "--config", cfg.path, "--port", "0"]);
     const line = await served.waitForLog((r) =>
-      r.msg === "State file set aside, starting with fresh state"
+      r.msg === "state file set aside, starting with fresh state"
     );
     assert.equal(line.level, "warn");
     assert.equal(line.path, path);

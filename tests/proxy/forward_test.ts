@@ -21,8 +21,6 @@ import type {
 import { forward, type ForwardDeps } from "../../src/proxy/forward.ts";
 import { StaleConnectionError } from "../../src/proxy/http1/mod.ts";
 import { ManualClock } from "../helpers/clock.ts";
-import { WaitQueue } from "../../src/proxy/wait_queue.ts";
-import type { Pool } from "../../src/pool.ts";
 
 /** What the fake upstream does for one attempt. */
 type Step =
@@ -120,7 +118,6 @@ async function harness(
     random: () => 0.5,
   });
   const rt = app.rt;
-  const queues = new Map<Pool, WaitQueue>();
   const deps: ForwardDeps = {
     poolFor: (model) => rt.poolFor(model),
     transport: { fetch: app.fetch, client: undefined },
@@ -135,11 +132,8 @@ async function harness(
       overheadHeader: false,
       queue: config.queue,
     },
-    queueFor: (pool) => {
-      let q = queues.get(pool);
-      if (q === undefined) queues.set(pool, q = new WaitQueue());
-      return q;
-    },
+    // the App's queues: its ledger wakes their waiters when a lease ends
+    queues: app.queues,
     stopping: () => app.stopping,
   };
   return {
@@ -511,4 +505,106 @@ Deno.test("forward() tells the strategy each attempt's status, latency and token
   assert.equal(ok!.ttfbMs, 0);
   const served = [...h.app.rt.candidates.values()].find((c) => c.mask === h.outcomes[1]!.key)!;
   assert.equal(served.state.totalTokens, 7);
+});
+
+/** A config of one key at `max_concurrency: 1`, with a wait queue. */
+function queued(maxLength: number): string {
+  return `upstreams:\n  up: { base_url: "http://up.test/v1", keys: [${k(0)}],` +
+    ` quota: { max_concurrency: 1 } }\n` +
+    `pools:\n  default: { strategy: first_recording, upstreams: [up] }\n` +
+    `queue: { max_wait: 60, max_length: ${maxLength} }\n`;
+}
+
+/** Waits (real time) until `ok()` holds. */
+async function until(ok: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 2));
+  assert.ok(ok(), `timed out waiting for ${what}`);
+}
+
+Deno.test("forward() answers a request waiting for a key 503 shutting_down at shutdown and sends nothing", async () => {
+  await using h = await harness([{ status: 200 }], queued(10));
+  const pool = h.deps.poolFor("m")!;
+  // the key's one slot, held by no attempt: only the shutdown can wake the waiter
+  const held = pool.lease({
+    model: "m",
+    attempt: 1,
+    client: undefined,
+    affinityKey: undefined,
+    headers: new Headers(),
+  });
+  assert.ok(held !== undefined);
+  const waiter = h.run();
+  await until(() => h.app.queues.waiting(pool, "m") === 1, "the request in the queue");
+  const cutAt = performance.now();
+  h.app.cutAll();
+  const res = await waiter;
+  const took = performance.now() - cutAt;
+  // (a waiter for a busy key also looks again every second on its own)
+  assert.ok(took < 500, `woken by the shutdown, not by a timer (${took.toFixed(0)} ms)`);
+  assert.equal(res.status, 503);
+  assert.equal((await res.json()).error.code, "shutting_down");
+  assert.equal(h.calls.length, 0, "the waiting request never reached the upstream");
+  assert.equal(h.app.queues.waiting(pool, "m"), 0);
+  held.done({ cls: "client_abort" });
+  assert.equal(pool.candidates[0]!.state.inFlight, 0);
+});
+
+Deno.test("forward() answers 503 shutting_down to a waiter woken when shutdown cuts the attempt it waits behind", async () => {
+  await using h = await harness(["hang"], queued(10));
+  const pool = h.deps.poolFor("m")!;
+  const first = h.run();
+  await until(() => h.calls.length === 1, "the first attempt");
+  const second = h.run({ model: "m", messages: [{ role: "user", content: "second" }] });
+  await until(() => h.app.queues.waiting(pool, "m") === 1, "the second request in the queue");
+  h.app.cutAll();
+  const res = await second;
+  assert.equal(res.status, 503);
+  assert.equal((await res.json()).error.code, "shutting_down");
+  const cut = await first;
+  assert.equal(cut.status, 503);
+  await cut.body?.cancel();
+  assert.equal(h.calls.length, 1, "the waiting request never reached the upstream");
+  assert.equal(h.app.queues.waiting(pool, "m"), 0);
+  assertSettled(h);
+});
+
+Deno.test("forward() leaves no wait queue behind for a client naming 1,000 models", async () => {
+  await using h = await harness(() => ({ status: 200, body: "{}" }), queued(1));
+  const pool = h.deps.poolFor("m0")!;
+  const held = pool.lease({
+    model: "held",
+    attempt: 1,
+    client: undefined,
+    affinityKey: undefined,
+    headers: new Headers(),
+  });
+  assert.ok(held !== undefined);
+  // every request names a new model, while the one key is busy: each waits in its own queue
+  const leaving = new AbortController();
+  const pending = Array.from({ length: 1000 }, (_, i) =>
+    h.run(
+      { model: `m${i}`, messages: [] },
+      i % 2 === 1 ? { signal: leaving.signal } : {},
+    ));
+  await until(
+    () => Array.from({ length: 1000 }).every((_, i) => h.app.queues.waiting(pool, `m${i}`) === 1),
+    "a waiter per model",
+  );
+  // half the clients leave; the key frees and serves the other half, one after the other
+  leaving.abort();
+  held.done({ cls: "ok" });
+  const statuses = await Promise.all(pending.map(async (p) => {
+    const res = await p;
+    await res.body?.cancel();
+    return res.status;
+  }));
+  assert.deepEqual(statuses, Array.from({ length: 1000 }, (_, i) => i % 2 === 1 ? 499 : 200));
+  assert.equal(h.calls.length, 500);
+  for (let i = 0; i < 1000; i++) assert.equal(h.app.queues.waiting(pool, `m${i}`), 0);
+  const stats = h.app.queues.stats(pool);
+  assert.equal(stats.waited, 500);
+  // a pool's figures go on prune only once it holds no queue: none is left
+  h.app.queues.prune(() => false);
+  assert.deepEqual([...h.app.queues.pools()], [], "no queue left behind");
+  assert.equal(pool.candidates[0]!.state.inFlight, 0);
 });

@@ -221,6 +221,7 @@ function hasExhaustedMessage(raw: string | undefined): boolean {
 
 const decoder = new TextDecoder();
 const EMPTY_ARRAY = /^\[\s*\]$/;
+const MAYBE_EMPTY = /"choices"\s*:\s*(?:null|\[\s*\])/;
 
 /**
  * Tells a chat completion whose top-level `choices` is `null` or `[]`: ModelScope's answer
@@ -233,6 +234,8 @@ const EMPTY_ARRAY = /^\[\s*\]$/;
  */
 export function emptyChoices(body: Uint8Array | string): boolean {
   const text = typeof body === "string" ? body : decoder.decode(body);
+  // most answers have choices: one native search rules them out before any parsing
+  if (!MAYBE_EMPTY.test(text)) return false;
   // a cut-off body is not JSON, even if what came shows an empty `choices`
   let last = text.length - 1;
   while (last >= 0 && text.charCodeAt(last) <= 32) last--;

@@ -9,7 +9,8 @@ import { isAbsolute, resolve } from "node:path";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../logger.ts";
 import { MemoryStateStore, type StateStore } from "../state_store.ts";
-import { defaultStatePath, SqliteStateStore } from "./sqlite_store.ts";
+import { defaultStatePath } from "./path.ts";
+import { SqliteStateStore } from "./sqlite_store.ts";
 
 /**
  * Where a configuration keeps its state.

@@ -11,7 +11,8 @@ import { parseConfigText } from "../../src/config/mod.ts";
 import type { Config } from "../../src/config/types.ts";
 import { Logger } from "../../src/logger.ts";
 import { openStateStore, statePath } from "../../src/state/open.ts";
-import { defaultStatePath, SqliteStateStore } from "../../src/state/sqlite_store.ts";
+import { defaultStatePath } from "../../src/state/path.ts";
+import { SqliteStateStore } from "../../src/state/sqlite_store.ts";
 import { MemoryStateStore } from "../../src/state_store.ts";
 
 const UPSTREAMS =

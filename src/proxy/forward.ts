@@ -39,8 +39,9 @@ import { emptyAnswer, type ErrorMeaning, errorMeaning } from "../budget/meaning.
 import { type Acquired, fallbackLease, firstLease, withFallbacks } from "./acquire.ts";
 import type { WaitQueues } from "./wait_queue.ts";
 
-const encoder = new TextEncoder();
 import { backoffMs, upstreamUrl } from "./routing.ts";
+
+const encoder = new TextEncoder();
 
 /** How attempts reach upstreams. */
 export interface Transport {
@@ -133,7 +134,8 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
   let lastLease: Lease | undefined;
   const exclude = (k: { id: string; upstream: { name: string } }) =>
     tried?.has(k.id) === true || failedUpstreams?.has(k.upstream.name) === true;
-  const untried = (k: { id: string }) => tried?.has(k.id) === true;
+  /** Keys already tried (upstreams that failed may be used again after a backoff). */
+  const triedKey = (k: { id: string }) => tried?.has(k.id) === true;
   /** A fallback model's pool serves: the body names that model from now on. */
   const switchTo = (to: Acquired) => {
     pool = to.pool;
@@ -202,7 +204,7 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
       if (wait > 0) await sleep(wait, req.signal);
       if (req.signal.aborted) break;
       if (deps.stopping()) throw shuttingDown();
-      lease = pool.lease(pick, untried) ?? pool.lease(pick);
+      lease = pool.lease(pick, triedKey) ?? pool.lease(pick);
     }
     if (lease === undefined && n > 1 && !pool.any(undefined, model)) {
       // the pool's keys turned out spent, resting or down during this request: a fallback

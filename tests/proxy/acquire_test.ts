@@ -749,3 +749,26 @@ Deno.test("withFallbacks() lists the request's pool, then its fallbacks' in orde
   };
   assert.deepEqual(withFallbacks(deps, a), [a], "unknown and repeated pools are left out");
 });
+
+Deno.test("firstLease() lets an earlier waiter take a returning key before a later one whose timer fired first", async () => {
+  await using h = await harness(yaml("{ max_concurrency: 1 }", ""));
+  disable(h, "b", "c");
+  const a = h.pool("a");
+  const c = a.candidates[0]!;
+  const wall = h.clock.now();
+  h.app.budgets.exhaust(c, "a", "key", wall + 300, wall);
+  const served: string[] = [];
+  const ask = (name: string) => h.acquire("a").then((got) => (served.push(name), got));
+  const first = ask("w1"); // waits for the key's return: a 300 ms timer
+  await settle();
+  h.clock.set(wall + 290);
+  const second = ask("w2"); // 10 ms timer
+  await settle();
+  h.clock.set(wall + 300); // the key is back on the wall clock: w2's timer fires first
+  const got1 = await within(first, "the first waiter");
+  assert.deepEqual(served, ["w1"], "the earlier request takes the key");
+  leaseOf(got1).done({ cls: "ok" });
+  const got2 = await within(second, "the second waiter");
+  assert.deepEqual(served, ["w1", "w2"]);
+  leaseOf(got2).done({ cls: "ok" });
+});

@@ -126,11 +126,19 @@ export class Pool {
       let list = exclude ? tier.filter((c) => !exclude(c)) : tier;
       if (list.length === 0) continue;
       let chosen = this.#choose(list, ctx, now, exclude);
-      if (chosen !== undefined && !allowsModel(chosen, model, now)) {
-        // spent for this model (the snapshot holds keys usable for any model): choose again
-        // among the keys that are not
-        list = list.filter((c) => allowsModel(c, model, now));
+      if (chosen !== undefined && (atCapacity(chosen) || !allowsModel(chosen, model, now))) {
+        // at its concurrency cap, or spent for this model (the snapshot holds the keys usable
+        // for any model, however busy): choose again among the keys that can take it
+        const fits = (c: Candidate) => !atCapacity(c) && allowsModel(c, model, now);
+        list = list.filter(fits);
         chosen = list.length === 0 ? undefined : this.#choose(list, ctx, now, exclude);
+        if (chosen !== undefined && !fits(chosen)) {
+          // the strategy named a key it was not offered
+          this.#onStrategyError(
+            new Error(`Strategy "${this.strategyName}" returned a non-candidate`),
+          );
+          chosen = this.#fallback.pick(list, ctx);
+        }
       }
       if (chosen !== undefined) return chosen;
     }
@@ -149,7 +157,9 @@ export class Pool {
     const now = this.#board.now();
     this.#refresh(now);
     for (const tier of this.#tiers) {
-      if (tier.some((c) => (exclude === undefined || !exclude(c)) && allowsModel(c, model, now))) {
+      const usable = (c: Candidate) =>
+        (exclude === undefined || !exclude(c)) && !atCapacity(c) && allowsModel(c, model, now);
+      if (tier.some(usable)) {
         return true;
       }
     }
@@ -231,7 +241,6 @@ export class Pool {
     if (
       typeof chosen !== "object" || chosen === null || this.candidates[chosen.index] !== chosen ||
       chosen.priority !== list[0]!.priority || !isAvailable(chosen.state, now) ||
-      atCapacity(chosen) ||
       (exclude !== undefined && exclude(chosen))
     ) {
       this.#onStrategyError(
@@ -266,8 +275,6 @@ export class Pool {
     let wake = Infinity;
     for (const c of this.candidates) {
       if (isAvailable(c.state, now)) {
-        // a key at its concurrency cap is back when a request ends: the budgets say so (epoch)
-        if (atCapacity(c)) continue;
         let tier = byTier.get(c.priority);
         if (tier === undefined) byTier.set(c.priority, tier = []);
         tier.push(c);

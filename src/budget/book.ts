@@ -132,8 +132,8 @@ function full(q: Readonly<QuotaConfig>, b: BudgetState, now: number): boolean {
 /** Options of {@linkcode Budgets}. */
 export interface BudgetsOptions {
   /**
-   * Told when a key's availability changed (it was spent, or its concurrency cap was reached
-   * or freed): pools rebuild their snapshot.
+   * Told when a key's availability changed (it was spent, or is open again): pools rebuild
+   * their snapshot. (A key at its concurrency cap stays in the snapshot: a pick passes over it.)
    */
   onChange: () => void;
 }
@@ -193,7 +193,6 @@ export class Budgets {
     if (q.requestsPerMinute > 0 && b.minuteRequests >= q.requestsPerMinute) {
       changed = spend(b, b.minuteStart + MINUTE, "minute") || changed;
     }
-    if (atCapacity(c)) changed = true;
     if (changed) this.#onChange();
   }
 
@@ -239,7 +238,7 @@ export class Budgets {
   settle(c: Candidate, usage: Usage | undefined, now: number): void {
     const q = c.quota;
     const b = (c.state as CandidateState).budget;
-    let changed = q.maxConcurrency > 0 && c.state.inFlight === q.maxConcurrency - 1;
+    let changed = false;
     if (usage !== undefined && usage.totalTokens > 0) {
       rollDay(q, b, now);
       rollMinute(b, now);

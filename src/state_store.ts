@@ -146,18 +146,25 @@ export interface StateStore {
   close(): Promise<void>;
 }
 
+/**
+ * The live record of an id in a map of records, made empty on first use: what every store's
+ * {@linkcode StateStore.record} does.
+ * @param records the store's records
+ * @param id the candidate's stable id
+ */
+export function recordIn(records: Map<string, CandidateState>, id: string): CandidateState {
+  let rec = records.get(id);
+  if (rec === undefined) records.set(id, rec = emptyState());
+  return rec;
+}
+
 /** A {@linkcode StateStore} in process memory: state lives as long as the process. */
 export class MemoryStateStore implements StateStore {
   #records = new Map<string, CandidateState>();
 
   /** {@inheritDoc StateStore.record} */
   record(id: string): CandidateState {
-    let rec = this.#records.get(id);
-    if (rec === undefined) {
-      rec = emptyState();
-      this.#records.set(id, rec);
-    }
-    return rec;
+    return recordIn(this.#records, id);
   }
 
   /** Memory needs no saving: does nothing. */

@@ -6,26 +6,44 @@
  * `anthropic-ratelimit-*-reset` dates.
  */
 
+const DURATION_PART = /(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|μs|ns)/y;
+const UNIT_MS: Record<string, number> = {
+  h: 3_600_000,
+  m: 60_000,
+  s: 1000,
+  ms: 1,
+  us: 0.001,
+  "µs": 0.001,
+  "μs": 0.001,
+  ns: 0.000_001,
+};
+
 /**
- * Parses a Go-style duration as OpenAI sends it: `1s`, `6m0s`, `20ms`, `1h2m3.5s`.
+ * Parses a duration as OpenAI writes its resets, Go's notation: `1m3.5s`, `6ms`, `20s`, `1h2m`,
+ * `0s` (units `h`, `m`, `s`, `ms`, `us`/`µs`, `ns`). A bare number counts as seconds, as some
+ * compatible servers send it.
  * @param text the header value
- * @returns milliseconds, or undefined when it is not a duration
+ * @returns the duration in whole milliseconds, rounded up; undefined when the text is not a
+ *   duration (empty, signed, junk, or too large to be finite)
  */
 export function parseDuration(text: string): number | undefined {
   const s = text.trim();
   if (s === "") return undefined;
-  if (/^\d+(\.\d+)?$/.test(s)) return Number(s) * 1000;
-  const re = /(\d+(?:\.\d+)?)(ms|h|m|s)/gy;
-  let total = 0;
-  let pos = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(s)) !== null) {
-    const n = Number(m[1]);
-    const unit = m[2];
-    total += unit === "h" ? n * 3_600_000 : unit === "m" ? n * 60_000 : unit === "s" ? n * 1000 : n;
-    pos = re.lastIndex;
+  let total: number;
+  if (/^(\d+(\.\d*)?|\.\d+)$/.test(s)) total = Number(s) * 1000;
+  else {
+    total = 0;
+    DURATION_PART.lastIndex = 0;
+    let end = 0;
+    for (let m = DURATION_PART.exec(s); m !== null; m = DURATION_PART.exec(s)) {
+      total += Number(m[1]) * UNIT_MS[m[2]!]!;
+      end = DURATION_PART.lastIndex;
+    }
+    if (end !== s.length) return undefined;
   }
-  return pos === s.length && pos > 0 ? total : undefined;
+  if (!Number.isFinite(total)) return undefined;
+  // round away the float error of decimal parts (0.29 * 1000) before rounding up
+  return Math.ceil(Math.round(total * 1e6) / 1e6);
 }
 
 /**

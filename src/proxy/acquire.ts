@@ -41,6 +41,7 @@ export interface Acquired {
  * @param pool the request's pool
  * @param pick the request, as the strategy sees it
  * @param signal the client's signal (a client that leaves stops waiting)
+ * @param triedNow the caller already asked the pool at once (and got nothing): not again
  * @returns the lease (undefined when none could be had) and the pool and model it serves
  * @throws {ProxyError} 503 `queue_full` when the wait queue is full and no fallback serves
  */
@@ -49,11 +50,12 @@ export async function firstLease(
   pool: Pool,
   pick: PickContext,
   signal: () => AbortSignal,
+  triedNow = false,
 ): Promise<Acquired> {
   const model = pick.model;
   const queues = deps.queues;
   // first come first served: while others wait (or were woken), a new request queues behind
-  let lease = queues.waiting(pool, model) === 0 ? pool.lease(pick) : undefined;
+  let lease = triedNow || queues.waiting(pool, model) > 0 ? undefined : pool.lease(pick);
   if (lease !== undefined) return { lease, pool, model };
   const { maxWaitMs, maxLength } = deps.queue;
   const s = pool.summary(deps.clock.now(), model);

@@ -179,6 +179,7 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
         pool,
         pick,
         () => req.signal,
+        true,
       );
       lease = first.lease;
       if (deps.stopping()) {

@@ -10,7 +10,13 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { type Clock, systemClock } from "../clock.ts";
 import { Logger } from "../logger.ts";
-import { type CandidateState, emptyBudget, emptyState, type StateStore } from "../state_store.ts";
+import {
+  type CandidateState,
+  emptyBudget,
+  emptyState,
+  recordIn,
+  type StateStore,
+} from "../state_store.ts";
 
 /** Where {@linkcode SqliteStateStore} reports what it did with the file. */
 export interface StateLogger {
@@ -118,12 +124,7 @@ export class SqliteStateStore implements StateStore {
 
   /** {@inheritDoc StateStore.record} */
   record(id: string): CandidateState {
-    let rec = this.#records.get(id);
-    if (rec === undefined) {
-      rec = emptyState();
-      this.#records.set(id, rec);
-    }
-    return rec;
+    return recordIn(this.#records, id);
   }
 
   /** Marks the record dirty for the next flush: no I/O, no serialization. */

@@ -4,21 +4,11 @@ import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/errors.ts";
 import { loadConfig, parseConfigText } from "../../src/config/load.ts";
 import { normalizeModelscopeBalanceJson } from "../../src/config/modelscope_balance_json.ts";
-import type { Config, QuotaConfig } from "../../src/config/types.ts";
+import type { Config } from "../../src/config/types.ts";
+import { NO_LIMITS } from "../helpers/quota.ts";
 
 const FIXTURE = new URL("../fixtures/seed_a.json", import.meta.url).pathname;
 const context = { source: "config.json", baseDir: "/" };
-/** The budgets of a key without configured ones: no limit, reset at 00:00 UTC. */
-const NO_LIMITS: QuotaConfig = {
-  requestsPerDay: 0,
-  modelRequestsPerDay: 0,
-  tokensPerDay: 0,
-  requestsPerMinute: 0,
-  tokensPerMinute: 0,
-  maxConcurrency: 0,
-  reset: { hour: 0, minute: 0 },
-  timeZone: "UTC",
-};
 
 function normalize(tree: unknown): Config {
   const result = normalizeModelscopeBalanceJson(tree, context);

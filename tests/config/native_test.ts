@@ -5,7 +5,8 @@ import { resolve } from "node:path";
 import { ConfigError, type ConfigIssue } from "../../src/config/errors.ts";
 import { parseConfigText } from "../../src/config/load.ts";
 import { normalizeNative } from "../../src/config/native.ts";
-import type { Config, QuotaConfig } from "../../src/config/types.ts";
+import type { Config } from "../../src/config/types.ts";
+import { NO_LIMITS } from "../helpers/quota.ts";
 
 const FIXTURE = new URL("../fixtures/native_full.yaml", import.meta.url);
 const vars: Record<string, string> = {
@@ -31,18 +32,6 @@ function issuesOf(text: string): ConfigIssue[] {
 }
 
 const MINIMAL = "upstreams:\n  ms:\n    base_url: https://api.example/v1\n";
-
-/** The budgets of a key without configured ones: no limit, reset at 00:00 UTC. */
-const NO_LIMITS: QuotaConfig = {
-  requestsPerDay: 0,
-  modelRequestsPerDay: 0,
-  tokensPerDay: 0,
-  requestsPerMinute: 0,
-  tokensPerMinute: 0,
-  maxConcurrency: 0,
-  reset: { hour: 0, minute: 0 },
-  timeZone: "UTC",
-};
 
 Deno.test("normalizeNative() fills every default for a minimal file", () => {
   const config = parse(MINIMAL);

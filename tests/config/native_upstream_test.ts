@@ -3,8 +3,9 @@
 import assert from "node:assert/strict";
 import { check } from "../../src/config/_schema.ts";
 import { EMPTY_KEYS, toUpstream, upstreamSchema } from "../../src/config/native_upstream.ts";
-import type { QuotaConfig, UpstreamConfig } from "../../src/config/types.ts";
+import type { UpstreamConfig } from "../../src/config/types.ts";
 import type { RawIssue } from "../../src/config/errors.ts";
+import { NO_LIMITS } from "../helpers/quota.ts";
 
 const BASE = { base_url: "https://api.example/v1/" };
 
@@ -34,16 +35,7 @@ Deno.test("toUpstream() fills the defaults", () => {
     priority: 0,
     timeouts: { connectMs: 10_000, firstByteMs: 120_000, idleMs: 120_000, totalMs: 600_000 },
     maxFailures: 3,
-    quota: {
-      requestsPerDay: 0,
-      modelRequestsPerDay: 0,
-      tokensPerDay: 0,
-      requestsPerMinute: 0,
-      tokensPerMinute: 0,
-      maxConcurrency: 0,
-      reset: { hour: 0, minute: 0 },
-      timeZone: "UTC",
-    },
+    quota: NO_LIMITS,
   });
 });
 
@@ -214,18 +206,6 @@ Deno.test("toUpstream() uses the default max_failures it is given", () => {
   assert.ok(result.ok);
   assert.equal(toUpstream("ms", result.value, 9).maxFailures, 9);
 });
-
-/** The budgets of a key without configured ones, on a host outside ModelScope. */
-const NO_LIMITS: QuotaConfig = {
-  requestsPerDay: 0,
-  modelRequestsPerDay: 0,
-  tokensPerDay: 0,
-  requestsPerMinute: 0,
-  tokensPerMinute: 0,
-  maxConcurrency: 0,
-  reset: { hour: 0, minute: 0 },
-  timeZone: "UTC",
-};
 
 Deno.test("toUpstream() reads every quota field, the rest left at their defaults", () => {
   assert.deepEqual(

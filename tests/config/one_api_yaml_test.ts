@@ -4,21 +4,11 @@ import assert from "node:assert/strict";
 import { ConfigError } from "../../src/config/errors.ts";
 import { loadConfig, parseConfigText } from "../../src/config/load.ts";
 import { normalizeOneApiYaml } from "../../src/config/one_api_yaml.ts";
-import type { Config, QuotaConfig, Timeouts } from "../../src/config/types.ts";
+import type { Config, Timeouts } from "../../src/config/types.ts";
+import { NO_LIMITS } from "../helpers/quota.ts";
 
 const FIXTURE = new URL("../fixtures/seed_b.yaml", import.meta.url).pathname;
 const context = { source: "config.yaml", baseDir: "/" };
-/** The budgets of a key without configured ones: no limit, reset at 00:00 UTC. */
-const NO_LIMITS: QuotaConfig = {
-  requestsPerDay: 0,
-  modelRequestsPerDay: 0,
-  tokensPerDay: 0,
-  requestsPerMinute: 0,
-  tokensPerMinute: 0,
-  maxConcurrency: 0,
-  reset: { hour: 0, minute: 0 },
-  timeZone: "UTC",
-};
 
 function normalize(tree: unknown): Config {
   const result = normalizeOneApiYaml(tree, context);

@@ -93,3 +93,61 @@ Deno.test("retryAt() returns undefined when no header says", () => {
   assert.equal(retryAt(new Headers(), NOW), undefined);
   assert.equal(retryAt(new Headers({ "retry-after": "whenever" }), NOW), undefined);
 });
+
+Deno.test("parseDuration() reads Go-style durations as whole milliseconds", () => {
+  const table: [string, number][] = [
+    ["0s", 0],
+    ["0", 0],
+    ["6ms", 6],
+    ["20s", 20_000],
+    ["1s", 1000],
+    ["6m0s", 360_000],
+    ["1m3.5s", 63_500],
+    ["1h2m", 3_720_000],
+    ["1h2m3.5s", 3_723_500],
+    ["2h", 7_200_000],
+    ["0.29s", 290],
+    ["1.005s", 1005],
+    ["1.5ms", 2],
+    ["100us", 1],
+    ["100µs", 1],
+    ["100μs", 1],
+    ["999ns", 1],
+    [".5s", 500],
+    ["1.s", 1000],
+    ["1m1ms", 60_001],
+    ["2.5", 2500],
+    [" 7s ", 7000],
+  ];
+  for (const [text, ms] of table) assert.equal(parseDuration(text), ms, JSON.stringify(text));
+});
+
+Deno.test("parseDuration() returns undefined for what is not a duration", () => {
+  const junk = [
+    "",
+    " ",
+    "s",
+    "ms",
+    "abc",
+    "1x",
+    "5 s",
+    "1s junk",
+    "junk 1s",
+    "-1s",
+    "+1s",
+    "-0",
+    "1e3s",
+    "1..2s",
+    ".s",
+    "1S",
+    "1d",
+    "NaN",
+    "Infinity",
+    "1m-3s",
+    `${"9".repeat(400)}h`,
+    "9".repeat(400),
+  ];
+  for (const text of junk) {
+    assert.equal(parseDuration(text), undefined, JSON.stringify(text));
+  }
+});

@@ -15,6 +15,7 @@ import { ManualClock } from "../helpers/clock.ts";
 import { type ModelScopeMock, startModelScopeMock } from "../helpers/modelscope_mock.ts";
 import { parsePrometheus } from "../helpers/prometheus.ts";
 import type { Candidate } from "../../src/plugin.ts";
+import { apiError } from "../helpers/sdk_error.ts";
 
 const K1 = "ms-a-key-0000000000000001";
 const K2 = "ms-b-key-0000000000000002";
@@ -83,16 +84,6 @@ async function budget(
 ): Promise<Record<string, unknown> | undefined> {
   const s = await keyStats(proxy, key);
   return (s.budgets as Record<string, Record<string, unknown>>)[name];
-}
-
-async function apiError(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof OpenAI.APIError, String(err));
-    return err;
-  }
-  throw new Error("the call succeeded");
 }
 
 Deno.test("budgets: the answer whose headers say 0 left is the key's last call, no 429 needed", async () => {

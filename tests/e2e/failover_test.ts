@@ -11,16 +11,7 @@ import OpenAI from "openai";
 import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { KEY_A, KEY_B, MASK_A, MESSAGES, sdk, stats, twoUpstreams } from "../helpers/failures.ts";
-
-async function apiError(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof OpenAI.APIError) return err;
-    throw err;
-  }
-  throw new Error("Expected the request to fail");
-}
+import { apiError } from "../helpers/sdk_error.ts";
 
 Deno.test("proxy answers a 500 from one key with a success from another", async () => {
   await using a = await startMockUpstream({ name: "a", mode: "error500" });

@@ -14,6 +14,7 @@ import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { ManualClock } from "../helpers/clock.ts";
 import { type ModelScopeMock, startModelScopeMock } from "../helpers/modelscope_mock.ts";
 import { requestLines, waitFor } from "../helpers/e2e.ts";
+import { apiError } from "../helpers/sdk_error.ts";
 
 const BIG_KEY = "ms-big-key-00000000000001";
 const SMALL_KEY = "ms-sml-key-00000000000002";
@@ -41,16 +42,6 @@ async function askBig(proxy: TestProxy) {
     .create({ model: "big", messages: [{ role: "user", content: "hi" }] })
     .withResponse();
   return { text: data.choices[0]?.message.content, headers: response.headers };
-}
-
-async function apiError(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof OpenAI.APIError, String(err));
-    return err;
-  }
-  throw new Error("the call succeeded");
 }
 
 async function adminDisable(proxy: TestProxy, key: string): Promise<void> {

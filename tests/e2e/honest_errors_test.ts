@@ -13,6 +13,7 @@ import OpenAI from "openai";
 import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { postJson, requestLines, startScriptedUpstream, waitFor } from "../helpers/e2e.ts";
+import { apiError } from "../helpers/sdk_error.ts";
 
 const T0 = Date.UTC(2025, 5, 1);
 const MESSAGES = [{ role: "user" as const, content: "hi" }];
@@ -20,16 +21,6 @@ const MESSAGES = [{ role: "user" as const, content: "hi" }];
 /** The SDK as an application uses it: default retries. */
 function sdk(proxy: TestProxy): OpenAI {
   return new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "client-key" });
-}
-
-async function apiError(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof OpenAI.APIError, String(err));
-    return err;
-  }
-  throw new Error("the call succeeded");
 }
 
 function failing(status: number, body: string, headers: Record<string, string> = {}) {

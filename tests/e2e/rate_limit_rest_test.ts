@@ -11,18 +11,9 @@ import OpenAI from "openai";
 import { startMockUpstream } from "../../tools/mock_upstream.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { KEY_A, MASK_A, MESSAGES, sdk, stats, twoUpstreams } from "../helpers/failures.ts";
+import { apiError } from "../helpers/sdk_error.ts";
 
 const T0 = Date.UTC(2025, 0, 1, 0, 0, 0);
-
-async function apiError(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof OpenAI.APIError) return err;
-    throw err;
-  }
-  throw new Error("Expected the request to fail");
-}
 
 async function chat(proxy: TestProxy): Promise<string | null> {
   const { response } = await sdk(proxy).chat.completions

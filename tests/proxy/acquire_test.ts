@@ -141,6 +141,37 @@ function leaseOf(a: Acquired): Lease {
   return a.lease;
 }
 
+/**
+ * Holds pool a's only slot and has three requests (w1, w2, w3) wait for it, in that order.
+ * `releaseInOrder` frees the slot three times and checks that each went to the next in line.
+ */
+async function threeWaiting(h: Harness) {
+  const served: string[] = [];
+  let held = leaseOf(await h.acquire("a"));
+  const waiters = ["w1", "w2", "w3"].map((name) =>
+    h.acquire("a").then((got) => {
+      served.push(name);
+      return leaseOf(got);
+    })
+  );
+  await settle();
+  assert.equal(h.waiting("a"), 3);
+  return {
+    served,
+    async releaseInOrder(after: (i: number) => void = () => {}): Promise<void> {
+      for (let i = 0; i < 3; i++) {
+        held.done({ cls: "ok" });
+        held = await within(waiters[i]!, `w${i + 1}`);
+        await settle();
+        assert.deepEqual(served, ["w1", "w2", "w3"].slice(0, i + 1));
+        after(i);
+      }
+      held.done({ cls: "ok" });
+      assert.equal(h.stats("a").waited, 3);
+    },
+  };
+}
+
 Deno.test("firstLease() leases at once when a key is free", async () => {
   await using h = await harness();
   const got = await h.acquire("a");
@@ -296,25 +327,8 @@ Deno.test("firstLease() gives a freed slot to waiters in arrival order", async (
   await using h = await harness(
     yaml("{ max_concurrency: 1 }").replace("max_length: 2", "max_length: 3"),
   );
-  const served: string[] = [];
-  let held = leaseOf(await h.acquire("a"));
-  const waiters = ["w1", "w2", "w3"].map((name) =>
-    h.acquire("a").then((got) => {
-      served.push(name);
-      return leaseOf(got);
-    })
-  );
-  await settle();
-  assert.equal(h.waiting("a"), 3);
-  for (let i = 0; i < 3; i++) {
-    held.done({ cls: "ok" });
-    held = await within(waiters[i]!, `w${i + 1}`);
-    await settle();
-    assert.deepEqual(served, ["w1", "w2", "w3"].slice(0, i + 1));
-    assert.equal(h.waiting("a"), 2 - i);
-  }
-  held.done({ cls: "ok" });
-  assert.equal(h.stats("a").waited, 3);
+  const three = await threeWaiting(h);
+  await three.releaseInOrder((i) => assert.equal(h.waiting("a"), 2 - i));
 });
 
 Deno.test("firstLease() queues a new request behind those already waiting", async () => {
@@ -457,29 +471,13 @@ Deno.test("firstLease() serves waiters woken together in arrival order, each kee
   await using h = await harness(
     yaml("{ max_concurrency: 1 }").replace("max_length: 2", "max_length: 3"),
   );
-  const served: string[] = [];
-  let held = leaseOf(await h.acquire("a"));
-  const waiters = ["w1", "w2", "w3"].map((name) =>
-    h.acquire("a").then((got) => {
-      served.push(name);
-      return leaseOf(got);
-    })
-  );
-  await settle();
-  assert.equal(h.waiting("a"), 3);
+  const three = await threeWaiting(h);
   // an operator enabled a key: every waiter is woken, none finds a free slot
   h.app.wake();
   await settle();
-  assert.deepEqual(served, []);
+  assert.deepEqual(three.served, []);
   assert.equal(h.waiting("a"), 3, "all three wait again");
-  for (let i = 0; i < 3; i++) {
-    held.done({ cls: "ok" });
-    held = await within(waiters[i]!, `w${i + 1}`);
-    await settle();
-    assert.deepEqual(served, ["w1", "w2", "w3"].slice(0, i + 1));
-  }
-  held.done({ cls: "ok" });
-  assert.equal(h.stats("a").waited, 3);
+  await three.releaseInOrder();
 });
 
 Deno.test("firstLease() keeps arrival order when a later waiter's timer fires first", async () => {

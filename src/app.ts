@@ -19,6 +19,9 @@ import { LatencyTracker } from "./admin/latency.ts";
 import { health, keyStats, loadBalancers, modelList, poolView } from "./admin/stats.ts";
 import { adminAction } from "./admin/actions.ts";
 import { RateLimiter } from "./rate_limiter.ts";
+import type { Cluster } from "./shared/cluster.ts";
+import { clusterSnapshot } from "./admin/cluster_view.ts";
+import type { SharedRateLimiter } from "./shared/rate_bank.ts";
 import { OpenAttempts } from "./proxy/attempt_control.ts";
 import { Http1Client } from "./proxy/http1/mod.ts";
 import { type Clock, systemClock } from "./clock.ts";
@@ -54,6 +57,13 @@ export interface AppOptions {
   fetch?: typeof fetch;
   /** Start active health probes. @default true */
   probes?: boolean;
+  /**
+   * State shared with other instances through Redis (`state.redis`): its store, budget bank
+   * and rate limits are used (pass its store as `store`). Started by the caller; closed by
+   * {@linkcode App.close}.
+   * @default none
+   */
+  cluster?: Cluster | undefined;
 }
 
 /** The running application. */
@@ -73,7 +83,9 @@ export class App {
   readonly http1: Http1Client | undefined;
   readonly metrics: Metrics;
   readonly latency: LatencyTracker;
-  readonly limiter: RateLimiter;
+  readonly limiter: RateLimiter | SharedRateLimiter;
+  /** State shared with other instances, when `state.redis` is set. */
+  readonly cluster: Cluster | undefined;
   readonly startedAt: number;
   /** Attempts in flight or being relayed to a client. */
   readonly open = new OpenAttempts();
@@ -99,6 +111,7 @@ export class App {
     fetch: typeof fetch | undefined;
     probes: boolean;
     plugins: readonly unknown[];
+    cluster: Cluster | undefined;
   }) {
     this.#rt = rt;
     this.logger = parts.logger;
@@ -127,11 +140,23 @@ export class App {
     this.fetch = parts.fetch ?? http1?.fetch ?? globalThis.fetch;
     this.metrics = new Metrics();
     this.latency = new LatencyTracker();
-    this.limiter = new RateLimiter(this.now);
+    const cluster = parts.cluster;
+    this.cluster = cluster;
+    this.limiter = cluster?.limiter ?? new RateLimiter(this.now);
     this.startedAt = this.now();
     const board = this.board;
-    this.budgets = new Budgets({ onChange: () => board.epoch++ });
+    this.budgets = new Budgets({
+      onChange: () => board.epoch++,
+      bank: cluster?.bank,
+      store: parts.store,
+    });
     const queues = this.queues;
+    // another instance changed a key (rested, disabled, spent, brought back): pools rebuild,
+    // and requests waiting for a key try again
+    cluster?.store.onRemote(() => {
+      board.epoch++;
+      queues.wakeAll();
+    });
     this.ledger = {
       board,
       open: this.open,
@@ -176,6 +201,7 @@ export class App {
       fetch: options.fetch,
       probes: options.probes ?? true,
       plugins,
+      cluster: options.cluster,
     });
     app.budgets.configure(config.health.quotaRestMs);
     app.#rt = app.#build(config, registry);
@@ -238,7 +264,9 @@ export class App {
     this.#active = undefined;
     this.httpClient.close();
     this.http1?.close();
-    await this.store.close();
+    // the cluster closes its store (after giving back its grants)
+    if (this.cluster !== undefined) await this.cluster.close();
+    else await this.store.close();
   }
 
   #build(config: Config, registry: Registry): Runtime {
@@ -285,6 +313,7 @@ export class App {
       },
       queues: this.queues,
       stopping: () => this.stopping,
+      refusing: this.cluster?.required === true ? () => !this.cluster!.up : undefined,
     };
     const metrics = this.metrics;
     return {
@@ -297,8 +326,18 @@ export class App {
       },
       stats: {
         health: () => health(this),
-        keys: () => keyStats(this),
-        metrics: () => metrics.render(this),
+        keys: () => {
+          const cluster = this.cluster;
+          if (cluster === undefined) return keyStats(this);
+          return clusterSnapshot(cluster, rt.candidates.values()).then((s) => keyStats(this, s));
+        },
+        metrics: () => {
+          const cluster = this.cluster;
+          if (cluster === undefined) return metrics.render(this);
+          return clusterSnapshot(cluster, rt.candidates.values()).then((s) =>
+            metrics.render(this, s)
+          );
+        },
         loadBalancers: () => loadBalancers(this),
         pool: (model) => {
           // a named pool, else the pool that serves the model (the default pool serves the rest)

@@ -248,6 +248,23 @@ export function shuttingDown(): ProxyError {
 }
 
 /**
+ * The answer while the shared state (Redis) cannot be reached and `state.redis_required` says
+ * not to serve without it.
+ */
+export function sharedStateDown(): ProxyError {
+  return new ProxyError(
+    "llm-balance cannot reach its shared state (Redis) and is configured not to serve " +
+      "without it (state.redis_required); retry later",
+    {
+      status: 503,
+      type: "service_unavailable",
+      code: "shared_state_unavailable",
+      retry: { afterSeconds: 2, retry: true },
+    },
+  );
+}
+
+/**
  * The chain's error handler (see {@linkcode compose}): the one place an error thrown by any step
  * becomes the client's answer. A {@linkcode ProxyError} renders itself; anything else is a bug in
  * llm-balance or a plugin: logged with its stack (secrets masked), answered as a 500. A body made

@@ -308,10 +308,13 @@ export interface ModelList {
 export interface StatsService {
   /** `/health`: ok when at least one candidate is usable. */
   health(): { ok: boolean; body: Record<string, unknown> };
-  /** `/stats`: every key's counters and state. */
-  keys(): Record<string, unknown>;
-  /** `/metrics`: the Prometheus text exposition. */
-  metrics(): string;
+  /**
+   * `/stats`: every key's counters and state (with `state.redis`, the cluster's budgets read
+   * from Redis too: then a promise).
+   */
+  keys(): Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** `/metrics`: the Prometheus text exposition (a promise with `state.redis`). */
+  metrics(): string | Promise<string>;
   /** `/v1/stats/load_balancers`. */
   loadBalancers(): Record<string, unknown>;
   /** `/v1/stats/models/{model}`: the pool serving the model, or undefined when none does. */
@@ -339,8 +342,11 @@ export interface Services {
    * @throws {ProxyError} 404 or 405 for an unknown target or action
    */
   admin(method: string, parts: readonly string[]): unknown;
-  /** Takes one request from a client key's per-minute budget. */
-  rateLimit(clientKey: string, perMinute: number): RateDecision;
+  /**
+   * Takes one request from a client key's per-minute budget. The decision comes at once, or as
+   * a promise when it needs a round trip to the shared Redis (await it only then).
+   */
+  rateLimit(clientKey: string, perMinute: number): RateDecision | Promise<RateDecision>;
   /**
    * Forwards the request to its model's pool (retries, failover, relay) and sets `ctx.res`.
    * @throws {ProxyError} for a request it cannot forward, or when no attempt succeeded

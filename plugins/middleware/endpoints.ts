@@ -132,14 +132,20 @@ function endpoints(config: Config, services: Services): Middleware {
     }
     checkHost(ctx);
   };
+  const own = (view: string | Record<string, unknown>): Response =>
+    typeof view === "string"
+      ? new Response(view, {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      })
+      : json(view);
   // synchronous: requests for other paths pass on without an extra async frame
   return function endpoints(ctx: RequestContext, next): Promise<void> | void {
     const path = ctx.path;
     const method = ctx.req.method;
     const read = method === "GET" || method === "HEAD";
-    const own = path === "/health" || path === "/stats" || path === "/metrics" ||
+    const ours = path === "/health" || path === "/stats" || path === "/metrics" ||
       path.startsWith("/v1/stats/");
-    if (own && !read) {
+    if (ours && !read) {
       throw new ProxyError(`Method ${method} is not allowed on ${path}`, {
         status: 405,
         type: "invalid_request_error",
@@ -154,9 +160,13 @@ function endpoints(config: Config, services: Services): Middleware {
     }
     if (path === "/stats" || path === "/metrics") {
       checkRead(ctx, false);
-      ctx.res = path === "/stats" ? json(stats.keys()) : new Response(stats.metrics(), {
-        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-      });
+      const view = path === "/stats" ? stats.keys() : stats.metrics();
+      if (view instanceof Promise) {
+        return view.then((v) => {
+          ctx.res = own(v);
+        });
+      }
+      ctx.res = own(view);
       return;
     }
     if (path.startsWith("/v1/stats/")) {

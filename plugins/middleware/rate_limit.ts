@@ -46,7 +46,9 @@ function rateLimit(config: Config, services: Services): Middleware | undefined {
     client: ClientKeyConfig,
     rpm: number,
   ): Promise<void> {
-    const d = services.rateLimit(client.key, rpm);
+    // a limiter shared through Redis answers at once most of the time, and awaits Redis seldom
+    const pending = services.rateLimit(client.key, rpm);
+    const d = pending instanceof Promise ? await pending : pending;
     const headers = rateLimitHeaders(d);
     if (!d.allowed) {
       throw new ProxyError(

@@ -12,6 +12,7 @@ import type { RequestContext } from "../plugin.ts";
 import type { Runtime } from "../runtime.ts";
 import type { StatsSource } from "./source.ts";
 import { type BudgetView, budgetViews } from "../budget/views.ts";
+import type { ClusterBudget, ClusterSnapshot } from "./cluster_view.ts";
 import type { QueueStats } from "../proxy/wait_queue.ts";
 import { statusOf } from "../health/availability.ts";
 import type { CandidateState } from "../state_store.ts";
@@ -173,7 +174,7 @@ export class Metrics {
    * @param app for in-flight and candidate states
    * @returns the Prometheus text exposition
    */
-  render(app: StatsSource): string {
+  render(app: StatsSource, cluster?: ClusterSnapshot): string {
     const out: string[] = [];
     const head = (name: string, type: string, help: string) =>
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -228,6 +229,7 @@ export class Metrics {
     out.push(...stateLines);
     this.#candidateCounters(out, app);
     this.#budgets(out, app, now);
+    if (cluster !== undefined) this.#cluster(out, app, cluster);
     this.#queues(out, app);
     head("llm_balance_uptime_seconds", "gauge", "Seconds since start");
     out.push(`llm_balance_uptime_seconds ${((now - app.startedAt) / 1000).toFixed(3)}`);
@@ -294,6 +296,55 @@ export class Metrics {
       "llm_balance_budget_reset_seconds",
       "Seconds until each key's budget window resets",
       (v) => v.resetsAt > 0 ? Math.max(0, Math.round((v.resetsAt - now) / 1000)) : 0,
+    );
+  }
+
+  /**
+   * How the shared Redis is, and the cluster's budgets read from it: the same series on every
+   * instance (aggregate with `max`; the per-instance series above sum across instances).
+   */
+  #cluster(out: string[], app: StatsSource, cluster: ClusterSnapshot): void {
+    const st = cluster.status;
+    out.push(
+      "# HELP llm_balance_redis_up Whether this instance reaches the shared Redis (1) or not (0)",
+      "# TYPE llm_balance_redis_up gauge",
+      `llm_balance_redis_up ${st.up ? 1 : 0}`,
+      "# HELP llm_balance_redis_down_total Times this instance lost the shared Redis",
+      "# TYPE llm_balance_redis_down_total counter",
+      `llm_balance_redis_down_total ${st.downs}`,
+    );
+    const names = configuredModels(app.rt);
+    const rows: [Record<string, string>, ClusterBudget][] = [];
+    for (const c of app.rt.candidates.values()) {
+      const budgets = cluster.budgets.get(c.id);
+      if (budgets === undefined) continue;
+      for (const [budget, v] of Object.entries(budgets)) {
+        const at = budget.indexOf(":");
+        const model = at < 0 ? "" : budget.slice(at + 1);
+        if (model !== "" && !names.has(model)) continue;
+        rows.push([{
+          upstream: c.upstream.name,
+          key: c.mask,
+          budget: at < 0 ? budget : budget.slice(0, at),
+          model,
+        }, v]);
+      }
+    }
+    const gauge = (name: string, help: string, value: (v: ClusterBudget) => number) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+      for (const [l, v] of rows) out.push(`${name}${labels(l)} ${value(v)}`);
+    };
+    const same = "; the same on every instance: aggregate with max, not sum";
+    gauge("llm_balance_cluster_budget_limit", `Each key's budget${same}`, (v) => v.limit);
+    gauge(
+      "llm_balance_cluster_budget_used",
+      `Used of each key's budget by every instance together${same}`,
+      (v) => v.used,
+    );
+    gauge(
+      "llm_balance_cluster_budget_remaining",
+      `Left of each key's budget for every instance together${same}`,
+      (v) => v.remaining,
     );
   }
 

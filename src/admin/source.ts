@@ -11,6 +11,7 @@ import type { LatencyTracker } from "./latency.ts";
 import type { Budgets } from "../budget/book.ts";
 import type { Pool } from "../pool.ts";
 import type { WaitQueues } from "../proxy/wait_queue.ts";
+import type { Cluster } from "../shared/cluster.ts";
 
 /** The state the views read. */
 export interface StatsSource {
@@ -22,6 +23,8 @@ export interface StatsSource {
   readonly budgets: Budgets;
   /** Requests waiting for a key, per pool. */
   readonly queues: WaitQueues<Pool>;
+  /** State shared with other instances through Redis, when `state.redis` is set. */
+  readonly cluster?: Cluster | undefined;
   /** Epoch ms when the application started. */
   readonly startedAt: number;
   /** Wall-clock time, epoch ms. */

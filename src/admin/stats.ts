@@ -14,6 +14,7 @@ export type { ModelEntry, ModelList } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
 import { SPENT_WHY } from "../budget/book.ts";
 import { budgetViews } from "../budget/views.ts";
+import type { ClusterSnapshot } from "./cluster_view.ts";
 import { formatWithOffset } from "../budget/reset.ts";
 
 function iso(ms: number): string | null {
@@ -45,7 +46,11 @@ function untilOf(c: Candidate, now: number): string | null {
  * @param app the application (clock, latency)
  * @param c the candidate
  */
-export function candidateView(app: StatsSource, c: Candidate): Record<string, unknown> {
+export function candidateView(
+  app: StatsSource,
+  c: Candidate,
+  cluster?: ClusterSnapshot,
+): Record<string, unknown> {
   const now = app.now();
   const s = c.state;
   const status = statusOf(s, now);
@@ -75,6 +80,7 @@ export function candidateView(app: StatsSource, c: Candidate): Record<string, un
     completion_tokens: s.completionTokens,
     total_tokens: s.totalTokens,
     budgets: budgetsView(c, now),
+    ...(cluster === undefined ? {} : { cluster_budgets: cluster.budgets.get(c.id) ?? null }),
   };
 }
 
@@ -97,12 +103,15 @@ function budgetsView(c: Candidate, now: number): Record<string, unknown> {
  * Seed A's `/stats`: `{"<mask>": {"healthy", "last_used", "requests", ...}}` over every key.
  * @param app the application
  */
-export function keyStats(app: StatsSource): Record<string, Record<string, unknown>> {
+export function keyStats(
+  app: StatsSource,
+  cluster?: ClusterSnapshot,
+): Record<string, Record<string, unknown>> {
   const out: Record<string, Record<string, unknown>> = {};
   for (const c of app.rt.candidates.values()) {
     // one key on two upstreams is two candidates: the second is told apart by its upstream
     const name = out[c.mask] === undefined ? c.mask : `${c.mask}@${c.upstream.name}`;
-    out[name] = candidateView(app, c);
+    out[name] = candidateView(app, c, cluster);
   }
   return out;
 }
@@ -169,12 +178,19 @@ export function health(app: StatsSource): { ok: boolean; body: Record<string, un
       total: sum.total,
     };
   }
+  const cluster = app.cluster;
+  const shared = cluster === undefined
+    ? undefined
+    : { redis: cluster.up ? "up" : "down", required: cluster.required };
+  // required and unreachable: every request is refused, whatever the keys
+  if (cluster !== undefined && cluster.required && !cluster.up) ok = false;
   return {
     ok,
     body: {
       status: ok ? "ok" : "unavailable",
       uptime_s: Math.round((now - app.startedAt) / 1000),
       pools,
+      ...(shared === undefined ? {} : { shared_state: shared }),
     },
   };
 }

@@ -10,11 +10,12 @@
  */
 
 import type { Candidate, CandidateState, Usage } from "../plugin.ts";
-import type { BudgetState, Learned } from "../state_store.ts";
+import type { BudgetState, Learned, StateStore } from "../state_store.ts";
 import type { QuotaConfig } from "../config/types.ts";
 import { dayStart, nextReset } from "./reset.ts";
 import type { LearnedBudgets } from "./headers.ts";
 import { modelSlot, readModel, upstreamModel } from "./models.ts";
+import { type BudgetBank, type ClusterCounts, hasLimits } from "./bank.ts";
 
 /** A minute, in milliseconds: the short window of `requests_per_minute`, `tokens_per_minute`. */
 export const MINUTE = 60_000;
@@ -129,6 +130,21 @@ function full(q: Readonly<QuotaConfig>, b: BudgetState, now: number): boolean {
     (b.learned !== null && b.learned.until > now && b.learned.remaining <= 0);
 }
 
+/**
+ * Sets a key's counters to the cluster's, as a grant of the shared bank found them (so that
+ * the book counts on from there when Redis goes down).
+ */
+function mirror(c: Candidate, model: string | undefined, counts: ClusterCounts): void {
+  const b = (c.state as CandidateState).budget;
+  b.dayRequests = counts.dayRequests;
+  b.dayTokens = counts.dayTokens;
+  b.minuteRequests = counts.minuteRequests;
+  b.minuteTokens = counts.minuteTokens;
+  if (model !== undefined) {
+    b.modelRequests[modelSlot(b.modelRequests, model)] = counts.modelRequests;
+  }
+}
+
 /** Options of {@linkcode Budgets}. */
 export interface BudgetsOptions {
   /**
@@ -136,6 +152,16 @@ export interface BudgetsOptions {
    * their snapshot. (A key at its concurrency cap stays in the snapshot: a pick passes over it.)
    */
   onChange: () => void;
+  /**
+   * Where budgets shared by instances are kept (Redis). Keys with configured limits take their
+   * requests from it while it is up; the book counts alone while it is down. @default none
+   */
+  bank?: BudgetBank | undefined;
+  /**
+   * Told of each key whose spends changed, so a shared store writes them at once (they may
+   * change after the attempt's last word to the store). @default none
+   */
+  store?: Pick<StateStore, "changed"> | undefined;
 }
 
 /** How a quota answer (429 exhaustion, 402) is scoped. */
@@ -144,11 +170,35 @@ export type SpendScope = "key" | "model";
 /** Keeps every key's budgets. */
 export class Budgets {
   readonly #onChange: () => void;
+  readonly #bank: BudgetBank | undefined;
+  readonly #store: Pick<StateStore, "changed"> | undefined;
   #quotaRestMs = 0;
 
-  /** @param options what to tell when availability changed */
+  /** @param options what to tell when availability changed, and the shared bank */
   constructor(options: BudgetsOptions) {
     this.#onChange = options.onChange;
+    this.#store = options.store;
+    const bank = options.bank;
+    this.#bank = bank;
+    bank?.attach({
+      refused: (c, model, why, until) => this.#refused(c, model, why, until),
+      counts: (c, model, counts) => mirror(c, model, counts),
+    });
+  }
+
+  /** The shared bank, when there is one. */
+  get bank(): BudgetBank | undefined {
+    return this.#bank;
+  }
+
+  /** The shared bank refused a key (for a model): out until `until`. */
+  #refused(c: Candidate, model: string | undefined, why: string, until: number): void {
+    const b = (c.state as CandidateState).budget;
+    if (why === "model" && model !== undefined) {
+      spendModel(b, model, until);
+      this.#onChange();
+    } else if (spend(b, until, why)) this.#onChange();
+    this.#store?.changed(c.id);
   }
 
   /**
@@ -166,9 +216,13 @@ export class Budgets {
    * that this request fills takes the key out until its window rolls.
    * @param c the key
    * @param model the request's model (the client's name)
+   * With a shared bank that covers the key, the request is taken from its grant (the cluster's
+   * limits decide), else the book's own counts decide.
    * @param now epoch ms
+   * @returns true when the request may go; else a promise (one round trip to the shared
+   *   bank) of whether it may: false when the cluster's budget is spent (the key is out)
    */
-  take(c: Candidate, model: string | undefined, now: number): void {
+  take(c: Candidate, model: string | undefined, now: number): true | Promise<boolean> {
     const q = c.quota;
     const b = (c.state as CandidateState).budget;
     rollDay(q, b, now);
@@ -177,15 +231,28 @@ export class Budgets {
     b.minuteRequests++;
     let changed = false;
     const m = upstreamModel(c, model);
+    let slot: string | undefined;
     if (m !== undefined) {
-      const slot = modelSlot(b.modelRequests, m);
+      slot = modelSlot(b.modelRequests, m);
       b.modelRequests[slot] = (b.modelRequests[slot] ?? 0) + 1;
       const lm = readModel(b.learnedModels, m);
-      if (lm !== undefined && lm.until > now && --lm.remaining <= 0) spendModel(b, m, lm.until);
+      if (lm !== undefined && lm.until > now && --lm.remaining <= 0) {
+        spendModel(b, m, lm.until);
+        this.#store?.changed(c.id);
+      }
     }
     const l = b.learned;
     if (l !== null && l.until > now && --l.remaining <= 0) {
       changed = spend(b, l.until, "provider") || changed;
+    }
+    const bank = this.#bank;
+    if (bank !== undefined && hasLimits(q)) {
+      if (bank.covers(c)) {
+        // the cluster's counts decide (the book's mirror them, as last seen)
+        if (changed) this.#changed(c);
+        return bank.take(c, slot);
+      }
+      bank.owe(c, slot);
     }
     if (q.requestsPerDay > 0 && b.dayRequests >= q.requestsPerDay) {
       changed = spend(b, b.dayEnd, "day") || changed;
@@ -193,7 +260,14 @@ export class Budgets {
     if (q.requestsPerMinute > 0 && b.minuteRequests >= q.requestsPerMinute) {
       changed = spend(b, b.minuteStart + MINUTE, "minute") || changed;
     }
-    if (changed) this.#onChange();
+    if (changed) this.#changed(c);
+    return true;
+  }
+
+  /** A key's availability changed: pools rebuild, and a shared store writes it at once. */
+  #changed(c: Candidate): void {
+    this.#onChange();
+    this.#store?.changed(c.id);
   }
 
   /**
@@ -206,8 +280,16 @@ export class Budgets {
    * @param model the request's model (the client's name)
    * @param takenAt epoch ms when the request was taken
    * @param now epoch ms
+   * @param owed whether {@linkcode Budgets.owes} said so when the request was taken (the shared
+   *   bank was down: Redis is told of it when back, unless it is given back first)
    */
-  refund(c: Candidate, model: string | undefined, takenAt: number, now: number): void {
+  refund(
+    c: Candidate,
+    model: string | undefined,
+    takenAt: number,
+    now: number,
+    owed = false,
+  ): void {
     const q = c.quota;
     const b = (c.state as CandidateState).budget;
     // taken in a day now over (or one the clock has left): nothing of today's was taken
@@ -215,17 +297,33 @@ export class Budgets {
     if (b.dayRequests > 0) b.dayRequests--;
     if (takenAt >= b.minuteStart && b.minuteRequests > 0) b.minuteRequests--;
     const m = upstreamModel(c, model);
+    let slot: string | undefined;
     if (m !== undefined) {
-      const slot = modelSlot(b.modelRequests, m);
+      slot = modelSlot(b.modelRequests, m);
       const counted = b.modelRequests[slot];
       if (counted !== undefined && counted > 0) b.modelRequests[slot] = counted - 1;
+    }
+    const bank = this.#bank;
+    if (bank !== undefined && hasLimits(q)) {
+      if (owed) bank.unowe(c, slot);
+      else bank.giveBack(c, slot);
     }
     const own = b.spentReason === "day" || b.spentReason === "minute";
     if (b.spentUntil > now && own && !full(q, b, now)) {
       b.spentUntil = 0;
       b.spentReason = "";
-      this.#onChange();
+      this.#changed(c);
     }
+  }
+
+  /**
+   * Whether a request taken now from a key is counted here alone and owed to the shared bank
+   * (Redis is down): what a refund must know to give it back to the right place.
+   * @param c the key
+   */
+  owes(c: Candidate): boolean {
+    const bank = this.#bank;
+    return bank !== undefined && hasLimits(c.quota) && !bank.covers(c);
   }
 
   /**
@@ -244,6 +342,7 @@ export class Budgets {
       rollMinute(b, now);
       b.dayTokens += usage.totalTokens;
       b.minuteTokens += usage.totalTokens;
+      this.#bank?.tokens(c, usage.totalTokens);
       if (q.tokensPerDay > 0 && b.dayTokens >= q.tokensPerDay) {
         changed = spend(b, b.dayEnd, "day_tokens") || changed;
       }
@@ -251,7 +350,7 @@ export class Budgets {
         changed = spend(b, b.minuteStart + MINUTE, "minute_tokens") || changed;
       }
     }
-    if (changed) this.#onChange();
+    if (changed) this.#changed(c);
   }
 
   /**
@@ -294,6 +393,8 @@ export class Budgets {
       changed = spend(b, until(t.resetAt), "provider") || changed;
     }
     if (changed) this.#onChange();
+    // a model spent (or the key) is written at once by a shared store
+    this.#store?.changed(c.id);
   }
 
   /**
@@ -326,9 +427,11 @@ export class Budgets {
     const m = upstreamModel(c, model);
     if (scope === "model" && m !== undefined) {
       spendModel(b, m, end);
+      this.#store?.changed(c.id);
       return Math.max(end, readModel(b.modelSpentUntil, m) ?? 0, b.spentUntil);
     }
     if (spend(b, end, "exhausted")) this.#onChange();
+    this.#store?.changed(c.id);
     return Math.max(end, b.spentUntil);
   }
 
@@ -337,6 +440,7 @@ export class Budgets {
    * @param c the key
    */
   reset(c: Candidate): void {
+    void this.#bank?.reset(c);
     const b = (c.state as CandidateState).budget;
     b.spentUntil = 0;
     b.spentReason = "";
@@ -348,6 +452,6 @@ export class Budgets {
     b.modelRequests = {};
     b.minuteRequests = 0;
     b.minuteTokens = 0;
-    this.#onChange();
+    this.#changed(c);
   }
 }

@@ -9,6 +9,7 @@
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { App } from "../app.ts";
 import { statePath } from "../state/open.ts";
+import { redisDisplay } from "../shared/link.ts";
 import { ConfigError, type ConfigIssue } from "../config/mod.ts";
 import type { Config } from "../config/types.ts";
 import { importPlugins, PluginError, Registry } from "../registry.ts";
@@ -259,11 +260,19 @@ export function summarize(app: App, verified: VerifiedConfig): ConfigSummary {
 
 /** The state file `serve` would use, or "memory"; a path that cannot be told says why. */
 function stateOf(config: Config): string {
+  let local: string;
   try {
-    return statePath(config) ?? "memory";
+    local = statePath(config) ?? "memory";
   } catch (err) {
-    return `(unknown: ${err instanceof Error ? err.message : String(err)})`;
+    local = `(unknown: ${err instanceof Error ? err.message : String(err)})`;
   }
+  const redis = config.state.redis;
+  if (redis === undefined) return local;
+  // never the password
+  const required = redis.required ? ", required" : "";
+  return `${local}, shared through ${
+    redisDisplay(redis.url)
+  } (prefix "${redis.prefix}"${required})`;
 }
 
 /**

@@ -12,6 +12,7 @@ import type { Config } from "../config/types.ts";
 import { type RunningServer, startServer } from "../server.ts";
 import { Reloader } from "./reloader.ts";
 import { openStateStore } from "../state/open.ts";
+import { Cluster } from "../shared/cluster.ts";
 import { Logger, resolveFormat } from "../logger.ts";
 import { describeError, out, say } from "./_io.ts";
 
@@ -43,7 +44,19 @@ export async function serve(config: Config, options: ServeOptions): Promise<numb
     });
     const opened = openStateStore(config, logger);
     statePath = opened.path;
-    app = await App.create(config, { plugins: builtins, probes: true, store: opened.store });
+    const redis = config.state.redis;
+    const cluster = redis === undefined
+      ? undefined
+      : Cluster.open(redis, { local: opened.store, logger });
+    app = await App.create(config, {
+      plugins: builtins,
+      probes: true,
+      store: cluster?.store ?? opened.store,
+      cluster,
+    });
+    // after the keys' records exist: their shared state is read as soon as Redis answers (a
+    // Redis that cannot be reached now is no reason not to start)
+    await cluster?.start();
   } catch (err) {
     say(describeError(err, `Cannot start with config "${config.source}"`));
     return 2;
@@ -108,6 +121,8 @@ export async function serve(config: Config, options: ServeOptions): Promise<numb
     upstreams: app.rt.upstreams.size,
     keys: app.rt.candidates.size,
     state: statePath ?? "memory",
+    redis: app.cluster?.status().redis,
+    redis_up: app.cluster?.up,
   });
   try {
     // The server only finishes after a stop signal (or if Deno's server loop fails).

@@ -215,10 +215,18 @@ function nativeSchema(upstreamNames: ReadonlySet<string>) {
     }).optional(),
     state: z.union([
       z.string().refine((v) => v === "memory", {
-        error: 'must be "memory" or a mapping with "path"',
+        error: 'must be "memory" or a mapping with "path" or "redis"',
       }),
-      z.strictObject({ path: text().optional() }),
-    ], { error: 'must be "memory" or a mapping with "path"' }).optional(),
+      z.strictObject({
+        path: text().optional(),
+        redis: z.string().refine(isRedisUrl, {
+          // the URL is not repeated: it may hold a password
+          error: 'must be a URL "redis://[:password@]host[:port][/db]" or "rediss://…" (TLS)',
+        }).optional(),
+        prefix: z.string().min(1, { error: "must not be empty" }).max(200).optional(),
+        redis_required: bool().optional(),
+      }),
+    ], { error: 'must be "memory" or a mapping with "path" or "redis"' }).optional(),
     plugins: z.array(text()).optional(),
   });
 }
@@ -229,6 +237,17 @@ type NativeFile = z.output<ReturnType<typeof nativeSchema>>;
 function resolvePlugin(path: string, baseDir: string): string {
   if (/^[a-z][a-z0-9+.-]+:/i.test(path) || isAbsolute(path)) return path;
   return resolve(baseDir, path);
+}
+
+/** Whether a text is a Redis URL node-redis can connect to. */
+function isRedisUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === "redis:" || u.protocol === "rediss:") && u.hostname !== "" &&
+      /^\/?\d*$/.test(u.pathname);
+  } catch {
+    return false;
+  }
 }
 
 function toConfig(file: NativeFile, context: NormalizeContext): Config {
@@ -276,6 +295,16 @@ function toConfig(file: NativeFile, context: NormalizeContext): Config {
   if (state === "memory") config.state = { kind: "memory" };
   else if (state?.path !== undefined) {
     config.state = { kind: "file", path: resolve(context.baseDir, state.path) };
+  } else if (state?.redis !== undefined) {
+    // instances on one host share the config file: each keeps its own view in memory
+    config.state = { kind: "memory" };
+  }
+  if (state !== undefined && state !== "memory" && state.redis !== undefined) {
+    config.state.redis = {
+      url: state.redis,
+      prefix: state.prefix ?? "llm-balance:",
+      required: state.redis_required ?? false,
+    };
   }
   const maxFailures = health?.max_failures ?? DEFAULT_MAX_FAILURES;
   config.upstreams = entriesInOrder(file.upstreams, ["upstreams"], context).map(([name, u]) =>

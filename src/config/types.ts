@@ -244,12 +244,26 @@ export interface QueueConfig {
  * nothing across restarts; `file` keeps it in a local database file.
  */
 export type StateConfig =
-  | { kind: "memory" }
+  | { kind: "memory"; redis?: RedisStateConfig }
   | {
     kind: "file";
     /** The database file; undefined: the platform's place for application state. */
     path: string | undefined;
+    redis?: RedisStateConfig;
   };
+
+/**
+ * State shared by instances through Redis (native `state.redis`): rests, disables, ejections,
+ * budgets and client rate limits. The local store (`kind`) keeps this instance's view.
+ */
+export interface RedisStateConfig {
+  /** `redis://…` or `rediss://…`; may hold a password: never shown (see `redisDisplay`). */
+  url: string;
+  /** Prepended to every Redis key and channel. @default "llm-balance:" */
+  prefix: string;
+  /** Refuse traffic (503) while Redis cannot be reached. @default false */
+  required: boolean;
+}
 
 export interface UsageConfig {
   /** Add `stream_options.include_usage` to OpenAI-style streams and strip the extra chunk. @default false */

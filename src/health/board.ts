@@ -116,6 +116,23 @@ export class HealthBoard {
   }
 
   /**
+   * Undoes {@linkcode HealthBoard.begin} for an attempt that never started (its key's budget
+   * turned out spent): no longer in flight, not counted, and a half-open trial is free again.
+   * @param c the candidate
+   * @param trial what `begin` returned
+   */
+  withdraw(c: Candidate, trial: boolean): void {
+    const s = c.state as CandidateState;
+    if (s.inFlight > 0) s.inFlight--;
+    if (s.requests > 0) s.requests--;
+    if (trial && s.trialInFlight) {
+      s.trialInFlight = false;
+      this.epoch++;
+    }
+    this.#store.changed(c.id);
+  }
+
+  /**
    * Records how an attempt ended and applies the policy for its class.
    * @param c the candidate
    * @param cls the attempt's class

@@ -12,7 +12,7 @@
 
 import type { Clock } from "../clock.ts";
 import type { QueueConfig, RetryConfig } from "../config/types.ts";
-import { shuttingDown } from "../errors.ts";
+import { sharedStateDown, shuttingDown } from "../errors.ts";
 import { isRetryable } from "../health/classify.ts";
 import type { Logger } from "../logger.ts";
 import type { PickContext, RequestContext } from "../plugin.ts";
@@ -83,6 +83,11 @@ export interface ForwardDeps {
   readonly queues: WaitQueues<Pool>;
   /** Whether llm-balance is shutting down: no new attempt starts. */
   stopping(): boolean;
+  /**
+   * Whether traffic is refused because the shared state cannot be reached
+   * (`state.redis_required`). @default never
+   */
+  readonly refusing?: (() => boolean) | undefined;
 }
 
 /** Whether every upstream of a pool takes only /v1 paths (computed once per pool). */
@@ -116,6 +121,7 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
     return;
   }
   const { settings, clock } = deps;
+  if (deps.refusing?.() === true) throw sharedStateDown();
   const inbound = await readInbound(ctx, settings);
   let { body, text, model } = inbound;
   let pool = deps.poolFor(model);
@@ -132,6 +138,8 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
   let bodies: Map<string, Uint8Array<ArrayBuffer> | null> | undefined;
   let last: AttemptResult | undefined;
   let lastLease: Lease | undefined;
+  /** Keys the shared budgets refused before an attempt (see `Lease.reserved`). */
+  let refused: Set<string> | undefined;
   const exclude = (k: { id: string; upstream: { name: string } }) =>
     tried?.has(k.id) === true || failedUpstreams?.has(k.upstream.name) === true;
   /** Keys already tried (upstreams that failed may be used again after a backoff). */
@@ -217,6 +225,15 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
       }
     }
     if (lease === undefined) break;
+    if (lease.reserved !== true && !(await lease.reserved)) {
+      // the cluster's budget of this key turned out spent (the key is out now): another key,
+      // without counting an attempt; a key refused this way cannot come back in this request
+      lease.withdraw();
+      (refused ??= new Set()).add(lease.candidate.id);
+      (tried ??= new Set()).add(lease.candidate.id);
+      if (refused.size <= pool.candidates.length) n--;
+      continue;
+    }
     lastLease = lease;
     const c = lease.candidate;
     const log = ctx.log;

@@ -81,6 +81,12 @@ export class Lease {
   readonly trial: boolean;
   /** `clock.mono()` when the lease was taken (the attempt's start). */
   readonly startedAt: number;
+  /**
+   * Whether the key's budgets let the attempt go: true at once, or (budgets shared through
+   * Redis, the key's grant empty) a promise of one round trip; false: the cluster's budget is
+   * spent, nothing may be sent, and the lease must be {@linkcode Lease.withdraw}n.
+   */
+  readonly reserved: true | Promise<boolean>;
   readonly #ledger: LeaseLedger;
   /** The strategy that picked, and what it was told: its `done` hook hears the outcome. */
   readonly #picked: Picked | undefined;
@@ -88,6 +94,8 @@ export class Lease {
   #ttfbMs: number | undefined;
   /** Epoch ms when the attempt took its request from the key's budgets. */
   #takenAt: number;
+  /** Whether that request was owed to the shared bank (Redis was down). */
+  readonly #owed: boolean;
   #ended = false;
 
   /**
@@ -103,7 +111,8 @@ export class Lease {
     this.#picked = picked;
     this.trial = ledger.board.begin(candidate);
     this.#takenAt = ledger.clock.now();
-    ledger.budgets.take(candidate, picked?.ctx.model, this.#takenAt);
+    this.#owed = ledger.budgets.owes(candidate);
+    this.reserved = ledger.budgets.take(candidate, picked?.ctx.model, this.#takenAt);
     this.startedAt = ledger.clock.mono();
   }
 
@@ -143,6 +152,25 @@ export class Lease {
   }
 
   /**
+   * Ends a lease whose attempt never started because the key's shared budget was spent: the
+   * key's in-flight count and request count are undone, nothing else is recorded (the budgets
+   * already took the key out). Runs once, like `done`.
+   */
+  withdraw(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const ledger = this.#ledger;
+    const c = this.candidate;
+    const control = this.#control;
+    if (control !== undefined) {
+      control.dispose();
+      ledger.open.delete(control);
+    }
+    ledger.board.withdraw(c, this.trial);
+    ledger.released?.();
+  }
+
+  /**
    * Ends the attempt: releases its control, tells the board how it ended, counts its tokens,
    * records its latency (successes) and tells the strategy. Runs once; later calls do nothing.
    * @param end the attempt's class, status, provider's reset time and tokens
@@ -172,7 +200,7 @@ export class Lease {
     // said then wins
     const cls = end.cls;
     if (cls === "connect" || cls === "stale" || cls === "auth") {
-      budgets.refund(c, model, this.#takenAt, now);
+      budgets.refund(c, model, this.#takenAt, now, this.#owed);
     }
     if (end.learned !== undefined) budgets.learn(c, model, end.learned, now);
     const quota = end.cls === "quota";

@@ -13,6 +13,7 @@ export const SCENARIOS = [
   "streams",
   "pool",
   "budgets",
+  "redis",
 ] as const;
 /** One scenario. */
 export type Scenario = typeof SCENARIOS[number];
@@ -219,13 +220,18 @@ export interface PairedRatios {
   pool?: number;
   /** budgets and the persisted store on / off requests. */
   budgets?: number;
+  /** budgets with state shared in Redis / the same budgets with the embedded store. */
+  redis?: number;
 }
 
 /**
  * Derives the ratios of the issue's targets from the rows: llm-balance vs the pass-through and
- * the mock directly, added latency and TTFB, memory with open streams, pool scale.
+ * the mock directly, added latency and TTFB, memory with open streams, pool scale, budgets and
+ * the embedded store vs Redis.
  * @param results rows by scenario (targets named `direct`, `passthrough`, `llm-balance`; the
- *   pool scenario's first row is the small pool, its second the large one)
+ *   pool scenario's first row is the small pool, its second the large one; the budgets
+ *   scenario's first row is off, its second on; the redis scenario's first row is the embedded
+ *   store, its second Redis)
  * @param extra checks computed elsewhere, appended
  * @param paired ratios measured side by side; the pool's replaces the ratio of its rows
  */
@@ -345,6 +351,13 @@ export function ratioChecks(
     const ratio = paired.budgets ?? on.rps / off.rps;
     add(`throughput ${names}`, ratio, "x", ">= 0.95x (issue 17)", ratio >= 0.95);
     add(`CPU per request ${names}`, on.cpuUsPerReq / off.cpuUsPerReq, "x");
+  }
+  const [embedded, shared] = results.redis ?? [];
+  if (embedded && shared) {
+    const names = `${shared.target} / ${embedded.target}`;
+    const ratio = paired.redis ?? shared.rps / embedded.rps;
+    add(`throughput ${names}`, ratio, "x", ">= 0.90x (issue 18)", ratio >= 0.9);
+    add(`CPU per request ${names}`, shared.cpuUsPerReq / embedded.cpuUsPerReq, "x");
   }
   return [...checks, ...extra];
 }

@@ -11,9 +11,12 @@
  * other); 1 connection (latency); streaming time to first byte; 1,000 and 5,000 concurrent open
  * streams, each held open and read while the mock sends it an event a second (RSS per stream,
  * RSS growth during the hold); pool scale (3 keys vs 10,000 keys, paired); budgets (off vs every
- * budget on and state in a file, paired).
- * The system under test is pinned to core 0, wrk, the mock and this process to core 1 (`taskset`);
- * rounds are interleaved and medians reported. Linux only (`/proc`, `taskset`).
+ * budget on and state in a file, paired); redis (every budget on, state in a file vs the same
+ * budgets with state shared in a `redis-server` the bench starts, paired; Redis commands and
+ * Redis CPU per request; skipped when `redis-server` is not installed).
+ * The system under test is pinned to core 0, wrk, the mock, redis-server and this process to
+ * core 1 (`taskset`); rounds are interleaved and medians reported. Linux only (`/proc`,
+ * `taskset`).
  *
  * Usage: `deno task bench [--quick] [--duration S] [--rounds N] [--json FILE] [--help]`
  */
@@ -28,6 +31,7 @@ import {
   type LoadSettings,
   pairedWrk,
   progress,
+  runWrk,
   STREAMS_OPEN_TIMEOUT_MS,
   streamsRound,
   ttfbScenario,
@@ -35,6 +39,7 @@ import {
 } from "./_load.ts";
 import {
   BenchError,
+  cpuSeconds,
   fail,
   openFilesLimit,
   Processes,
@@ -65,7 +70,14 @@ type TargetName = typeof TARGETS[number];
 const HELP = `deno task bench [options]
 
 Benchmarks llm-balance against a fast mock upstream, the mock directly and a minimal
-Deno.serve + fetch pass-through. Needs Linux and wrk (Debian: apt-get install -y wrk).
+Deno.serve + fetch pass-through. Needs Linux and wrk (Debian: apt-get install -y wrk); the
+redis scenario needs redis-server and redis-cli (apt-get install -y redis-server), else it is
+skipped.
+
+Scenarios: throughput (64 connections, in turn), paired (passthrough and llm-balance at once),
+latency (1 connection), ttfb (streaming), streams (many open streams held), pool (3 keys vs
+--pool-keys keys, paired), budgets (off vs every budget on + state in a file, paired), redis
+(every budget on + state in a file vs the same budgets with state in Redis, paired).
 
   --quick               ~1 min run: --duration 2 --rounds 1 --warmup 1 --ttfb-requests 50
                         --streams 1000 --hold 5
@@ -167,6 +179,9 @@ function parseSettings(args: string[]): Settings | undefined {
 // ---------------------------------------------------------------------------------------------
 // llm-balance configs
 
+/** Where llm-balance keeps budget state: a file (the embedded store) or a shared Redis. */
+type StateSpec = { path: string } | { redis: string; prefix: string };
+
 interface UpstreamSpec {
   name: string;
   baseUrl: string;
@@ -181,7 +196,7 @@ interface UpstreamSpec {
 function llmBalanceConfig(
   upstreams: UpstreamSpec[],
   logLevel: string,
-  budgets?: { quota: Record<string, number>; statePath: string },
+  budgets?: { quota: Record<string, number>; state: StateSpec },
 ): string {
   return JSON.stringify(
     {
@@ -197,7 +212,7 @@ function llmBalanceConfig(
         }]),
       ),
       pools: { default: { strategy: "weighted", upstreams: upstreams.map((u) => u.name) } },
-      state: budgets === undefined ? "memory" : { path: budgets.statePath },
+      state: budgets === undefined ? "memory" : budgets.state,
     },
     null,
     1,
@@ -217,9 +232,10 @@ function mainConfig(mockOrigin: string, logLevel: string): string {
 
 /**
  * The main config with every budget on (limits no run reaches: each request is counted against
- * the day, the model, the minute, tokens and concurrency) and state persisted to a file.
+ * the day, the model, the minute, tokens and concurrency, and none is ever refused) and state
+ * persisted to a file (the embedded store) or shared in Redis.
  */
-function budgetsConfig(mockOrigin: string, logLevel: string, statePath: string): string {
+function budgetsConfig(mockOrigin: string, logLevel: string, state: StateSpec): string {
   const upstreams = [1, 2, 3].map((i) => ({
     name: `mock${i}`,
     baseUrl: `${mockOrigin}/v1`,
@@ -234,7 +250,7 @@ function budgetsConfig(mockOrigin: string, logLevel: string, statePath: string):
     tokens_per_minute: 1_000_000_000_000,
     max_concurrency: 10_000,
   };
-  return llmBalanceConfig(upstreams, logLevel, { quota, statePath });
+  return llmBalanceConfig(upstreams, logLevel, { quota, state });
 }
 
 /** One upstream with `keys` keys. */
@@ -402,7 +418,7 @@ async function budgetsScenario(run: Run): Promise<void> {
   const on = await startProxy(
     run,
     "llm-balance-budgets-on",
-    budgetsConfig(mock.url, settings.logLevel, `${run.bench.dir}/state.sqlite`),
+    budgetsConfig(mock.url, settings.logLevel, { path: `${run.bench.dir}/state.sqlite` }),
   );
   const targets = [
     asTarget("llm-balance budgets off", off),
@@ -414,6 +430,220 @@ async function budgetsScenario(run: Run): Promise<void> {
   run.paired.budgets = p.ratio;
   await run.processes.stop(off);
   await run.processes.stop(on);
+}
+
+/** Whether `redis-server` and `redis-cli` can be run here. */
+async function hasRedis(): Promise<boolean> {
+  for (const tool of ["redis-server", "redis-cli"]) {
+    try {
+      const out = await new Deno.Command(tool, {
+        args: ["--version"],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (!out.success) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** A free TCP port on 127.0.0.1 (free when asked; the server started on it binds it soon after). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** A redis-server the bench started. */
+interface Redis {
+  started: Started;
+  port: number;
+  /** `redis://127.0.0.1:<port>/0`. */
+  url: string;
+}
+
+/**
+ * Runs `redis-cli -p PORT ARGS...`.
+ * @returns its stdout, or undefined when it failed
+ */
+async function redisCli(port: number, ...args: string[]): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command("redis-cli", {
+      args: ["-h", "127.0.0.1", "-p", String(port), ...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(5_000),
+    }).output();
+    return out.success ? new TextDecoder().decode(out.stdout) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts `redis-server` on a free loopback port, pinned to core 1 with wrk and the mock, nothing
+ * saved to disk, its log in the temp folder; waits until it answers PING. It is one of the
+ * bench's processes, so it is stopped on failure and on Ctrl-C too.
+ */
+async function startRedis(run: Run): Promise<Redis> {
+  const port = freePort();
+  const dir = `${run.bench.dir}/redis`;
+  await Deno.mkdir(dir, { recursive: true });
+  // Processes.start waits for a base URL on the first stdout line, which redis-server does not
+  // print: a shell prints the address (only a name here, never fetched) and becomes the server.
+  const started = await run.processes.start("redis-server", 1, [
+    "sh",
+    "-c",
+    'echo "http://127.0.0.1:$1"; shift; exec redis-server "$@"',
+    "sh",
+    String(port),
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    dir,
+    "--daemonize",
+    "no",
+    "--loglevel",
+    "warning",
+    "--logfile",
+    `${dir}/redis-server.log`,
+  ]);
+  const until = Date.now() + 10_000;
+  while ((await redisCli(port, "PING"))?.trim() !== "PONG") {
+    if (Date.now() > until) {
+      await run.processes.stop(started);
+      const log = await Deno.readTextFile(`${dir}/redis-server.log`).catch(() => "");
+      fail(`Cannot start redis-server on port ${port}: ${log.trim().split("\n").slice(-10)}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { started, port, url: `redis://127.0.0.1:${port}/0` };
+}
+
+/** Counts of `INFO commandstats`: calls of every command (those scripts make included). */
+interface CommandStats {
+  calls: number;
+  /** Time spent in commands, in µs. */
+  usec: number;
+  /** Calls by command name. */
+  byCommand: Map<string, number>;
+}
+
+/** Reads `INFO commandstats` of a redis-server. */
+async function commandStats(port: number): Promise<CommandStats> {
+  const text = await redisCli(port, "INFO", "commandstats");
+  if (text === undefined) fail(`Cannot read INFO commandstats of redis-server on port ${port}`);
+  const stats: CommandStats = { calls: 0, usec: 0, byCommand: new Map() };
+  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    const calls = Number(m[2]);
+    stats.calls += calls;
+    stats.usec += Number(m[3]);
+    stats.byCommand.set(m[1]!, calls);
+  }
+  return stats;
+}
+
+/**
+ * llm-balance with every budget on and state in a file (the embedded store, the budgets
+ * scenario's "on" config) vs the same budgets with state shared in a redis-server the bench
+ * starts, paired. Also counts the Redis commands (`INFO commandstats`, those run by scripts
+ * included) and the redis-server CPU the paired rounds cost per request of the Redis instance.
+ */
+async function redisScenario(run: Run): Promise<void> {
+  const { settings, mock, processes } = run;
+  if (!(await hasRedis())) {
+    const why = "redis-server or redis-cli is not installed (apt-get install -y redis-server)";
+    progress(`redis: skipped: ${why}`);
+    run.extra.push({ measure: `redis scenario skipped: ${why}`, value: NaN, unit: "" });
+    return;
+  }
+  const started: Started[] = [];
+  try {
+    const redis = await startRedis(run);
+    started.push(redis.started);
+    const embedded = await startProxy(
+      run,
+      "llm-balance-embedded-store",
+      budgetsConfig(mock.url, settings.logLevel, {
+        path: `${run.bench.dir}/state-embedded.sqlite`,
+      }),
+    );
+    started.push(embedded);
+    const shared = await startProxy(
+      run,
+      "llm-balance-redis",
+      budgetsConfig(mock.url, settings.logLevel, { redis: redis.url, prefix: "bench:" }),
+    );
+    started.push(shared);
+    const targets: [Target, Target] = [
+      asTarget("llm-balance embedded store", embedded),
+      asTarget("llm-balance redis", shared),
+    ];
+    for (const target of targets) await checkTarget(target);
+    // the warm-up here, so that the counts below cover the measured rounds only
+    if (settings.warmup > 0) {
+      progress(`redis: warm-up, both at once (${settings.warmup} s)`);
+      await Promise.all(
+        targets.map((t) => runWrk(run.bench, t.url, settings.connections, settings.warmup)),
+      );
+    }
+    const before = await commandStats(redis.port);
+    const cpu0 = cpuSeconds(redis.started.pid);
+    const bench = { ...run.bench, settings: { ...run.bench.settings, warmup: 0 } };
+    const p = await pairedWrk(bench, targets, settings.connections, "redis");
+    const cpu1 = cpuSeconds(redis.started.pid);
+    const after = await commandStats(redis.port);
+    const row = p.rows[1]!;
+    const served = Math.max(row.requests, 1);
+    // less the INFO of `before`, counted in `after`
+    const calls = after.calls - before.calls - 1;
+    const perRequest = calls / served;
+    const scripts = ["eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"]
+      .reduce((sum, c) => sum + (after.byCommand.get(c) ?? 0) - (before.byCommand.get(c) ?? 0), 0);
+    const top = [...after.byCommand]
+      .map(([c, n]) => [c, n - (before.byCommand.get(c) ?? 0)] as const)
+      .filter(([c, n]) => n > 0 && c !== "info")
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([c, n]) => `${c} ${(n / served).toFixed(3)}`)
+      .join(", ");
+    const redisCpuUs = (cpu1 - cpu0) * 1e6 / served;
+    row.note = `Redis: ${perRequest.toFixed(3)} commands/req (${top}), ` +
+      `redis-server CPU ${redisCpuUs.toFixed(1)} µs/req`;
+    run.results.redis = p.rows;
+    run.paired.redis = p.ratio;
+    run.extra.push(
+      {
+        measure: `Redis commands per request (${calls} commands, ${row.requests} requests of ` +
+          "llm-balance redis; commands run by scripts included)",
+        value: perRequest,
+        unit: "commands",
+      },
+      {
+        measure: "Redis script calls (EVAL/EVALSHA) per request",
+        value: scripts / served,
+        unit: "calls",
+      },
+      {
+        measure: "redis-server CPU per request of llm-balance redis",
+        value: redisCpuUs,
+        unit: "µs",
+      },
+    );
+  } finally {
+    // llm-balance first, so that it does not see Redis go away
+    for (const s of started.reverse()) await processes.stop(s);
+  }
 }
 
 /** Open files a process needs beyond its streams' sockets (listeners, pipes, runtime). */
@@ -499,8 +729,12 @@ function report(
       `Pool scale: 3 keys vs ${poolKeys} keys at the same time, both on core 0, ${connections} connections each`,
     budgets:
       `Budgets: off (state in memory) vs every budget on and state in a file, at the same time, both on core 0, ${connections} connections each`,
+    redis:
+      `Shared state: every budget on, state in a file (embedded store) vs the same budgets with state in Redis (redis-server on core 1), at the same time, both on core 0, ${connections} connections each`,
   };
-  const placement = run.pinned ? "pinned: server core 0, wrk + mock + client core 1" : "not pinned";
+  const placement = run.pinned
+    ? "pinned: server core 0, wrk + mock + redis-server + client core 1"
+    : "not pinned";
   return [
     `## llm-balance bench, ${run.startedAt.toISOString()}`,
     "",
@@ -561,7 +795,8 @@ async function main(
     const mock = await processes.start("mock", 1, denoRun(MOCK, "--name", "bench"));
     const run: Run = { bench, settings, processes, mock, results, extra, paired };
     const { scenarios } = settings;
-    if (scenarios.some((s) => s !== "pool" && s !== "streams" && s !== "budgets")) {
+    const own = ["pool", "streams", "budgets", "redis"];
+    if (scenarios.some((s) => !own.includes(s))) {
       await mainScenarios(run);
     }
     if (scenarios.includes("pool") && settings.targets.includes("llm-balance")) {
@@ -569,6 +804,9 @@ async function main(
     }
     if (scenarios.includes("budgets") && settings.targets.includes("llm-balance")) {
       await budgetsScenario(run);
+    }
+    if (scenarios.includes("redis") && settings.targets.includes("llm-balance")) {
+      await redisScenario(run);
     }
     if (scenarios.includes("streams")) await streamsScenario(run);
   } finally {

@@ -13,7 +13,7 @@ import type { AttemptOutcome, Candidate, Strategy } from "../../src/plugin.ts";
 import { AttemptControl, OpenAttempts } from "../../src/proxy/attempt_control.ts";
 import { Lease, type LeaseLedger } from "../../src/proxy/lease.ts";
 import { Watchdog } from "../../src/proxy/watchdog.ts";
-import { MemoryStateStore } from "../../src/state_store.ts";
+import { type CandidateState, MemoryStateStore } from "../../src/state_store.ts";
 import { baseConfig } from "../../src/config/defaults.ts";
 import { ManualClock } from "../helpers/clock.ts";
 import { Budgets } from "../../src/budget/book.ts";
@@ -182,4 +182,32 @@ Deno.test("Lease is the half-open trial when it starts on a key whose ejection e
   other.done({ cls: "ok" });
   assert.equal(candidate.state.ejectedUntil, 0);
   assert.equal(candidate.state.inFlight, 0);
+});
+
+Deno.test("Lease.reserved is true at once without a shared bank", () => {
+  const { ledger, candidate } = ledgerOf();
+  const lease = new Lease(ledger, candidate);
+  assert.equal(lease.reserved, true);
+});
+
+Deno.test("Lease.withdraw() undoes the start: not in flight, not counted, trial free, once", () => {
+  const { ledger, candidate, clock } = ledgerOf();
+  const s = candidate.state as CandidateState;
+  s.ejectedUntil = clock.now() - 1; // an expired ejection: this lease is the trial
+  let released = 0;
+  const lease = new Lease({ ...ledger, released: () => released++ }, candidate);
+  assert.equal(lease.trial, true);
+  assert.equal(s.trialInFlight, true);
+  const control = new AttemptControl(undefined, new Watchdog({ clock }));
+  lease.hold(control);
+  lease.withdraw();
+  lease.withdraw();
+  lease.done({ cls: "server", status: 500 });
+  assert.equal(s.inFlight, 0);
+  assert.equal(s.requests, 0);
+  assert.equal(s.failures, 0, "nothing was sent: no failure is recorded");
+  assert.equal(s.trialInFlight, false, "the next request may be the trial");
+  assert.equal(ledger.open.size, 0);
+  assert.equal(released, 1, "waiters are told once");
+  assert.equal(lease.ended, true);
 });

@@ -2,23 +2,35 @@
  * @module
  * Gathers the figures the soak's invariants compare: the proxy's counters from `/stats` and
  * `/metrics` (admin key), its per-request log lines (attempts per request id), what the fault
- * upstreams counted, and what the clients got.
+ * upstreams counted, and what the clients got; with `--redis`, the cluster's budget counts of
+ * `/stats`, the link's metrics and log lines, and what changed since Redis was killed.
  */
 
 import { parsePrometheus } from "../helpers/prometheus.ts";
 import type { Arrival, FaultyUpstream, Tokens } from "./_faulty_upstream.ts";
-import type { Figures } from "./_invariants.ts";
+import type { Figures, RedisFigures } from "./_invariants.ts";
 import { type Outcome, OUTCOMES, type RequestResult } from "./_load.ts";
+
+/** One budget of `cluster_budgets` in `/stats`. */
+export interface ClusterBudget {
+  limit: number;
+  used: number;
+  remaining: number;
+}
 
 /** One key's row of `/stats`, the fields the soak reads. */
 export interface StatsRow {
   upstream: string;
+  /** The key, masked. */
+  key: string;
   name: string | null;
   requests: number;
   in_flight: number;
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** The cluster's counts of the key's budgets (shared state on Redis; null: Redis is down). */
+  cluster_budgets?: Record<string, ClusterBudget> | null;
 }
 
 /**
@@ -68,6 +80,173 @@ export interface GatherInput {
   /** The proxy's JSON log records. */
   logs: readonly Record<string, unknown>[];
   process: Figures["process"];
+  /** With shared state on Redis (`--redis`). */
+  redis?: RedisInput | undefined;
+}
+
+/** What the soak saw when it killed Redis: every request sent before had ended. */
+export interface KillSnapshot {
+  /** Attempts per key name (`/stats` `requests`). */
+  attempts: Record<string, number>;
+  /** Total tokens the upstreams had sent, per key name. */
+  tokens: Record<string, number>;
+}
+
+/** What {@link gather} reads of a `--redis` run besides the proxy's counters. */
+export interface RedisInput {
+  /** The counts when Redis was killed (undefined: it never was). */
+  killed: KillSnapshot | undefined;
+  /** Markers of the requests sent after the kill. */
+  after: ReadonlySet<string>;
+  /** Requests answered while the proxy saw Redis down, and the ok ones. */
+  whileDown: { answered: number; ok: number };
+  /** Key names (`u1-k1`) by the keys the upstreams see. */
+  names: ReadonlyMap<string, string>;
+}
+
+/** A row's name in the soak's per-key counts: its configured name. */
+export function rowName(row: StatsRow): string {
+  return row.name ?? `${row.upstream} ${row.key}`;
+}
+
+/**
+ * Attempts per key, from `/stats`.
+ * @param rows the rows
+ * @returns per key name
+ */
+export function attemptsByName(rows: readonly StatsRow[]): Record<string, number> {
+  return Object.fromEntries(rows.map((r) => [rowName(r), r.requests]));
+}
+
+/**
+ * Total tokens the upstreams sent per key.
+ * @param upstreams the upstreams
+ * @param names key names by the keys
+ * @returns per key name
+ */
+export function tokensByName(
+  upstreams: readonly FaultyUpstream[],
+  names: ReadonlyMap<string, string>,
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const u of upstreams) {
+    for (const [key, t] of u.tokensByKey) {
+      const name = names.get(key) ?? `${u.name} unknown key`;
+      out[name] = (out[name] ?? 0) + t.total;
+    }
+  }
+  return out;
+}
+
+/** The proxy's log line when it loses Redis (src/shared/link.ts). */
+export const DOWN_LINE = "shared state: Redis is down; serving on the local view";
+/** ... when Redis is back. */
+export const BACK_LINE = "shared state: Redis is back";
+const UNREACHABLE_LINE = "shared state: Redis cannot be reached; serving on the local view";
+/** Attempt classes whose request goes back to the key's budget (src/proxy/lease.ts). */
+const GIVEN_BACK = new Set(["connect", "stale", "auth"]);
+const MENTIONS_REDIS = /redis|shared[ _]state/i;
+
+function redisFigures(
+  i: GatherInput,
+  r: RedisInput,
+  rows: readonly StatsRow[],
+  metrics: ReturnType<typeof parsePrometheus>,
+): RedisFigures {
+  const lines = { down: 0, back: 0, unreachable: 0 };
+  const mentions: string[] = [];
+  const byMask = new Map(rows.map((row) => [`${row.upstream} ${row.key}`, rowName(row)]));
+  const givenBack: Record<string, number> = {};
+  let givenBackWhileDown = 0;
+  let down = false;
+  for (const rec of i.logs) {
+    if (rec.msg === DOWN_LINE) {
+      lines.down++;
+      down = true;
+    } else if (rec.msg === BACK_LINE) {
+      lines.back++;
+      down = false;
+    } else if (rec.msg === UNREACHABLE_LINE) lines.unreachable++;
+    else if (rec.msg === "request" && MENTIONS_REDIS.test(String(rec.error ?? ""))) {
+      mentions.push(`log: ${rec.request_id} HTTP ${rec.status}: ${rec.error}`);
+    } else if (
+      rec.msg === "upstream attempt failed" && GIVEN_BACK.has(String(rec.class)) &&
+      r.after.has(String(rec.request_id))
+    ) {
+      const name = byMask.get(`${rec.upstream} ${rec.key}`) ?? `${rec.upstream} ${rec.key}`;
+      givenBack[name] = (givenBack[name] ?? 0) + 1;
+      if (down) givenBackWhileDown++;
+    }
+  }
+  for (const res of i.results) {
+    if (MENTIONS_REDIS.test(res.message) || MENTIONS_REDIS.test(res.detail)) {
+      mentions.push(`answer: ${res.marker} HTTP ${res.status} ${res.detail}: ${res.message}`);
+    }
+  }
+  let arrivals = 0;
+  let late = 0;
+  for (const u of i.upstreams) {
+    for (const a of u.arrivals) if (r.after.has(a.marker)) arrivals++;
+    for (const a of u.lateRequests) if (r.after.has(a.marker)) late++;
+  }
+  const one = (name: string) => {
+    const found = metrics.find(name);
+    return found.length === 1 ? found[0]!.value : NaN;
+  };
+  const kill = r.killed ?? { attempts: {}, tokens: {} };
+  const attemptsNow = attemptsByName(rows);
+  const tokensNow = tokensByName(i.upstreams, r.names);
+  const perKey = { requests: [] as string[], tokens: [] as string[] };
+  const keysWithout: string[] = [];
+  const sum = (m: Record<string, number>) => Object.values(m).reduce((n, v) => n + v, 0);
+  const cluster = { requests: 0, tokens: 0 };
+  let tokensSince = 0;
+  for (const row of rows) {
+    const name = rowName(row);
+    const attempts = (attemptsNow[name] ?? 0) - (kill.attempts[name] ?? 0);
+    const back = givenBack[name] ?? 0;
+    const tokens = (tokensNow[name] ?? 0) - (kill.tokens[name] ?? 0);
+    tokensSince += tokens;
+    const cb = row.cluster_budgets;
+    const requests = cb?.requests_per_day?.used;
+    const clusterTokens = cb?.tokens_per_day?.used;
+    if (requests === undefined || clusterTokens === undefined) {
+      keysWithout.push(name);
+      continue;
+    }
+    cluster.requests += requests;
+    cluster.tokens += clusterTokens;
+    if (requests !== attempts - back) {
+      perKey.requests.push(
+        `${name}: cluster ${requests}, expected ${attempts - back} = ${attempts} attempts - ` +
+          `${back} given back, difference ${requests - (attempts - back)}`,
+      );
+    }
+    if (clusterTokens !== tokens) {
+      perKey.tokens.push(
+        `${name}: cluster ${clusterTokens}, sent ${tokens}, difference ${clusterTokens - tokens}`,
+      );
+    }
+  }
+  return {
+    killed: r.killed !== undefined,
+    lines,
+    up: one("llm_balance_redis_up"),
+    downTotal: one("llm_balance_redis_down_total"),
+    mentions,
+    whileDown: { ...r.whileDown },
+    sinceKill: {
+      arrivals,
+      late,
+      attempts: sum(attemptsNow) - sum(kill.attempts),
+      givenBack: sum(givenBack),
+      givenBackWhileDown,
+      tokens: tokensSince,
+    },
+    cluster,
+    keysWithout,
+    perKey,
+  };
 }
 
 function zeroTokens(): Tokens {
@@ -235,6 +414,7 @@ export async function gather(i: GatherInput): Promise<Gathered> {
       client,
     },
     process: i.process,
+    redis: i.redis === undefined ? undefined : redisFigures(i, i.redis, stats, metrics),
   };
   return { figures, errors, faults, logged };
 }

@@ -2,7 +2,9 @@
  * @module
  * The soak's invariants, as pure functions of the figures gathered at the end of a run: no
  * lost requests (and no hangs, no crossings), upstream arrivals equal to the attempts the proxy
- * counted, tokens sent equal to tokens counted, and the proxy's memory and open files flat.
+ * counted, tokens sent equal to tokens counted, and the proxy's memory and open files flat. With
+ * shared state on Redis (`--redis`), killed and restarted midway: the outage logged once each
+ * way, no answer touched by it, the metrics of the link, and the cluster's budget counts exact.
  */
 
 import type { Tokens } from "./_faulty_upstream.ts";
@@ -68,6 +70,51 @@ export interface Figures {
     endFds: number;
     peakFds: number;
   };
+  /** Shared state on Redis, killed and restarted midway (`--redis`); absent without. */
+  redis?: RedisFigures | undefined;
+}
+
+/**
+ * What a `--redis` run measured of the shared state. "Since the kill" covers the requests sent
+ * after Redis was killed: the soak held its clients until every earlier request had ended and
+ * the proxy had added their tokens to Redis, killed Redis, and let them go once the proxy had
+ * seen it down.
+ */
+export interface RedisFigures {
+  /** Whether Redis was killed (false: the load ended first). */
+  killed: boolean;
+  /** The proxy's log lines `shared state: Redis is down; ...`, `... is back`, `... cannot be reached`. */
+  lines: { down: number; back: number; unreachable: number };
+  /** `llm_balance_redis_up` and `llm_balance_redis_down_total` at the end (NaN when missing). */
+  up: number;
+  downTotal: number;
+  /** Client answers and proxy log lines that mention Redis or the shared state. */
+  mentions: string[];
+  /** Requests answered while the proxy saw Redis down, and how many were ok. */
+  whileDown: { answered: number; ok: number };
+  /** Since the kill, summed over keys. */
+  sinceKill: {
+    /** Request heads the upstreams received, and late ones (see `Figures.arrivals`). */
+    arrivals: number;
+    late: number;
+    /** Attempts the proxy counted (`/stats` `requests`). */
+    attempts: number;
+    /**
+     * Attempts whose request the proxy gave back to the key's budget: those of class `connect`,
+     * `stale` or `auth` (the provider's quota was not used), by the proxy's log.
+     */
+    givenBack: number;
+    /** ... of them, while the proxy saw Redis down. */
+    givenBackWhileDown: number;
+    /** Tokens the upstreams sent in usage blocks. */
+    tokens: number;
+  };
+  /** The cluster's counts at the end (`cluster_budgets` of `/stats`, summed over keys). */
+  cluster: { requests: number; tokens: number };
+  /** Keys whose `cluster_budgets` were missing at the end. */
+  keysWithout: string[];
+  /** Keys whose cluster counts differ from their own expectation, described. */
+  perKey: { requests: string[]; tokens: string[] };
 }
 
 /** Limits of the flatness checks. */
@@ -251,7 +298,82 @@ export function checkInvariants(f: Figures, limits: Limits = DEFAULT_LIMITS): Ch
         `warm-up ${p.warmFds}, end ${p.endFds}, peak ${p.peakFds} (limit ${fdLimit} = warm-up + ${limits.fdSlack})`,
     },
   );
+  if (f.redis !== undefined) checks.push(...redisChecks(f.redis));
   return checks;
+}
+
+/**
+ * The checks of a `--redis` run.
+ *
+ * What Redis must count at the end, exactly: Redis restarts empty, so what it had counted
+ * before the kill is gone, and the grants the proxy held then (taken in the dead Redis) are
+ * dropped unused (a grant left idle for a second goes back; with Redis down it goes nowhere).
+ * The soak's clients had all stopped, and every earlier attempt had ended, before the kill, and
+ * start again only once the proxy saw Redis down; so every attempt since took its request
+ * either while Redis was down (counted locally, owed, added to Redis when it is back) or from a
+ * grant of the restarted Redis. An attempt whose request the proxy gives back (classes
+ * `connect`, `stale`, `auth`: the upstream never answered) does not count, whenever it ended.
+ * After the load, with grants given back (a second idle) and tokens added (every 100 ms):
+ * cluster `requests_per_day.used` == attempts since the kill - given back, per key and in all;
+ * and those attempts are the upstreams' arrivals since the kill (give or take late ones, as
+ * 2a). Tokens are added to Redis as attempts end (every 100 ms) and were all in before the kill:
+ * cluster `tokens_per_day.used` == tokens the upstreams sent since the kill, exactly.
+ * (A run that crosses the keys' daily reset, 00:00 UTC, splits the counts between two days.)
+ */
+function redisChecks(r: RedisFigures): Check[] {
+  const k = r.sinceKill;
+  const expected = k.attempts - k.givenBack;
+  const attemptsMatch = k.arrivals <= k.attempts && k.attempts <= k.arrivals + k.late;
+  const without = r.keysWithout.length > 0
+    ? `; no cluster_budgets: ${r.keysWithout.join(", ")}`
+    : "";
+  return [
+    {
+      id: "5a",
+      title: "Redis down and back logged exactly once each",
+      pass: r.killed && r.lines.down === 1 && r.lines.back === 1 && r.lines.unreachable === 0,
+      measured: `${r.killed ? "killed once" : "never killed (the load ended first)"}; ` +
+        `"Redis is down" ${r.lines.down}, "Redis is back" ${r.lines.back}, ` +
+        `"cannot be reached" ${r.lines.unreachable}`,
+    },
+    {
+      id: "5b",
+      title: "llm_balance_redis_down_total == 1 and llm_balance_redis_up == 1 at the end",
+      pass: r.downTotal === 1 && r.up === 1,
+      measured: `llm_balance_redis_down_total ${r.downTotal}, llm_balance_redis_up ${r.up}`,
+    },
+    {
+      id: "5c",
+      title: "served while Redis was down; no answer or request log mentions Redis",
+      pass: r.whileDown.ok > 0 && r.mentions.length === 0,
+      measured: `${r.whileDown.answered} requests answered while Redis was down, ` +
+        `${r.whileDown.ok} ok; ${r.mentions.length} mention Redis or the shared state`,
+      details: r.mentions,
+    },
+    {
+      id: "5d",
+      title:
+        "cluster requests_per_day == attempts since the kill - given back (per key and in all)",
+      pass: r.killed && attemptsMatch && r.cluster.requests === expected &&
+        r.perKey.requests.length === 0 && r.keysWithout.length === 0,
+      measured: `cluster ${r.cluster.requests}, expected ${expected} = ${k.attempts} attempts ` +
+        `(arrivals ${k.arrivals} + ${k.late} late) - ${k.givenBack} given back ` +
+        `(${k.givenBackWhileDown} while Redis was down), difference ${
+          r.cluster.requests - expected
+        }${without}`,
+      details: r.perKey.requests,
+    },
+    {
+      id: "5e",
+      title: "cluster tokens_per_day == tokens the upstreams sent since the kill",
+      pass: r.killed && r.cluster.tokens === k.tokens && r.perKey.tokens.length === 0 &&
+        r.keysWithout.length === 0,
+      measured: `cluster ${r.cluster.tokens}, upstreams ${k.tokens}, difference ${
+        r.cluster.tokens - k.tokens
+      }${without}`,
+      details: r.perKey.tokens,
+    },
+  ];
 }
 
 /**

@@ -1,12 +1,14 @@
 /**
  * @module
  * Tests of the soak's invariants: a clean run passes every check, and each kind of defect
- * (a lost request, a crossing, an unseen re-send, a token miscount, a leak) fails its own.
+ * (a lost request, a crossing, an unseen re-send, a token miscount, a leak) fails its own; so
+ * do the defects of a `--redis` run (an outage logged twice, an answer that names Redis, cluster
+ * counts off by what was given back while Redis was down).
  */
 
 import assert from "node:assert/strict";
 
-import { checkInvariants, type Figures, formatChecks } from "./_invariants.ts";
+import { checkInvariants, type Figures, formatChecks, type RedisFigures } from "./_invariants.ts";
 
 function clean(): Figures {
   const t = () => ({ prompt: 30, completion: 12, total: 42 });
@@ -30,6 +32,28 @@ function clean(): Figures {
     unseen: { count: 0, extra: 0, examples: [] },
     tokens: { upstream: t(), stats: t(), metrics: t(), metricsByKey: t(), client: t() },
     process: { warmRssMb: 80, endRssMb: 100, peakRssMb: 110, warmFds: 40, endFds: 45, peakFds: 60 },
+  };
+}
+
+function redis(): RedisFigures {
+  return {
+    killed: true,
+    lines: { down: 1, back: 1, unreachable: 0 },
+    up: 1,
+    downTotal: 1,
+    mentions: [],
+    whileDown: { answered: 40, ok: 35 },
+    sinceKill: {
+      arrivals: 100,
+      late: 2,
+      attempts: 101,
+      givenBack: 9,
+      givenBackWhileDown: 4,
+      tokens: 5000,
+    },
+    cluster: { requests: 92, tokens: 5000 },
+    keysWithout: [],
+    perKey: { requests: [], tokens: [] },
   };
 }
 
@@ -102,4 +126,43 @@ Deno.test("formatChecks prints PASS and FAIL lines with the details of failures"
   assert.match(text, /^FAIL 1a no lost requests: 10 requests: 7 ok, 2 honest errors, 1 lost$/m);
   assert.match(text, /^ {7}SOAK-c1-1-00000000: fetch failed$/m);
   assert.match(text, /^PASS 2a /m);
+});
+
+Deno.test("checkInvariants checks a --redis run: clean, it passes 5a to 5e", () => {
+  const f = clean();
+  f.redis = redis();
+  const ids = checkInvariants(f).map((c) => c.id);
+  for (const id of ["5a", "5b", "5c", "5d", "5e"]) assert.ok(ids.includes(id), id);
+  assert.deepEqual(failing(f), []);
+  assert.ok(!checkInvariants(clean()).some((c) => c.id.startsWith("5")), "no 5x without Redis");
+});
+
+Deno.test("checkInvariants fails 5a and 5b on an outage seen twice, 5c on an answer naming Redis", () => {
+  const f = clean();
+  f.redis = { ...redis(), lines: { down: 2, back: 2, unreachable: 0 }, downTotal: 2 };
+  assert.deepEqual(failing(f), ["5a", "5b"]);
+  f.redis = { ...redis(), up: 0 };
+  assert.deepEqual(failing(f), ["5b"]);
+  f.redis = { ...redis(), mentions: ["answer: SOAK-c1-1-00000000 HTTP 503: Redis is down"] };
+  assert.deepEqual(failing(f), ["5c"]);
+  f.redis = { ...redis(), whileDown: { answered: 5, ok: 0 } };
+  assert.deepEqual(failing(f), ["5c"], "nothing served while Redis was down");
+});
+
+Deno.test("checkInvariants fails 5d when the cluster counts what was given back, 5e on a token miscount", () => {
+  const f = clean();
+  f.redis = { ...redis(), cluster: { requests: 96, tokens: 5000 } };
+  const text = formatChecks(checkInvariants(f));
+  assert.deepEqual(failing(f), ["5d"]);
+  assert.match(text, /^FAIL 5d .*cluster 96, expected 92 = 101 attempts .* difference 4$/m);
+  f.redis = { ...redis(), sinceKill: { ...redis().sinceKill, arrivals: 98 } };
+  assert.deepEqual(failing(f), ["5d"], "more attempts than arrivals and late ones");
+  f.redis = { ...redis(), perKey: { requests: ["u1-k1: off by one"], tokens: [] } };
+  assert.deepEqual(failing(f), ["5d"], "per key too");
+  f.redis = { ...redis(), cluster: { requests: 92, tokens: 4999 } };
+  assert.deepEqual(failing(f), ["5e"]);
+  f.redis = { ...redis(), keysWithout: ["u2-k1"] };
+  assert.deepEqual(failing(f), ["5d", "5e"]);
+  f.redis = { ...redis(), killed: false };
+  assert.deepEqual(failing(f), ["5a", "5d", "5e"]);
 });

@@ -47,6 +47,8 @@ export interface RequestResult {
   tokens: Tokens | undefined;
   /** The upstream that answered (`x-llm-balance-upstream`), if said. */
   upstream: string;
+  /** The message of an honest error (the error body's, or the stream's error event's), or "". */
+  message: string;
 }
 
 /** Options of {@link runLoad}. */
@@ -75,6 +77,82 @@ export interface LoadOptions {
   signal?: AbortSignal | undefined;
   /** Called after each request. */
   onResult?: (r: RequestResult) => void;
+  /** Holds the clients between two requests while it is closed. */
+  gate?: Gate | undefined;
+}
+
+/**
+ * Holds the clients between two requests: closed, no client starts a request until it opens,
+ * and {@link Gate.idle} tells when none is in one (every request sent has its answer).
+ */
+export class Gate {
+  #opened: PromiseWithResolvers<void> | undefined;
+  #busy = 0;
+  #idle: (() => void)[] = [];
+
+  /** Clients in a request now. */
+  get busy(): number {
+    return this.#busy;
+  }
+
+  /** Whether clients are held. */
+  get closed(): boolean {
+    return this.#opened !== undefined;
+  }
+
+  /** Holds every client before its next request. */
+  close(): void {
+    this.#opened ??= Promise.withResolvers<void>();
+  }
+
+  /** Lets the clients go on. */
+  open(): void {
+    this.#opened?.resolve();
+    this.#opened = undefined;
+  }
+
+  /**
+   * Waits until no client is in a request (after {@link Gate.close}: until every one is held).
+   * @param ms the longest wait
+   * @returns whether none is
+   */
+  async idle(ms: number): Promise<boolean> {
+    if (this.#busy === 0) return true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const done = await Promise.race([
+      new Promise<boolean>((resolve) => this.#idle.push(() => resolve(true))),
+      new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), ms)),
+    ]);
+    clearTimeout(timer);
+    return done;
+  }
+
+  /** A client waits here before each request (not past `signal`). */
+  async pass(signal?: AbortSignal): Promise<void> {
+    while (this.#opened !== undefined && !(signal?.aborted ?? false)) {
+      const opened = this.#opened.promise;
+      if (signal === undefined) await opened;
+      else {
+        await new Promise<void>((resolve) => {
+          signal.addEventListener("abort", () => resolve(), { once: true });
+          void opened.then(resolve);
+        });
+      }
+    }
+  }
+
+  /** A client starts a request. */
+  enter(): void {
+    this.#busy++;
+  }
+
+  /** A client has its answer. */
+  leave(): void {
+    if (--this.#busy > 0) return;
+    const waiting = this.#idle;
+    this.#idle = [];
+    for (const wake of waiting) wake();
+  }
 }
 
 /** Matches every soak marker in a text. */
@@ -116,11 +194,11 @@ function readTokens(u: unknown): Tokens | undefined {
 }
 
 /** Whether a body is an OpenAI-style error: `{"error": {"message": ...}}`. */
-function isErrorBody(text: string): { code: string } | undefined {
+function isErrorBody(text: string): { code: string; message: string } | undefined {
   try {
     const v = JSON.parse(text) as { error?: { message?: unknown; code?: unknown } };
     if (typeof v.error === "object" && v.error !== null && typeof v.error.message === "string") {
-      return { code: String(v.error.code ?? "") };
+      return { code: String(v.error.code ?? ""), message: v.error.message };
     }
   } catch {
     // not JSON
@@ -133,11 +211,19 @@ interface StreamView {
   content: string;
   done: boolean;
   errorEvent: boolean;
+  /** The error event's data, when there was one. */
+  error: string;
   tokens: Tokens | undefined;
 }
 
 function parseStream(text: string): StreamView {
-  const view: StreamView = { content: "", done: false, errorEvent: false, tokens: undefined };
+  const view: StreamView = {
+    content: "",
+    done: false,
+    errorEvent: false,
+    error: "",
+    tokens: undefined,
+  };
   for (const block of text.split(/\r?\n\r?\n/)) {
     let event = "";
     for (const line of block.split(/\r?\n/)) {
@@ -154,7 +240,10 @@ function parseStream(text: string): StreamView {
           usage?: unknown;
           choices?: { delta?: { content?: unknown } }[];
         };
-        if (event === "error" || ev.error !== undefined) view.errorEvent = true;
+        if (event === "error" || ev.error !== undefined) {
+          view.errorEvent = true;
+          view.error ||= data.slice(0, 500);
+        }
         for (const c of ev.choices ?? []) {
           if (typeof c.delta?.content === "string") view.content += c.delta.content;
         }
@@ -187,6 +276,7 @@ export async function sendOne(
     ms: 0,
     tokens: undefined,
     upstream: "",
+    message: "",
   };
   const end = (outcome: Outcome, detail: string) => {
     result.outcome = outcome;
@@ -249,6 +339,7 @@ export async function sendOne(
         `HTTP ${res.status} without an OpenAI-style error body: ${text.slice(0, 120)}`,
       );
     }
+    result.message = err.message.slice(0, 500);
     return end("error_status", `${res.status} ${err.code}`);
   }
   if (!r.stream) {
@@ -269,6 +360,7 @@ export async function sendOne(
   const view = parseStream(text);
   result.tokens = view.tokens;
   if (view.errorEvent || broken !== undefined) {
+    result.message = view.error;
     const how = [view.errorEvent ? "error event" : "", broken !== undefined ? "broken" : ""];
     return end("stream_error", how.filter((s) => s !== "").join(" + "));
   }
@@ -307,12 +399,19 @@ export async function runLoad(o: LoadOptions): Promise<RequestResult[]> {
       if (o.random() < pauseChance) {
         await sleep(o.idleMs + 200 + o.random() * 1000, o.signal);
       }
+      await o.gate?.pass(o.signal);
       if (!more()) break;
       issued++;
       const marker = `SOAK-c${client}-${seq}-${hex8(o.random)}`;
       const pad = "x".repeat(2048 + Math.floor(o.random() * 2048));
       const stream = o.random() < streamShare;
-      const r = await sendOne(o.url, { marker, stream, pad, boundMs: o.boundMs });
+      o.gate?.enter();
+      let r: RequestResult;
+      try {
+        r = await sendOne(o.url, { marker, stream, pad, boundMs: o.boundMs });
+      } finally {
+        o.gate?.leave();
+      }
       results.push(r);
       o.onResult?.(r);
       // a polite client waits a little after "slow down" or "nothing can serve"

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 
-import { type RequestResult, sendOne } from "./_load.ts";
+import { Gate, type RequestResult, runLoad, sendOne } from "./_load.ts";
 
 const MARKER = "SOAK-c1-1-0123abcd";
 const OTHER = "SOAK-c2-9-89abcdef";
@@ -58,7 +58,11 @@ Deno.test("sendOne calls another request's marker a crossing, in answers and err
 
 Deno.test("sendOne takes an OpenAI-style error as honest and any other error body as lost", async () => {
   const honest = await classify(() => json({ error: { message: "busy", code: "x" } }, 503));
-  assert.deepEqual([honest.outcome, honest.detail], ["error_status", "503 x"]);
+  assert.deepEqual([honest.outcome, honest.detail, honest.message], [
+    "error_status",
+    "503 x",
+    "busy",
+  ]);
   const bare = await classify(() => new Response("Bad Gateway", { status: 502 }));
   assert.equal(bare.outcome, "lost");
 });
@@ -81,6 +85,7 @@ Deno.test("sendOne takes a stream with [DONE] as ok, an error event as honest, a
     true,
   );
   assert.equal(broken.outcome, "stream_error");
+  assert.equal(broken.message, '{"error":{"message":"Stream interrupted"}}');
   const cut = await classify((m) => sse([chunk(m)]), true);
   assert.deepEqual([cut.outcome, cut.detail], [
     "lost",
@@ -103,4 +108,52 @@ Deno.test("sendOne calls a request not answered within the bound a hang", async 
     200,
   );
   assert.equal(r.outcome, "hang");
+});
+
+Deno.test("runLoad holds its clients at a closed gate, and Gate.idle says when none is in a request", async () => {
+  let served = 0;
+  let release: (() => void) | undefined;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    await req.text();
+    served++;
+    // the first request waits until the test lets it go
+    if (served === 1) await new Promise<void>((resolve) => release = resolve);
+    const m = req.headers.get("x-soak-marker") ?? "";
+    return json({ choices: [{ message: { content: `Echo ${m}` } }], usage });
+  });
+  const gate = new Gate();
+  const stop = new AbortController();
+  try {
+    const load = runLoad({
+      url: `http://127.0.0.1:${server.addr.port}`,
+      concurrency: 1,
+      seconds: 30,
+      maxRequests: 1000,
+      random: () => 0.5,
+      boundMs: 5000,
+      idleMs: 0,
+      pauseChance: 0,
+      lullEvery: 0,
+      signal: stop.signal,
+      gate,
+    });
+    while (release === undefined) await new Promise((r) => setTimeout(r, 5));
+    gate.close();
+    assert.equal(gate.busy, 1);
+    assert.equal(await gate.idle(50), false, "a client is in a request");
+    release();
+    assert.equal(await gate.idle(2000), true);
+    const held = served;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(served, held, "no request while the gate is closed");
+    gate.open();
+    while (served < held + 3) await new Promise((r) => setTimeout(r, 5));
+    stop.abort();
+    const results = await load;
+    assert.ok(results.every((r) => r.outcome === "ok_json"));
+  } finally {
+    release?.();
+    gate.open();
+    await server.shutdown();
+  }
 });

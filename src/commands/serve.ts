@@ -55,8 +55,16 @@ export async function serve(config: Config, options: ServeOptions): Promise<numb
       cluster,
     });
     // after the keys' records exist: their shared state is read as soon as Redis answers (a
-    // Redis that cannot be reached now is no reason not to start)
-    await cluster?.start();
+    // Redis that cannot be reached now is no reason not to start, unless it is required)
+    if (cluster !== undefined && !await cluster.start() && cluster.required) {
+      const why = cluster.link.lastError;
+      say(
+        `Cannot start: state.redis_required is set and Redis at ${cluster.link.display} ` +
+          `cannot be reached${why === undefined ? "" : `: ${why}`}`,
+      );
+      await app.close();
+      return 1;
+    }
   } catch (err) {
     say(describeError(err, `Cannot start with config "${config.source}"`));
     return 2;

@@ -144,6 +144,11 @@ export class RedisLink {
     return this.#up;
   }
 
+  /** The connection's last error (redacted), if any. */
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+
   /** How many times the link went down since it started. */
   get downs(): number {
     return this.#downs;

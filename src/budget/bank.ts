@@ -31,9 +31,11 @@ const MAX_BATCH = 100;
 const WAIT_MS = 5_000;
 
 /**
- * Takes up to ARGV[11] requests for one key and model from every window's limits.
+ * Takes up to ARGV[11] requests for one key and model from every window's limits, unless Redis's
+ * now is past ARGV[12] (when not 0).
  * KEYS[1]: the key's prefix. ARGV: four day boundaries, limits (requests per day, per model per
- * day, per minute, tokens per day, per minute), the model ("" for none), the requests wanted.
+ * day, per minute, tokens per day, per minute), the model ("" for none), the requests wanted,
+ * the deadline (Redis's epoch ms, 0 for none).
  * Returns: granted, why refused, day start, day end, minute start, Redis now, and the windows'
  * counts after (day requests, model requests, minute requests, day tokens, minute tokens).
  */
@@ -51,6 +53,10 @@ local mk = KEYS[1] .. 'm:' .. ms
 local rpd, mrpd, rpm = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local tpd, tpm = tonumber(ARGV[8]), tonumber(ARGV[9])
 local model, want = ARGV[10], tonumber(ARGV[11])
+-- a call that waited past the instance's patience (Redis was paused) grants nothing: nobody
+-- would use it
+local deadline = tonumber(ARGV[12])
+if deadline > 0 and now > deadline then return {0, 'late', ds, de, 0, now, 0, 0, 0, 0, 0} end
 local dr = tonumber(redis.call('HGET', dk, 'r') or '0')
 local dt = tonumber(redis.call('HGET', dk, 't') or '0')
 local mr = 0
@@ -269,6 +275,8 @@ export class BudgetBank {
   readonly #idleMs: number;
   #events: BankEvents | undefined;
   readonly #grants = new Map<string, Grant>();
+  /** This instance's clock less Redis's, as last seen (undefined before the first reply). */
+  #skew: number | undefined;
   /** Day boundaries per reset time and zone (see `#days`). */
   readonly #dayCache = new Map<string, readonly number[]>();
   /** Tokens not yet added, per key. */
@@ -435,10 +443,17 @@ export class BudgetBank {
     this.#tokens.delete(c.id);
     for (const [k, o] of this.#owed) if (o.c.id === c.id) this.#owed.delete(k);
     const base = this.#base(c);
+    const match = base.replace(/[*?[\]\\]/g, "\\$&") + "*";
     try {
-      const keys = await this.#link.command(["KEYS", base.replace(/[*?[\]\\]/g, "\\$&") + "*"]);
-      if (Array.isArray(keys) && keys.length > 0) {
-        await this.#link.command(["DEL", ...keys.map(String)]);
+      // SCAN, not KEYS: a shared Redis may hold many keys, and KEYS blocks it while it looks
+      let cursor = "0";
+      for (let rounds = 0; rounds < 10_000; rounds++) {
+        const reply = await this.#link.command(["SCAN", cursor, "MATCH", match, "COUNT", "1000"]);
+        if (!Array.isArray(reply) || reply.length < 2) break;
+        cursor = String(reply[0]);
+        const keys = Array.isArray(reply[1]) ? reply[1].map(String) : [];
+        if (keys.length > 0) await this.#link.command(["DEL", ...keys]);
+        if (cursor === "0") break;
       }
     } catch { /* down: the operator's reset is local only */ }
   }
@@ -555,6 +570,9 @@ export class BudgetBank {
         String(q.tokensPerMinute),
         g.model,
         String(want),
+        // past the link's command timeout the caller has given up: Redis's clock, by the skew
+        // last seen
+        String(this.#skew === undefined ? 0 : this.#now() + this.#link.timeoutMs - this.#skew),
       ];
       let reply: unknown;
       try {
@@ -563,12 +581,15 @@ export class BudgetBank {
         return; // down or slow: the book decides alone meanwhile
       }
       if (!Array.isArray(reply) || reply.length < 11 || this.#closed) return;
+      // too late by Redis's clock (a skew misjudged): nothing granted, nothing refused
+      if (reply[1] === "late") return;
       const [granted, , ds, de, ms, redisNow, dr, mr, nr, dt, nt] = reply.map((v, i) =>
         i === 1 ? 0 : Number(v)
       ) as number[];
       const reason = String(reply[1]);
       const local = this.#now();
       const skew = local - redisNow!;
+      this.#skew = skew;
       const dayEnd = de! + skew;
       const minuteEnd = ms! + 60_000 + skew;
       const expires = q.requestsPerMinute > 0 ? Math.min(dayEnd, minuteEnd) : dayEnd;

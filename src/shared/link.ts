@@ -144,6 +144,11 @@ export class RedisLink {
     return this.#up;
   }
 
+  /** How long a command may take before the link counts as down, in ms. */
+  get timeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
   /** The connection's last error (redacted), if any. */
   get lastError(): string | undefined {
     return this.#lastError;

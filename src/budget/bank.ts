@@ -21,177 +21,14 @@
 
 import type { Candidate } from "../plugin.ts";
 import type { QuotaConfig } from "../config/types.ts";
-import { type RedisLink, script } from "../shared/link.ts";
+import type { RedisLink } from "../shared/link.ts";
+import { EPOCH, GIVE_BACK, READ, REPAY, SEED, TAKE, TOKENS } from "./bank_scripts.ts";
 import { dayStart, nextReset } from "./reset.ts";
 
-const DAY_TTL_MS = 86_400_000;
 /** The largest batch of requests an instance takes at once. */
 const MAX_BATCH = 100;
 /** Longest wait of a request for its key's grant while others take what Redis grants. */
 const WAIT_MS = 5_000;
-
-/**
- * Takes up to ARGV[11] requests for one key and model from every window's limits, unless Redis's
- * now is past ARGV[12] (when not 0).
- * KEYS[1]: the key's prefix. ARGV: four day boundaries, limits (requests per day, per model per
- * day, per minute, tokens per day, per minute), the model ("" for none), the requests wanted,
- * the deadline (Redis's epoch ms, 0 for none).
- * Returns: granted, why refused, day start, day end, minute start, Redis now, and the windows'
- * counts after (day requests, model requests, minute requests, day tokens, minute tokens).
- */
-const TAKE = script(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ds, de = tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 1, 3 do
-  local a, b = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  if now >= a and now < b then ds, de = a, b end
-end
-local dk = KEYS[1] .. 'd:' .. ds
-local ms = math.floor(now / 60000) * 60000
-local mk = KEYS[1] .. 'm:' .. ms
-local rpd, mrpd, rpm = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local tpd, tpm = tonumber(ARGV[8]), tonumber(ARGV[9])
-local model, want = ARGV[10], tonumber(ARGV[11])
--- a call that waited past the instance's patience (Redis was paused) grants nothing: nobody
--- would use it
-local deadline = tonumber(ARGV[12])
-if deadline > 0 and now > deadline then return {0, 'late', ds, de, 0, now, 0, 0, 0, 0, 0} end
-local dr = tonumber(redis.call('HGET', dk, 'r') or '0')
-local dt = tonumber(redis.call('HGET', dk, 't') or '0')
-local mr = 0
-if model ~= '' then mr = tonumber(redis.call('HGET', dk, 'm:' .. model) or '0') end
-local nr = tonumber(redis.call('HGET', mk, 'r') or '0')
-local nt = tonumber(redis.call('HGET', mk, 't') or '0')
-local grant, why = want, ''
-local function cap(limit, used, reason)
-  if limit <= 0 then return end
-  local left = limit - used
-  if left <= 0 then
-    grant = 0
-    if why == '' then why = reason end
-  else
-    local most = math.max(1, math.floor(left / 8))
-    if most < grant then grant = most end
-  end
-end
-cap(rpd, dr, 'day')
-if model ~= '' then cap(mrpd, mr, 'model') end
-cap(rpm, nr, 'minute')
-cap(tpd, dt, 'day_tokens')
-cap(tpm, nt, 'minute_tokens')
-if grant > 0 then
-  dr = redis.call('HINCRBY', dk, 'r', grant)
-  if model ~= '' then mr = redis.call('HINCRBY', dk, 'm:' .. model, grant) end
-  redis.call('PEXPIREAT', dk, de + ${DAY_TTL_MS})
-  nr = redis.call('HINCRBY', mk, 'r', grant)
-  redis.call('PEXPIRE', mk, 120000)
-end
-return {grant, why, ds, de, ms, now, dr, mr, nr, dt, nt}`);
-
-/**
- * Adds to (or, negative, gives back to) the windows a grant was taken in. KEYS[1]: the key's
- * prefix. ARGV: day start, minute start, model ("" for none), requests, tokens. Never below 0.
- */
-const ADD = script(`
-local dk = KEYS[1] .. 'd:' .. ARGV[1]
-local mk = KEYS[1] .. 'm:' .. ARGV[2]
-local n, tok = tonumber(ARGV[4]), tonumber(ARGV[5])
-local function add(k, f, by)
-  if by == 0 then return end
-  local v = redis.call('HINCRBY', k, f, by)
-  if v < 0 then redis.call('HSET', k, f, 0) end
-end
-local exists = redis.call('EXISTS', dk) == 1
-add(dk, 'r', n)
-if ARGV[3] ~= '' then add(dk, 'm:' .. ARGV[3], n) end
-add(dk, 't', tok)
-if not exists then redis.call('PEXPIRE', dk, ${2 * DAY_TTL_MS}) end
-if redis.call('EXISTS', mk) == 1 or n > 0 or tok > 0 then
-  add(mk, 'r', n)
-  add(mk, 't', tok)
-  redis.call('PEXPIRE', mk, 120000)
-end
-return 1`);
-
-/**
- * Adds what an instance spent while Redis was down to the windows that hold Redis's now (or,
- * negative, takes off a request given back; never below 0).
- * KEYS[1]: the key's prefix. ARGV: four day boundaries, the model ("" for none), requests,
- * tokens.
- */
-const REPAY = script(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ds, de = tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 1, 3 do
-  local a, b = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  if now >= a and now < b then ds, de = a, b end
-end
-local dk = KEYS[1] .. 'd:' .. ds
-local mk = KEYS[1] .. 'm:' .. (math.floor(now / 60000) * 60000)
-local n, tok = tonumber(ARGV[6]), tonumber(ARGV[7])
-local function add(k, f, by)
-  if redis.call('HINCRBY', k, f, by) < 0 then redis.call('HSET', k, f, 0) end
-end
-if n ~= 0 then
-  add(dk, 'r', n)
-  if ARGV[5] ~= '' then add(dk, 'm:' .. ARGV[5], n) end
-  add(mk, 'r', n)
-end
-if tok > 0 then
-  redis.call('HINCRBY', dk, 't', tok)
-  redis.call('HINCRBY', mk, 't', tok)
-end
-redis.call('PEXPIREAT', dk, de + ${DAY_TTL_MS})
-redis.call('PEXPIRE', mk, 120000)
-return 1`);
-
-/**
- * Adds tokens to the windows that hold Redis's now, for many keys at once. KEYS: the keys'
- * prefixes. ARGV, seven per key: four day boundaries, tokens per day, per minute, the tokens.
- * Returns, per key, why it is full ("" when not), its day end and the minute start; then
- * Redis's now.
- */
-const TOKENS = script(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ms = math.floor(now / 60000) * 60000
-local out = {}
-for k = 1, #KEYS do
-  local a0 = (k - 1) * 7
-  local ds, de = tonumber(ARGV[a0 + 2]), tonumber(ARGV[a0 + 3])
-  for i = 1, 3 do
-    local a, b = tonumber(ARGV[a0 + i]), tonumber(ARGV[a0 + i + 1])
-    if now >= a and now < b then ds, de = a, b end
-  end
-  local dk = KEYS[k] .. 'd:' .. ds
-  local mk = KEYS[k] .. 'm:' .. ms
-  local n = tonumber(ARGV[a0 + 7])
-  local dt = redis.call('HINCRBY', dk, 't', n)
-  redis.call('PEXPIREAT', dk, de + ${DAY_TTL_MS})
-  local nt = redis.call('HINCRBY', mk, 't', n)
-  redis.call('PEXPIRE', mk, 120000)
-  local why = ''
-  if tonumber(ARGV[a0 + 5]) > 0 and dt >= tonumber(ARGV[a0 + 5]) then why = 'day_tokens'
-  elseif tonumber(ARGV[a0 + 6]) > 0 and nt >= tonumber(ARGV[a0 + 6]) then why = 'minute_tokens' end
-  out[#out + 1] = why
-  out[#out + 1] = de
-  out[#out + 1] = ms
-end
-out[#out + 1] = now
-return out`);
-
-/** Reads a key's counts in the windows that hold Redis's now. KEYS[1]: the key's prefix. */
-const READ = script(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ds = tonumber(ARGV[2])
-for i = 1, 3 do
-  if now >= tonumber(ARGV[i]) and now < tonumber(ARGV[i + 1]) then ds = tonumber(ARGV[i]) end
-end
-local ms = math.floor(now / 60000) * 60000
-return {redis.call('HGETALL', KEYS[1] .. 'd:' .. ds), redis.call('HGETALL', KEYS[1] .. 'm:' .. ms)}`);
 
 /** What a grant's reply said of the windows' counts (the whole cluster's). */
 export interface ClusterCounts {
@@ -235,6 +72,18 @@ interface Grant {
   refill: Promise<void> | undefined;
   /** Why Redis refused the last top-up ("" when it did not). */
   refused: string;
+  /** The key's generation in Redis when it was taken (an operator's reset makes a new one). */
+  gen: string;
+}
+
+/** The day counts of a key as this instance last saw them in Redis. */
+interface Seen {
+  c: Candidate;
+  /** Redis's day start. */
+  day: number;
+  requests: number;
+  tokens: number;
+  models: Map<string, number>;
 }
 
 /** Options of {@linkcode BudgetBank}. */
@@ -281,6 +130,10 @@ export class BudgetBank {
   readonly #dayCache = new Map<string, readonly number[]>();
   /** Tokens not yet added, per key. */
   readonly #tokens = new Map<string, { c: Candidate; n: number }>();
+  /** The id of the data Redis held when last seen (see {@linkcode EPOCH}). */
+  #epoch: string | undefined;
+  /** What each key's day counts were when last seen: a Redis that lost them learns them back. */
+  readonly #seen = new Map<string, Seen>();
   /** Requests spent while Redis was down, per key and model: added when it is back. */
   readonly #owed = new Map<string, { c: Candidate; model: string; n: number; tokens: number }>();
   readonly #timer: ReturnType<typeof setInterval>;
@@ -294,8 +147,7 @@ export class BudgetBank {
     this.#timer = setInterval(() => this.#tick(), 100);
     Deno.unrefTimer(this.#timer);
     options.link.onChange((up) => {
-      if (up) this.#repay();
-      else this.#drop();
+      if (up) void this.#repay();
     });
   }
 
@@ -430,7 +282,7 @@ export class BudgetBank {
       return;
     }
     if (!this.#link.up) return;
-    const args = [...this.#days(c).map(String), m, "-1", "0"];
+    const args = [...this.#days(c).map(String), m, "-1", "0", this.#deadline()];
     this.#link.run(REPAY, [this.#base(c)], args).catch(() => {});
   }
 
@@ -442,6 +294,7 @@ export class BudgetBank {
     for (const [k, g] of this.#grants) if (g.c.id === c.id) this.#grants.delete(k);
     this.#tokens.delete(c.id);
     for (const [k, o] of this.#owed) if (o.c.id === c.id) this.#owed.delete(k);
+    this.#seen.delete(c.id);
     const base = this.#base(c);
     const match = base.replace(/[*?[\]\\]/g, "\\$&") + "*";
     try {
@@ -451,10 +304,15 @@ export class BudgetBank {
         const reply = await this.#link.command(["SCAN", cursor, "MATCH", match, "COUNT", "1000"]);
         if (!Array.isArray(reply) || reply.length < 2) break;
         cursor = String(reply[0]);
-        const keys = Array.isArray(reply[1]) ? reply[1].map(String) : [];
+        const keys = Array.isArray(reply[1])
+          ? reply[1].map(String).filter((k) => k !== base + "gen")
+          : [];
         if (keys.length > 0) await this.#link.command(["DEL", ...keys]);
         if (cursor === "0") break;
       }
+      // grants other instances hold are of the old generation: they give nothing back to the
+      // new counts
+      await this.#link.command(["INCR", base + "gen"]);
     } catch { /* down: the operator's reset is local only */ }
   }
 
@@ -467,9 +325,8 @@ export class BudgetBank {
     c: Candidate,
   ): Promise<{ counts: ClusterCounts; models: Record<string, number> } | undefined> {
     if (!this.#link.up || !hasLimits(c.quota)) return undefined;
-    const [b0, b1, b2, b3] = this.#days(c);
     try {
-      const reply = await this.#link.run(READ, [this.#base(c)], [b0, b1, b2, b3].map(String));
+      const reply = await this.#link.run(READ, [this.#base(c)], this.#days(c).map(String));
       if (!Array.isArray(reply)) return undefined;
       const day = pairs(reply[0]);
       const minute = pairs(reply[1]);
@@ -490,7 +347,10 @@ export class BudgetBank {
     }
   }
 
-  /** Gives back every grant, adds pending tokens, and stops. */
+  /**
+   * Gives back every grant, adds pending tokens and what was spent while Redis was down (when
+   * it is up now: otherwise that is lost with this instance), and stops.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -498,6 +358,7 @@ export class BudgetBank {
     const sends: Promise<unknown>[] = [];
     for (const g of this.#grants.values()) sends.push(this.#return(g));
     sends.push(...this.#flushTokens());
+    if (this.#link.up) sends.push(...this.#repayOwed());
     await Promise.allSettled(sends);
   }
 
@@ -505,9 +366,18 @@ export class BudgetBank {
     const k = c.id + "\n" + model;
     let g = this.#grants.get(k);
     if (g !== undefined && g.c !== c) {
-      // the same key after a reload: what it holds stays with it (its limits may have changed)
+      // the same key after a reload: what it holds stays with it, unless its limits changed
+      // (a lower limit must hold from the next request on)
+      const was = g.c.quota;
+      const q = c.quota;
+      const same = was.requestsPerDay === q.requestsPerDay &&
+        was.modelRequestsPerDay === q.modelRequestsPerDay &&
+        was.requestsPerMinute === q.requestsPerMinute && was.tokensPerDay === q.tokensPerDay &&
+        was.tokensPerMinute === q.tokensPerMinute && was.timeZone === q.timeZone &&
+        was.reset.hour === q.reset.hour && was.reset.minute === q.reset.minute;
+      if (!same) void this.#return(g);
       g.c = c;
-      g.batch = batchFor(c.quota);
+      g.batch = batchFor(q);
     }
     if (g === undefined) {
       g = {
@@ -522,6 +392,7 @@ export class BudgetBank {
         waiting: 0,
         refill: undefined,
         refused: "",
+        gen: "0",
       };
       this.#grants.set(k, g);
     }
@@ -530,6 +401,16 @@ export class BudgetBank {
 
   #base(c: Candidate): string {
     return `${this.#link.prefix}b:${c.id}:`;
+  }
+
+  /**
+   * When a script that consumes must not run any more, in Redis's time: once the link's command
+   * timeout has passed its caller has given up (and counts alone, or will send it again). "0"
+   * (none) before the first reply told the skew.
+   */
+  #deadline(): string {
+    const skew = this.#skew;
+    return skew === undefined ? "0" : String(this.#now() + this.#link.timeoutMs - skew);
   }
 
   /**
@@ -570,9 +451,7 @@ export class BudgetBank {
         String(q.tokensPerMinute),
         g.model,
         String(want),
-        // past the link's command timeout the caller has given up: Redis's clock, by the skew
-        // last seen
-        String(this.#skew === undefined ? 0 : this.#now() + this.#link.timeoutMs - this.#skew),
+        this.#deadline(),
       ];
       let reply: unknown;
       try {
@@ -580,12 +459,19 @@ export class BudgetBank {
       } catch {
         return; // down or slow: the book decides alone meanwhile
       }
-      if (!Array.isArray(reply) || reply.length < 11 || this.#closed) return;
+      if (!Array.isArray(reply) || reply.length < 12 || this.#closed) return;
       // too late by Redis's clock (a skew misjudged): nothing granted, nothing refused
       if (reply[1] === "late") return;
       const [granted, , ds, de, ms, redisNow, dr, mr, nr, dt, nt] = reply.map((v, i) =>
-        i === 1 ? 0 : Number(v)
+        i === 1 || i === 11 ? 0 : Number(v)
       ) as number[];
+      const gen = String(reply[11]);
+      if (g.gen !== gen) {
+        // an operator reset the key since the grant was taken: what is left of it is void
+        g.left = 0;
+        g.gen = gen;
+      }
+      this.#saw(c, ds!, dr!, dt!, g.model, mr!);
       const reason = String(reply[1]);
       const local = this.#now();
       const skew = local - redisNow!;
@@ -634,13 +520,31 @@ export class BudgetBank {
     return n;
   }
 
+  /** Keeps the day counts a reply showed (see {@linkcode SEED}). */
+  #saw(c: Candidate, day: number, requests: number, tokens: number, model: string, mr: number) {
+    let seen = this.#seen.get(c.id);
+    if (seen === undefined || seen.day !== day) {
+      this.#seen.set(c.id, seen = { c, day, requests: 0, tokens: 0, models: new Map() });
+    }
+    seen.c = c;
+    if (requests > seen.requests) seen.requests = requests;
+    if (tokens > seen.tokens) seen.tokens = tokens;
+    if (model !== "" && mr > (seen.models.get(model) ?? 0)) seen.models.set(model, mr);
+  }
+
   /** Gives a grant's unused requests back to the windows they were taken in. */
   #return(g: Grant): Promise<unknown> {
     const n = g.left;
     if (n <= 0 || g.day === 0) return Promise.resolve();
     g.left = 0;
-    const args = [String(g.day), String(g.minute), g.model, String(-n), "0"];
-    return this.#link.run(ADD, [this.#base(g.c)], args).catch(() => {});
+    const seen = this.#seen.get(g.c.id);
+    if (seen !== undefined && seen.day === g.day) {
+      seen.requests = Math.max(0, seen.requests - n);
+      const m = seen.models.get(g.model);
+      if (m !== undefined) seen.models.set(g.model, Math.max(0, m - n));
+    }
+    const args = [String(g.day), String(g.minute), g.model, String(n), g.gen];
+    return this.#link.run(GIVE_BACK, [this.#base(g.c)], args).catch(() => {});
   }
 
   /** Adds every key's pending tokens in one script call. */
@@ -649,34 +553,37 @@ export class BudgetBank {
     const pending = [...this.#tokens.values()];
     this.#tokens.clear();
     const keys: string[] = [];
-    const args: string[] = [];
+    const args: string[] = [this.#deadline()];
     for (const { c, n } of pending) {
       const q = c.quota;
       keys.push(this.#base(c));
       for (const b of this.#days(c)) args.push(String(b));
       args.push(String(q.tokensPerDay), String(q.tokensPerMinute), String(n));
     }
+    const owe = () => {
+      for (const { c, n } of pending) {
+        const k = c.id + "\n";
+        const o = this.#owed.get(k);
+        if (o === undefined) this.#owed.set(k, { c, model: "", n: 0, tokens: n });
+        else o.tokens += n;
+      }
+    };
     return [
       this.#link.run(TOKENS, keys, args).then((reply) => {
-        if (!Array.isArray(reply) || reply.length !== pending.length * 3 + 1) return;
+        if (!Array.isArray(reply) || reply.length !== pending.length * 5 + 1) {
+          // "late": Redis added nothing (its caller had given up, but here it is): owed
+          if (Array.isArray(reply) && reply[0] === "late") owe();
+          return;
+        }
         const skew = this.#now() - Number(reply[reply.length - 1]);
         pending.forEach(({ c }, i) => {
-          const why = String(reply[i * 3]);
-          if (why === "") return;
-          const until = why === "minute_tokens"
-            ? Number(reply[i * 3 + 2]) + 60_000 + skew
-            : Number(reply[i * 3 + 1]) + skew;
-          this.#events?.refused(c, undefined, why, until);
+          const [why, de, ms, ds, dt] = reply.slice(i * 5, i * 5 + 5) as unknown[];
+          this.#saw(c, Number(ds), 0, Number(dt), "", 0);
+          if (why === "" || why === undefined) return;
+          const until = why === "minute_tokens" ? Number(ms) + 60_000 + skew : Number(de) + skew;
+          this.#events?.refused(c, undefined, String(why), until);
         });
-      }, () => {
-        // not added: owed until Redis is back
-        for (const { c, n } of pending) {
-          const k = c.id + "\n";
-          const o = this.#owed.get(k);
-          if (o === undefined) this.#owed.set(k, { c, model: "", n: 0, tokens: n });
-          else o.tokens += n;
-        }
-      }),
+      }, owe),
     ];
   }
 
@@ -694,17 +601,51 @@ export class BudgetBank {
     }
   }
 
-  /** Redis went down: grants stay usable until their windows end (they were taken). */
-  #drop(): void {}
+  /**
+   * Redis is (back) up: when it lost its data (restarted empty), the day counts are raised to
+   * what this instance last saw; then what was spent meanwhile is added.
+   */
+  async #repay(): Promise<void> {
+    let epoch: string;
+    try {
+      const reply = await this.#link.run(EPOCH, [this.#link.prefix + "epoch"], [
+        crypto.randomUUID(),
+      ]);
+      epoch = String(reply);
+    } catch {
+      return; // down again: when it is back
+    }
+    const lost = this.#epoch !== undefined && epoch !== this.#epoch;
+    this.#epoch = epoch;
+    // only a Redis that lost its data needs the counts back (others' give-backs since this
+    // instance last looked would be counted again)
+    if (lost) this.#seed();
+    void this.#repayOwed();
+  }
 
-  /** Redis is back: adds what was spent meanwhile. */
-  #repay(): void {
+  #seed(): void {
+    for (const seen of this.#seen.values()) {
+      const args = [...this.#days(seen.c).map(String), String(seen.day)];
+      if (seen.requests > 0) args.push("r", String(seen.requests));
+      if (seen.tokens > 0) args.push("t", String(seen.tokens));
+      for (const [m, n] of seen.models) args.push("m:" + m, String(n));
+      if (args.length > 5) this.#link.run(SEED, [this.#base(seen.c)], args).catch(() => {});
+    }
+  }
+
+  /** Adds what was spent while Redis was down (on Redis's clock), one call per key and model. */
+  #repayOwed(): Promise<unknown>[] {
     const owed = [...this.#owed.values()];
     this.#owed.clear();
-    for (const o of owed) {
-      // Redis's clock picks the day, as for every other count
-      const args = [...this.#days(o.c).map(String), o.model, String(o.n), String(o.tokens)];
-      this.#link.run(REPAY, [this.#base(o.c)], args).catch(() => {
+    return owed.map((o) => {
+      const args = [
+        ...this.#days(o.c).map(String),
+        o.model,
+        String(o.n),
+        String(o.tokens),
+        this.#deadline(),
+      ];
+      return this.#link.run(REPAY, [this.#base(o.c)], args).catch(() => {
         const k = o.c.id + "\n" + o.model;
         const again = this.#owed.get(k);
         if (again === undefined) this.#owed.set(k, o);
@@ -713,7 +654,7 @@ export class BudgetBank {
           again.tokens += o.tokens;
         }
       });
-    }
+    });
   }
 }
 

@@ -9,6 +9,7 @@
 
 import { basename, dirname, resolve } from "node:path";
 import type { App } from "../app.ts";
+import { redisDisplay } from "../shared/link.ts";
 import type { Config } from "../config/types.ts";
 import { describeError } from "./_io.ts";
 
@@ -84,6 +85,11 @@ export class Reloader {
         listening: `${old.server.host}:${old.server.port}`,
       });
     }
+    if (stateChanged(old, next)) {
+      log.warn("state changes need a restart; key state stays where it is", {
+        state: describeState(old),
+      });
+    }
     log.info("config reloaded", {
       trigger,
       config: next.source,
@@ -150,4 +156,21 @@ export class Reloader {
     this.#unwatch();
     await this.#queue;
   }
+}
+
+/** Whether two configs keep key state in different places (`state` is read at start only). */
+function stateChanged(a: Config, b: Config): boolean {
+  const ra = a.state.redis;
+  const rb = b.state.redis;
+  const pa = a.state.kind === "file" ? a.state.path : undefined;
+  const pb = b.state.kind === "file" ? b.state.path : undefined;
+  return a.state.kind !== b.state.kind || pa !== pb || ra?.url !== rb?.url ||
+    ra?.prefix !== rb?.prefix || ra?.required !== rb?.required;
+}
+
+/** Where a config keeps key state, as a log may say it (never a Redis password). */
+function describeState(c: Config): string {
+  const local = c.state.kind === "file" ? c.state.path ?? "file" : "memory";
+  const r = c.state.redis;
+  return r === undefined ? local : `${local}, ${redisDisplay(r.url)} (prefix "${r.prefix}")`;
 }

@@ -225,14 +225,29 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
       }
     }
     if (lease === undefined) break;
-    if (lease.reserved !== true && !(await lease.reserved)) {
-      // the cluster's budget of this key turned out spent (the key is out now): another key,
-      // without counting an attempt; a key refused this way cannot come back in this request
-      lease.withdraw();
-      (refused ??= new Set()).add(lease.candidate.id);
-      (tried ??= new Set()).add(lease.candidate.id);
-      if (refused.size <= pool.candidates.length) n--;
-      continue;
+    if (lease.reserved !== true) {
+      const granted = await lease.reserved;
+      // while it waited for Redis: the client left, the drain ended, or Redis went away and is
+      // required; nothing was sent, and what the budgets took is given back
+      if (req.signal.aborted || deps.stopping() || deps.refusing?.() === true) {
+        lease.withdraw(granted);
+        if (deps.stopping()) throw shuttingDown();
+        if (!req.signal.aborted) throw sharedStateDown();
+        ctx.log.outcome = "client_abort";
+        ctx.log.status = 499;
+        ctx.res = new Response(null, { status: 499 });
+        return;
+      }
+      if (!granted) {
+        // the cluster's budget of this key turned out spent (the key is out now): another
+        // key, without counting an attempt; a key refused this way cannot come back in this
+        // request
+        lease.withdraw();
+        (refused ??= new Set()).add(lease.candidate.id);
+        (tried ??= new Set()).add(lease.candidate.id);
+        if (refused.size <= pool.candidates.length) n--;
+        continue;
+      }
     }
     lastLease = lease;
     const c = lease.candidate;

@@ -152,15 +152,25 @@ export class Lease {
   }
 
   /**
-   * Ends a lease whose attempt never started because the key's shared budget was spent: the
-   * key's in-flight count and request count are undone, nothing else is recorded (the budgets
-   * already took the key out). Runs once, like `done`.
+   * Ends a lease whose attempt never started: the key's shared budget was spent, or the request
+   * ended while it waited for it. The key's in-flight count and request count are undone,
+   * nothing else is recorded. Runs once, like `done`.
+   * @param refund whether the budgets took a request that must be given back (it was granted)
    */
-  withdraw(): void {
+  withdraw(refund = false): void {
     if (this.#ended) return;
     this.#ended = true;
     const ledger = this.#ledger;
     const c = this.candidate;
+    if (refund) {
+      ledger.budgets.refund(
+        c,
+        this.#picked?.ctx.model,
+        this.#takenAt,
+        ledger.clock.now(),
+        this.#owed,
+      );
+    }
     const control = this.#control;
     if (control !== undefined) {
       control.dispose();

@@ -253,13 +253,24 @@ export class RedisLink {
     }
   }
 
-  /** Disconnects both connections. */
+  /**
+   * Disconnects both connections: politely for up to a second (a Redis that does not answer,
+   * frozen or paused, must not hold a shutdown), then at once.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#up = false;
     clearTimeout(this.#checkTimer);
-    await Promise.allSettled([close(this.#client), close(this.#sub)]);
+    const polite = Promise.allSettled([close(this.#client), close(this.#sub)]);
+    await Promise.race([polite, delay(1000)]);
+    for (const c of [this.#client, this.#sub]) {
+      if (c.isOpen) {
+        try {
+          c.destroy();
+        } catch { /* gone */ }
+      }
+    }
   }
 
   /** Removes the URL's password from a text (an error's message). */

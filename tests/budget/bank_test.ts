@@ -417,7 +417,9 @@ Deno.test({
       assert.equal(await a.bank.cluster(key({})), undefined, "a key without budgets");
 
       await a.bank.reset(ca);
-      assert.equal(await redis.cli("KEYS", `${prefix}b:${ca.id}:*`), "");
+      // only the key's generation stays, one higher: grants held elsewhere are void
+      assert.equal(await redis.cli("KEYS", `${prefix}b:${ca.id}:*`), `${prefix}b:${ca.id}:gen`);
+      assert.equal(await redis.cli("GET", `${prefix}b:${ca.id}:gen`), "1");
       const after = await a.bank.cluster(ca);
       assert.deepEqual(after, {
         counts: {

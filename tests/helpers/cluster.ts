@@ -228,3 +228,30 @@ export function startKeyedUpstream(): KeyedUpstream {
     [Symbol.asyncDispose]: () => up.close(),
   };
 }
+
+/** One budget of a key as the whole cluster counts it (read from Redis). */
+export interface ClusterBudgetView {
+  limit: number;
+  used: number;
+  remaining: number;
+}
+
+/**
+ * One budget of a key in `cluster_budgets` of an instance's `/stats`.
+ * @param url the instance's base URL
+ * @param key the key
+ * @param name the budget (`requests_per_day`, `tokens_per_day`, …)
+ * @returns it, or undefined when the instance could not read Redis
+ */
+export async function clusterBudget(
+  url: string,
+  key: string,
+  name = "requests_per_day",
+): Promise<ClusterBudgetView | undefined> {
+  const cluster = (await keyEntry(url, key)).cluster_budgets;
+  if (typeof cluster !== "object" || cluster === null) return undefined;
+  const b = (cluster as Record<string, unknown>)[name];
+  if (typeof b !== "object" || b === null) return undefined;
+  const r = b as Record<string, unknown>;
+  return { limit: Number(r.limit), used: Number(r.used), remaining: Number(r.remaining) };
+}

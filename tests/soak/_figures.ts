@@ -3,7 +3,7 @@
  * Gathers the figures the soak's invariants compare: the proxy's counters from `/stats` and
  * `/metrics` (admin key), its per-request log lines (attempts per request id), what the fault
  * upstreams counted, and what the clients got; with `--redis`, the cluster's budget counts of
- * `/stats`, the link's metrics and log lines, and what changed since Redis was killed.
+ * `/stats`, the link's metrics and log lines, and the whole run's counts.
  */
 
 import { parsePrometheus } from "../helpers/prometheus.ts";
@@ -170,8 +170,7 @@ function redisFigures(
     else if (rec.msg === "request" && MENTIONS_REDIS.test(String(rec.error ?? ""))) {
       mentions.push(`log: ${rec.request_id} HTTP ${rec.status}: ${rec.error}`);
     } else if (
-      rec.msg === "upstream attempt failed" && GIVEN_BACK.has(String(rec.class)) &&
-      r.after.has(String(rec.request_id))
+      rec.msg === "upstream attempt failed" && GIVEN_BACK.has(String(rec.class))
     ) {
       const name = byMask.get(`${rec.upstream} ${rec.key}`) ?? `${rec.upstream} ${rec.key}`;
       givenBack[name] = (givenBack[name] ?? 0) + 1;
@@ -186,14 +185,13 @@ function redisFigures(
   let arrivals = 0;
   let late = 0;
   for (const u of i.upstreams) {
-    for (const a of u.arrivals) if (r.after.has(a.marker)) arrivals++;
-    for (const a of u.lateRequests) if (r.after.has(a.marker)) late++;
+    arrivals += u.arrivals.length;
+    late += u.lateRequests.length;
   }
   const one = (name: string) => {
     const found = metrics.find(name);
     return found.length === 1 ? found[0]!.value : NaN;
   };
-  const kill = r.killed ?? { attempts: {}, tokens: {} };
   const attemptsNow = attemptsByName(rows);
   const tokensNow = tokensByName(i.upstreams, r.names);
   const perKey = { requests: [] as string[], tokens: [] as string[] };
@@ -203,9 +201,9 @@ function redisFigures(
   let tokensSince = 0;
   for (const row of rows) {
     const name = rowName(row);
-    const attempts = (attemptsNow[name] ?? 0) - (kill.attempts[name] ?? 0);
+    const attempts = attemptsNow[name] ?? 0;
     const back = givenBack[name] ?? 0;
-    const tokens = (tokensNow[name] ?? 0) - (kill.tokens[name] ?? 0);
+    const tokens = tokensNow[name] ?? 0;
     tokensSince += tokens;
     const cb = row.cluster_budgets;
     const requests = cb?.requests_per_day?.used;
@@ -235,10 +233,10 @@ function redisFigures(
     downTotal: one("llm_balance_redis_down_total"),
     mentions,
     whileDown: { ...r.whileDown },
-    sinceKill: {
+    whole: {
       arrivals,
       late,
-      attempts: sum(attemptsNow) - sum(kill.attempts),
+      attempts: sum(attemptsNow),
       givenBack: sum(givenBack),
       givenBackWhileDown,
       tokens: tokensSince,

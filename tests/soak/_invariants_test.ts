@@ -43,7 +43,7 @@ function redis(): RedisFigures {
     downTotal: 1,
     mentions: [],
     whileDown: { answered: 40, ok: 35 },
-    sinceKill: {
+    whole: {
       arrivals: 100,
       late: 2,
       attempts: 101,
@@ -155,7 +155,7 @@ Deno.test("checkInvariants fails 5d when the cluster counts what was given back,
   const text = formatChecks(checkInvariants(f));
   assert.deepEqual(failing(f), ["5d"]);
   assert.match(text, /^FAIL 5d .*cluster 96, expected 92 = 101 attempts .* difference 4$/m);
-  f.redis = { ...redis(), sinceKill: { ...redis().sinceKill, arrivals: 98 } };
+  f.redis = { ...redis(), whole: { ...redis().whole, arrivals: 98 } };
   assert.deepEqual(failing(f), ["5d"], "more attempts than arrivals and late ones");
   f.redis = { ...redis(), perKey: { requests: ["u1-k1: off by one"], tokens: [] } };
   assert.deepEqual(failing(f), ["5d"], "per key too");

@@ -15,9 +15,9 @@
  * the proxy has seen it down, and starts Redis again, empty, on the same port 2 s after the
  * kill. Further checks: the outage is logged once each way, requests are served meanwhile and
  * no answer mentions it, `llm_balance_redis_down_total` is 1 and `llm_balance_redis_up` 1 at the
- * end, and the cluster's budget counts are exact: everything since the kill (what the proxy
- * spent while Redis was down is added when it is back), nothing from before (see
- * `redisChecks` in tests/soak/_invariants.ts). Exits 2 when `redis-server` is not installed.
+ * end, and the cluster's budget counts are exact for the whole run: the restarted Redis gets
+ * the proxy's last view back, then what it spent while Redis was down (see `redisChecks` in
+ * tests/soak/_invariants.ts). Exits 2 when `redis-server` is not installed.
  *
  * Usage: `deno task soak [--seconds N] [--concurrency N] [--requests N] [--seed N] [--redis]
  * [--json]` (Linux: RSS and open files are read from /proc).
@@ -372,7 +372,7 @@ export interface SoakReport {
   process: Record<string, number>;
   /** Samples of the proxy about every 10 s: seconds, RSS in MB, open files. */
   series: [number, number, number][];
-  /** With `--redis`: the outage's timing (ms after the kill) and the counts since the kill. */
+  /** With `--redis`: the outage's timing (ms after the kill) and the whole run's counts. */
   redis?: {
     killedAtS: number;
     heldMs: number;
@@ -380,7 +380,7 @@ export interface SoakReport {
     restartMs: number;
     seenBackMs: number;
     whileDown: RedisFigures["whileDown"];
-    sinceKill: RedisFigures["sinceKill"];
+    whole: RedisFigures["whole"];
     cluster: RedisFigures["cluster"];
   };
   checks: Check[];
@@ -441,7 +441,7 @@ function summary(r: SoakReport): string {
 
 function redisSummary(r: NonNullable<SoakReport["redis"]>): string[] {
   const s = (ms: number) => (ms / 1000).toFixed(1);
-  const k = r.sinceKill;
+  const k = r.whole;
   return [
     `redis      killed at ${r.killedAtS.toFixed(1)} s (clients held ${
       s(r.heldMs)
@@ -449,7 +449,7 @@ function redisSummary(r: NonNullable<SoakReport["redis"]>): string[] {
       s(r.restartMs)
     } s, seen back after ${s(r.seenBackMs)} s; ${r.whileDown.answered} requests answered ` +
     `while down (${r.whileDown.ok} ok)`,
-    `cluster    since the kill: requests_per_day ${r.cluster.requests} (attempts ${k.attempts} - ` +
+    `cluster    whole run: requests_per_day ${r.cluster.requests} (attempts ${k.attempts} - ` +
     `${k.givenBack} given back, ${k.givenBackWhileDown} of them while down; arrivals ` +
     `${k.arrivals} + ${k.late} late), tokens_per_day ${r.cluster.tokens} (sent ${k.tokens})`,
   ];
@@ -632,7 +632,7 @@ export async function soak(settings: Settings, signal?: AbortSignal): Promise<So
           restartMs: outage.restartMs,
           seenBackMs: outage.seenBackMs,
           whileDown: { ...f.redis.whileDown },
-          sinceKill: { ...f.redis.sinceKill },
+          whole: { ...f.redis.whole },
           cluster: { ...f.redis.cluster },
         },
       }),

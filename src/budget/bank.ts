@@ -16,13 +16,21 @@
  * that holds Redis's time.
  *
  * While Redis is down the book counts on its own (its counters mirror the cluster's as last
- * seen); what was spent meanwhile is added to Redis when it comes back.
+ * seen); what was spent meanwhile is added to Redis when it comes back. A Redis that lost its
+ * data (its epoch changed) gets back from every instance what that instance had spent of the
+ * day: together, the day's counts.
  */
+
+/**
+ * What became of a request that had to ask Redis: granted from Redis, counted here alone and
+ * owed to Redis (it was down), or refused (the cluster's budget is spent).
+ */
+export type Reservation = "granted" | "owed" | "refused";
 
 import type { Candidate } from "../plugin.ts";
 import type { QuotaConfig } from "../config/types.ts";
 import type { RedisLink } from "../shared/link.ts";
-import { EPOCH, GIVE_BACK, READ, REPAY, SEED, TAKE, TOKENS } from "./bank_scripts.ts";
+import { EPOCH, GIVE_BACK, READ, REPAY, RESTORE, TAKE, TOKENS } from "./bank_scripts.ts";
 import { dayStart, nextReset } from "./reset.ts";
 
 /** The largest batch of requests an instance takes at once. */
@@ -74,11 +82,14 @@ interface Grant {
   refused: string;
   /** The key's generation in Redis when it was taken (an operator's reset makes a new one). */
   gen: string;
+  /** The epoch of the Redis data it was taken from. */
+  epoch: string;
 }
 
-/** The day counts of a key as this instance last saw them in Redis. */
-interface Seen {
+/** What this instance has spent of a key's day in the Redis data of one epoch. */
+interface Own {
   c: Candidate;
+  epoch: string;
   /** Redis's day start. */
   day: number;
   requests: number;
@@ -132,8 +143,8 @@ export class BudgetBank {
   readonly #tokens = new Map<string, { c: Candidate; n: number }>();
   /** The id of the data Redis held when last seen (see {@linkcode EPOCH}). */
   #epoch: string | undefined;
-  /** What each key's day counts were when last seen: a Redis that lost them learns them back. */
-  readonly #seen = new Map<string, Seen>();
+  /** What this instance spent of each key's day, in the current epoch's data. */
+  readonly #own = new Map<string, Own>();
   /** Requests spent while Redis was down, per key and model: added when it is back. */
   readonly #owed = new Map<string, { c: Candidate; model: string; n: number; tokens: number }>();
   readonly #timer: ReturnType<typeof setInterval>;
@@ -176,17 +187,17 @@ export class BudgetBank {
    * Takes one request for a key from its grant.
    * @param c the key (one that {@linkcode covers})
    * @param model the model's slot in the key's budget, undefined when the request names none
-   * @returns true when the grant had it; otherwise a promise of one script call: true when
-   *   Redis granted it (or is down: the book decides alone), false when Redis refused it (the
-   *   book was told why)
+   * @returns true when the grant had it; otherwise a promise of one script call: `granted`,
+   *   `owed` (Redis is down: the book decides alone, Redis is told when back), or `refused`
+   *   (the book was told why)
    */
-  take(c: Candidate, model: string | undefined): true | Promise<boolean> {
+  take(c: Candidate, model: string | undefined): true | Promise<Reservation> {
     const q = c.quota;
     if (!countsRequests(q)) return true;
     const m = model !== undefined && q.modelRequestsPerDay > 0 ? model : "";
     const g = this.#grant(c, m);
     const now = this.#now();
-    if (g.left > 0 && now < g.expires) {
+    if (g.left > 0 && now < g.expires && g.epoch === this.#epoch) {
       g.left--;
       g.lastUsed = now;
       if (g.left * 2 <= g.batch && g.refill === undefined) void this.#topUp(g);
@@ -195,28 +206,28 @@ export class BudgetBank {
     return this.#wait(g);
   }
 
-  async #wait(g: Grant): Promise<boolean> {
+  async #wait(g: Grant): Promise<Reservation> {
     g.waiting++;
     try {
       // each round either grants (others waiting may take it first) or refuses: it ends
       const until = this.#now() + WAIT_MS;
       while (this.#now() < until) {
         const now = this.#now();
-        if (g.left > 0 && now < g.expires) {
+        if (g.left > 0 && now < g.expires && g.epoch === this.#epoch) {
           g.left--;
           g.lastUsed = now;
-          return true;
+          return "granted";
         }
         if (!this.#link.up) {
           // down while it waited: the book decides alone, and Redis is told when it is back
           this.owe(g.c, g.model === "" ? undefined : g.model);
-          return true;
+          return "owed";
         }
         await (g.refill ?? this.#topUp(g));
-        if (g.refused !== "" && (g.left <= 0 || this.#now() >= g.expires)) return false;
+        if (g.refused !== "" && (g.left <= 0 || this.#now() >= g.expires)) return "refused";
       }
       // so many waited that the grants went to others all this time: not this key
-      return false;
+      return "refused";
     } finally {
       g.waiting--;
     }
@@ -233,7 +244,28 @@ export class BudgetBank {
     const m = model !== undefined && q.modelRequestsPerDay > 0 ? model : "";
     const g = this.#grants.get(c.id + "\n" + m);
     // kept in the grant: the next request spends it, or it goes back to Redis when unused
-    if (g !== undefined && this.#now() < g.expires) g.left++;
+    if (g !== undefined && this.#now() < g.expires && g.epoch === this.#epoch) {
+      g.left++;
+      return;
+    }
+    // its grant is gone (void, expired): taken off Redis's count directly
+    this.#takeOff(c, m);
+  }
+
+  /** Takes one request off a key's count in Redis now, or when it is back. */
+  #takeOff(c: Candidate, model: string): void {
+    if (!this.#link.up) {
+      const k = c.id + "\n" + model;
+      const o = this.#owed.get(k);
+      if (o === undefined) this.#owed.set(k, { c, model, n: -1, tokens: 0 });
+      else o.n--;
+      return;
+    }
+    const args = [...this.#days(c).map(String), model, "-1", "0", this.#deadline()];
+    this.#link.run(REPAY, [this.#base(c)], args).then(
+      () => this.#spent(c, this.#days(c)[1]!, -1, 0, model),
+      () => {},
+    );
   }
 
   /**
@@ -281,9 +313,8 @@ export class BudgetBank {
       o.n--;
       return;
     }
-    if (!this.#link.up) return;
-    const args = [...this.#days(c).map(String), m, "-1", "0", this.#deadline()];
-    this.#link.run(REPAY, [this.#base(c)], args).catch(() => {});
+    // told to Redis already
+    this.#takeOff(c, m);
   }
 
   /**
@@ -294,7 +325,7 @@ export class BudgetBank {
     for (const [k, g] of this.#grants) if (g.c.id === c.id) this.#grants.delete(k);
     this.#tokens.delete(c.id);
     for (const [k, o] of this.#owed) if (o.c.id === c.id) this.#owed.delete(k);
-    this.#seen.delete(c.id);
+    this.#own.delete(c.id);
     const base = this.#base(c);
     const match = base.replace(/[*?[\]\\]/g, "\\$&") + "*";
     try {
@@ -393,6 +424,7 @@ export class BudgetBank {
         refill: undefined,
         refused: "",
         gen: "0",
+        epoch: "",
       };
       this.#grants.set(k, g);
     }
@@ -452,26 +484,32 @@ export class BudgetBank {
         g.model,
         String(want),
         this.#deadline(),
+        crypto.randomUUID(),
+        this.#epoch ?? "",
       ];
       let reply: unknown;
       try {
-        reply = await this.#link.run(TAKE, [this.#base(c)], args);
+        reply = await this.#link.run(TAKE, [this.#base(c), this.#link.prefix + "epoch"], args);
       } catch {
         return; // down or slow: the book decides alone meanwhile
       }
-      if (!Array.isArray(reply) || reply.length < 12 || this.#closed) return;
-      // too late by Redis's clock (a skew misjudged): nothing granted, nothing refused
-      if (reply[1] === "late") return;
+      if (!Array.isArray(reply) || reply.length < 13 || this.#closed) return;
+      this.#epochIs(String(reply[12]));
+      // too late by Redis's clock (a skew misjudged), or data this instance had not seen (what
+      // it spent is on its way back first): nothing granted, nothing refused
+      if (reply[1] === "late" || reply[1] === "epoch") return;
       const [granted, , ds, de, ms, redisNow, dr, mr, nr, dt, nt] = reply.map((v, i) =>
-        i === 1 || i === 11 ? 0 : Number(v)
+        i === 1 || i >= 11 ? 0 : Number(v)
       ) as number[];
       const gen = String(reply[11]);
-      if (g.gen !== gen) {
-        // an operator reset the key since the grant was taken: what is left of it is void
-        g.left = 0;
+      if (g.gen !== gen || g.epoch !== this.#epoch) {
+        // an operator reset the key since the grant was taken, or Redis lost its data: what
+        // is left of it is void (and no longer this instance's spend)
+        this.#void(g);
         g.gen = gen;
+        g.epoch = this.#epoch ?? "";
       }
-      this.#saw(c, ds!, dr!, dt!, g.model, mr!);
+      if (granted! > 0) this.#spent(c, ds!, granted!, 0, g.model);
       const reason = String(reply[1]);
       const local = this.#now();
       const skew = local - redisNow!;
@@ -520,16 +558,57 @@ export class BudgetBank {
     return n;
   }
 
-  /** Keeps the day counts a reply showed (see {@linkcode SEED}). */
-  #saw(c: Candidate, day: number, requests: number, tokens: number, model: string, mr: number) {
-    let seen = this.#seen.get(c.id);
-    if (seen === undefined || seen.day !== day) {
-      this.#seen.set(c.id, seen = { c, day, requests: 0, tokens: 0, models: new Map() });
+  /** Counts what this instance spent of a key's day in the current epoch's data. */
+  #spent(
+    c: Candidate,
+    day: number,
+    requests: number,
+    tokens: number,
+    model: string,
+    modelRequests = requests,
+  ): void {
+    const epoch = this.#epoch ?? "";
+    let own = this.#own.get(c.id);
+    if (own === undefined || own.day !== day || own.epoch !== epoch) {
+      this.#own.set(c.id, own = { c, epoch, day, requests: 0, tokens: 0, models: new Map() });
     }
-    seen.c = c;
-    if (requests > seen.requests) seen.requests = requests;
-    if (tokens > seen.tokens) seen.tokens = tokens;
-    if (model !== "" && mr > (seen.models.get(model) ?? 0)) seen.models.set(model, mr);
+    own.c = c;
+    own.requests += requests;
+    own.tokens += tokens;
+    if (model !== "") own.models.set(model, (own.models.get(model) ?? 0) + modelRequests);
+  }
+
+  /** Drops what is left of a grant (it is void): it is no longer this instance's spend. */
+  #void(g: Grant): void {
+    if (g.left > 0) this.#spent(g.c, g.day, -g.left, 0, g.model);
+    g.left = 0;
+  }
+
+  /**
+   * Takes in the epoch a reply named. A new one means Redis lost its data (it restarted
+   * without persistence): every grant held is void, and what this instance had spent of each
+   * key's day is added back (each instance adds its own: together, the day's counts).
+   */
+  #epochIs(epoch: string): void {
+    const was = this.#epoch;
+    if (was === epoch) return;
+    this.#epoch = epoch;
+    if (was === undefined) return;
+    for (const g of this.#grants.values()) if (g.epoch === was) this.#void(g);
+    const own = [...this.#own.values()].filter((o) => o.epoch === was);
+    for (const o of own) {
+      this.#own.delete(o.c.id);
+      const args = [...this.#days(o.c).map(String), String(o.day)];
+      if (o.requests > 0) args.push("r", String(o.requests));
+      if (o.tokens > 0) args.push("t", String(o.tokens));
+      for (const [m, n] of o.models) if (n > 0) args.push("m:" + m, String(n));
+      if (args.length <= 5) continue;
+      this.#link.run(RESTORE, [this.#base(o.c)], args).then(() => {
+        // what it spent is in the new data now: counted again should it be lost too
+        this.#spent(o.c, o.day, o.requests, o.tokens, "");
+        for (const [m, n] of o.models) this.#spent(o.c, o.day, 0, 0, m, n);
+      }, () => {});
+    }
   }
 
   /** Gives a grant's unused requests back to the windows they were taken in. */
@@ -537,14 +616,22 @@ export class BudgetBank {
     const n = g.left;
     if (n <= 0 || g.day === 0) return Promise.resolve();
     g.left = 0;
-    const seen = this.#seen.get(g.c.id);
-    if (seen !== undefined && seen.day === g.day) {
-      seen.requests = Math.max(0, seen.requests - n);
-      const m = seen.models.get(g.model);
-      if (m !== undefined) seen.models.set(g.model, Math.max(0, m - n));
-    }
+    // taken from data Redis has lost since: nothing to give back to
+    if (g.epoch !== this.#epoch) return Promise.resolve();
     const args = [String(g.day), String(g.minute), g.model, String(n), g.gen];
-    return this.#link.run(GIVE_BACK, [this.#base(g.c)], args).catch(() => {});
+    const c = g.c;
+    const model = g.model;
+    const day = g.day;
+    return this.#link.run(GIVE_BACK, [this.#base(c)], args).then(
+      () => this.#spent(c, day, -n, 0, model),
+      () => {
+        // Redis still counts them: taken off when it is back
+        const k = c.id + "\n" + model;
+        const o = this.#owed.get(k);
+        if (o === undefined) this.#owed.set(k, { c, model, n: -n, tokens: 0 });
+        else o.n -= n;
+      },
+    );
   }
 
   /** Adds every key's pending tokens in one script call. */
@@ -553,7 +640,7 @@ export class BudgetBank {
     const pending = [...this.#tokens.values()];
     this.#tokens.clear();
     const keys: string[] = [];
-    const args: string[] = [this.#deadline()];
+    const args: string[] = [this.#deadline(), crypto.randomUUID()];
     for (const { c, n } of pending) {
       const q = c.quota;
       keys.push(this.#base(c));
@@ -569,16 +656,21 @@ export class BudgetBank {
       }
     };
     return [
-      this.#link.run(TOKENS, keys, args).then((reply) => {
-        if (!Array.isArray(reply) || reply.length !== pending.length * 5 + 1) {
-          // "late": Redis added nothing (its caller had given up, but here it is): owed
-          if (Array.isArray(reply) && reply[0] === "late") owe();
+      this.#link.run(TOKENS, [...keys, this.#link.prefix + "epoch"], args).then((reply) => {
+        if (!Array.isArray(reply)) return;
+        if (reply[0] === "late") {
+          // Redis added nothing (its caller had given up, but here it is): owed
+          this.#skew = this.#now() - Number(reply[1]);
+          owe();
           return;
         }
-        const skew = this.#now() - Number(reply[reply.length - 1]);
-        pending.forEach(({ c }, i) => {
-          const [why, de, ms, ds, dt] = reply.slice(i * 5, i * 5 + 5) as unknown[];
-          this.#saw(c, Number(ds), 0, Number(dt), "", 0);
+        if (reply.length !== pending.length * 5 + 2) return;
+        const skew = this.#now() - Number(reply[reply.length - 2]);
+        this.#skew = skew;
+        this.#epochIs(String(reply[reply.length - 1]));
+        pending.forEach(({ c, n }, i) => {
+          const [why, de, ms, ds] = reply.slice(i * 5, i * 5 + 4) as unknown[];
+          this.#spent(c, Number(ds), 0, n, "");
           if (why === "" || why === undefined) return;
           const until = why === "minute_tokens" ? Number(ms) + 60_000 + skew : Number(de) + skew;
           this.#events?.refused(c, undefined, String(why), until);
@@ -602,35 +694,21 @@ export class BudgetBank {
   }
 
   /**
-   * Redis is (back) up: when it lost its data (restarted empty), the day counts are raised to
-   * what this instance last saw; then what was spent meanwhile is added.
+   * Redis is (back) up: its epoch says whether it lost its data (then what this instance had
+   * spent of the day goes back); then what was spent while it was down is added.
    */
   async #repay(): Promise<void> {
-    let epoch: string;
     try {
       const reply = await this.#link.run(EPOCH, [this.#link.prefix + "epoch"], [
         crypto.randomUUID(),
       ]);
-      epoch = String(reply);
+      if (!Array.isArray(reply) || reply.length < 2) return;
+      this.#skew = this.#now() - Number(reply[1]);
+      this.#epochIs(String(reply[0]));
     } catch {
       return; // down again: when it is back
     }
-    const lost = this.#epoch !== undefined && epoch !== this.#epoch;
-    this.#epoch = epoch;
-    // only a Redis that lost its data needs the counts back (others' give-backs since this
-    // instance last looked would be counted again)
-    if (lost) this.#seed();
     void this.#repayOwed();
-  }
-
-  #seed(): void {
-    for (const seen of this.#seen.values()) {
-      const args = [...this.#days(seen.c).map(String), String(seen.day)];
-      if (seen.requests > 0) args.push("r", String(seen.requests));
-      if (seen.tokens > 0) args.push("t", String(seen.tokens));
-      for (const [m, n] of seen.models) args.push("m:" + m, String(n));
-      if (args.length > 5) this.#link.run(SEED, [this.#base(seen.c)], args).catch(() => {});
-    }
   }
 
   /** Adds what was spent while Redis was down (on Redis's clock), one call per key and model. */
@@ -645,7 +723,10 @@ export class BudgetBank {
         String(o.tokens),
         this.#deadline(),
       ];
-      return this.#link.run(REPAY, [this.#base(o.c)], args).catch(() => {
+      return this.#link.run(REPAY, [this.#base(o.c)], args).then(() => {
+        const day = this.#days(o.c)[1]!;
+        this.#spent(o.c, day, o.n, o.tokens, o.model);
+      }, () => {
         const k = o.c.id + "\n" + o.model;
         const again = this.#owed.get(k);
         if (again === undefined) this.#owed.set(k, o);

@@ -23,6 +23,14 @@ for i = ${a + 1}, ${a + 3} do
   if now >= a and now < b then ds, de = a, b end
 end`;
 
+/** Reads the epoch in the key `key` (a Lua expression), or sets it from ARGV[a]: sets `epoch`. */
+const EPOCH_OF = (key: string, a: number) => `
+local epoch = redis.call('GET', ${key})
+if not epoch then
+  epoch = ARGV[${a}]
+  redis.call('SET', ${key}, epoch)
+end`;
+
 const ADD_FLOORED = `
 local function add(k, f, by)
   if by == 0 then return end
@@ -32,16 +40,23 @@ end`;
 /**
  * Takes up to `want` requests for one key and model from every window's limits, at most an
  * eighth of what is left of the tightest.
- * KEYS[1]: the key's prefix. ARGV: four day boundaries; limits (requests per day, per model per
- * day, per minute, tokens per day, per minute); the model ("" for none); want; deadline.
- * Returns: granted, why refused ("late" past the deadline), day start, day end, minute start,
- * Redis now, the counts after (day requests, model requests, minute requests, day tokens,
- * minute tokens), the key's generation.
+ * KEYS: the key's prefix, `<prefix>epoch`. ARGV: four day boundaries; limits (requests per day,
+ * per model per day, per minute, tokens per day, per minute); the model ("" for none); want;
+ * deadline; an epoch id to set when there is none; the epoch the caller knows ("" for none).
+ * Returns: granted, why refused ("late" past the deadline, "epoch" when the caller's epoch is
+ * not Redis's: it must add back what it spent first), day start, day end, minute start, Redis now, the counts after (day requests,
+ * model requests, minute requests, day tokens, minute tokens), the key's generation, the epoch.
  */
-export const TAKE = script(`${DAY(0)}
+export const TAKE = script(`${DAY(0)}${EPOCH_OF("KEYS[2]", 13)}
 local gen = redis.call('GET', KEYS[1] .. 'gen') or '0'
 local deadline = tonumber(ARGV[12])
-if deadline > 0 and now > deadline then return {0, 'late', ds, de, 0, now, 0, 0, 0, 0, 0, gen} end
+if deadline > 0 and now > deadline then
+  return {0, 'late', ds, de, 0, now, 0, 0, 0, 0, 0, gen, epoch}
+end
+-- data the caller did not know (Redis lost its data): it adds back what it spent first
+if ARGV[14] ~= '' and ARGV[14] ~= epoch then
+  return {0, 'epoch', ds, de, 0, now, 0, 0, 0, 0, 0, gen, epoch}
+end
 local dk = KEYS[1] .. 'd:' .. ds
 local ms = math.floor(now / 60000) * 60000
 local mk = KEYS[1] .. 'm:' .. ms
@@ -78,7 +93,7 @@ if grant > 0 then
   nr = redis.call('HINCRBY', mk, 'r', grant)
   redis.call('PEXPIRE', mk, 120000)
 end
-return {grant, why, ds, de, ms, now, dr, mr, nr, dt, nt, gen}`);
+return {grant, why, ds, de, ms, now, dr, mr, nr, dt, nt, gen, epoch}`);
 
 /**
  * Gives back what a grant did not use, to the windows it was taken in, unless the key was reset
@@ -119,37 +134,35 @@ redis.call('PEXPIRE', mk, 120000)
 return 1`);
 
 /**
- * Raises a key's day counts to what an instance last saw, when Redis's day is that day (a Redis
- * that restarted empty learns them back). KEYS[1]: the key's prefix. ARGV: four day
- * boundaries, the day seen, then field and count pairs (`r`, `t`, `m:<model>`).
+ * Adds back what an instance had spent of a key's day in a Redis that lost its data, when
+ * Redis's day is still that day (every instance adds its own: together the day's counts).
+ * KEYS[1]: the key's prefix. ARGV: four day boundaries, the day, then field and count pairs
+ * (`r`, `t`, `m:<model>`).
  */
-export const SEED = script(`${DAY(0)}
+export const RESTORE = script(`${DAY(0)}
 if ds ~= tonumber(ARGV[5]) then return 0 end
 local dk = KEYS[1] .. 'd:' .. ds
-for i = 6, #ARGV - 1, 2 do
-  local v = tonumber(ARGV[i + 1])
-  if tonumber(redis.call('HGET', dk, ARGV[i]) or '0') < v then
-    redis.call('HSET', dk, ARGV[i], v)
-  end
-end
+for i = 6, #ARGV - 1, 2 do redis.call('HINCRBY', dk, ARGV[i], tonumber(ARGV[i + 1])) end
 redis.call('PEXPIREAT', dk, de + ${DAY_TTL_MS})
 return 1`);
 
 /**
  * Adds tokens to the windows that hold Redis's now, for many keys at once. KEYS: the keys'
- * prefixes. ARGV[1]: the deadline; then seven per key: four day boundaries, tokens per day, per
- * minute, the tokens. Returns, per key, why it is full ("" when not), its day end, the minute
- * start, its day start and day tokens; then Redis's now ({"late"} past the deadline).
+ * prefixes, then `<prefix>epoch`. ARGV[1]: the deadline; ARGV[2]: an epoch id to set when there
+ * is none; then seven per key: four day boundaries, tokens per day, per minute, the tokens.
+ * Returns, per key, why it is full ("" when not), its day end, the minute start, its day start
+ * and day tokens; then Redis's now and the epoch ({"late", now} past the deadline).
  */
 export const TOKENS = script(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = tonumber(ARGV[1])
-if deadline > 0 and now > deadline then return {'late'} end
+if deadline > 0 and now > deadline then return {'late', now} end
+${EPOCH_OF("KEYS[#KEYS]", 2)}
 local ms = math.floor(now / 60000) * 60000
 local out = {}
-for k = 1, #KEYS do
-  local a0 = 1 + (k - 1) * 7
+for k = 1, #KEYS - 1 do
+  local a0 = 2 + (k - 1) * 7
   local ds, de = tonumber(ARGV[a0 + 2]), tonumber(ARGV[a0 + 3])
   for i = 1, 3 do
     local a, b = tonumber(ARGV[a0 + i]), tonumber(ARGV[a0 + i + 1])
@@ -172,6 +185,7 @@ for k = 1, #KEYS do
   out[#out + 1] = dt
 end
 out[#out + 1] = now
+out[#out + 1] = epoch
 return out`);
 
 /** Reads a key's counts in the windows that hold Redis's now. KEYS[1]: the key's prefix. */
@@ -182,12 +196,10 @@ return {redis.call('HGETALL', KEYS[1] .. 'd:' .. ds), redis.call('HGETALL', KEYS
 /**
  * Names the data Redis holds: an id set when the prefix is first used, gone when Redis loses
  * its data (a restart without persistence). KEYS[1]: `<prefix>epoch`. ARGV[1]: an id to set
- * when there is none. Returns the id in force.
+ * when there is none. Returns the id in force and Redis's now.
  */
 export const EPOCH = script(`
-local e = redis.call('GET', KEYS[1])
-if not e then
-  e = ARGV[1]
-  redis.call('SET', KEYS[1], e)
-end
-return e`);
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+${EPOCH_OF("KEYS[1]", 1)}
+return {epoch, now}`);

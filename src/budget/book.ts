@@ -15,7 +15,7 @@ import type { QuotaConfig } from "../config/types.ts";
 import { dayStart, nextReset } from "./reset.ts";
 import type { LearnedBudgets } from "./headers.ts";
 import { modelSlot, readModel, upstreamModel } from "./models.ts";
-import { type BudgetBank, type ClusterCounts, hasLimits } from "./bank.ts";
+import { type BudgetBank, type ClusterCounts, hasLimits, type Reservation } from "./bank.ts";
 
 /** A minute, in milliseconds: the short window of `requests_per_minute`, `tokens_per_minute`. */
 export const MINUTE = 60_000;
@@ -220,9 +220,10 @@ export class Budgets {
    * limits decide), else the book's own counts decide.
    * @param now epoch ms
    * @returns true when the request may go; else a promise (one round trip to the shared
-   *   bank) of whether it may: false when the cluster's budget is spent (the key is out)
+   *   bank) of what became of it: `granted`, `owed` (Redis went down: counted here, told to
+   *   Redis later) or `refused` (the cluster's budget is spent: the key is out)
    */
-  take(c: Candidate, model: string | undefined, now: number): true | Promise<boolean> {
+  take(c: Candidate, model: string | undefined, now: number): true | Promise<Reservation> {
     const q = c.quota;
     const b = (c.state as CandidateState).budget;
     rollDay(q, b, now);

@@ -36,8 +36,12 @@ export class Reloader {
    * @param app the application whose config is replaced
    * @param options how to load the config, and the file-change debounce
    */
+  /** The config the instance started with (where its key state is). */
+  readonly #started: Config;
+
   constructor(app: App, options: ReloaderOptions) {
     this.#app = app;
+    this.#started = app.rt.config;
     this.#load = options.load;
     this.#debounceMs = options.debounceMs ?? 200;
   }
@@ -85,9 +89,10 @@ export class Reloader {
         listening: `${old.server.host}:${old.server.port}`,
       });
     }
-    if (stateChanged(old, next)) {
+    // `state` is read at start only: compared with the config the instance started with
+    if (stateChanged(this.#started, next)) {
       log.warn("state changes need a restart; key state stays where it is", {
-        state: describeState(old),
+        state: describeState(this.#started),
       });
     }
     log.info("config reloaded", {

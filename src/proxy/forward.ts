@@ -226,13 +226,15 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
     }
     if (lease === undefined) break;
     if (lease.reserved !== true) {
+      // made before the wait: a signal made only after the client left says so only later
+      const signal = req.signal;
       const granted = await lease.reserved;
       // while it waited for Redis: the client left, the drain ended, or Redis went away and is
       // required; nothing was sent, and what the budgets took is given back
-      if (req.signal.aborted || deps.stopping() || deps.refusing?.() === true) {
+      if (signal.aborted || deps.stopping() || deps.refusing?.() === true) {
         lease.withdraw(granted);
         if (deps.stopping()) throw shuttingDown();
-        if (!req.signal.aborted) throw sharedStateDown();
+        if (!signal.aborted) throw sharedStateDown();
         ctx.log.outcome = "client_abort";
         ctx.log.status = 499;
         ctx.res = new Response(null, { status: 499 });

@@ -95,7 +95,7 @@ export class Lease {
   /** Epoch ms when the attempt took its request from the key's budgets. */
   #takenAt: number;
   /** Whether that request was owed to the shared bank (Redis was down). */
-  readonly #owed: boolean;
+  #owed: boolean;
   #ended = false;
 
   /**
@@ -112,7 +112,12 @@ export class Lease {
     this.trial = ledger.board.begin(candidate);
     this.#takenAt = ledger.clock.now();
     this.#owed = ledger.budgets.owes(candidate);
-    this.reserved = ledger.budgets.take(candidate, picked?.ctx.model, this.#takenAt);
+    const taken = ledger.budgets.take(candidate, picked?.ctx.model, this.#takenAt);
+    this.reserved = taken === true ? true : taken.then((r) => {
+      // Redis went down while it waited: the request is owed, and a refund cancels the debt
+      if (r === "owed") this.#owed = true;
+      return r !== "refused";
+    });
     this.startedAt = ledger.clock.mono();
   }
 

@@ -29,8 +29,17 @@ export interface Script {
  * @param source the Lua source
  */
 export function script(source: string): Script {
-  return { source, sha: createHash("sha1").update(source).digest("hex") };
+  const s = { source, sha: createHash("sha1").update(source).digest("hex") };
+  SCRIPTS.push(s);
+  return s;
 }
+
+/**
+ * Every script made: loaded into Redis each time a connection is ready, before the link counts
+ * as up. (A script Redis does not know is sent again in full one round trip later, and scripts
+ * sent meanwhile on the same connection would run before it.)
+ */
+const SCRIPTS: Script[] = [];
 
 /** Options of {@linkcode RedisLink}. */
 export interface RedisLinkOptions {
@@ -91,6 +100,8 @@ export class RedisLink {
   /** The link went down because a command was too slow, with the connection still open. */
   #slow = false;
   #checking = false;
+  /** Scripts are being loaded into a connection just ready. */
+  #loading = false;
   #checkTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #downs = 0;
@@ -183,8 +194,11 @@ export class RedisLink {
    * @returns whether it is up
    */
   async start(waitMs = 2000): Promise<boolean> {
-    const connected = Promise.allSettled([this.#client.connect(), this.#sub.connect()]);
-    await Promise.race([connected, delay(waitMs)]);
+    const up = new Promise<void>((resolve) => this.onChange((u) => u && resolve()));
+    const subscribed = new Promise<void>((resolve) => this.#sub.once("ready", () => resolve()));
+    void Promise.allSettled([this.#client.connect(), this.#sub.connect()]);
+    // up (its scripts loaded) and subscribed, or the wait is over
+    await Promise.race([Promise.all([up, subscribed]), delay(waitMs)]);
     if (!this.#up && !this.#closed) {
       this.#logger.warn("shared state: Redis cannot be reached; serving on the local view", {
         redis: this.display,
@@ -334,6 +348,27 @@ export class RedisLink {
   }
 
   #ready(): void {
+    if (this.#closed || this.#slow || this.#up || this.#loading) return;
+    // a Redis that restarted knows no script: load them all first
+    this.#loading = true;
+    const loaded = Promise.all(SCRIPTS.map((s) => this.#client.scriptLoad(s.source)));
+    Promise.race([
+      loaded,
+      delay(this.#timeoutMs).then(() => Promise.reject(new Error("slow"))),
+    ]).then(() => {
+      this.#loading = false;
+      this.#upNow();
+    }, () => {
+      this.#loading = false;
+      // slow or gone again: the PING loop or the next reconnection tries again
+      if (!this.#closed && this.#client.isReady) {
+        this.#slow = true;
+        this.#check();
+      }
+    });
+  }
+
+  #upNow(): void {
     if (this.#closed || this.#slow || this.#up) return;
     const first = this.#downs === 0;
     this.#up = true;

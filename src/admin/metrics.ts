@@ -8,11 +8,11 @@
  * add a series.
  */
 
-import type { RequestContext } from "../plugin.ts";
+import type { Candidate, RequestContext } from "../plugin.ts";
 import type { Runtime } from "../runtime.ts";
 import type { StatsSource } from "./source.ts";
-import { type BudgetView, budgetViews } from "../budget/views.ts";
-import type { ClusterBudget, ClusterSnapshot } from "./cluster_view.ts";
+import { budgetViews } from "../budget/views.ts";
+import type { ClusterSnapshot } from "./cluster_view.ts";
 import type { QueueStats } from "../proxy/wait_queue.ts";
 import { statusOf } from "../health/availability.ts";
 import type { CandidateState } from "../state_store.ts";
@@ -48,6 +48,39 @@ function labels(obj: Record<string, string>): string {
   const parts: string[] = [];
   for (const k in obj) parts.push(`${k}="${esc(obj[k]!)}"`);
   return parts.length ? `{${parts.join(",")}}` : "";
+}
+
+/**
+ * Rows of every key's budgets, labelled by upstream, key, budget and model (per model only for
+ * the models the configuration names), and a writer of one gauge over them.
+ * @param out the exposition's lines
+ * @param app the keys
+ * @param budgetsOf a key's budgets by name (`requests_per_day`, `model_requests_per_day:<model>`)
+ */
+function budgetGauges<V>(
+  out: string[],
+  app: StatsSource,
+  budgetsOf: (c: Candidate) => Record<string, V>,
+): (name: string, help: string, value: (v: V) => number) => void {
+  const names = configuredModels(app.rt);
+  const rows: [Record<string, string>, V][] = [];
+  for (const c of app.rt.candidates.values()) {
+    for (const [budget, v] of Object.entries(budgetsOf(c))) {
+      const at = budget.indexOf(":");
+      const model = at < 0 ? "" : budget.slice(at + 1);
+      if (model !== "" && !names.has(model)) continue;
+      rows.push([{
+        upstream: c.upstream.name,
+        key: c.mask,
+        budget: at < 0 ? budget : budget.slice(0, at),
+        model,
+      }, v]);
+    }
+  }
+  return (name, help, value) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+    for (const [l, v] of rows) out.push(`${name}${labels(l)} ${value(v)}`);
+  };
 }
 
 /** What is counted for one model and upstream (upstream "" for requests that made no attempt). */
@@ -262,25 +295,7 @@ export class Metrics {
 
   /** Every key's budgets as gauges (per model only for the models the configuration names). */
   #budgets(out: string[], app: StatsSource, now: number): void {
-    const names = configuredModels(app.rt);
-    const rows: [Record<string, string>, BudgetView][] = [];
-    for (const c of app.rt.candidates.values()) {
-      for (const [budget, v] of Object.entries(budgetViews(c, now))) {
-        const at = budget.indexOf(":");
-        const model = at < 0 ? "" : budget.slice(at + 1);
-        if (model !== "" && !names.has(model)) continue;
-        rows.push([{
-          upstream: c.upstream.name,
-          key: c.mask,
-          budget: at < 0 ? budget : budget.slice(0, at),
-          model,
-        }, v]);
-      }
-    }
-    const gauge = (name: string, help: string, value: (v: BudgetView) => number) => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
-      for (const [l, v] of rows) out.push(`${name}${labels(l)} ${value(v)}`);
-    };
+    const gauge = budgetGauges(out, app, (c) => budgetViews(c, now));
     gauge(
       "llm_balance_budget_limit",
       "Each key's budget (0: learned, no configured limit)",
@@ -313,27 +328,7 @@ export class Metrics {
       "# TYPE llm_balance_redis_down_total counter",
       `llm_balance_redis_down_total ${st.downs}`,
     );
-    const names = configuredModels(app.rt);
-    const rows: [Record<string, string>, ClusterBudget][] = [];
-    for (const c of app.rt.candidates.values()) {
-      const budgets = cluster.budgets.get(c.id);
-      if (budgets === undefined) continue;
-      for (const [budget, v] of Object.entries(budgets)) {
-        const at = budget.indexOf(":");
-        const model = at < 0 ? "" : budget.slice(at + 1);
-        if (model !== "" && !names.has(model)) continue;
-        rows.push([{
-          upstream: c.upstream.name,
-          key: c.mask,
-          budget: at < 0 ? budget : budget.slice(0, at),
-          model,
-        }, v]);
-      }
-    }
-    const gauge = (name: string, help: string, value: (v: ClusterBudget) => number) => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
-      for (const [l, v] of rows) out.push(`${name}${labels(l)} ${value(v)}`);
-    };
+    const gauge = budgetGauges(out, app, (c) => cluster.budgets.get(c.id) ?? {});
     const same = "; the same on every instance: aggregate with max, not sum";
     gauge("llm_balance_cluster_budget_limit", `Each key's budget${same}`, (v) => v.limit);
     gauge(

@@ -48,6 +48,7 @@ import {
   vmMb,
 } from "./_proc.ts";
 import { V8_FLAGS } from "../../tools/compile_all.ts";
+import { hasRedis } from "../helpers/redis.ts";
 import {
   type Check,
   checksTable,
@@ -432,23 +433,6 @@ async function budgetsScenario(run: Run): Promise<void> {
   await run.processes.stop(on);
 }
 
-/** Whether `redis-server` and `redis-cli` can be run here. */
-async function hasRedis(): Promise<boolean> {
-  for (const tool of ["redis-server", "redis-cli"]) {
-    try {
-      const out = await new Deno.Command(tool, {
-        args: ["--version"],
-        stdout: "null",
-        stderr: "null",
-      }).output();
-      if (!out.success) return false;
-    } catch {
-      return false;
-    }
-  }
-  return true;
-}
-
 /** A free TCP port on 127.0.0.1 (free when asked; the server started on it binds it soon after). */
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -561,7 +545,7 @@ async function commandStats(port: number): Promise<CommandStats> {
  */
 async function redisScenario(run: Run): Promise<void> {
   const { settings, mock, processes } = run;
-  if (!(await hasRedis())) {
+  if (!hasRedis) {
     const why = "redis-server or redis-cli is not installed (apt-get install -y redis-server)";
     progress(`redis: skipped: ${why}`);
     run.extra.push({ measure: `redis scenario skipped: ${why}`, value: NaN, unit: "" });

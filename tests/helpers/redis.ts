@@ -6,15 +6,15 @@
  * installs it).
  */
 
-/** Whether `redis-server` can be run here. */
-export const hasRedis: boolean = (() => {
+/** Whether `redis-server` and `redis-cli` can be run here. */
+export const hasRedis: boolean = ["redis-server", "redis-cli"].every((tool) => {
   try {
-    return new Deno.Command("redis-server", { args: ["--version"], stdout: "null", stderr: "null" })
+    return new Deno.Command(tool, { args: ["--version"], stdout: "null", stderr: "null" })
       .outputSync().success;
   } catch {
     return false;
   }
-})();
+});
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });

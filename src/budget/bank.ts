@@ -86,15 +86,21 @@ interface Grant {
   epoch: string;
 }
 
-/** What this instance has spent of a key's day in the Redis data of one epoch. */
-interface Own {
-  c: Candidate;
+/** Where a count belongs: the Redis data (epoch), Redis's day start and minute start. */
+interface Window {
   epoch: string;
-  /** Redis's day start. */
   day: number;
+  minute: number;
+}
+
+/** What this instance has spent of a key's day and minute in the Redis data of one epoch. */
+interface Own extends Window {
+  c: Candidate;
   requests: number;
   tokens: number;
   models: Map<string, number>;
+  minuteRequests: number;
+  minuteTokens: number;
 }
 
 /** Options of {@linkcode BudgetBank}. */
@@ -145,6 +151,8 @@ export class BudgetBank {
   #epoch: string | undefined;
   /** What this instance spent of each key's day, in the current epoch's data. */
   readonly #own = new Map<string, Own>();
+  /** Spends whose adding back to a Redis that lost its data failed: tried again when up. */
+  #unrestored: Own[] = [];
   /** Requests spent while Redis was down, per key and model: added when it is back. */
   readonly #owed = new Map<string, { c: Candidate; model: string; n: number; tokens: number }>();
   readonly #timer: ReturnType<typeof setInterval>;
@@ -262,8 +270,9 @@ export class BudgetBank {
       return;
     }
     const args = [...this.#days(c).map(String), model, "-1", "0", this.#deadline()];
+    const at = this.#nowWindow(c);
     this.#link.run(REPAY, [this.#base(c)], args).then(
-      () => this.#spent(c, this.#days(c)[1]!, -1, 0, model),
+      () => this.#spent(c, at, -1, 0, model),
       () => {},
     );
   }
@@ -509,7 +518,9 @@ export class BudgetBank {
         g.gen = gen;
         g.epoch = this.#epoch ?? "";
       }
-      if (granted! > 0) this.#spent(c, ds!, granted!, 0, g.model);
+      if (granted! > 0) {
+        this.#spent(c, { epoch: this.#epoch ?? "", day: ds!, minute: ms! }, granted!, 0, g.model);
+      }
       const reason = String(reply[1]);
       const local = this.#now();
       const skew = local - redisNow!;
@@ -558,29 +569,62 @@ export class BudgetBank {
     return n;
   }
 
-  /** Counts what this instance spent of a key's day in the current epoch's data. */
+  /** The window of now, as this instance can tell it (the day by its own clock). */
+  #nowWindow(c: Candidate): Window {
+    const now = this.#now() - (this.#skew ?? 0);
+    return {
+      epoch: this.#epoch ?? "",
+      day: this.#days(c)[1]!,
+      minute: Math.floor(now / 60_000) * 60_000,
+    };
+  }
+
+  /**
+   * Counts what this instance spent of a key's day and minute in the current epoch's data (a
+   * count of data Redis has lost since, or of an older day or minute, is left out).
+   */
   #spent(
     c: Candidate,
-    day: number,
+    at: Window,
     requests: number,
     tokens: number,
     model: string,
     modelRequests = requests,
   ): void {
-    const epoch = this.#epoch ?? "";
+    if (at.epoch !== (this.#epoch ?? "")) return;
     let own = this.#own.get(c.id);
-    if (own === undefined || own.day !== day || own.epoch !== epoch) {
-      this.#own.set(c.id, own = { c, epoch, day, requests: 0, tokens: 0, models: new Map() });
+    if (own !== undefined && (own.epoch !== at.epoch || own.day < at.day)) own = undefined;
+    if (own === undefined) {
+      own = {
+        c,
+        ...at,
+        requests: 0,
+        tokens: 0,
+        models: new Map(),
+        minuteRequests: 0,
+        minuteTokens: 0,
+      };
+      this.#own.set(c.id, own);
     }
+    if (at.day < own.day) return;
     own.c = c;
     own.requests += requests;
     own.tokens += tokens;
     if (model !== "") own.models.set(model, (own.models.get(model) ?? 0) + modelRequests);
+    if (at.minute > own.minute) {
+      own.minute = at.minute;
+      own.minuteRequests = 0;
+      own.minuteTokens = 0;
+    }
+    if (at.minute === own.minute) {
+      own.minuteRequests += requests;
+      own.minuteTokens += tokens;
+    }
   }
 
   /** Drops what is left of a grant (it is void): it is no longer this instance's spend. */
   #void(g: Grant): void {
-    if (g.left > 0) this.#spent(g.c, g.day, -g.left, 0, g.model);
+    if (g.left > 0) this.#spent(g.c, grantWindow(g), -g.left, 0, g.model);
     g.left = 0;
   }
 
@@ -592,22 +636,42 @@ export class BudgetBank {
   #epochIs(epoch: string): void {
     const was = this.#epoch;
     if (was === epoch) return;
+    // grants of the lost data are void: first, while their spends still count as current
+    for (const g of this.#grants.values()) if (g.epoch === was) this.#void(g);
     this.#epoch = epoch;
     if (was === undefined) return;
-    for (const g of this.#grants.values()) if (g.epoch === was) this.#void(g);
     const own = [...this.#own.values()].filter((o) => o.epoch === was);
+    for (const o of own) this.#own.delete(o.c.id);
+    this.#restore(own);
+  }
+
+  /** Adds spends back to a Redis that lost them; those it could not are tried again. */
+  #restore(own: Own[]): void {
+    const epoch = this.#epoch ?? "";
     for (const o of own) {
-      this.#own.delete(o.c.id);
-      const args = [...this.#days(o.c).map(String), String(o.day)];
-      if (o.requests > 0) args.push("r", String(o.requests));
-      if (o.tokens > 0) args.push("t", String(o.tokens));
-      for (const [m, n] of o.models) if (n > 0) args.push("m:" + m, String(n));
-      if (args.length <= 5) continue;
+      const day: string[] = [];
+      if (o.requests > 0) day.push("r", String(o.requests));
+      if (o.tokens > 0) day.push("t", String(o.tokens));
+      for (const [m, n] of o.models) if (n > 0) day.push("m:" + m, String(n));
+      const minute: string[] = [];
+      if (o.minuteRequests > 0) minute.push("r", String(o.minuteRequests));
+      if (o.minuteTokens > 0) minute.push("t", String(o.minuteTokens));
+      if (day.length === 0 && minute.length === 0) continue;
+      const args = [
+        ...this.#days(o.c).map(String),
+        String(o.day),
+        String(o.minute),
+        this.#deadline(),
+        String(day.length / 2),
+        ...day,
+        ...minute,
+      ];
       this.#link.run(RESTORE, [this.#base(o.c)], args).then(() => {
-        // what it spent is in the new data now: counted again should it be lost too
-        this.#spent(o.c, o.day, o.requests, o.tokens, "");
-        for (const [m, n] of o.models) this.#spent(o.c, o.day, 0, 0, m, n);
-      }, () => {});
+        // in the new data now: added back again should it be lost too
+        const at = { epoch, day: o.day, minute: o.minute };
+        this.#spent(o.c, at, o.requests, o.tokens, "");
+        for (const [m, n] of o.models) this.#spent(o.c, at, 0, 0, m, n);
+      }, () => this.#unrestored.push(o));
     }
   }
 
@@ -618,12 +682,12 @@ export class BudgetBank {
     g.left = 0;
     // taken from data Redis has lost since: nothing to give back to
     if (g.epoch !== this.#epoch) return Promise.resolve();
-    const args = [String(g.day), String(g.minute), g.model, String(n), g.gen];
+    const args = [String(g.day), String(g.minute), g.model, String(n), g.gen, this.#deadline()];
     const c = g.c;
     const model = g.model;
-    const day = g.day;
+    const at = grantWindow(g);
     return this.#link.run(GIVE_BACK, [this.#base(c)], args).then(
-      () => this.#spent(c, day, -n, 0, model),
+      () => this.#spent(c, at, -n, 0, model),
       () => {
         // Redis still counts them: taken off when it is back
         const k = c.id + "\n" + model;
@@ -670,7 +734,13 @@ export class BudgetBank {
         this.#epochIs(String(reply[reply.length - 1]));
         pending.forEach(({ c, n }, i) => {
           const [why, de, ms, ds] = reply.slice(i * 5, i * 5 + 4) as unknown[];
-          this.#spent(c, Number(ds), 0, n, "");
+          this.#spent(
+            c,
+            { epoch: this.#epoch ?? "", day: Number(ds), minute: Number(ms) },
+            0,
+            n,
+            "",
+          );
           if (why === "" || why === undefined) return;
           const until = why === "minute_tokens" ? Number(ms) + 60_000 + skew : Number(de) + skew;
           this.#events?.refused(c, undefined, String(why), until);
@@ -708,6 +778,9 @@ export class BudgetBank {
     } catch {
       return; // down again: when it is back
     }
+    const unrestored = this.#unrestored;
+    this.#unrestored = [];
+    this.#restore(unrestored);
     void this.#repayOwed();
   }
 
@@ -723,9 +796,9 @@ export class BudgetBank {
         String(o.tokens),
         this.#deadline(),
       ];
+      const at = this.#nowWindow(o.c);
       return this.#link.run(REPAY, [this.#base(o.c)], args).then(() => {
-        const day = this.#days(o.c)[1]!;
-        this.#spent(o.c, day, o.n, o.tokens, o.model);
+        this.#spent(o.c, at, o.n, o.tokens, o.model);
       }, () => {
         const k = o.c.id + "\n" + o.model;
         const again = this.#owed.get(k);
@@ -747,4 +820,9 @@ function pairs(reply: unknown): Map<string, number> {
     for (const [k, v] of Object.entries(reply)) out.set(k, Number(v));
   }
   return out;
+}
+
+/** The window a grant was taken in. */
+function grantWindow(g: Grant): Window {
+  return { epoch: g.epoch, day: g.day, minute: g.minute };
 }

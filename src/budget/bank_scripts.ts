@@ -98,9 +98,13 @@ return {grant, why, ds, de, ms, now, dr, mr, nr, dt, nt, gen, epoch}`);
 /**
  * Gives back what a grant did not use, to the windows it was taken in, unless the key was reset
  * since (its generation changed). KEYS[1]: the key's prefix. ARGV: day start, minute start,
- * model ("" for none), requests, generation. Never below 0.
+ * model ("" for none), requests, generation, deadline. Never below 0.
  */
 export const GIVE_BACK = script(`${ADD_FLOORED}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = tonumber(ARGV[6])
+if deadline > 0 and now > deadline then return 0 end
 if (redis.call('GET', KEYS[1] .. 'gen') or '0') ~= ARGV[5] then return 0 end
 local dk = KEYS[1] .. 'd:' .. ARGV[1]
 local mk = KEYS[1] .. 'm:' .. ARGV[2]
@@ -134,16 +138,27 @@ redis.call('PEXPIRE', mk, 120000)
 return 1`);
 
 /**
- * Adds back what an instance had spent of a key's day in a Redis that lost its data, when
- * Redis's day is still that day (every instance adds its own: together the day's counts).
- * KEYS[1]: the key's prefix. ARGV: four day boundaries, the day, then field and count pairs
- * (`r`, `t`, `m:<model>`).
+ * Adds back what an instance had spent of a key's day and minute in a Redis that lost its data,
+ * when Redis's day (minute) is still that day (minute): every instance adds its own, together
+ * the counts. KEYS[1]: the key's prefix. ARGV: four day boundaries, the day, the minute, the
+ * deadline, how many day pairs, the day's field and count pairs (`r`, `t`, `m:<model>`), then
+ * the minute's (`r`, `t`).
  */
 export const RESTORE = script(`${DAY(0)}
-if ds ~= tonumber(ARGV[5]) then return 0 end
+local deadline = tonumber(ARGV[7])
+if deadline > 0 and now > deadline then return 0 end
 local dk = KEYS[1] .. 'd:' .. ds
-for i = 6, #ARGV - 1, 2 do redis.call('HINCRBY', dk, ARGV[i], tonumber(ARGV[i + 1])) end
-redis.call('PEXPIREAT', dk, de + ${DAY_TTL_MS})
+local ms = math.floor(now / 60000) * 60000
+local mk = KEYS[1] .. 'm:' .. ms
+local nd = tonumber(ARGV[8])
+if ds == tonumber(ARGV[5]) then
+  for i = 9, 8 + 2 * nd, 2 do redis.call('HINCRBY', dk, ARGV[i], tonumber(ARGV[i + 1])) end
+  redis.call('PEXPIREAT', dk, de + ${DAY_TTL_MS})
+end
+if ms == tonumber(ARGV[6]) then
+  for i = 9 + 2 * nd, #ARGV - 1, 2 do redis.call('HINCRBY', mk, ARGV[i], tonumber(ARGV[i + 1])) end
+  redis.call('PEXPIRE', mk, 120000)
+end
 return 1`);
 
 /**

@@ -11,7 +11,7 @@ import { Cluster } from "../../src/shared/cluster.ts";
 import { MemoryStateStore } from "../../src/state_store.ts";
 import type { Candidate } from "../../src/plugin.ts";
 import { makeCandidates } from "../helpers/candidates.ts";
-import { hasRedis, RedisServer } from "../helpers/redis.ts";
+import { hasRedis, randomPrefix, type RedisServer, withRedis } from "../helpers/redis.ts";
 import { waitFor } from "../helpers/e2e.ts";
 
 const quiet = { info() {}, warn() {} };
@@ -46,6 +46,32 @@ function keys(): [Candidate, Candidate, Candidate] {
   return [a!, b!, c!];
 }
 
+/**
+ * Runs `fn` on a fresh Redis and one {@linkcode Cluster} per instance name (a random one where
+ * undefined), all on a random prefix and not started yet; closed, in order, and Redis stopped
+ * after.
+ */
+async function withClusters(
+  options: { password?: string; required: boolean; instances: (string | undefined)[] },
+  fn: (ctx: { redis: RedisServer; clusters: Cluster[] }) => Promise<void>,
+): Promise<void> {
+  await withRedis(options, async (redis) => {
+    const config = { url: redis.url, prefix: randomPrefix(), required: options.required };
+    const clusters = options.instances.map((instance) =>
+      Cluster.open(config, {
+        local: new MemoryStateStore(),
+        logger: quiet,
+        ...(instance === undefined ? {} : { instance }),
+      })
+    );
+    try {
+      await fn({ redis, clusters });
+    } finally {
+      for (const c of clusters) await c.close();
+    }
+  });
+}
+
 async function take(cluster: Cluster, c: Candidate, model: string): Promise<boolean> {
   const r = cluster.bank.take(c, model);
   return r === true ? true : (await r) !== "refused";
@@ -56,23 +82,12 @@ Deno.test({
   ignore: !hasRedis,
   async fn() {
     await awayFromEdges();
-    const redis = await RedisServer.start({ password: PASSWORD });
-    const config = {
-      url: redis.url,
-      prefix: `t${crypto.randomUUID().slice(0, 8)}:`,
+    await withClusters({
+      password: PASSWORD,
       required: false,
-    };
-    const one = Cluster.open(config, {
-      local: new MemoryStateStore(),
-      logger: quiet,
-      instance: "one",
-    });
-    const two = Cluster.open(config, {
-      local: new MemoryStateStore(),
-      logger: quiet,
-      instance: "two",
-    });
-    try {
+      instances: ["one", "two"],
+    }, async ({ redis, clusters }) => {
+      const [one, two] = clusters as [Cluster, Cluster];
       assert.equal(await one.start(), true);
       assert.equal(await two.start(), true);
       const [a1, b1, c1] = keys();
@@ -118,11 +133,7 @@ Deno.test({
       assert.equal(down.status.up, false);
       assert.equal(down.status.downs, 1);
       assert.equal(down.budgets.size, 0);
-    } finally {
-      await one.close();
-      await two.close();
-      await redis.stop();
-    }
+    });
   },
 });
 
@@ -131,14 +142,8 @@ Deno.test({
   ignore: !hasRedis,
   async fn() {
     await awayFromEdges();
-    const redis = await RedisServer.start();
-    const config = {
-      url: redis.url,
-      prefix: `t${crypto.randomUUID().slice(0, 8)}:`,
-      required: true,
-    };
-    const one = Cluster.open(config, { local: new MemoryStateStore(), logger: quiet });
-    try {
+    await withClusters({ required: true, instances: [undefined] }, async ({ clusters }) => {
+      const [one] = clusters as [Cluster];
       assert.equal(await one.start(), true);
       const [c] = makeCandidates([{ quota: { tokensPerDay: 100 } }]);
       one.bank.tokens(c!, 250);
@@ -148,9 +153,6 @@ Deno.test({
       assert.deepEqual(snap.budgets.get(c!.id), {
         tokens_per_day: { limit: 100, used: 250, remaining: 0 },
       });
-    } finally {
-      await one.close();
-      await redis.stop();
-    }
+    });
   },
 });

@@ -48,7 +48,7 @@ import {
   vmMb,
 } from "./_proc.ts";
 import { V8_FLAGS } from "../../tools/compile_all.ts";
-import { hasRedis } from "../helpers/redis.ts";
+import { freePort, hasRedis, redisServerArgs } from "../helpers/redis.ts";
 import {
   type Check,
   checksTable,
@@ -433,14 +433,6 @@ async function budgetsScenario(run: Run): Promise<void> {
   await run.processes.stop(on);
 }
 
-/** A free TCP port on 127.0.0.1 (free when asked; the server started on it binds it soon after). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 /** A redis-server the bench started. */
 interface Redis {
   started: Started;
@@ -485,20 +477,7 @@ async function startRedis(run: Run): Promise<Redis> {
     'echo "http://127.0.0.1:$1"; shift; exec redis-server "$@"',
     "sh",
     String(port),
-    "--port",
-    String(port),
-    "--bind",
-    "127.0.0.1",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--dir",
-    dir,
-    "--daemonize",
-    "no",
-    "--loglevel",
-    "warning",
+    ...redisServerArgs(port, dir),
     "--logfile",
     `${dir}/redis-server.log`,
   ]);

@@ -18,7 +18,7 @@ import type { Candidate } from "../../src/plugin.ts";
 import type { QuotaConfig } from "../../src/config/types.ts";
 import { RedisLink } from "../../src/shared/link.ts";
 import { type FakeCandidate, makeCandidates } from "../helpers/candidates.ts";
-import { hasRedis, RedisServer } from "../helpers/redis.ts";
+import { hasRedis, randomPrefix, type RedisServer, withRedis } from "../helpers/redis.ts";
 
 const quiet = { info() {}, warn() {} };
 const DAY = 86_400_000;
@@ -70,38 +70,46 @@ interface InstanceOptions {
   idleMs?: number;
 }
 
-/** A fresh Redis, a random prefix, and `n` instances (a link and a bank each); all closed after. */
+/**
+ * Waits away from a minute's (or UTC day's) edge, then runs `fn` on a fresh Redis, a random
+ * prefix and `n` instances (a link and a bank each; the first one's also as `link`, `bank` and
+ * `told`); all closed after.
+ */
 async function withBanks(
   n: number,
   options: InstanceOptions,
-  fn: (ctx: { redis: RedisServer; prefix: string; instances: Instance[] }) => Promise<void>,
+  fn: (
+    ctx: { redis: RedisServer; prefix: string; instances: Instance[] } & Instance,
+  ) => Promise<void>,
 ): Promise<void> {
-  const redis = await RedisServer.start();
-  const prefix = `t${crypto.randomUUID().slice(0, 8)}:`;
-  const instances: Instance[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const link = new RedisLink({ url: redis.url, prefix, logger: quiet });
-      const bank = new BudgetBank({
-        link,
-        ...(options.now === undefined ? {} : { now: options.now }),
-        ...(options.idleMs === undefined ? {} : { idleMs: options.idleMs }),
-      });
-      const told: Told = { refused: [], counts: [] };
-      const events: BankEvents = {
-        refused: (c, model, why, until) => void told.refused.push({ id: c.id, model, why, until }),
-        counts: (_c, model, counts) => void told.counts.push({ model, counts }),
-      };
-      bank.attach(events);
-      instances.push({ link, bank, told });
-      assert.equal(await link.start(), true);
+  await awayFromEdges();
+  await withRedis(async (redis) => {
+    const prefix = randomPrefix();
+    const instances: Instance[] = [];
+    try {
+      for (let i = 0; i < n; i++) {
+        const link = new RedisLink({ url: redis.url, prefix, logger: quiet });
+        const bank = new BudgetBank({
+          link,
+          ...(options.now === undefined ? {} : { now: options.now }),
+          ...(options.idleMs === undefined ? {} : { idleMs: options.idleMs }),
+        });
+        const told: Told = { refused: [], counts: [] };
+        const events: BankEvents = {
+          refused: (c, model, why, until) =>
+            void told.refused.push({ id: c.id, model, why, until }),
+          counts: (_c, model, counts) => void told.counts.push({ model, counts }),
+        };
+        bank.attach(events);
+        instances.push({ link, bank, told });
+        assert.equal(await link.start(), true);
+      }
+      await fn({ redis, prefix, instances, ...instances[0]! });
+    } finally {
+      for (const i of instances) await i.bank.close();
+      for (const i of instances) await i.link.close();
     }
-    await fn({ redis, prefix, instances });
-  } finally {
-    for (const i of instances) await i.bank.close();
-    for (const i of instances) await i.link.close();
-    await redis.stop();
-  }
+  });
 }
 
 /** One key with these budgets (each instance gets its own object, with the same id). */
@@ -132,9 +140,8 @@ async function hget(redis: RedisServer, k: string, field: string): Promise<numbe
 Deno.test({
   name: "bank: three instances, 200 concurrent takes of a 50-a-day key: exactly 50 granted",
   ignore: !hasRedis,
-  async fn() {
-    await awayFromEdges();
-    await withBanks(3, {}, async ({ redis, prefix, instances }) => {
+  fn: () =>
+    withBanks(3, {}, async ({ redis, prefix, instances }) => {
       const keys = instances.map(() => key({ requestsPerDay: 50 }));
       const answers = await Promise.all(
         Array.from({ length: 200 }, (_, i) => take(instances[i % 3]!.bank, keys[i % 3]!)),
@@ -152,17 +159,14 @@ Deno.test({
         }
       }
       assert.equal(await hget(redis, dayKey(prefix, keys[0]!, utcDayStart()), "r"), 50);
-    });
-  },
+    }),
 });
 
 Deno.test({
   name: "bank: a grant is spent without a round trip: most takes are synchronous",
   ignore: !hasRedis,
-  async fn() {
-    await awayFromEdges();
-    await withBanks(1, {}, async ({ redis, prefix, instances }) => {
-      const [{ bank }] = instances as [Instance];
+  fn: () =>
+    withBanks(1, {}, async ({ redis, prefix, bank }) => {
       const c = key({ requestsPerDay: 2000 });
       const batch = 20; // a hundredth of the limit, at most 20
       const takes = 500;
@@ -182,17 +186,14 @@ Deno.test({
       assert.ok(count <= takes + batch + batch / 2, `Redis counts ${count}, held too many`);
       await bank.close();
       assert.equal(await hget(redis, k, "r"), takes, "closing gives back what was held");
-    });
-  },
+    }),
 });
 
 Deno.test({
   name: "bank: a per-model budget refuses that model with why 'model'; other models still go",
   ignore: !hasRedis,
-  async fn() {
-    await awayFromEdges();
-    await withBanks(1, {}, async ({ redis, prefix, instances }) => {
-      const [{ bank, told }] = instances as [Instance];
+  fn: () =>
+    withBanks(1, {}, async ({ redis, prefix, bank, told }) => {
       const c = key({ modelRequestsPerDay: 5 });
       for (let i = 0; i < 5; i++) assert.equal(await take(bank, c, "a"), true, `take ${i + 1}`);
       assert.equal(await take(bank, c, "a"), false);
@@ -207,17 +208,14 @@ Deno.test({
       const k = dayKey(prefix, c, utcDayStart());
       assert.equal(await hget(redis, k, "m:a"), 5);
       assert.ok((await hget(redis, k, "m:b")) >= 2);
-    });
-  },
+    }),
 });
 
 Deno.test({
   name: "bank: requests_per_minute refuses with why 'minute' until the minute's end",
   ignore: !hasRedis,
-  async fn() {
-    await awayFromEdges();
-    await withBanks(1, {}, async ({ instances }) => {
-      const [{ bank, told }] = instances as [Instance];
+  fn: () =>
+    withBanks(1, {}, async ({ bank, told }) => {
       const c = key({ requestsPerMinute: 10 });
       const answers: boolean[] = [];
       for (let i = 0; i < 12; i++) answers.push(await take(bank, c));
@@ -230,17 +228,14 @@ Deno.test({
         assert.ok(r.until > now && r.until <= now + MINUTE, `until ${r.until - now} ms ahead`);
         assert.ok(Math.abs(r.until - minuteEnd) < 2000, `until ${r.until} vs ${minuteEnd}`);
       }
-    });
-  },
+    }),
 });
 
 Deno.test({
   name: "bank: tokens are added within 100 ms; a full token budget is refused as 'day_tokens'",
   ignore: !hasRedis,
-  async fn() {
-    await awayFromEdges();
-    await withBanks(1, {}, async ({ redis, prefix, instances }) => {
-      const [{ bank, told }] = instances as [Instance];
+  fn: () =>
+    withBanks(1, {}, async ({ redis, prefix, bank, told }) => {
       const c = key({ tokensPerDay: 100 });
       bank.tokens(c, 60);
       bank.tokens(c, 60);
@@ -252,34 +247,28 @@ Deno.test({
       assert.equal(told.refused[0]!.id, c.id);
       assert.ok(Math.abs(told.refused[0]!.until - (utcDayStart() + DAY)) < 2000);
       assert.equal(await hget(redis, dayKey(prefix, c, utcDayStart()), "t"), 120);
-    });
-  },
+    }),
 });
 
 Deno.test({
   name: "bank: a grant left unused goes back to Redis after idleMs",
   ignore: !hasRedis,
-  async fn() {
-    await awayFromEdges();
-    await withBanks(1, { idleMs: 200 }, async ({ redis, prefix, instances }) => {
-      const [{ bank }] = instances as [Instance];
+  fn: () =>
+    withBanks(1, { idleMs: 200 }, async ({ redis, prefix, bank }) => {
       const c = key({ requestsPerDay: 2000 });
       assert.equal(await take(bank, c), true);
       const k = dayKey(prefix, c, utcDayStart());
       assert.ok((await hget(redis, k, "r")) > 1, "a batch was taken");
       await sleep(500);
       assert.equal(await hget(redis, k, "r"), 1);
-    });
-  },
+    }),
 });
 
 Deno.test({
   name: "bank: a request given back stays in the grant: the next take needs no round trip",
   ignore: !hasRedis,
-  async fn() {
-    await awayFromEdges();
-    await withBanks(1, {}, async ({ redis, prefix, instances }) => {
-      const [{ bank }] = instances as [Instance];
+  fn: () =>
+    withBanks(1, {}, async ({ redis, prefix, bank }) => {
       const c = key({ requestsPerDay: 50 }); // batches of one
       assert.equal(await take(bank, c), true);
       const k = dayKey(prefix, c, utcDayStart());
@@ -287,17 +276,14 @@ Deno.test({
       bank.giveBack(c, undefined);
       assert.equal(bank.take(c, undefined), true, "synchronous");
       assert.equal(await hget(redis, k, "r") >= 1, true);
-    });
-  },
+    }),
 });
 
 Deno.test({
   name: "bank: while Redis is down the book decides; what was owed is added when it is back",
   ignore: !hasRedis,
-  async fn() {
-    await awayFromEdges();
-    await withBanks(1, {}, async ({ redis, prefix, instances }) => {
-      const [{ link, bank }] = instances as [Instance];
+  fn: () =>
+    withBanks(1, {}, async ({ redis, prefix, link, bank }) => {
       const c = key({ requestsPerDay: 50 });
       assert.equal(bank.covers(c), true);
       await redis.kill();
@@ -318,8 +304,7 @@ Deno.test({
       assert.equal(bank.covers(c), true);
       const ttl = Number(await redis.cli("PTTL", k));
       assert.ok(ttl > 0, `the day hash expires (PTTL ${ttl})`);
-    });
-  },
+    }),
 });
 
 /** A reset an hour ahead of the real time (UTC): the real day started 23 h ago. */
@@ -333,10 +318,8 @@ Deno.test({
   name: "bank: Redis's clock decides the day, not an instance's clock that is 2 h ahead",
   ignore: !hasRedis,
   async fn() {
-    await awayFromEdges();
     const skewed = () => Date.now() + 2 * HOUR;
-    await withBanks(1, { now: skewed }, async ({ redis, prefix, instances }) => {
-      const [{ bank, told }] = instances as [Instance];
+    await withBanks(1, { now: skewed }, async ({ redis, prefix, bank, told }) => {
       const { reset, realStart } = resetAhead();
       const c = key({ requestsPerDay: 100, reset, timeZone: "UTC" });
       assert.equal(await take(bank, c), true);
@@ -353,10 +336,8 @@ Deno.test({
   name: "bank: requests owed while Redis was down land in Redis's day, not a skewed instance's",
   ignore: !hasRedis,
   async fn() {
-    await awayFromEdges();
     const skewed = () => Date.now() + 2 * HOUR;
-    await withBanks(1, { now: skewed }, async ({ redis, prefix, instances }) => {
-      const [{ link, bank }] = instances as [Instance];
+    await withBanks(1, { now: skewed }, async ({ redis, prefix, link, bank }) => {
       const { reset, realStart } = resetAhead();
       const c = key({ requestsPerDay: 100, reset, timeZone: "UTC" });
       await redis.kill();
@@ -382,9 +363,8 @@ Deno.test({
 Deno.test({
   name: "bank: cluster() reads the cluster's counts; reset() deletes them",
   ignore: !hasRedis,
-  async fn() {
-    await awayFromEdges();
-    await withBanks(2, {}, async ({ redis, prefix, instances }) => {
+  fn: () =>
+    withBanks(2, {}, async ({ redis, prefix, instances }) => {
       const [a, b] = instances as [Instance, Instance];
       const quota = {
         requestsPerDay: 50,
@@ -438,17 +418,14 @@ Deno.test({
       });
       // the grants it held are gone too: the next take asks Redis
       assert.notEqual(a.bank.take(ca, "m1"), true);
-    });
-  },
+    }),
 });
 
 Deno.test({
   name: "bank: reset() of a key whose id has glob characters leaves other keys' counts alone",
   ignore: !hasRedis,
-  async fn() {
-    await awayFromEdges();
-    await withBanks(1, {}, async ({ redis, prefix, instances }) => {
-      const [{ bank }] = instances as [Instance];
+  fn: () =>
+    withBanks(1, {}, async ({ redis, prefix, bank }) => {
       const [star] = makeCandidates([{ upstream: "a*", quota: { requestsPerDay: 50 } }]);
       const [plain] = makeCandidates([{ upstream: "ab", quota: { requestsPerDay: 50 } }]);
       assert.equal(await take(bank, star!), true);
@@ -456,6 +433,5 @@ Deno.test({
       await bank.reset(star!);
       assert.equal(await hget(redis, dayKey(prefix, star!, utcDayStart()), "r"), 0);
       assert.ok((await hget(redis, dayKey(prefix, plain!, utcDayStart()), "r")) >= 1);
-    });
-  },
+    }),
 });

@@ -2,10 +2,10 @@
 
 import assert from "node:assert/strict";
 import { resolve } from "node:path";
-import { ConfigError, type ConfigIssue } from "../../src/config/errors.ts";
+import { ConfigError } from "../../src/config/errors.ts";
 import { parseConfigText } from "../../src/config/load.ts";
 import { normalizeNative } from "../../src/config/native.ts";
-import type { Config } from "../../src/config/types.ts";
+import { configParser } from "../helpers/config.ts";
 import { NO_LIMITS } from "../helpers/quota.ts";
 
 const FIXTURE = new URL("../fixtures/native_full.yaml", import.meta.url);
@@ -17,19 +17,7 @@ const vars: Record<string, string> = {
 };
 const env = (name: string) => vars[name];
 
-function parse(text: string): Config {
-  return parseConfigText(text, "/etc/llm-balance/config.yaml", { env });
-}
-
-function issuesOf(text: string): ConfigIssue[] {
-  try {
-    parse(text);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.issues;
-    throw error;
-  }
-  throw new Error("expected a ConfigError");
-}
+const { parse, issuesOf } = configParser(env);
 
 const MINIMAL = "upstreams:\n  ms:\n    base_url: https://api.example/v1\n";
 

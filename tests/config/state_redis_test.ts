@@ -7,35 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { ConfigError, type ConfigIssue } from "../../src/config/errors.ts";
-import { parseConfigText } from "../../src/config/load.ts";
-import type { Config } from "../../src/config/types.ts";
 import { runCli, tempConfig } from "../helpers/cli.ts";
+import { configParser } from "../helpers/config.ts";
 
-function parse(text: string): Config {
-  return parseConfigText(text, "/etc/llm-balance/config.yaml", { env: () => undefined });
-}
-
-function issuesOf(text: string): ConfigIssue[] {
-  try {
-    parse(text);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.issues;
-    throw error;
-  }
-  throw new Error("expected a ConfigError");
-}
-
-/** The message of the ConfigError a text raises. */
-function errorOf(text: string): string {
-  try {
-    parse(text);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.message;
-    throw error;
-  }
-  throw new Error("expected a ConfigError");
-}
+const { parse, issuesOf, errorOf } = configParser(() => undefined);
 
 const MINIMAL = "upstreams:\n  ms:\n    base_url: https://api.example/v1\n";
 const PASSWORD = "s3cr3t-Pa55word";

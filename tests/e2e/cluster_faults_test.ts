@@ -10,61 +10,46 @@
  */
 
 import assert from "node:assert/strict";
-import { hasRedis, RedisServer } from "../helpers/redis.ts";
-import { type ServeProcess, tempConfig } from "../helpers/cli.ts";
+import { hasRedis } from "../helpers/redis.ts";
+import type { ServeProcess } from "../helpers/cli.ts";
 import {
   admin,
   type Answer,
   ask,
-  closeAll,
   clusterBudget,
+  clusterConfigs,
   countLogs,
   errorOf,
+  honest,
   type KeyedUpstream,
   keyEntry,
   maskOf,
   MODEL,
   pollUntil,
-  startInstances,
-  startKeyedUpstream,
+  REDIS_BACK_LOG,
+  REDIS_DOWN_LOG,
+  withCluster,
 } from "../helpers/cluster.ts";
 
 const K1 = "sk-fault-key-0000000001";
-const DOWN = "shared state: Redis is down; serving on the local view";
-const BACK = "shared state: Redis is back";
 const STATE_WARNING = "state changes need a restart; key state stays where it is";
 /** Tokens of every answer of the keyed upstream (`usage.total_tokens`). */
 const TOKENS_PER_ANSWER = 4;
 
 /** A config of one upstream on `up`; `keys` is the YAML of its keys (and quota). */
-function config(
-  redisUrl: string,
-  up: KeyedUpstream,
-  keys: string,
-  options: { extra?: string; prefix?: string; required?: boolean } = {},
-): string {
-  const required = options.required === true ? ", redis_required: true" : "";
-  return `
-upstreams:
-  up:
-    base_url: "${up.baseUrl}"
-    keys: ${keys}
-retry: { backoff_base: 0.01, backoff_max: 0.02 }
-state: { redis: "${redisUrl}", prefix: "${options.prefix ?? "faults-test:"}"${required} }
-${options.extra ?? ""}`;
-}
+const config = clusterConfigs("faults-test:");
 
 /** K1 alone with a quota (YAML flow mapping body, e.g. `requests_per_day: 8`). */
 function oneKey(quota: string): string {
   return `[${K1}]\n    quota: { ${quota} }`;
 }
 
-/** Every instance logged `listening` with Redis up. */
-async function allUp(nodes: readonly ServeProcess[]): Promise<void> {
-  for (const n of nodes) {
-    const l = await n.waitForLog((r) => r.msg === "listening");
-    assert.equal(l.redis_up, true, `listening: ${JSON.stringify(l)}`);
-  }
+/** The config of K1 alone with a quota, for {@linkcode withCluster}. */
+function keyed(
+  quota: string,
+  options: { extra?: string; required?: boolean } = {},
+): (redisUrl: string, up: KeyedUpstream) => string {
+  return (redisUrl, up) => config(redisUrl, up, oneKey(quota), options);
 }
 
 function sleep(ms: number): Promise<void> {
@@ -103,43 +88,77 @@ function tally(answers: readonly Answer[]): Record<string, number> {
   return out;
 }
 
-/** An honest refusal: a JSON error body of llm-balance. */
-function honest(a: Answer): boolean {
-  const e = errorOf(a);
-  return (a.status === 503 || a.status === 429) && e !== undefined &&
-    typeof e.message === "string" && typeof e.code === "string";
-}
-
-/** Waits for a log line on every instance that logged `DOWN` (none when none went down). */
+/** Waits for a log line on every instance that logged `REDIS_DOWN_LOG` (none when none went down). */
 async function backWhereDown(nodes: readonly ServeProcess[], timeoutMs = 5000): Promise<void> {
   for (const n of nodes) {
-    if (countLogs(n, DOWN) > 0) await n.waitForLog((r) => r.msg === BACK, timeoutMs);
+    if (countLogs(n, REDIS_DOWN_LOG) > 0) {
+      await n.waitForLog((r) => r.msg === REDIS_BACK_LOG, timeoutMs);
+    }
   }
 }
+
+Deno.test({
+  name: "cluster faults: a Redis restarted empty in the middle of a burst on three instances " +
+    "does not let the day's budget be spent again",
+  ignore: !hasRedis,
+  fn: async () => {
+    const LIMIT = 1000;
+    const text = keyed(`requests_per_day: ${LIMIT}`);
+    await withCluster({ instances: 3, config: text }, async ({ redis, up, nodes }) => {
+      // the restart comes while the burst goes on: grants are held, requests are in flight
+      let answered = 0;
+      let restarted: Promise<void> | undefined;
+      const out: Answer[] = [];
+      let next = 0;
+      const worker = async () => {
+        while (next < 1400) {
+          const i = next++;
+          out.push(await ask(nodes[i % 3]!.url));
+          if (++answered === 500) {
+            restarted = (async () => {
+              await redis.kill();
+              await redis.restart();
+            })();
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, worker));
+      await restarted;
+      for (const n of nodes) await n.waitForLog((r) => r.msg === REDIS_BACK_LOG, 5000);
+      const arrivals = up.count();
+      console.log(
+        `limit ${LIMIT}, Redis restarted empty after 500 answers of 1400: ` +
+          `${JSON.stringify(tally(out))}; upstream got ${arrivals}`,
+      );
+      for (const a of out) {
+        assert.ok(a.status === 200 || honest(a), `not an honest refusal: ${a.status} ${a.text}`);
+      }
+      assert.ok(arrivals <= LIMIT, `the day's budget was spent again: ${arrivals} > ${LIMIT}`);
+      // nor counted twice: what each instance adds back is what it spent, not what it held
+      assert.ok(arrivals >= LIMIT - 10, `the budget was counted twice: only ${arrivals} served`);
+      await sleep(1500);
+      const b = await clusterBudget(nodes[0]!.url, K1);
+      assert.ok(b !== undefined && b.used >= arrivals, `cluster ${JSON.stringify(b)}`);
+    });
+  },
+});
 
 Deno.test({
   name: "cluster faults: a Redis restarted empty does not let the day's budget be spent again",
   ignore: !hasRedis,
   fn: async () => {
     const LIMIT = 100;
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(
-      config(redis.url, up, oneKey(`requests_per_day: ${LIMIT}`)),
-    );
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(2, cfg.path);
-      await allUp(nodes);
+    const text = keyed(`requests_per_day: ${LIMIT}`);
+    await withCluster({ instances: 2, config: text }, async ({ redis, up, nodes }) => {
       const first = await burst(nodes, 60, 4);
       assert.deepEqual(tally(first), { "200": 60 });
       assert.equal(up.count(), 60);
 
       // Redis loses everything (no persistence) and comes back empty on the same port
       await redis.kill();
-      for (const n of nodes) await n.waitForLog((r) => r.msg === DOWN, 5000);
+      for (const n of nodes) await n.waitForLog((r) => r.msg === REDIS_DOWN_LOG, 5000);
       await redis.restart();
-      for (const n of nodes) await n.waitForLog((r) => r.msg === BACK, 5000);
+      for (const n of nodes) await n.waitForLog((r) => r.msg === REDIS_BACK_LOG, 5000);
 
       const second = await burst(nodes, 150, 4);
       const arrivals = up.count();
@@ -166,12 +185,7 @@ Deno.test({
         assert.equal(b?.limit, LIMIT);
         assert.ok(b !== undefined && b.used >= arrivals && b.used <= LIMIT, JSON.stringify(b));
       }
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
+    });
   },
 });
 
@@ -181,79 +195,72 @@ Deno.test({
   ignore: !hasRedis,
   fn: async () => {
     const LIMIT = 100;
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(
-      config(redis.url, up, oneKey(`requests_per_day: ${LIMIT}`)),
-    );
-    let nodes: ServeProcess[] = [];
-    let stopped: ServeProcess | undefined;
-    try {
-      nodes = await startInstances(2, cfg.path);
-      await allUp(nodes);
+    const text = keyed(`requests_per_day: ${LIMIT}`);
+    await withCluster({ instances: 2, config: text }, async ({ redis, up, nodes }) => {
       const [a, b] = nodes as [ServeProcess, ServeProcess];
-      // A last saw the day's count at about 10, B at 60
-      for (let i = 0; i < 10; i++) assert.equal((await ask(a.url)).status, 200);
-      for (let i = 0; i < 50; i++) assert.equal((await ask(b.url)).status, 200);
-      assert.equal(up.count(), 60);
+      let stopped: ServeProcess | undefined;
+      try {
+        // A last saw the day's count at about 10, B at 60
+        for (let i = 0; i < 10; i++) assert.equal((await ask(a.url)).status, 200);
+        for (let i = 0; i < 50; i++) assert.equal((await ask(b.url)).status, 200);
+        assert.equal(up.count(), 60);
 
-      await redis.kill();
-      for (const n of nodes) await n.waitForLog((r) => r.msg === DOWN, 5000);
-      // B reconnects later than A (a longer backoff, a partition): here, it is frozen meanwhile
-      Deno.kill(b.child.pid, "SIGSTOP");
-      stopped = b;
-      await redis.restart();
-      await a.waitForLog((r) => r.msg === BACK, 5000);
-      // A spends 30 within the limit: 90 in all so far
-      for (let i = 0; i < 30; i++) assert.equal((await ask(a.url)).status, 200);
-      Deno.kill(b.child.pid, "SIGCONT");
-      stopped = undefined;
-      await b.waitForLog((r) => r.msg === BACK, 5000);
-      await sleep(300);
-      const seen = await clusterBudget(a.url, K1);
+        await redis.kill();
+        for (const n of nodes) await n.waitForLog((r) => r.msg === REDIS_DOWN_LOG, 5000);
+        // B reconnects later than A (a longer backoff, a partition): here, it is frozen meanwhile
+        Deno.kill(b.child.pid, "SIGSTOP");
+        stopped = b;
+        await redis.restart();
+        await a.waitForLog((r) => r.msg === REDIS_BACK_LOG, 5000);
+        // A spends 30 within the limit: 90 in all so far
+        for (let i = 0; i < 30; i++) assert.equal((await ask(a.url)).status, 200);
+        Deno.kill(b.child.pid, "SIGCONT");
+        stopped = undefined;
+        await b.waitForLog((r) => r.msg === REDIS_BACK_LOG, 5000);
+        await sleep(300);
+        const seen = await clusterBudget(a.url, K1);
 
-      const more = await burst(nodes, 80, 2);
-      console.log(
-        `limit ${LIMIT}: 60 before the restart, 30 through A alone after it; once B was back too ` +
-          `the cluster counted ${JSON.stringify(seen)}; 80 more: ${JSON.stringify(tally(more))}; ` +
-          `upstream got ${up.count()} in all`,
-      );
-      // README: a Redis that restarted empty "gets each key's day counts back from the
-      // instances' last view", and "together the instances never exceed a request limit"
-      assert.ok(up.count() <= LIMIT, `the day's budget was spent again: ${up.count()} > ${LIMIT}`);
-      assert.ok(seen !== undefined && seen.used >= 90, `counted ${JSON.stringify(seen)}, 90 sent`);
-    } finally {
-      if (stopped !== undefined) {
-        try {
-          Deno.kill(stopped.child.pid, "SIGCONT");
-        } catch { /* gone */ }
+        const more = await burst(nodes, 80, 2);
+        console.log(
+          `limit ${LIMIT}: 60 before the restart, 30 through A alone after it; once B was back ` +
+            `too the cluster counted ${JSON.stringify(seen)}; 80 more: ` +
+            `${JSON.stringify(tally(more))}; upstream got ${up.count()} in all`,
+        );
+        // README: a Redis that restarted empty "gets each key's day counts back from the
+        // instances' last view", and "together the instances never exceed a request limit"
+        assert.ok(
+          up.count() <= LIMIT,
+          `the day's budget was spent again: ${up.count()} > ${LIMIT}`,
+        );
+        assert.ok(
+          seen !== undefined && seen.used >= 90,
+          `counted ${JSON.stringify(seen)}, 90 sent`,
+        );
+      } finally {
+        if (stopped !== undefined) {
+          try {
+            Deno.kill(stopped.child.pid, "SIGCONT");
+          } catch { /* gone */ }
+        }
       }
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
+    });
   },
 });
 
 Deno.test({
   name: "cluster faults: a reload that lowers a daily limit holds from the next request",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const text = (rpd: number) => config(redis.url, up, oneKey(`requests_per_day: ${rpd}`));
-    const cfg = await tempConfig(text(10_000));
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(1, cfg.path);
-      await allUp(nodes);
+  fn: () =>
+    withCluster({
+      instances: 1,
+      config: keyed("requests_per_day: 10000"),
+    }, async ({ redis, up, path, nodes }) => {
       const [n] = nodes as [ServeProcess];
       // a limit of 10000 takes a batch of 100: 95 are still held after these
       for (let i = 0; i < 5; i++) assert.equal((await ask(n.url)).status, 200);
       assert.equal(up.count(), 5);
 
-      await Deno.writeTextFile(cfg.path, text(8));
+      await Deno.writeTextFile(path, keyed("requests_per_day: 8")(redis.url, up));
       n.child.kill("SIGHUP");
       const reloaded = await n.waitForLog((r) => r.msg === "config reloaded");
       assert.equal(reloaded.trigger, "SIGHUP");
@@ -272,28 +279,19 @@ Deno.test({
       assert.deepEqual(await clusterBudget(n.url, K1), { limit: 8, used: 8, remaining: 0 });
       const own = (e.budgets as Record<string, Record<string, unknown>>).requests_per_day;
       assert.equal(own?.limit, 8);
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "cluster faults: a client that leaves while its request waits for Redis is never sent " +
     "upstream, and the instance keeps serving",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
+  fn: () =>
     // a limit of 8 takes one request at a time: every request asks Redis
-    const cfg = await tempConfig(config(redis.url, up, oneKey("requests_per_day: 8")));
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(1, cfg.path);
-      await allUp(nodes);
+    withCluster({
+      instances: 1,
+      config: keyed("requests_per_day: 8"),
+    }, async ({ redis, up, nodes }) => {
       const [n] = nodes as [ServeProcess];
       assert.equal((await ask(n.url)).status, 200);
       assert.equal(up.count(), 1);
@@ -328,133 +326,66 @@ Deno.test({
         3000,
         100,
       );
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
-  },
+    }),
 });
-
-/** A redis-server of this test's own, so that it can be frozen (SIGSTOP) by its pid. */
-async function startFreezableRedis(): Promise<
-  { url: string; child: Deno.ChildProcess; stop: () => Promise<void> }
-> {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  const dir = await Deno.makeTempDir({ prefix: "lb-redis-frozen-" });
-  const child = new Deno.Command("redis-server", {
-    args: [
-      ...["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-      ...["--dir", dir, "--daemonize", "no", "--loglevel", "warning"],
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const stop = async () => {
-    for (const sig of ["SIGCONT", "SIGKILL"] as const) {
-      try {
-        child.kill(sig);
-      } catch { /* gone */ }
-    }
-    await child.status;
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
-  const until = Date.now() + 10_000;
-  for (;;) {
-    try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      try {
-        await conn.write(new TextEncoder().encode("PING\r\n"));
-        const buf = new Uint8Array(16);
-        const got = await conn.read(buf);
-        if (got !== null && new TextDecoder().decode(buf.subarray(0, got)).startsWith("+PONG")) {
-          break;
-        }
-      } finally {
-        conn.close();
-      }
-    } catch { /* not yet */ }
-    if (Date.now() > until) {
-      await stop();
-      throw new Error("redis-server did not start");
-    }
-    await sleep(20);
-  }
-  return { url: `redis://127.0.0.1:${port}/0`, child, stop };
-}
 
 Deno.test({
   name: "cluster faults: SIGTERM exits within seconds while Redis is frozen",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await startFreezableRedis();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(
-      config(redis.url, up, oneKey("requests_per_day: 8"), {
-        extra: "server: { drain_timeout: 1 }",
-      }),
-    );
-    let nodes: ServeProcess[] = [];
-    let frozen = false;
-    try {
-      nodes = await startInstances(1, cfg.path);
-      await allUp(nodes);
+  fn: () =>
+    withCluster({
+      instances: 1,
+      config: keyed("requests_per_day: 8", { extra: "server: { drain_timeout: 1 }" }),
+    }, async ({ redis, up, nodes }) => {
       const [n] = nodes as [ServeProcess];
-      assert.equal((await ask(n.url)).status, 200);
+      let frozen = false;
+      try {
+        assert.equal((await ask(n.url)).status, 200);
 
-      Deno.kill(redis.child.pid, "SIGSTOP");
-      frozen = true;
-      // requests that wait for Redis (the key's grant is empty) when the signal comes
-      const pending = Array.from(
-        { length: 3 },
-        () => ask(n.url).then((a) => `${a.status} ${errorOf(a)?.code ?? ""}`, (e) => String(e)),
-      );
-      await sleep(100);
-      const t0 = performance.now();
-      n.child.kill("SIGTERM");
-      const status = await Promise.race([n.exited, sleep(8000).then(() => undefined)]);
-      const took = performance.now() - t0;
-      const answers = await Promise.all(pending);
-      console.log(
-        `SIGTERM with Redis frozen: exited ${status === undefined ? "not at all" : status.code} ` +
-          `after ${took.toFixed(0)} ms; waiting requests got ${JSON.stringify(answers)}`,
-      );
-      assert.ok(status !== undefined, `still running 8 s after SIGTERM:\n${n.lines.join("\n")}`);
-      assert.ok(took <= 5000, `exited ${took.toFixed(0)} ms after SIGTERM`);
-      assert.equal(status.code, 0);
-      for (const a of answers) {
-        assert.ok(a === "200 " || a === "503 shutting_down", `a waiting request got ${a}`);
+        redis.signal("SIGSTOP");
+        frozen = true;
+        // requests that wait for Redis (the key's grant is empty) when the signal comes
+        const pending = Array.from(
+          { length: 3 },
+          () => ask(n.url).then((a) => `${a.status} ${errorOf(a)?.code ?? ""}`, (e) => String(e)),
+        );
+        await sleep(100);
+        const t0 = performance.now();
+        n.child.kill("SIGTERM");
+        const status = await Promise.race([n.exited, sleep(8000).then(() => undefined)]);
+        const took = performance.now() - t0;
+        const answers = await Promise.all(pending);
+        const exited = status === undefined ? "not at all" : status.code;
+        console.log(
+          `SIGTERM with Redis frozen: exited ${exited} after ${took.toFixed(0)} ms; ` +
+            `waiting requests got ${JSON.stringify(answers)}`,
+        );
+        assert.ok(status !== undefined, `still running 8 s after SIGTERM:\n${n.lines.join("\n")}`);
+        assert.ok(took <= 5000, `exited ${took.toFixed(0)} ms after SIGTERM`);
+        assert.equal(status.code, 0);
+        for (const a of answers) {
+          assert.ok(a === "200 " || a === "503 shutting_down", `a waiting request got ${a}`);
+        }
+        assert.ok(up.count() <= 4);
+      } finally {
+        if (frozen) {
+          try {
+            redis.signal("SIGCONT");
+          } catch { /* gone */ }
+        }
       }
-      assert.ok(up.count() <= 4);
-    } finally {
-      if (frozen) {
-        try {
-          Deno.kill(redis.child.pid, "SIGCONT");
-        } catch { /* gone */ }
-      }
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "cluster faults: an operator's reset on one instance voids the grant another holds",
   ignore: !hasRedis,
-  fn: async () => {
+  fn: () =>
     // 2000 a day: batches of 20 (a hundredth), topped up when half is spent
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(config(redis.url, up, oneKey("requests_per_day: 2000")));
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(2, cfg.path);
-      await allUp(nodes);
+    withCluster({
+      instances: 2,
+      config: keyed("requests_per_day: 2000"),
+    }, async ({ up, nodes }) => {
       const [a, b] = nodes as [ServeProcess, ServeProcess];
       // each takes a batch of 20 and spends 3: 17 held by each
       for (let i = 0; i < 3; i++) assert.equal((await ask(b.url)).status, 200);
@@ -482,28 +413,17 @@ Deno.test({
       const used = onA?.used ?? -1;
       assert.ok(used <= sent, `counted more than was sent: ${used} > ${sent}`);
       assert.ok(used >= sent - 8, `B's requests after the reset are not counted: ${used}`);
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "cluster faults: tokens spent around a Redis stall are counted once",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(
-      config(redis.url, up, oneKey("tokens_per_day: 100000000")),
-    );
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(2, cfg.path);
-      await allUp(nodes);
+  fn: () =>
+    withCluster({
+      instances: 2,
+      config: keyed("tokens_per_day: 100000000"),
+    }, async ({ redis, up, nodes }) => {
       // steady load for 3 s, Redis paused for 1.5 s after 0.8 s
       const answers: Answer[] = [];
       let stop = false;
@@ -516,7 +436,7 @@ Deno.test({
       stop = true;
       await Promise.all(workers);
       assert.deepEqual(Object.keys(tally(answers)), ["200"], "not required: nothing refused");
-      const downs = nodes.map((n) => countLogs(n, DOWN));
+      const downs = nodes.map((n) => countLogs(n, REDIS_DOWN_LOG));
       await backWhereDown(nodes);
       await sleep(1500);
 
@@ -533,29 +453,18 @@ Deno.test({
       for (const s of seen) {
         assert.deepEqual(s, { limit: 100_000_000, used: expected, remaining: 1e8 - expected });
       }
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "cluster faults: redis_required refuses the requests that were waiting for Redis " +
     "when it stalled",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(
-      config(redis.url, up, oneKey("requests_per_day: 8"), { required: true }),
-    );
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(1, cfg.path);
-      await allUp(nodes);
+  fn: () =>
+    withCluster({
+      instances: 1,
+      config: keyed("requests_per_day: 8", { required: true }),
+    }, async ({ redis, up, nodes }) => {
       const [n] = nodes as [ServeProcess];
       assert.equal((await ask(n.url)).status, 200);
 
@@ -570,7 +479,7 @@ Deno.test({
       }
       assert.equal(up.count(), 1, "nothing was sent while Redis was away");
 
-      await n.waitForLog((r) => r.msg === BACK, 5000);
+      await n.waitForLog((r) => r.msg === REDIS_BACK_LOG, 5000);
       const again = await ask(n.url);
       assert.equal(again.status, 200, again.text);
       assert.equal(up.count(), 2);
@@ -580,13 +489,7 @@ Deno.test({
         3000,
         100,
       );
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -597,24 +500,22 @@ Deno.test({
     const PASSWORD = "Re1oad:S3cret/Pw@x";
     const ESCAPED = encodeURIComponent(PASSWORD);
     const WRONG = "Wr0ngReloadPassw0rd";
-    const redis = await RedisServer.start({ password: PASSWORD });
-    const up = startKeyedUpstream();
     const keys = oneKey("requests_per_day: 1000");
-    const text = (url: string, prefix: string) =>
+    const text = (url: string, up: KeyedUpstream, prefix: string) =>
       config(url, up, keys, { prefix, extra: "log: { level: debug }" });
-    const cfg = await tempConfig(text(redis.url, "faults-a:"));
     const leaks = (s: string) => [PASSWORD, ESCAPED, WRONG].some((p) => s.includes(p));
-    const scan = async (pattern: string) =>
-      (await redis.cli("--scan", "--pattern", pattern)).split("\n").filter((l) => l !== "");
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(1, cfg.path);
-      await allUp(nodes);
+    await withCluster({
+      instances: 1,
+      config: (url, up) => text(url, up, "faults-a:"),
+      redis: { password: PASSWORD },
+    }, async ({ redis, up, path, nodes }) => {
+      const scan = async (pattern: string) =>
+        (await redis.cli("--scan", "--pattern", pattern)).split("\n").filter((l) => l !== "");
       const [n] = nodes as [ServeProcess];
       assert.equal((await ask(n.url)).status, 200);
 
       // another prefix
-      await Deno.writeTextFile(cfg.path, text(redis.url, "faults-b:"));
+      await Deno.writeTextFile(path, text(redis.url, up, "faults-b:"));
       n.child.kill("SIGHUP");
       await n.waitForLog((r) => r.msg === "config reloaded");
       const warned = n.logs().filter((r) => r.msg === STATE_WARNING);
@@ -630,7 +531,7 @@ Deno.test({
       assert.deepEqual(await scan("faults-b:*"), []);
 
       // another password (a wrong one): still warned, neither password shown
-      await Deno.writeTextFile(cfg.path, text(redis.url.replace(ESCAPED, WRONG), "faults-b:"));
+      await Deno.writeTextFile(path, text(redis.url.replace(ESCAPED, WRONG), up, "faults-b:"));
       n.child.kill("SIGHUP");
       await n.waitForLog(() => countLogs(n, "config reloaded") === 2, 5000);
       const again = n.logs().filter((r) => r.msg === STATE_WARNING);
@@ -639,11 +540,6 @@ Deno.test({
       assert.equal(again[1]!.state, w.state, "it names where key state is");
       assert.equal((await ask(n.url)).status, 200, "still served through the first Redis link");
       assert.deepEqual(n.lines.filter(leaks), [], "no line shows a password");
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
+    });
   },
 });

@@ -10,45 +10,37 @@
  */
 
 import assert from "node:assert/strict";
-import { hasRedis, RedisServer } from "../helpers/redis.ts";
-import { runCli, type ServeProcess, startServe, tempConfig } from "../helpers/cli.ts";
+import { hasRedis } from "../helpers/redis.ts";
+import { runCli, type ServeProcess } from "../helpers/cli.ts";
 import {
   admin,
+  allUp,
   type Answer,
   ask,
-  closeAll,
+  clusterConfigs,
   countLogs,
   errorOf,
+  honest,
   type KeyedUpstream,
   keyEntry,
   keyStats,
   maskOf,
   pollUntil,
-  startInstances,
-  startKeyedUpstream,
+  REDIS_BACK_LOG,
+  REDIS_DOWN_LOG,
   stateOf,
+  withCluster,
 } from "../helpers/cluster.ts";
 import { parsePrometheus } from "../helpers/prometheus.ts";
 
 const K1 = "sk-clus-key-00000000001";
 const K2 = "sk-clus-key-00000000002";
 const K3 = "sk-clus-key-00000000003";
-const DOWN = "shared state: Redis is down; serving on the local view";
-const BACK = "shared state: Redis is back";
 /** How soon a change made on one instance must be seen by the others. */
 const PUSH_MS = 100;
 
 /** A config of one upstream on `up`; `keys` is the YAML list of keys. */
-function config(redisUrl: string, up: KeyedUpstream, keys: string, extra = ""): string {
-  return `
-upstreams:
-  up:
-    base_url: "${up.baseUrl}"
-    keys: ${keys}
-retry: { backoff_base: 0.01, backoff_max: 0.02 }
-state: { redis: "${redisUrl}", prefix: "cluster-test:" }
-${extra}`;
-}
+const config = clusterConfigs("cluster-test:");
 
 /** K1 first (priority 0), then K2, then K3. */
 const ORDERED = `
@@ -56,20 +48,8 @@ const ORDERED = `
       - { key: ${K2}, priority: 1 }
       - { key: ${K3}, priority: 2 }`;
 
-/** Every instance logged `listening` with Redis up. */
-async function allUp(nodes: readonly ServeProcess[]): Promise<void> {
-  for (const n of nodes) {
-    const l = await n.waitForLog((r) => r.msg === "listening");
-    assert.equal(l.redis_up, true, `listening: ${JSON.stringify(l)}`);
-  }
-}
-
-/** An honest refusal: a JSON error body of llm-balance. */
-function honest(a: Answer): boolean {
-  const e = errorOf(a);
-  return (a.status === 503 || a.status === 429) && e !== undefined &&
-    typeof e.message === "string" && typeof e.code === "string";
-}
+/** The config of the {@linkcode ORDERED} keys. */
+const ordered = (redisUrl: string, up: KeyedUpstream) => config(redisUrl, up, ORDERED);
 
 /**
  * Watches instances until `cond` holds on each; resolves with the moment each first saw it.
@@ -88,6 +68,17 @@ function watch(
   return all;
 }
 
+/** {@linkcode watch}es instances until `key` is in `state` on each. */
+function watchState(
+  nodes: readonly ServeProcess[],
+  key: string,
+  state: string,
+  what: string,
+  timeoutMs?: number,
+): Promise<number[]> {
+  return watch(nodes, async (url) => (await stateOf(url, key)) === state, what, timeoutMs);
+}
+
 function ms(n: number): string {
   return `${n.toFixed(1)} ms`;
 }
@@ -95,19 +86,13 @@ function ms(n: number): string {
 Deno.test({
   name: "cluster: a 429 on one instance rests that key on all three within 100 ms",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(config(redis.url, up, ORDERED));
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(3, cfg.path);
-      await allUp(nodes);
+  fn: () =>
+    withCluster({ instances: 3, config: ordered }, async ({ up, nodes }) => {
       const [a, b, c] = nodes as [ServeProcess, ServeProcess, ServeProcess];
       for (const n of nodes) assert.equal(await stateOf(n.url, K1), "healthy");
 
       up.set(K1, "rate_limited");
-      const seen = watch([b, c], async (url) => (await stateOf(url, K1)) === "resting", "K1 rests");
+      const seen = watchState([b, c], K1, "resting", "K1 rests");
       const answer = await ask(a.url);
       assert.equal(answer.status, 200, answer.text);
       const [seenB, seenC] = await seen;
@@ -132,29 +117,17 @@ Deno.test({
       for (const n of nodes) assert.equal((await ask(n.url)).status, 200);
       assert.equal(up.count(K1), 1);
       assert.equal(up.count(K2), 4);
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "cluster: a quota exhausted on one instance takes the key out on all three within 100 ms",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(config(redis.url, up, ORDERED));
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(3, cfg.path);
-      await allUp(nodes);
+  fn: () =>
+    withCluster({ instances: 3, config: ordered }, async ({ up, nodes }) => {
       const [a, b, c] = nodes as [ServeProcess, ServeProcess, ServeProcess];
       up.set(K1, "quota");
-      const seen = watch([b, c], async (url) => (await stateOf(url, K1)) === "spent", "K1 spent");
+      const seen = watchState([b, c], K1, "spent", "K1 spent");
       const answer = await ask(a.url);
       assert.equal(answer.status, 200, answer.text);
       const [seenB, seenC] = await seen;
@@ -166,13 +139,7 @@ Deno.test({
       for (const n of [b, c]) assert.equal((await keyEntry(n.url, K1)).until, onA.until);
       for (const n of nodes) assert.equal((await ask(n.url)).status, 200);
       assert.equal(up.count(K1), 1, "no instance sends the spent key anything");
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -180,15 +147,9 @@ Deno.test({
   ignore: !hasRedis,
   fn: async () => {
     const N = 25;
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(
-      config(redis.url, up, `[${K1}, ${K2}]\n    quota: { requests_per_day: ${N} }`),
-    );
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(3, cfg.path);
-      await allUp(nodes);
+    const keys = `[${K1}, ${K2}]\n    quota: { requests_per_day: ${N} }`;
+    const text = (url: string, up: KeyedUpstream) => config(url, up, keys);
+    await withCluster({ instances: 3, config: text }, async ({ up, nodes }) => {
       for (const n of nodes) await keyStats(n.url); // warm: the burst reaches all three at once
       const answers = await Promise.all(
         Array.from({ length: 150 }, (_, i) => ask(nodes[i % 3]!.url)),
@@ -250,35 +211,20 @@ Deno.test({
           assert.equal(own?.limit, N);
         }
       }
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
+    });
   },
 });
 
 Deno.test({
   name: "cluster: disable on one instance reaches the others within 100 ms; enable on another",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(config(redis.url, up, ORDERED));
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(3, cfg.path);
-      await allUp(nodes);
+  fn: () =>
+    withCluster({ instances: 3, config: ordered }, async ({ up, nodes }) => {
       const [a, b, c] = nodes as [ServeProcess, ServeProcess, ServeProcess];
       for (const n of nodes) assert.equal((await ask(n.url)).status, 200);
       assert.equal(up.count(K1), 3, "K1 comes first everywhere");
 
-      const disabled = watch(
-        [b, c],
-        async (url) => (await stateOf(url, K1)) === "disabled",
-        "K1 disabled",
-      );
+      const disabled = watchState([b, c], K1, "disabled", "K1 disabled");
       const sent = performance.now();
       const res = await admin(a.url, `keys/${maskOf(K1)}/disable`);
       const answered = performance.now();
@@ -297,11 +243,7 @@ Deno.test({
       assert.equal(up.count(K1), 3, "no instance sends the disabled key anything");
       assert.equal(up.count(K2), 9);
 
-      const enabled = watch(
-        [a, c],
-        async (url) => (await stateOf(url, K1)) === "healthy",
-        "K1 enabled",
-      );
+      const enabled = watchState([a, c], K1, "healthy", "K1 enabled");
       const res2 = await admin(b.url, `keys/${maskOf(K1)}/enable`);
       const answered2 = performance.now();
       assert.equal(res2.status, 200, res2.text);
@@ -310,26 +252,17 @@ Deno.test({
       for (const d of delays2) assert.ok(d <= PUSH_MS, `seen after ${ms(d)} (> ${PUSH_MS} ms)`);
       for (const n of nodes) assert.equal((await ask(n.url)).status, 200);
       assert.equal(up.count(K1), 6, "every instance uses the key again");
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "cluster: Redis killed under load costs no request, is said once, and reconciles on return",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(config(redis.url, up, `[${K1}, ${K2}]`));
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(3, cfg.path);
-      await allUp(nodes);
+  fn: () =>
+    withCluster({
+      instances: 3,
+      config: (url, up) => config(url, up, `[${K1}, ${K2}]`),
+    }, async ({ redis, up, nodes }) => {
       const [a, b, c] = nodes as [ServeProcess, ServeProcess, ServeProcess];
 
       // 30 requests a second over the three for 3 s; Redis killed after 1.5 s
@@ -350,7 +283,7 @@ Deno.test({
       assert.equal(up.count(), 90);
 
       for (const n of nodes) {
-        const line = await n.waitForLog((r) => r.msg === DOWN, 5000);
+        const line = await n.waitForLog((r) => r.msg === REDIS_DOWN_LOG, 5000);
         assert.equal(line.level, "warn");
       }
       // a rest made while Redis is down: on this instance's view only, for now
@@ -366,13 +299,14 @@ Deno.test({
       const restarted = performance.now();
       await redis.restart();
       for (const n of nodes) {
-        const line = await n.waitForLog((r) => r.msg === BACK, 5000);
+        const line = await n.waitForLog((r) => r.msg === REDIS_BACK_LOG, 5000);
         assert.equal(line.level, "info");
       }
       const back = performance.now();
-      const seen = await watch(
+      const seen = await watchState(
         [b, c],
-        async (url) => (await stateOf(url, K1)) === "resting",
+        K1,
+        "resting",
         "the rest made while Redis was down",
         5000,
       );
@@ -382,42 +316,29 @@ Deno.test({
       );
       for (const n of [b, c]) assert.equal((await keyEntry(n.url, K1)).until, restUntil);
       for (const n of nodes) {
-        assert.equal(countLogs(n, DOWN), 1, `one "down" line:\n${n.lines.join("\n")}`);
-        assert.equal(countLogs(n, BACK), 1, `one "back" line:\n${n.lines.join("\n")}`);
+        assert.equal(countLogs(n, REDIS_DOWN_LOG), 1, `one "down" line:\n${n.lines.join("\n")}`);
+        assert.equal(countLogs(n, REDIS_BACK_LOG), 1, `one "back" line:\n${n.lines.join("\n")}`);
       }
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "cluster: a restarted instance reads the keys disabled and rested through the others",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(config(redis.url, up, ORDERED));
-    let nodes: ServeProcess[] = [];
-    let again: ServeProcess | undefined;
-    try {
-      nodes = await startInstances(3, cfg.path);
-      await allUp(nodes);
+  fn: () =>
+    withCluster({ instances: 3, config: ordered }, async ({ up, nodes, serve }) => {
       const [a, b, c] = nodes as [ServeProcess, ServeProcess, ServeProcess];
       assert.equal((await admin(a.url, `keys/${maskOf(K1)}/disable`)).status, 200);
-      await watch([b, c], async (url) => (await stateOf(url, K1)) === "disabled", "K1 disabled");
+      await watchState([b, c], K1, "disabled", "K1 disabled");
       up.set(K2, "rate_limited");
       assert.equal((await ask(b.url)).status, 200);
       assert.deepEqual(up.arrivals.map((r) => [r.key, r.status]), [[K2, 429], [K3, 200]]);
-      await watch([a, c], async (url) => (await stateOf(url, K2)) === "resting", "K2 rests");
+      await watchState([a, c], K2, "resting", "K2 rests");
       const restUntil = (await keyEntry(b.url, K2)).until;
       up.set(K2, "ok");
 
       await c.close();
-      again = await startServe(["serve", "--config", cfg.path, "--port", "0"]);
+      const again = await serve();
       // read at start: the first /stats already knows
       const s = await keyStats(again.url);
       assert.equal(s[maskOf(K1)]?.state, "disabled");
@@ -427,40 +348,25 @@ Deno.test({
       const before = up.count();
       for (let i = 0; i < 3; i++) assert.equal((await ask(again.url)).status, 200);
       assert.deepEqual(up.arrivals.slice(before).map((r) => r.key), [K3, K3, K3]);
-    } finally {
-      await closeAll([...nodes, again]);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "cluster: redis_required answers 503 while Redis is down and will not start without it; " +
     "others start without Redis",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const required = await tempConfig(
-      config(redis.url, up, `[${K1}, ${K2}]`).replace(
-        'prefix: "cluster-test:" }',
-        'prefix: "cluster-test:", redis_required: true }',
-      ),
-    );
-    const optional = await tempConfig(config(redis.url, up, `[${K1}, ${K2}]`));
-    assert.match(await Deno.readTextFile(required.path), /redis_required: true/);
-    let nodes: ServeProcess[] = [];
-    const late: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(1, required.path);
-      await allUp(nodes);
+  fn: () =>
+    withCluster({
+      instances: 1,
+      config: (url, up) => config(url, up, `[${K1}, ${K2}]`, { required: true }),
+    }, async ({ redis, up, path, nodes, serve, writeConfig }) => {
+      const optional = await writeConfig(config(redis.url, up, `[${K1}, ${K2}]`));
+      assert.match(await Deno.readTextFile(path), /redis_required: true/);
       const [r] = nodes as [ServeProcess];
       assert.equal((await ask(r.url)).status, 200);
 
       await redis.kill();
-      await r.waitForLog((l) => l.msg === DOWN, 5000);
+      await r.waitForLog((l) => l.msg === REDIS_DOWN_LOG, 5000);
       const refused = await ask(r.url);
       assert.equal(refused.status, 503, refused.text);
       assert.equal(errorOf(refused)?.code, "shared_state_unavailable");
@@ -471,15 +377,14 @@ Deno.test({
 
       // an instance started while Redis is down starts anyway, unless Redis is required: then
       // it says why and exits 1
-      const denied = await runCli(["serve", "--config", required.path, "--port", "0"]);
+      const denied = await runCli(["serve", "--config", path, "--port", "0"]);
       assert.equal(denied.code, 1, denied.stderr);
       assert.equal(denied.stdout, "", "no URL line");
       assert.match(
         denied.stderr,
         /Cannot start: state\.redis_required is set and Redis at redis:\/\/127\.0\.0\.1:\d+\/0 cannot be reached/,
       );
-      const o2 = await startServe(["serve", "--config", optional.path, "--port", "0"]);
-      late.push(o2);
+      const o2 = await serve(optional);
       const l = await o2.waitForLog((x) => x.msg === "listening");
       assert.equal(l.redis_up, false);
       assert.equal((await ask(o2.url)).status, 200, "not required: serves on its local view");
@@ -488,15 +393,8 @@ Deno.test({
       await redis.restart();
       await pollUntil(async () => (await ask(r.url)).status === 200, "serving again", 5000, 50);
       assert.equal((await ask(o2.url)).status, 200);
-      await o2.waitForLog((l) => l.msg === BACK, 5000);
-    } finally {
-      await closeAll([...nodes, ...late]);
-      await up.close();
-      await redis.stop();
-      await required.remove();
-      await optional.remove();
-    }
-  },
+      await o2.waitForLog((l) => l.msg === REDIS_BACK_LOG, 5000);
+    }),
 });
 
 Deno.test({
@@ -505,20 +403,11 @@ Deno.test({
   fn: async () => {
     const RPM = 30;
     const CLIENT = "client-key-cluster-0001";
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const cfg = await tempConfig(
-      config(
-        redis.url,
-        up,
-        `[${K1}, ${K2}]`,
-        `auth:\n  client_keys: [ { key: ${CLIENT}, name: team, rate_limit: ${RPM} } ]\n`,
-      ),
-    );
-    let nodes: ServeProcess[] = [];
-    try {
-      nodes = await startInstances(3, cfg.path);
-      await allUp(nodes);
+    const clientKeys =
+      `auth:\n  client_keys: [ { key: ${CLIENT}, name: team, rate_limit: ${RPM} } ]\n`;
+    const text = (url: string, up: KeyedUpstream) =>
+      config(url, up, `[${K1}, ${K2}]`, { extra: clientKeys });
+    await withCluster({ instances: 3, config: text }, async ({ up, nodes }) => {
       const auth = { authorization: `Bearer ${CLIENT}` };
       const answers = await Promise.all(
         Array.from({ length: 90 }, (_, i) => ask(nodes[i % 3]!.url, auth)),
@@ -535,32 +424,22 @@ Deno.test({
         const retry = Number(a.headers.get("retry-after"));
         assert.ok(Number.isInteger(retry) && retry >= 1, `Retry-After: ${retry}`);
       }
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-    }
+    });
   },
 });
 
 Deno.test({
   name: "cluster: /health and /metrics say whether Redis is up",
   ignore: !hasRedis,
-  fn: async () => {
-    const redis = await RedisServer.start();
-    const up = startKeyedUpstream();
-    const optional = await tempConfig(config(redis.url, up, `[${K1}]`));
-    const required = await tempConfig(
-      config(redis.url, up, `[${K1}]`).replace(
-        'prefix: "cluster-test:" }',
-        'prefix: "cluster-test:", redis_required: true }',
-      ),
-    );
-    const nodes: ServeProcess[] = [];
-    try {
-      nodes.push(...await startInstances(1, optional.path));
-      nodes.push(...await startInstances(1, required.path));
+  fn: () =>
+    withCluster({
+      instances: 0,
+      config: (url, up) => config(url, up, `[${K1}]`),
+    }, async ({ redis, up, startInstances, writeConfig }) => {
+      const required = await writeConfig(config(redis.url, up, `[${K1}]`, { required: true }));
+      const nodes: ServeProcess[] = [];
+      nodes.push(...await startInstances(1));
+      nodes.push(...await startInstances(1, required));
       await allUp(nodes);
       const [o, r] = nodes as [ServeProcess, ServeProcess];
       const health = async (url: string) => {
@@ -579,7 +458,7 @@ Deno.test({
       for (const n of nodes) assert.deepEqual(await metrics(n.url), [1, 0]);
 
       await redis.kill();
-      for (const n of nodes) await n.waitForLog((l) => l.msg === DOWN, 5000);
+      for (const n of nodes) await n.waitForLog((l) => l.msg === REDIS_DOWN_LOG, 5000);
       const ho = await health(o.url);
       assert.equal(ho.status, 200, "keys are usable: not required");
       assert.deepEqual(ho.body.shared_state, { redis: "down", required: false });
@@ -589,18 +468,11 @@ Deno.test({
       for (const n of nodes) assert.deepEqual(await metrics(n.url), [0, 1]);
 
       await redis.restart();
-      for (const n of nodes) await n.waitForLog((l) => l.msg === BACK, 5000);
+      for (const n of nodes) await n.waitForLog((l) => l.msg === REDIS_BACK_LOG, 5000);
       assert.deepEqual((await health(r.url)).body.shared_state, { redis: "up", required: true });
       assert.equal((await health(r.url)).status, 200);
       for (const n of nodes) assert.deepEqual(await metrics(n.url), [1, 1]);
-    } finally {
-      await closeAll(nodes);
-      await up.close();
-      await redis.stop();
-      await optional.remove();
-      await required.remove();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -611,19 +483,20 @@ Deno.test({
     const PASSWORD = "Sup3r:S3cret/Redis@Pw";
     const ESCAPED = encodeURIComponent(PASSWORD);
     const WRONG = "Wr0ngRedisPassw0rd";
-    const redis = await RedisServer.start({ password: PASSWORD });
-    const up = startKeyedUpstream();
-    const wrongUrl = redis.url.replace(ESCAPED, WRONG);
-    const cfg = await tempConfig(config(redis.url, up, ORDERED, "log: { level: debug }"));
-    const wrong = await tempConfig(config(wrongUrl, up, ORDERED, "log: { level: debug }"));
-    const broken = await tempConfig(config(`${redis.url}x`, up, ORDERED));
-    assert.ok(redis.url.includes(ESCAPED) && wrongUrl.includes(WRONG));
-    let nodes: ServeProcess[] = [];
-    let bad: ServeProcess | undefined;
+    const debug = (url: string, up: KeyedUpstream) =>
+      config(url, up, ORDERED, { extra: "log: { level: debug }" });
     const leaks = (text: string) => [PASSWORD, ESCAPED, WRONG].some((p) => text.includes(p));
-    try {
+    await withCluster({
+      instances: 0,
+      config: debug,
+      redis: { password: PASSWORD },
+    }, async ({ redis, up, path, startInstances, serve, writeConfig }) => {
+      const wrongUrl = redis.url.replace(ESCAPED, WRONG);
+      const wrong = await writeConfig(debug(wrongUrl, up));
+      const broken = await writeConfig(config(`${redis.url}x`, up, ORDERED));
+      assert.ok(redis.url.includes(ESCAPED) && wrongUrl.includes(WRONG));
       for (const args of [[], ["--json"]]) {
-        const out = await runCli(["check", "--config", cfg.path, ...args]);
+        const out = await runCli(["check", "--config", path, ...args]);
         assert.equal(out.code, 0, out.stderr);
         assert.ok(!leaks(out.stdout + out.stderr), `check ${args}:\n${out.stdout}${out.stderr}`);
         assert.ok(
@@ -631,27 +504,27 @@ Deno.test({
           `check shows the URL without its password:\n${out.stdout}`,
         );
       }
-      const invalid = await runCli(["check", "--config", broken.path]);
+      const invalid = await runCli(["check", "--config", broken]);
       assert.equal(invalid.code, 2, "an invalid Redis URL is a config error");
       assert.match(invalid.stderr + invalid.stdout, /state\.redis/);
       assert.ok(!leaks(invalid.stdout + invalid.stderr), invalid.stderr);
 
-      nodes = await startInstances(3, cfg.path);
+      const nodes = await startInstances(3);
       await allUp(nodes);
       const [a, b] = nodes as [ServeProcess, ServeProcess, ServeProcess];
       const listening = await a.waitForLog((r) => r.msg === "listening");
       assert.equal(listening.redis, `redis://:***@127.0.0.1:${redis.port}/0`);
       up.set(K1, "rate_limited");
       assert.equal((await ask(a.url)).status, 200);
-      await watch([b], async (url) => (await stateOf(url, K1)) === "resting", "K1 rests");
+      await watchState([b], K1, "resting", "K1 rests");
       await redis.kill();
-      for (const n of nodes) await n.waitForLog((r) => r.msg === DOWN, 5000);
+      for (const n of nodes) await n.waitForLog((r) => r.msg === REDIS_DOWN_LOG, 5000);
       assert.equal((await ask(b.url)).status, 200);
       await redis.restart();
-      for (const n of nodes) await n.waitForLog((r) => r.msg === BACK, 5000);
+      for (const n of nodes) await n.waitForLog((r) => r.msg === REDIS_BACK_LOG, 5000);
 
       // a wrong password: it starts anyway, serves on its local view, and says neither password
-      bad = await startServe(["serve", "--config", wrong.path, "--port", "0"]);
+      const bad = await serve(wrong);
       const warned = await bad.waitForLog((r) => /^shared state: Redis/.test(String(r.msg)));
       assert.equal(warned.level, "warn");
       const l = await bad.waitForLog((r) => r.msg === "listening");
@@ -664,13 +537,6 @@ Deno.test({
         const leaked = n.lines.filter(leaks);
         assert.deepEqual(leaked, [], "no line shows a password");
       }
-    } finally {
-      await closeAll([...nodes, bad]);
-      await up.close();
-      await redis.stop();
-      await cfg.remove();
-      await wrong.remove();
-      await broken.remove();
-    }
+    });
   },
 });

@@ -1,16 +1,57 @@
 /**
  * @module
  * Helpers for end-to-end tests of several `serve` processes sharing one Redis
- * (tests/e2e/cluster_test.ts): start and stop a group of instances on one config, post chat
- * completions and admin actions, read `/stats` by key, poll for a condition and measure how long
- * it took, and an upstream whose answer per key a test switches (200, or a 429 with Retry-After).
+ * (tests/e2e/cluster_test.ts, tests/e2e/cluster_faults_test.ts): run a test on a Redis, an
+ * upstream and a group of instances on one config, all stopped and removed after it
+ * ({@linkcode withCluster}); start and stop instances, post chat completions and admin actions,
+ * read `/stats` by key, poll for a condition and measure how long it took, and an upstream whose
+ * answer per key a test switches (200, or a 429 with Retry-After).
  */
 
-import { type ServeProcess, startServe } from "./cli.ts";
+import assert from "node:assert/strict";
+import { type ServeProcess, startServe, tempConfig } from "./cli.ts";
 import { type ScriptedUpstream, startScriptedUpstream } from "./e2e.ts";
+import { RedisServer } from "./redis.ts";
 
 /** A model every request of these tests asks for. */
 export const MODEL = "gpt-cluster";
+
+/** What an instance logs when Redis goes down. */
+export const REDIS_DOWN_LOG = "shared state: Redis is down; serving on the local view";
+/** What an instance logs when Redis is back. */
+export const REDIS_BACK_LOG = "shared state: Redis is back";
+
+/** What a config of {@linkcode clusterConfigs} may add. */
+export interface ClusterConfigOptions {
+  /** `state.prefix`, instead of the default one. */
+  prefix?: string;
+  /** Adds `state.redis_required: true`. */
+  required?: boolean;
+  /** YAML added at the end. */
+  extra?: string;
+}
+
+/**
+ * Makes configs of one upstream and state shared in Redis.
+ * @param prefix the default `state.prefix`
+ * @returns a function that writes the config text of a Redis URL, an upstream and the YAML of
+ * its keys (and quota)
+ */
+export function clusterConfigs(
+  prefix: string,
+): (redisUrl: string, up: KeyedUpstream, keys: string, options?: ClusterConfigOptions) => string {
+  return (redisUrl, up, keys, options = {}) => {
+    const required = options.required === true ? ", redis_required: true" : "";
+    return `
+upstreams:
+  up:
+    base_url: "${up.baseUrl}"
+    keys: ${keys}
+retry: { backoff_base: 0.01, backoff_max: 0.02 }
+state: { redis: "${redisUrl}", prefix: "${options.prefix ?? prefix}"${required} }
+${options.extra ?? ""}`;
+  };
+}
 
 /** How llm-balance shows a key: its first 4 and last 4 characters. */
 export function maskOf(key: string): string {
@@ -136,6 +177,102 @@ export async function pollUntil(
     if (await check()) return performance.now();
     if (performance.now() > end) throw new Error(`Timed out after ${timeoutMs} ms: ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** Every instance logged `listening` with Redis up. */
+export async function allUp(nodes: readonly ServeProcess[]): Promise<void> {
+  for (const n of nodes) {
+    const l = await n.waitForLog((r) => r.msg === "listening");
+    assert.equal(l.redis_up, true, `listening: ${JSON.stringify(l)}`);
+  }
+}
+
+/** An honest refusal: a 503 or 429 with a JSON error body of llm-balance. */
+export function honest(a: Answer): boolean {
+  const e = errorOf(a);
+  return (a.status === 503 || a.status === 429) && e !== undefined &&
+    typeof e.message === "string" && typeof e.code === "string";
+}
+
+/** What {@linkcode withCluster} starts. */
+export interface ClusterTestOptions {
+  /** How many instances to start on the config before the test (0: the test starts them). */
+  instances: number;
+  /** The config file's text, given the Redis URL and the upstream. */
+  config: (redisUrl: string, up: KeyedUpstream) => string;
+  /** A password the Redis requires. */
+  redis?: { password?: string };
+}
+
+/** What a test run by {@linkcode withCluster} is given. */
+export interface ClusterContext {
+  redis: RedisServer;
+  up: KeyedUpstream;
+  /** The config file. */
+  path: string;
+  /** The instances started before the test, each logged `listening` with Redis up. */
+  nodes: ServeProcess[];
+  /** Starts `n` more instances on a config file (the cluster's by default), all at once. */
+  startInstances(n: number, configPath?: string): Promise<ServeProcess[]>;
+  /** Starts one more `serve --port 0` on a config file (the cluster's by default). */
+  serve(configPath?: string): Promise<ServeProcess>;
+  /** Writes another config file; returns its path. */
+  writeConfig(text: string): Promise<string>;
+}
+
+/**
+ * Starts a Redis, a {@linkcode KeyedUpstream}, a config file and `instances` instances on it
+ * (and waits until each logged `listening` with Redis up), runs the test, and whatever happens
+ * closes every instance the test started through the context, the upstream and Redis, and
+ * removes every config file.
+ * @param options what to start
+ * @param fn the test
+ */
+export async function withCluster(
+  options: ClusterTestOptions,
+  fn: (ctx: ClusterContext) => Promise<void>,
+): Promise<void> {
+  const redis = await RedisServer.start(options.redis ?? {});
+  let up: KeyedUpstream | undefined;
+  const configs: { path: string; remove: () => Promise<void> }[] = [];
+  const started: ServeProcess[] = [];
+  try {
+    up = startKeyedUpstream();
+    const cfg = await tempConfig(options.config(redis.url, up));
+    configs.push(cfg);
+    const path = cfg.path;
+    const ctx: ClusterContext = {
+      redis,
+      up,
+      path,
+      nodes: [],
+      startInstances: async (n, configPath = path) => {
+        const more = await startInstances(n, configPath);
+        started.push(...more);
+        return more;
+      },
+      serve: async (configPath = path) => {
+        const p = await startServe(["serve", "--config", configPath, "--port", "0"]);
+        started.push(p);
+        return p;
+      },
+      writeConfig: async (text) => {
+        const cfg = await tempConfig(text);
+        configs.push(cfg);
+        return cfg.path;
+      },
+    };
+    if (options.instances > 0) {
+      ctx.nodes = await ctx.startInstances(options.instances);
+      await allUp(ctx.nodes);
+    }
+    await fn(ctx);
+  } finally {
+    await closeAll(started);
+    await up?.close();
+    await redis.stop();
+    for (const c of configs) await c.remove();
   }
 }
 

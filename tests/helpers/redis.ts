@@ -16,11 +16,43 @@ export const hasRedis: boolean = ["redis-server", "redis-cli"].every((tool) => {
   }
 });
 
-function freePort(): number {
+/** A free TCP port on 127.0.0.1 (free when asked; the server started on it binds it soon after). */
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
   return port;
+}
+
+/**
+ * The arguments of a `redis-server` for tests: on 127.0.0.1 only, in the foreground, nothing
+ * saved to disk, warnings only.
+ * @param port its port
+ * @param dir its working folder
+ * @returns the arguments (add `--requirepass`, `--logfile`, … after them)
+ */
+export function redisServerArgs(port: number, dir: string): string[] {
+  return [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    dir,
+    "--daemonize",
+    "no",
+    "--loglevel",
+    "warning",
+  ];
+}
+
+/** A random key prefix (`t` and 8 hex digits, then `:`): tests sharing a Redis do not meet. */
+export function randomPrefix(): string {
+  return `t${crypto.randomUUID().slice(0, 8)}:`;
 }
 
 async function answers(port: number): Promise<boolean> {
@@ -80,22 +112,7 @@ export class RedisServer {
   /** Starts it (again) on its port, and waits until it answers. */
   async restart(): Promise<void> {
     if (this.#child !== undefined) return;
-    const args = [
-      "--port",
-      String(this.port),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--dir",
-      this.dir,
-      "--daemonize",
-      "no",
-      "--loglevel",
-      "warning",
-    ];
+    const args = redisServerArgs(this.port, this.dir);
     if (this.password !== undefined) args.push("--requirepass", this.password);
     this.#child = new Deno.Command("redis-server", { args, stdout: "null", stderr: "null" })
       .spawn();
@@ -115,6 +132,17 @@ export class RedisServer {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Sends a signal to the running server: SIGSTOP freezes it (connections stay open, nothing is
+   * answered), SIGCONT thaws it.
+   * @param signal the signal
+   * @throws {Error} when it does not run
+   */
+  signal(signal: Deno.Signal): void {
+    if (this.#child === undefined) throw new Error("redis-server does not run");
+    this.#child.kill(signal);
   }
 
   /** Kills it at once (SIGKILL): its data is gone. */
@@ -147,5 +175,30 @@ export class RedisServer {
   async stop(): Promise<void> {
     await this.kill();
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * Starts a redis-server, runs `fn` with it, and stops it (and removes its folder) whatever
+ * happens.
+ * @param options a password to require
+ * @param fn what to do with it
+ * @returns what `fn` returned
+ */
+export function withRedis<T>(fn: (redis: RedisServer) => Promise<T>): Promise<T>;
+export function withRedis<T>(
+  options: { password?: string },
+  fn: (redis: RedisServer) => Promise<T>,
+): Promise<T>;
+export async function withRedis<T>(
+  a: { password?: string } | ((redis: RedisServer) => Promise<T>),
+  b?: (redis: RedisServer) => Promise<T>,
+): Promise<T> {
+  const [options, fn] = typeof a === "function" ? [{}, a] : [a, b!];
+  const redis = await RedisServer.start(options);
+  try {
+    return await fn(redis);
+  } finally {
+    await redis.stop();
   }
 }

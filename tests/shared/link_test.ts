@@ -14,7 +14,7 @@ import {
   RedisLink,
   script,
 } from "../../src/shared/link.ts";
-import { hasRedis, RedisServer } from "../helpers/redis.ts";
+import { hasRedis, randomPrefix, type RedisServer, withRedis } from "../helpers/redis.ts";
 import { waitFor } from "../helpers/e2e.ts";
 
 interface Line {
@@ -33,8 +33,25 @@ function recorder(): LinkLogger & { lines: Line[] } {
   };
 }
 
-function prefix(): string {
-  return `t${crypto.randomUUID().slice(0, 8)}:`;
+/**
+ * A fresh Redis and a link to it (not started yet) on a random prefix, logging to a recorder;
+ * the link is closed and Redis stopped after `fn`.
+ * @param options a password Redis requires; the link's URL (Redis's own by default)
+ */
+async function withLink(
+  options: { password?: string; url?: (redis: RedisServer) => string },
+  fn: (ctx: { redis: RedisServer; link: RedisLink; log: { lines: Line[] } }) => Promise<void>,
+): Promise<void> {
+  await withRedis(options, async (redis) => {
+    const log = recorder();
+    const url = options.url?.(redis) ?? redis.url;
+    const link = new RedisLink({ url, prefix: randomPrefix(), logger: log });
+    try {
+      await fn({ redis, link, log });
+    } finally {
+      await link.close();
+    }
+  });
 }
 
 function sleep(ms: number): Promise<void> {
@@ -67,12 +84,9 @@ Deno.test("redisDisplay() hides the user and the password, and never echoes what
 Deno.test({
   name: "link: started before Redis is there, it warns once and comes up (one 'back') when it is",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start();
-    await redis.kill(); // its port: nothing listens there now
-    const log = recorder();
-    const link = new RedisLink({ url: redis.url, prefix: prefix(), logger: log });
-    try {
+  fn: () =>
+    withLink({}, async ({ redis, link, log }) => {
+      await redis.kill(); // its port: nothing listens there now
       const t0 = performance.now();
       assert.equal(await link.start(300), false);
       assert.ok(performance.now() - t0 < 1500, "start() gave up within its wait");
@@ -89,23 +103,16 @@ Deno.test({
       assert.equal(backs(log.lines)[0]?.level, "info");
       assert.equal(downs(log.lines).length, 0);
       assert.equal(await link.run(PING, [], []), "PONG");
-    } finally {
-      await link.close();
-      await redis.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "link: a kill logs exactly one 'down', a restart exactly one 'back'",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start();
-    const log = recorder();
-    const link = new RedisLink({ url: redis.url, prefix: prefix(), logger: log });
-    const changes: boolean[] = [];
-    link.onChange((up) => changes.push(up));
-    try {
+  fn: () =>
+    withLink({}, async ({ redis, link, log }) => {
+      const changes: boolean[] = [];
+      link.onChange((up) => changes.push(up));
       assert.equal(await link.start(), true);
       assert.equal(log.lines.length, 0, "coming up the first time is not news");
       assert.equal(link.downs, 0);
@@ -128,21 +135,14 @@ Deno.test({
       // a script Redis lost with its data is sent again in full
       assert.equal(await link.run(PING, [], []), "PONG");
       assert.equal(await link.command(["PING"]), "PONG");
-    } finally {
-      await link.close();
-      await redis.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "link: a script's own error rejects without taking the link down",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start();
-    const log = recorder();
-    const link = new RedisLink({ url: redis.url, prefix: prefix(), logger: log });
-    try {
+  fn: () =>
+    withLink({}, async ({ link, log }) => {
       assert.equal(await link.start(), true);
       const boom = script("return redis.error_reply('boom: a bug in the script')");
       await assert.rejects(link.run(boom, [], []), /boom/);
@@ -157,23 +157,18 @@ Deno.test({
       assert.equal(await link.run(PING, [], []), "PONG");
       const echo = script("return {KEYS[1], ARGV[1]}");
       assert.deepEqual(await link.run(echo, ["a"], ["b"]), ["a", "b"]);
-    } finally {
-      await link.close();
-      await redis.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "link: with a wrong password it never comes up, and no line logged holds the password",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start({ password: "the-right-one-42" });
+  fn: async () => {
     const wrong = "wr0ng-Pa55word";
-    const url = `redis://:${wrong}@127.0.0.1:${redis.port}/0`;
-    const log = recorder();
-    const link = new RedisLink({ url, prefix: prefix(), logger: log });
-    try {
+    await withLink({
+      password: "the-right-one-42",
+      url: (redis) => `redis://:${wrong}@127.0.0.1:${redis.port}/0`,
+    }, async ({ redis, link, log }) => {
       assert.equal(await link.start(500), false);
       await sleep(700);
       assert.equal(link.up, false);
@@ -187,28 +182,19 @@ Deno.test({
       assert.ok(!link.display.includes(wrong), link.display);
       assert.equal(link.display, `redis://:***@127.0.0.1:${redis.port}/0`);
       assert.equal(link.redact(`AUTH failed for ${wrong} (${wrong})`), "AUTH failed for *** (***)");
-    } finally {
-      await link.close();
-      await redis.stop();
-    }
+    });
   },
 });
 
 Deno.test({
   name: "link: redact() removes the password as written and URL-decoded",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start({ password: "p@ss/w0rd" });
-    const link = new RedisLink({ url: redis.url, prefix: prefix(), logger: recorder() });
-    try {
+  fn: () =>
+    withLink({ password: "p@ss/w0rd" }, async ({ redis, link }) => {
       assert.match(redis.url, /p%40ss%2Fw0rd/);
       assert.equal(await link.start(), true, "the encoded password is the server's");
       assert.equal(link.redact("x p@ss/w0rd y p%40ss%2Fw0rd z"), "x *** y *** z");
       assert.equal(link.redact("nothing secret"), "nothing secret");
       assert.ok(!link.display.includes("w0rd"), link.display);
-    } finally {
-      await link.close();
-      await redis.stop();
-    }
-  },
+    }),
 });

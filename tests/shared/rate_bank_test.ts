@@ -9,7 +9,7 @@ import { RateLimiter } from "../../src/rate_limiter.ts";
 import type { RateDecision } from "../../src/rate_limiter.ts";
 import { RedisLink } from "../../src/shared/link.ts";
 import { SharedRateLimiter } from "../../src/shared/rate_bank.ts";
-import { hasRedis, RedisServer } from "../helpers/redis.ts";
+import { hasRedis, type RedisServer, withRedis } from "../helpers/redis.ts";
 
 const quiet = { info() {}, warn() {} };
 
@@ -37,26 +37,26 @@ async function withLimiters(
     locals: RateLimiter[];
   }) => Promise<void>,
 ): Promise<void> {
-  const server = await RedisServer.start();
-  const prefix = `t:${crypto.randomUUID().slice(0, 8)}:`;
-  const links: RedisLink[] = [];
-  const limiters: SharedRateLimiter[] = [];
-  const locals: RateLimiter[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const link = new RedisLink({ url: server.url, prefix, logger: quiet });
-      links.push(link);
-      assert.equal(await link.start(), true);
-      const local = new RateLimiter(Date.now);
-      locals.push(local);
-      limiters.push(new SharedRateLimiter({ link, local }));
+  await withRedis(async (server) => {
+    const prefix = `t:${crypto.randomUUID().slice(0, 8)}:`;
+    const links: RedisLink[] = [];
+    const limiters: SharedRateLimiter[] = [];
+    const locals: RateLimiter[] = [];
+    try {
+      for (let i = 0; i < n; i++) {
+        const link = new RedisLink({ url: server.url, prefix, logger: quiet });
+        links.push(link);
+        assert.equal(await link.start(), true);
+        const local = new RateLimiter(Date.now);
+        locals.push(local);
+        limiters.push(new SharedRateLimiter({ link, local }));
+      }
+      await fn({ server, prefix, links, limiters, locals });
+    } finally {
+      for (const l of limiters) await l.close();
+      for (const l of links) await l.close();
     }
-    await fn({ server, prefix, links, limiters, locals });
-  } finally {
-    for (const l of limiters) await l.close();
-    for (const l of links) await l.close();
-    await server.stop();
-  }
+  });
 }
 
 function bucketKey(prefix: string, client: string): string {

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { hasRedis, RedisServer } from "../helpers/redis.ts";
+import { hasRedis, randomPrefix, type RedisServer, withRedis } from "../helpers/redis.ts";
 import { RedisLink } from "../../src/shared/link.ts";
 import { applyField, RedisStateStore, sharedFields } from "../../src/state/redis_store.ts";
 import { emptyState, MemoryStateStore } from "../../src/state_store.ts";
@@ -40,8 +40,34 @@ async function closeAll(...nodes: Node[]): Promise<void> {
   }
 }
 
-function prefix(): string {
-  return `t${crypto.randomUUID().slice(0, 8)}:`;
+/**
+ * A fresh Redis and a random prefix; `node(instance)` starts an instance on them. Every instance
+ * is closed, in the order started, and Redis stopped after `fn`.
+ */
+async function withNodes(
+  fn: (ctx: {
+    redis: RedisServer;
+    prefix: string;
+    node: (instance: string) => Promise<Node>;
+  }) => Promise<void>,
+): Promise<void> {
+  await withRedis(async (redis) => {
+    const p = randomPrefix();
+    const started: Node[] = [];
+    try {
+      await fn({
+        redis,
+        prefix: p,
+        node: async (instance) => {
+          const n = await node(redis, p, instance);
+          started.push(n);
+          return n;
+        },
+      });
+    } finally {
+      await closeAll(...started);
+    }
+  });
 }
 
 Deno.test("redis store: fields round-trip, and a record nothing happened to has the defaults", () => {
@@ -64,12 +90,10 @@ Deno.test("redis store: fields round-trip, and a record nothing happened to has 
 Deno.test({
   name: "redis store: a rest on one instance reaches another within 100 ms",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start();
-    const p = prefix();
-    const a = await node(redis, p, "a");
-    const b = await node(redis, p, "b");
-    try {
+  fn: () =>
+    withNodes(async ({ node }) => {
+      const a = await node("a");
+      const b = await node("b");
       const until = Date.now() + 60_000;
       const s = a.store.record(ID);
       s.restUntil = until;
@@ -82,21 +106,15 @@ Deno.test({
       assert.equal(b.store.record(ID).restReason, "rate_limited");
       assert.deepEqual(b.told, [ID]);
       assert.equal(a.told.length, 0, "its own change is not news to a");
-    } finally {
-      await closeAll(a, b);
-      await redis.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "redis store: concurrent writes of one field converge on every instance",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start();
-    const p = prefix();
-    const nodes = [await node(redis, p, "a"), await node(redis, p, "b"), await node(redis, p, "c")];
-    try {
+  fn: () =>
+    withNodes(async ({ redis, prefix: p, node }) => {
+      const nodes = [await node("a"), await node("b"), await node("c")];
       for (let round = 0; round < 20; round++) {
         nodes.forEach((n, i) => {
           const s = n.store.record(ID);
@@ -111,20 +129,15 @@ Deno.test({
         const s = n.store.record(ID);
         assert.equal(`${s.ejectedUntil}|${s.ejections}`, stored);
       }
-    } finally {
-      await closeAll(...nodes);
-      await redis.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "redis store: a change of per-instance fields only writes nothing to Redis",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start();
-    const a = await node(redis, prefix(), "a");
-    try {
+  fn: () =>
+    withNodes(async ({ redis, node }) => {
+      const a = await node("a");
       const before = await redis.cli("INFO", "commandstats");
       const s = a.store.record(ID);
       for (let i = 0; i < 1000; i++) {
@@ -138,22 +151,16 @@ Deno.test({
       const after = await redis.cli("INFO", "commandstats");
       const calls = (text: string) => Number(/cmdstat_evalsha:calls=(\d+)/.exec(text)?.[1] ?? 0);
       assert.equal(calls(after), calls(before));
-    } finally {
-      await closeAll(a);
-      await redis.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "redis store: changes made while Redis is down reach the others when it is back",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start();
-    const p = prefix();
-    const a = await node(redis, p, "a");
-    const b = await node(redis, p, "b");
-    try {
+  fn: () =>
+    withNodes(async ({ redis, prefix: p, node }) => {
+      const a = await node("a");
+      const b = await node("b");
       await redis.kill();
       await waitFor(() => !a.link.up && !b.link.up, "both links down", 5000);
       const s = a.store.record(ID);
@@ -163,22 +170,15 @@ Deno.test({
       await redis.restart();
       await waitFor(() => b.store.record(ID).disabled, "the disable on b", 8000);
       assert.equal(await redis.cli("HGET", `${p}key:${ID}`, "d"), "1");
-    } finally {
-      await closeAll(a, b);
-      await redis.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "redis store: a Redis that lost its data is filled again; a new instance reads it",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start();
-    const p = prefix();
-    const a = await node(redis, p, "a");
-    let c: Node | undefined;
-    try {
+  fn: () =>
+    withNodes(async ({ redis, prefix: p, node }) => {
+      const a = await node("a");
       const s = a.store.record(ID);
       s.restUntil = Date.now() + 60_000;
       s.restReason = "quota";
@@ -194,24 +194,18 @@ Deno.test({
         if (stored === "") await new Promise((r) => setTimeout(r, 20));
       }
       assert.equal(stored, `${s.restUntil}|quota`);
-      c = await node(redis, p, "c");
-      await waitFor(() => c!.store.record(ID).restReason === "quota", "c reads the rest", 2000);
+      const c = await node("c");
+      await waitFor(() => c.store.record(ID).restReason === "quota", "c reads the rest", 2000);
       assert.equal(c.store.record(ID).budget.modelSpentUntil["m1"], s.budget.modelSpentUntil["m1"]);
-    } finally {
-      await closeAll(a, ...(c ? [c] : []));
-      await redis.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "redis store: garbage on the channel and keys it does not serve are ignored",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start();
-    const p = prefix();
-    const a = await node(redis, p, "a");
-    try {
+  fn: () =>
+    withNodes(async ({ redis, prefix: p, node }) => {
+      const a = await node("a");
       await redis.cli("PUBLISH", `${p}events`, "not json");
       await redis.cli(
         "PUBLISH",
@@ -222,22 +216,16 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 50));
       assert.equal(a.store.record(ID).disabled, false);
       assert.equal([...a.store.entries()].length, 1);
-    } finally {
-      await closeAll(a);
-      await redis.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "redis store: a local change back to the value before a remote one is written",
   ignore: !hasRedis,
-  async fn() {
-    const redis = await RedisServer.start();
-    const p = prefix();
-    const a = await node(redis, p, "a");
-    const b = await node(redis, p, "b");
-    try {
+  fn: () =>
+    withNodes(async ({ node }) => {
+      const a = await node("a");
+      const b = await node("b");
       const sa = a.store.record(ID);
       a.store.changed(ID); // a's baseline: not disabled
       const sb = b.store.record(ID);
@@ -247,9 +235,5 @@ Deno.test({
       sa.disabled = false; // an operator enables it on a
       a.store.changed(ID);
       await waitFor(() => !sb.disabled, "the enable on b", 1000);
-    } finally {
-      await closeAll(a, b);
-      await redis.stop();
-    }
-  },
+    }),
 });

@@ -162,7 +162,12 @@ function hex8(random: () => number): string {
   return Math.floor(random() * 0x1_0000_0000).toString(16).padStart(8, "0");
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/**
+ * Waits `ms`, or less when the signal aborts.
+ * @param ms milliseconds
+ * @param signal ends the wait early
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   if (ms <= 0 || signal?.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {

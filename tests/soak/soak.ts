@@ -46,7 +46,7 @@ import {
   formatChecks,
   type RedisFigures,
 } from "./_invariants.ts";
-import { Gate, OUTCOMES, type RequestResult, runLoad } from "./_load.ts";
+import { Gate, OUTCOMES, type RequestResult, runLoad, sleep } from "./_load.ts";
 import { type ProcessSample, Sampler } from "./_process.ts";
 
 const HELP = `deno task soak [options]
@@ -223,19 +223,6 @@ async function settle(url: string, adminKey: string, ms: number): Promise<number
 
 function requestLines(logs: readonly Record<string, unknown>[]): number {
   return logs.filter((r) => r.msg === "request" && r.path === "/v1/chat/completions").length;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal?.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** Waits until `ok()` (polled every 20 ms), at most `ms`; returns whether it came. */

@@ -151,6 +151,14 @@ export class BudgetBank {
   #epoch: string | undefined;
   /** What this instance spent of each key's day, in the current epoch's data. */
   readonly #own = new Map<string, Own>();
+  /** Each key's cluster counts as its last grant found them: a share while down is cut from them. */
+  readonly #last = new Map<
+    string,
+    { day: number; requests: number; models: Map<string, number> }
+  >();
+  /** Instances sharing this Redis and prefix, as last counted (subscribers of the channel). */
+  #instances = 1;
+  #counted = 0;
   /** Spends whose adding back to a Redis that lost its data failed: tried again when up. */
   #unrestored: Own[] = [];
   /** Requests spent while Redis was down, per key and model: added when it is back. */
@@ -305,6 +313,47 @@ export class BudgetBank {
     const o = this.#owed.get(k);
     if (o === undefined) this.#owed.set(k, { c, model: m, n: 1, tokens: 0 });
     else o.n++;
+  }
+
+  /**
+   * Whether a key may spend one more request while Redis is down: this instance's share of what
+   * was left when it last asked (what is left divided by the instances sharing Redis, plus what
+   * it still holds), per day and per model, so that the instances together stay near the limit
+   * instead of each spending all that was left.
+   * @param c the key
+   * @param model the model's slot
+   */
+  mayOwe(c: Candidate, model: string | undefined): boolean {
+    const q = c.quota;
+    if (!countsRequests(q)) return true;
+    const m = model !== undefined && q.modelRequestsPerDay > 0 ? model : "";
+    const n = Math.max(1, this.#instances);
+    const last = this.#last.get(c.id);
+    const today = last !== undefined && last.day === this.#days(c)[1];
+    let held = 0;
+    let heldModel = 0;
+    for (const g of this.#grants.values()) {
+      if (g.c.id !== c.id) continue;
+      held += g.left;
+      if (g.model === m) heldModel += g.left;
+    }
+    let owed = 0;
+    let owedModel = 0;
+    for (const o of this.#owed.values()) {
+      if (o.c.id !== c.id) continue;
+      owed += o.n;
+      if (o.model === m) owedModel += o.n;
+    }
+    const share = (limit: number, used: number, mine: number) =>
+      mine + Math.floor(Math.max(0, limit - used) / n);
+    if (q.requestsPerDay > 0) {
+      if (owed >= share(q.requestsPerDay, today ? last.requests : 0, held)) return false;
+    }
+    if (m !== "" && q.modelRequestsPerDay > 0) {
+      const used = today ? last.models.get(m) ?? 0 : 0;
+      if (owedModel >= share(q.modelRequestsPerDay, used, heldModel)) return false;
+    }
+    return true;
   }
 
   /**
@@ -521,6 +570,12 @@ export class BudgetBank {
       if (granted! > 0) {
         this.#spent(c, { epoch: this.#epoch ?? "", day: ds!, minute: ms! }, granted!, 0, g.model);
       }
+      let last = this.#last.get(c.id);
+      if (last === undefined || last.day !== ds) {
+        this.#last.set(c.id, last = { day: ds!, requests: 0, models: new Map() });
+      }
+      last.requests = dr!;
+      if (g.model !== "") last.models.set(g.model, mr!);
       const reason = String(reply[1]);
       const local = this.#now();
       const skew = local - redisNow!;
@@ -749,10 +804,21 @@ export class BudgetBank {
     ];
   }
 
+  /** Counts the instances sharing this Redis and prefix: the subscribers of its channel. */
+  async #countInstances(): Promise<void> {
+    this.#counted = this.#now();
+    try {
+      const reply = await this.#link.command(["PUBSUB", "NUMSUB", this.#link.prefix + "events"]);
+      const n = Array.isArray(reply) ? Number(reply[1]) : NaN;
+      if (Number.isInteger(n) && n > 0) this.#instances = n;
+    } catch { /* down: the last count stands */ }
+  }
+
   #tick(): void {
     if (this.#closed) return;
     void this.#flushTokens();
     const now = this.#now();
+    if (this.#link.up && now - this.#counted >= 1_000) void this.#countInstances();
     for (const [k, g] of this.#grants) {
       if (g.waiting > 0 || g.refill !== undefined) continue;
       if (g.left > 0 && (now >= g.expires || now - g.lastUsed >= this.#idleMs)) {
@@ -782,6 +848,7 @@ export class BudgetBank {
     this.#unrestored = [];
     this.#restore(unrestored);
     void this.#repayOwed();
+    void this.#countInstances();
   }
 
   /** Adds what was spent while Redis was down (on Redis's clock), one call per key and model. */

@@ -145,6 +145,9 @@ function mirror(c: Candidate, model: string | undefined, counts: ClusterCounts):
   }
 }
 
+/** A request beyond this instance's share while Redis is down: refused (not the key's spend). */
+const BEYOND_SHARE: Promise<Reservation> = Promise.resolve("refused");
+
 /** Options of {@linkcode Budgets}. */
 export interface BudgetsOptions {
   /**
@@ -228,13 +231,16 @@ export class Budgets {
     const b = (c.state as CandidateState).budget;
     rollDay(q, b, now);
     rollMinute(b, now);
+    const m = upstreamModel(c, model);
+    const slot = m === undefined ? undefined : modelSlot(b.modelRequests, m);
+    const bank = this.#bank;
+    const shared = bank !== undefined && hasLimits(q);
+    // Redis is down: this instance spends only its share of what was left (else another key)
+    if (shared && !bank.covers(c) && !bank.mayOwe(c, slot)) return BEYOND_SHARE;
     b.dayRequests++;
     b.minuteRequests++;
     let changed = false;
-    const m = upstreamModel(c, model);
-    let slot: string | undefined;
-    if (m !== undefined) {
-      slot = modelSlot(b.modelRequests, m);
+    if (m !== undefined && slot !== undefined) {
       b.modelRequests[slot] = (b.modelRequests[slot] ?? 0) + 1;
       const lm = readModel(b.learnedModels, m);
       if (lm !== undefined && lm.until > now && --lm.remaining <= 0) {
@@ -246,8 +252,7 @@ export class Budgets {
     if (l !== null && l.until > now && --l.remaining <= 0) {
       changed = spend(b, l.until, "provider") || changed;
     }
-    const bank = this.#bank;
-    if (bank !== undefined && hasLimits(q)) {
+    if (shared) {
       if (bank.covers(c)) {
         // the cluster's counts decide (the book's mirror them, as last seen)
         if (changed) this.#changed(c);

@@ -171,11 +171,13 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
     if (lastLease !== undefined && !stale) (tried ??= new Set()).add(lastLease.candidate.id);
     if (deps.stopping()) throw shuttingDown();
     let lease: Lease | undefined;
-    if (n === 1) {
+    // keys the budgets refused before an attempt are not asked again in this request
+    const firstTry = n === 1 && refused === undefined;
+    if (firstTry) {
       // at once, unless others wait for a key of this pool (then behind them)
       lease = deps.queues.waiting(pool, model) === 0 ? pool.lease(pick) : undefined;
     } else lease = pool.lease(pick, exclude);
-    if (lease === undefined && n === 1) {
+    if (lease === undefined && firstTry) {
       const first = await firstLease(
         {
           poolFor: deps.poolFor,

@@ -98,6 +98,35 @@ async function backWhereDown(nodes: readonly ServeProcess[], timeoutMs = 5000): 
 }
 
 Deno.test({
+  name: "cluster faults: while Redis is away each of three instances spends only its share " +
+    "of what was left",
+  ignore: !hasRedis,
+  fn: async () => {
+    const LIMIT = 300;
+    const text = keyed(`requests_per_day: ${LIMIT}`);
+    await withCluster({ instances: 3, config: text }, async ({ redis, up, nodes }) => {
+      await sleep(1500); // each instance has counted the three (once a second)
+      assert.deepEqual(tally(await burst(nodes, 60, 6)), { "200": 60 });
+      await redis.kill();
+      for (const n of nodes) await n.waitForLog((r) => r.msg === REDIS_DOWN_LOG, 5000);
+      const away = await burst(nodes, 400, 6);
+      for (const a of away) {
+        assert.ok(a.status === 200 || honest(a), `not an honest refusal: ${a.status} ${a.text}`);
+      }
+      const arrivals = up.count();
+      console.log(
+        `limit ${LIMIT}, 60 spent, then Redis away: ${JSON.stringify(tally(away))}; ` +
+          `upstream got ${arrivals}`,
+      );
+      // each takes a third of what was left as it last saw it, plus what it still held: close
+      // to the limit, not three times what was left
+      assert.ok(arrivals <= LIMIT + 15, `${arrivals} spent while Redis was away`);
+      assert.ok(arrivals >= LIMIT - 30, `the instances kept too much back: ${arrivals}`);
+    });
+  },
+});
+
+Deno.test({
   name: "cluster faults: a Redis restarted empty in the middle of a burst on three instances " +
     "does not let the day's budget be spent again",
   ignore: !hasRedis,

@@ -3,19 +3,12 @@
 import assert from "node:assert/strict";
 import { ConfigError, type ConfigIssue } from "../../src/config/errors.ts";
 import { detectFormat, loadConfig, parseConfigText } from "../../src/config/load.ts";
+import { configError } from "../helpers/config.ts";
 
 const NATIVE = "upstreams:\n  ms:\n    base_url: http://127.0.0.1:9000/v1\n";
 const noEnv = () => undefined;
 
-function failure(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error("expected a ConfigError");
-}
+const failure = configError;
 
 Deno.test("detectFormat() tells Seed A, Seed B and native apart", () => {
   assert.equal(detectFormat({ api_keys: [] }, true), "seed-a");

@@ -29,7 +29,7 @@ export type Reservation = "granted" | "owed" | "refused";
 
 import type { Candidate } from "../plugin.ts";
 import type { QuotaConfig } from "../config/types.ts";
-import type { RedisLink } from "../shared/link.ts";
+import { EVENTS, hashReply, type RedisLink } from "../shared/link.ts";
 import { EPOCH, GIVE_BACK, READ, REPAY, RESTORE, TAKE, TOKENS } from "./bank_scripts.ts";
 import { dayStart, nextReset } from "./reset.ts";
 
@@ -77,7 +77,7 @@ interface Grant {
   lastUsed: number;
   /** Requests waiting for a top-up. */
   waiting: number;
-  refill: Promise<void> | undefined;
+  refill: Promise<TopUp> | undefined;
   /** Why Redis refused the last top-up ("" when it did not). */
   refused: string;
   /** The key's generation in Redis when it was taken (an operator's reset makes a new one). */
@@ -102,6 +102,9 @@ interface Own extends Window {
   minuteRequests: number;
   minuteTokens: number;
 }
+
+/** How a top-up ended: granted, refused, Redis's data changed (asked again), or nothing usable. */
+type TopUp = "granted" | "refused" | "epoch" | "failed";
 
 /** Options of {@linkcode BudgetBank}. */
 export interface BudgetBankOptions {
@@ -239,7 +242,13 @@ export class BudgetBank {
           this.owe(g.c, g.model === "" ? undefined : g.model);
           return "owed";
         }
-        await (g.refill ?? this.#topUp(g));
+        const topUp = await (g.refill ?? this.#topUp(g));
+        if (topUp === "failed") {
+          // Redis answered nothing usable (too late, an error): the book decides alone rather
+          // than ask again at once
+          this.owe(g.c, g.model === "" ? undefined : g.model);
+          return "owed";
+        }
         if (g.refused !== "" && (g.left <= 0 || this.#now() >= g.expires)) return "refused";
       }
       // so many waited that the grants went to others all this time: not this key
@@ -271,10 +280,7 @@ export class BudgetBank {
   /** Takes one request off a key's count in Redis now, or when it is back. */
   #takeOff(c: Candidate, model: string): void {
     if (!this.#link.up) {
-      const k = c.id + "\n" + model;
-      const o = this.#owed.get(k);
-      if (o === undefined) this.#owed.set(k, { c, model, n: -1, tokens: 0 });
-      else o.n--;
+      this.#addOwed(c, model, -1, 0);
       return;
     }
     const args = [...this.#days(c).map(String), model, "-1", "0", this.#deadline()];
@@ -308,11 +314,18 @@ export class BudgetBank {
   owe(c: Candidate, model: string | undefined): void {
     const q = c.quota;
     if (!countsRequests(q)) return;
-    const m = model !== undefined && q.modelRequestsPerDay > 0 ? model : "";
-    const k = c.id + "\n" + m;
+    this.#addOwed(c, model !== undefined && q.modelRequestsPerDay > 0 ? model : "", 1, 0);
+  }
+
+  /** Counts what Redis is owed for a key and model slot: requests (negative: given back), tokens. */
+  #addOwed(c: Candidate, model: string, n: number, tokens: number): void {
+    const k = c.id + "\n" + model;
     const o = this.#owed.get(k);
-    if (o === undefined) this.#owed.set(k, { c, model: m, n: 1, tokens: 0 });
-    else o.n++;
+    if (o === undefined) this.#owed.set(k, { c, model, n, tokens });
+    else {
+      o.n += n;
+      o.tokens += tokens;
+    }
   }
 
   /**
@@ -526,8 +539,8 @@ export class BudgetBank {
   }
 
   /** Asks Redis for a batch for a grant; one call at a time per grant. */
-  #topUp(g: Grant): Promise<void> {
-    const run = async () => {
+  #topUp(g: Grant): Promise<TopUp> {
+    const run = async (): Promise<TopUp> => {
       const c = g.c;
       const q = c.quota;
       const want = Math.min(MAX_BATCH, Math.max(batchFor(q), g.waiting));
@@ -549,13 +562,14 @@ export class BudgetBank {
       try {
         reply = await this.#link.run(TAKE, [this.#base(c), this.#link.prefix + "epoch"], args);
       } catch {
-        return; // down or slow: the book decides alone meanwhile
+        return "failed"; // down or slow: the book decides alone meanwhile
       }
-      if (!Array.isArray(reply) || reply.length < 13 || this.#closed) return;
+      if (!Array.isArray(reply) || reply.length < 13 || this.#closed) return "failed";
       this.#epochIs(String(reply[12]));
       // too late by Redis's clock (a skew misjudged), or data this instance had not seen (what
       // it spent is on its way back first): nothing granted, nothing refused
-      if (reply[1] === "late" || reply[1] === "epoch") return;
+      if (reply[1] === "late") return "failed";
+      if (reply[1] === "epoch") return "epoch";
       const [granted, , ds, de, ms, redisNow, dr, mr, nr, dt, nt] = reply.map((v, i) =>
         i === 1 || i >= 11 ? 0 : Number(v)
       ) as number[];
@@ -608,7 +622,9 @@ export class BudgetBank {
       if (granted! <= 0) {
         const until = reason === "minute" || reason === "minute_tokens" ? minuteEnd : dayEnd;
         this.#events?.refused(c, reason === "model" ? g.model : undefined, reason, until);
+        return "refused";
       }
+      return "granted";
     };
     const p = run().finally(() => {
       if (g.refill === p) g.refill = undefined;
@@ -743,13 +759,8 @@ export class BudgetBank {
     const at = grantWindow(g);
     return this.#link.run(GIVE_BACK, [this.#base(c)], args).then(
       () => this.#spent(c, at, -n, 0, model),
-      () => {
-        // Redis still counts them: taken off when it is back
-        const k = c.id + "\n" + model;
-        const o = this.#owed.get(k);
-        if (o === undefined) this.#owed.set(k, { c, model, n: -n, tokens: 0 });
-        else o.n -= n;
-      },
+      // Redis still counts them: taken off when it is back
+      () => this.#addOwed(c, model, -n, 0),
     );
   }
 
@@ -767,12 +778,7 @@ export class BudgetBank {
       args.push(String(q.tokensPerDay), String(q.tokensPerMinute), String(n));
     }
     const owe = () => {
-      for (const { c, n } of pending) {
-        const k = c.id + "\n";
-        const o = this.#owed.get(k);
-        if (o === undefined) this.#owed.set(k, { c, model: "", n: 0, tokens: n });
-        else o.tokens += n;
-      }
+      for (const { c, n } of pending) this.#addOwed(c, "", 0, n);
     };
     return [
       this.#link.run(TOKENS, [...keys, this.#link.prefix + "epoch"], args).then((reply) => {
@@ -783,12 +789,12 @@ export class BudgetBank {
           owe();
           return;
         }
-        if (reply.length !== pending.length * 5 + 2) return;
+        if (reply.length !== pending.length * 4 + 2) return;
         const skew = this.#now() - Number(reply[reply.length - 2]);
         this.#skew = skew;
         this.#epochIs(String(reply[reply.length - 1]));
         pending.forEach(({ c, n }, i) => {
-          const [why, de, ms, ds] = reply.slice(i * 5, i * 5 + 4) as unknown[];
+          const [why, de, ms, ds] = reply.slice(i * 4, i * 4 + 4) as unknown[];
           this.#spent(
             c,
             { epoch: this.#epoch ?? "", day: Number(ds), minute: Number(ms) },
@@ -808,7 +814,8 @@ export class BudgetBank {
   async #countInstances(): Promise<void> {
     this.#counted = this.#now();
     try {
-      const reply = await this.#link.command(["PUBSUB", "NUMSUB", this.#link.prefix + "events"]);
+      const channel = this.#link.prefix + EVENTS;
+      const reply = await this.#link.command(["PUBSUB", "NUMSUB", channel]);
       const n = Array.isArray(reply) ? Number(reply[1]) : NaN;
       if (Number.isInteger(n) && n > 0) this.#instances = n;
     } catch { /* down: the last count stands */ }
@@ -866,27 +873,14 @@ export class BudgetBank {
       const at = this.#nowWindow(o.c);
       return this.#link.run(REPAY, [this.#base(o.c)], args).then(() => {
         this.#spent(o.c, at, o.n, o.tokens, o.model);
-      }, () => {
-        const k = o.c.id + "\n" + o.model;
-        const again = this.#owed.get(k);
-        if (again === undefined) this.#owed.set(k, o);
-        else {
-          again.n += o.n;
-          again.tokens += o.tokens;
-        }
-      });
+      }, () => this.#addOwed(o.c, o.model, o.n, o.tokens));
     });
   }
 }
 
+/** A hash's counts from an HGETALL reply. */
 function pairs(reply: unknown): Map<string, number> {
-  const out = new Map<string, number>();
-  if (Array.isArray(reply)) {
-    for (let i = 0; i + 1 < reply.length; i += 2) out.set(String(reply[i]), Number(reply[i + 1]));
-  } else if (reply !== null && typeof reply === "object") {
-    for (const [k, v] of Object.entries(reply)) out.set(k, Number(v));
-  }
-  return out;
+  return new Map(hashReply(reply).map(([k, v]) => [k, Number(v)]));
 }
 
 /** The window a grant was taken in. */

@@ -11,17 +11,32 @@
 import { script } from "../shared/link.ts";
 
 /** How long a day's counts are kept after the day ends. */
-export const DAY_TTL_MS = 86_400_000;
+const DAY_TTL_MS = 86_400_000;
 
-/** Reads Redis's now and picks the day among ARGV[a+1..a+4]: sets `now`, `ds`, `de`. */
-const DAY = (a: number) => `
+/** How long a minute's counts are kept, in ms. */
+const MINUTE_TTL_MS = 120_000;
+
+/** Reads Redis's clock: sets `now` (epoch ms) and `ms` (the start of its minute). */
+const NOW = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ds, de = tonumber(ARGV[${a + 2}]), tonumber(ARGV[${a + 3}])
-for i = ${a + 1}, ${a + 3} do
+local ms = math.floor(now / 60000) * 60000`;
+
+/** Picks the day that holds `now` among ARGV[a+1..a+4]: sets `ds`, `de`. */
+const PICK_DAY = (a: number | string) => `
+local ds, de = tonumber(ARGV[${a} + 2]), tonumber(ARGV[${a} + 3])
+for i = ${a} + 1, ${a} + 3 do
   local a, b = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   if now >= a and now < b then ds, de = a, b end
 end`;
+
+/** Reads Redis's clock and picks the day among ARGV[a+1..a+4]: `now`, `ms`, `ds`, `de`. */
+const DAY = (a: number) => NOW + PICK_DAY(a);
+
+/** Returns `late` when Redis's now is past the deadline in ARGV[a] (0: none). */
+const DEADLINE = (a: number, late: string) => `
+local deadline = tonumber(ARGV[${a}])
+if deadline > 0 and now > deadline then return ${late} end`;
 
 /** Reads the epoch in the key `key` (a Lua expression), or sets it from ARGV[a]: sets `epoch`. */
 const EPOCH_OF = (key: string, a: number) => `
@@ -49,26 +64,21 @@ end`;
  */
 export const TAKE = script(`${DAY(0)}${EPOCH_OF("KEYS[2]", 13)}
 local gen = redis.call('GET', KEYS[1] .. 'gen') or '0'
-local deadline = tonumber(ARGV[12])
-if deadline > 0 and now > deadline then
-  return {0, 'late', ds, de, 0, now, 0, 0, 0, 0, 0, gen, epoch}
-end
+${DEADLINE(12, "{0, 'late', ds, de, 0, now, 0, 0, 0, 0, 0, gen, epoch}")}
 -- data the caller did not know (Redis lost its data): it adds back what it spent first
 if ARGV[14] ~= '' and ARGV[14] ~= epoch then
   return {0, 'epoch', ds, de, 0, now, 0, 0, 0, 0, 0, gen, epoch}
 end
 local dk = KEYS[1] .. 'd:' .. ds
-local ms = math.floor(now / 60000) * 60000
 local mk = KEYS[1] .. 'm:' .. ms
 local rpd, mrpd, rpm = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local tpd, tpm = tonumber(ARGV[8]), tonumber(ARGV[9])
 local model, want = ARGV[10], tonumber(ARGV[11])
-local dr = tonumber(redis.call('HGET', dk, 'r') or '0')
-local dt = tonumber(redis.call('HGET', dk, 't') or '0')
-local mr = 0
-if model ~= '' then mr = tonumber(redis.call('HGET', dk, 'm:' .. model) or '0') end
-local nr = tonumber(redis.call('HGET', mk, 'r') or '0')
-local nt = tonumber(redis.call('HGET', mk, 't') or '0')
+local d = redis.call('HMGET', dk, 'r', 't', 'm:' .. model)
+local n = redis.call('HMGET', mk, 'r', 't')
+local dr, dt, mr = tonumber(d[1] or '0'), tonumber(d[2] or '0'), 0
+if model ~= '' then mr = tonumber(d[3] or '0') end
+local nr, nt = tonumber(n[1] or '0'), tonumber(n[2] or '0')
 local grant, why = want, ''
 local function cap(limit, used, reason)
   if limit <= 0 then return end
@@ -91,7 +101,7 @@ if grant > 0 then
   if model ~= '' then mr = redis.call('HINCRBY', dk, 'm:' .. model, grant) end
   redis.call('PEXPIREAT', dk, de + ${DAY_TTL_MS})
   nr = redis.call('HINCRBY', mk, 'r', grant)
-  redis.call('PEXPIRE', mk, 120000)
+  redis.call('PEXPIRE', mk, ${MINUTE_TTL_MS})
 end
 return {grant, why, ds, de, ms, now, dr, mr, nr, dt, nt, gen, epoch}`);
 
@@ -100,11 +110,7 @@ return {grant, why, ds, de, ms, now, dr, mr, nr, dt, nt, gen, epoch}`);
  * since (its generation changed). KEYS[1]: the key's prefix. ARGV: day start, minute start,
  * model ("" for none), requests, generation, deadline. Never below 0.
  */
-export const GIVE_BACK = script(`${ADD_FLOORED}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = tonumber(ARGV[6])
-if deadline > 0 and now > deadline then return 0 end
+export const GIVE_BACK = script(`${ADD_FLOORED}${NOW}${DEADLINE(6, "0")}
 if (redis.call('GET', KEYS[1] .. 'gen') or '0') ~= ARGV[5] then return 0 end
 local dk = KEYS[1] .. 'd:' .. ARGV[1]
 local mk = KEYS[1] .. 'm:' .. ARGV[2]
@@ -123,10 +129,9 @@ return 1`);
  * tokens, deadline.
  */
 export const REPAY = script(`${DAY(0)}${ADD_FLOORED}
-local deadline = tonumber(ARGV[8])
-if deadline > 0 and now > deadline then return 0 end
+${DEADLINE(8, "0")}
 local dk = KEYS[1] .. 'd:' .. ds
-local mk = KEYS[1] .. 'm:' .. (math.floor(now / 60000) * 60000)
+local mk = KEYS[1] .. 'm:' .. ms
 local n, tok = tonumber(ARGV[6]), tonumber(ARGV[7])
 add(dk, 'r', n)
 if ARGV[5] ~= '' then add(dk, 'm:' .. ARGV[5], n) end
@@ -134,7 +139,7 @@ add(mk, 'r', n)
 add(dk, 't', tok)
 add(mk, 't', tok)
 redis.call('PEXPIREAT', dk, de + ${DAY_TTL_MS})
-redis.call('PEXPIRE', mk, 120000)
+redis.call('PEXPIRE', mk, ${MINUTE_TTL_MS})
 return 1`);
 
 /**
@@ -145,10 +150,8 @@ return 1`);
  * the minute's (`r`, `t`).
  */
 export const RESTORE = script(`${DAY(0)}
-local deadline = tonumber(ARGV[7])
-if deadline > 0 and now > deadline then return 0 end
+${DEADLINE(7, "0")}
 local dk = KEYS[1] .. 'd:' .. ds
-local ms = math.floor(now / 60000) * 60000
 local mk = KEYS[1] .. 'm:' .. ms
 local nd = tonumber(ARGV[8])
 if ds == tonumber(ARGV[5]) then
@@ -157,7 +160,7 @@ if ds == tonumber(ARGV[5]) then
 end
 if ms == tonumber(ARGV[6]) then
   for i = 9 + 2 * nd, #ARGV - 1, 2 do redis.call('HINCRBY', mk, ARGV[i], tonumber(ARGV[i + 1])) end
-  redis.call('PEXPIRE', mk, 120000)
+  redis.call('PEXPIRE', mk, ${MINUTE_TTL_MS})
 end
 return 1`);
 
@@ -165,31 +168,21 @@ return 1`);
  * Adds tokens to the windows that hold Redis's now, for many keys at once. KEYS: the keys'
  * prefixes, then `<prefix>epoch`. ARGV[1]: the deadline; ARGV[2]: an epoch id to set when there
  * is none; then seven per key: four day boundaries, tokens per day, per minute, the tokens.
- * Returns, per key, why it is full ("" when not), its day end, the minute start, its day start
- * and day tokens; then Redis's now and the epoch ({"late", now} past the deadline).
+ * Returns, per key, why it is full ("" when not), its day end, the minute start and its day
+ * start; then Redis's now and the epoch ({"late", now} past the deadline).
  */
-export const TOKENS = script(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = tonumber(ARGV[1])
-if deadline > 0 and now > deadline then return {'late', now} end
+export const TOKENS = script(`${NOW}${DEADLINE(1, "{'late', now}")}
 ${EPOCH_OF("KEYS[#KEYS]", 2)}
-local ms = math.floor(now / 60000) * 60000
 local out = {}
 for k = 1, #KEYS - 1 do
-  local a0 = 2 + (k - 1) * 7
-  local ds, de = tonumber(ARGV[a0 + 2]), tonumber(ARGV[a0 + 3])
-  for i = 1, 3 do
-    local a, b = tonumber(ARGV[a0 + i]), tonumber(ARGV[a0 + i + 1])
-    if now >= a and now < b then ds, de = a, b end
-  end
+  local a0 = 2 + (k - 1) * 7${PICK_DAY("a0")}
   local dk = KEYS[k] .. 'd:' .. ds
   local mk = KEYS[k] .. 'm:' .. ms
   local n = tonumber(ARGV[a0 + 7])
   local dt = redis.call('HINCRBY', dk, 't', n)
   redis.call('PEXPIREAT', dk, de + ${DAY_TTL_MS})
   local nt = redis.call('HINCRBY', mk, 't', n)
-  redis.call('PEXPIRE', mk, 120000)
+  redis.call('PEXPIRE', mk, ${MINUTE_TTL_MS})
   local why = ''
   if tonumber(ARGV[a0 + 5]) > 0 and dt >= tonumber(ARGV[a0 + 5]) then why = 'day_tokens'
   elseif tonumber(ARGV[a0 + 6]) > 0 and nt >= tonumber(ARGV[a0 + 6]) then why = 'minute_tokens' end
@@ -197,7 +190,6 @@ for k = 1, #KEYS - 1 do
   out[#out + 1] = de
   out[#out + 1] = ms
   out[#out + 1] = ds
-  out[#out + 1] = dt
 end
 out[#out + 1] = now
 out[#out + 1] = epoch
@@ -205,7 +197,6 @@ return out`);
 
 /** Reads a key's counts in the windows that hold Redis's now. KEYS[1]: the key's prefix. */
 export const READ = script(`${DAY(0)}
-local ms = math.floor(now / 60000) * 60000
 return {redis.call('HGETALL', KEYS[1] .. 'd:' .. ds), redis.call('HGETALL', KEYS[1] .. 'm:' .. ms)}`);
 
 /**
@@ -213,8 +204,5 @@ return {redis.call('HGETALL', KEYS[1] .. 'd:' .. ds), redis.call('HGETALL', KEYS
  * its data (a restart without persistence). KEYS[1]: `<prefix>epoch`. ARGV[1]: an id to set
  * when there is none. Returns the id in force and Redis's now.
  */
-export const EPOCH = script(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-${EPOCH_OF("KEYS[1]", 1)}
+export const EPOCH = script(`${NOW}${EPOCH_OF("KEYS[1]", 1)}
 return {epoch, now}`);

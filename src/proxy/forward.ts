@@ -206,7 +206,9 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
         return;
       }
     }
-    if (lease === undefined && n > 1 && pool.any(undefined, model)) {
+    // whether a key of the pool may still serve (asked once; again after a backoff)
+    let usable = lease === undefined && n > 1 ? pool.any(undefined, model) : undefined;
+    if (usable === true) {
       // only upstreams that already failed (or only tried keys) are left: back off first
       const wait = Math.min(
         backoffMs(n - 1, retry.backoffBaseMs, retry.backoffMaxMs, deps.random),
@@ -216,8 +218,9 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
       if (req.signal.aborted) break;
       if (deps.stopping()) throw shuttingDown();
       lease = pool.lease(pick, triedKey) ?? pool.lease(pick);
+      usable = undefined;
     }
-    if (lease === undefined && n > 1 && !pool.any(undefined, model)) {
+    if (lease === undefined && n > 1 && !(usable ?? pool.any(undefined, model))) {
       // the pool's keys turned out spent, resting or down during this request: a fallback
       const next = deps.stopping() ? undefined : fallbackLease(deps, pool, pick);
       if (next !== undefined) {

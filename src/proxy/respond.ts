@@ -81,7 +81,6 @@ export function commit(
       usage,
       at: now,
       stream: sse,
-      learned: options.learned,
     });
     ctx.log.outcome = "complete";
     ctx.res = respondWith(ctx, c, res, body, options.overheadHeader);

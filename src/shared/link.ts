@@ -41,6 +41,25 @@ export function script(source: string): Script {
  */
 const SCRIPTS: Script[] = [];
 
+/** The channel (after the prefix) on which instances push changes to each other. */
+export const EVENTS = "events";
+
+/**
+ * A hash's fields from an HGETALL reply (an array of names and values, or an object).
+ * @param reply the reply
+ */
+export function hashReply(reply: unknown): [string, string][] {
+  const out: [string, string][] = [];
+  if (Array.isArray(reply)) {
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      out.push([String(reply[i]), String(reply[i + 1])]);
+    }
+  } else if (reply !== null && typeof reply === "object") {
+    for (const [k, v] of Object.entries(reply)) out.push([k, String(v)]);
+  }
+  return out;
+}
+
 /** Options of {@linkcode RedisLink}. */
 export interface RedisLinkOptions {
   /** `redis://[user:password@]host:port/db` or `rediss://…` for TLS. */

@@ -15,7 +15,7 @@
  */
 
 import type { CandidateState, StateStore } from "../state_store.ts";
-import { type RedisLink, script } from "../shared/link.ts";
+import { EVENTS, hashReply, type RedisLink, script } from "../shared/link.ts";
 
 /** One field of a record's shared part, as it is stored in Redis. */
 type Fields = Map<string, string>;
@@ -215,7 +215,7 @@ export class RedisStateStore implements StateStore {
    * Redis is up now; otherwise when it comes up).
    */
   async start(): Promise<void> {
-    await this.#link.subscribe("events", (text) => this.#heard(text));
+    await this.#link.subscribe(EVENTS, (text) => this.#heard(text));
     if (this.#link.up) await this.#reconcile();
   }
 
@@ -293,9 +293,7 @@ export class RedisStateStore implements StateStore {
 
   #send(id: string, fields: Map<string, string>): void {
     if (!this.#link.up) {
-      let unsent = this.#unsent.get(id);
-      if (unsent === undefined) this.#unsent.set(id, unsent = new Set());
-      for (const f of fields.keys()) unsent.add(f);
+      this.#later(id, fields.keys());
       return;
     }
     const args: string[] = [];
@@ -313,13 +311,18 @@ export class RedisStateStore implements StateStore {
     }
     args.push(JSON.stringify({ i: this.#instance, k: id, f } satisfies Message));
     const link = this.#link;
-    link.run(WRITE, [link.prefix + "key:" + id, link.prefix + "events"], args).catch(() => {
+    link.run(WRITE, [keyOf(link, id), link.prefix + EVENTS], args).catch(() => {
       // not written: nothing will come back; sent again when Redis is back
       for (const name of fields.keys()) this.#settle(`${id}\n${name}`);
-      let unsent = this.#unsent.get(id);
-      if (unsent === undefined) this.#unsent.set(id, unsent = new Set());
-      for (const name of fields.keys()) unsent.add(name);
+      this.#later(id, fields.keys());
     });
+  }
+
+  /** Remembers fields to write when Redis is back. */
+  #later(id: string, names: Iterable<string>): void {
+    let unsent = this.#unsent.get(id);
+    if (unsent === undefined) this.#unsent.set(id, unsent = new Set());
+    for (const name of names) unsent.add(name);
   }
 
   #settle(p: string): number {
@@ -409,20 +412,13 @@ export class RedisStateStore implements StateStore {
     await Promise.all(ids.map(async (id) => {
       let reply: unknown;
       try {
-        reply = await link.command(["HGETALL", link.prefix + "key:" + id]);
+        reply = await link.command(["HGETALL", keyOf(link, id)]);
       } catch {
         return; // down again: read when it comes back
       }
       const known = this.#known.get(id);
       if (known === undefined || this.#closed) return;
-      const fields: [string, string][] = [];
-      if (Array.isArray(reply)) {
-        for (let i = 0; i + 1 < reply.length; i += 2) {
-          fields.push([String(reply[i]), String(reply[i + 1])]);
-        }
-      } else if (reply !== null && typeof reply === "object") {
-        for (const [k, v] of Object.entries(reply)) fields.push([k, String(v)]);
-      }
+      const fields = hashReply(reply);
       if (this.#apply(id, known, fields, false)) this.#told(id);
       // a Redis that lost its data (restarted without saving): what this instance knows goes
       // back, so instances that start later learn it
@@ -521,4 +517,9 @@ function eq(known: string | undefined, n: number, text: string): boolean {
   const bar = known.indexOf("|");
   return known.length === bar + 1 + text.length && known.endsWith(text) &&
     Number(known.slice(0, bar)) === n;
+}
+
+/** The Redis hash of a key's shared state. */
+function keyOf(link: RedisLink, id: string): string {
+  return `${link.prefix}key:${id}`;
 }

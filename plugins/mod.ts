@@ -8,6 +8,7 @@ import random from "./strategies/random.ts";
 import weighted from "./strategies/weighted.ts";
 import leastConnections from "./strategies/least_connections.ts";
 import quotaAware from "./strategies/quota_aware.ts";
+import p2c from "./strategies/p2c.ts";
 import httpProbe from "./probes/http.ts";
 import requestLog from "./middleware/request_log.ts";
 import cors from "./middleware/cors.ts";
@@ -24,6 +25,7 @@ export const builtins = [
   weighted,
   leastConnections,
   quotaAware,
+  p2c,
   httpProbe,
   requestLog,
   cors,

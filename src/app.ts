@@ -224,7 +224,7 @@ export class App {
    */
   async reload(config: Config): Promise<void> {
     const registry = await registryFor(config, this.#plugins);
-    const rt = this.#build(config, registry);
+    const rt = this.#build(config, registry, this.#rt);
     this.#rt = rt;
     this.board.configure(config.health);
     this.budgets.configure(config.health.quotaRestMs);
@@ -269,8 +269,8 @@ export class App {
     else await this.store.close();
   }
 
-  #build(config: Config, registry: Registry): Runtime {
-    const rt = this.#runtime(config, registry);
+  #build(config: Config, registry: Registry, previous?: Runtime): Runtime {
+    const rt = this.#runtime(config, registry, previous);
     // a saved probe verdict on a key no probe checks any more would keep it out forever
     for (const c of rt.candidates.values()) {
       if (!c.state.healthy && c.upstream.config.healthCheck === undefined) this.board.unprobed(c);
@@ -278,8 +278,9 @@ export class App {
     return rt;
   }
 
-  #runtime(config: Config, registry: Registry): Runtime {
+  #runtime(config: Config, registry: Registry, previous?: Runtime): Runtime {
     return buildRuntime(config, registry, {
+      previous,
       store: this.store,
       board: this.board,
       ledger: this.ledger,

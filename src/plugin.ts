@@ -27,6 +27,7 @@ export type { AttemptClass } from "./health/classify.ts";
 export type { Logger } from "./logger.ts";
 export type { Usage } from "./proxy/usage.ts";
 export type { RateDecision } from "./rate_limiter.ts";
+export { PeakEwma } from "./routing/peak_ewma.ts";
 
 /** A secret that prints as its mask: logging or serializing it never reveals the value. */
 export class Secret {
@@ -190,6 +191,13 @@ export interface StrategyOptions {
    * many keys at once.
    */
   readonly budgetLeft: (candidate: Candidate, model: string | undefined, now?: number) => number;
+  /**
+   * The pool's `strategy_options` from the configuration (llm-balance always passes it, `{}`
+   * when none; optional so tests written before it still build options without it): the
+   * strategy reads and checks its own (throw an `Error` naming the option to refuse a bad
+   * value; llm-balance then refuses the configuration, naming the pool).
+   */
+  readonly settings?: Readonly<Record<string, unknown>>;
 }
 
 /** A strategy plugin: builds one strategy instance per pool, living as long as the pool. */
@@ -197,6 +205,11 @@ export interface StrategyPlugin {
   readonly kind: "strategy";
   readonly name: string;
   readonly description?: string;
+  /**
+   * The `strategy_options` it reads: when given, llm-balance refuses any other option of a
+   * pool using it (`[]`: it takes none); when left out, the strategy checks its own.
+   */
+  readonly options?: readonly string[];
   create(options: StrategyOptions): Strategy;
 }
 
@@ -254,6 +267,12 @@ export interface RequestLog {
   usage?: Usage | undefined;
   /** The model that served, when a fallback pool served the request. */
   servedModel?: string | undefined;
+  /**
+   * How affinity routing chose the key: `hit` (followed the request's pin), `new` (pinned it),
+   * `moved` (its key was out; the pin moved), `detour` (its key was busy or tried; pin kept).
+   * Undefined when the pool's strategy chose.
+   */
+  affinity?: string | undefined;
 }
 
 /** One request in flight, as it goes through the middleware chain. */

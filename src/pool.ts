@@ -11,7 +11,10 @@ import { isAvailable, returnsAt, statusOf } from "./health/availability.ts";
 import { allowsModel, atCapacity, modelReturnsAt } from "./budget/book.ts";
 import type { HealthBoard } from "./health/board.ts";
 import { Lease, type LeaseLedger } from "./proxy/lease.ts";
-import { type AffinitySource, DEFAULT_AFFINITY } from "./config/types.ts";
+import { type AffinitySource, DEFAULT_AFFINITY, DEFAULT_AFFINITY_ROUTING } from "./config/types.ts";
+import type { AffinityResult, AffinityRouter } from "./routing/affinity.ts";
+import { PickTerms } from "./routing/pick_terms.ts";
+import type { SlowStart } from "./routing/slow_start.ts";
 
 /** Counts of candidates by status, and when the first unusable one returns. */
 export interface PoolSummary {
@@ -46,6 +49,8 @@ export class Pool {
   readonly candidates: readonly Candidate[];
   /** Where requests' affinity keys come from, first present wins. */
   readonly affinityBy: readonly AffinitySource[];
+  /** How many characters of the prompt the `prefix` affinity source hashes. */
+  readonly prefixChars: number;
   /** Models whose pools serve what this one cannot, in order. */
   readonly fallbacks: readonly string[];
   #strategy: Strategy;
@@ -57,6 +62,14 @@ export class Pool {
   #tiers: Candidate[][] = [];
   #onStrategyError: (err: unknown) => void;
   #ledger: LeaseLedger | undefined;
+  /** Pins requests that carry an affinity value, when the pool routes by affinity. */
+  readonly affinity: AffinityRouter | undefined;
+  /** Returning keys' growing shares, when the pool has a slow start. */
+  readonly slowStart: SlowStart | undefined;
+  #random: () => number;
+  /** How the last pick with an affinity value was routed (read by `lease`). */
+  #routed: AffinityResult | undefined;
+  #terms: PickTerms;
 
   /**
    * @param init the model, candidates in stable order, the strategy, a fallback strategy used
@@ -72,7 +85,13 @@ export class Pool {
     board: HealthBoard;
     ledger?: LeaseLedger;
     affinityBy?: readonly AffinitySource[];
+    /** @default 2048 */
+    prefixChars?: number;
     fallbacks?: readonly string[];
+    affinity?: AffinityRouter | undefined;
+    slowStart?: SlowStart | undefined;
+    /** Returns a number in [0, 1) (slow start's draws). @default Math.random */
+    random?: () => number;
     onStrategyError: (err: unknown) => void;
   }) {
     this.model = init.model;
@@ -83,7 +102,12 @@ export class Pool {
     this.#board = init.board;
     this.#ledger = init.ledger;
     this.affinityBy = init.affinityBy ?? DEFAULT_AFFINITY;
+    this.prefixChars = init.prefixChars ?? DEFAULT_AFFINITY_ROUTING.prefixChars;
     this.fallbacks = init.fallbacks ?? [];
+    this.affinity = init.affinity;
+    this.slowStart = init.slowStart;
+    this.#terms = new PickTerms(init.slowStart);
+    this.#random = init.random ?? Math.random;
     this.#onStrategyError = init.onStrategyError;
   }
 
@@ -99,7 +123,7 @@ export class Pool {
     const c = this.pick(ctx, exclude);
     if (c === undefined) return undefined;
     if (this.#ledger === undefined) throw new Error("Pool.lease() needs a ledger");
-    return new Lease(this.#ledger, c, { strategy: this.#strategy, ctx });
+    return new Lease(this.#ledger, c, { strategy: this.#strategy, ctx, affinity: this.#routed });
   }
 
   /**
@@ -121,10 +145,18 @@ export class Pool {
   pick(ctx: PickContext, exclude?: (c: Candidate) => boolean): Candidate | undefined {
     const now = this.#board.now();
     this.#refresh(now);
+    this.#routed = undefined;
     const model = ctx.model;
+    const value = this.affinity === undefined ? undefined : ctx.affinityKey;
     for (const tier of this.#tiers) {
       let list = exclude ? tier.filter((c) => !exclude(c)) : tier;
       if (list.length === 0) continue;
+      if (value !== undefined) {
+        const routed = this.affinity!.route(value, now, this.#terms.set(list, now, model, exclude));
+        if (routed === undefined) continue;
+        this.#routed = routed.result;
+        return routed.candidate;
+      }
       let chosen = this.#choose(list, ctx, now, exclude);
       if (chosen !== undefined && (atCapacity(chosen) || !allowsModel(chosen, model, now))) {
         // at its concurrency cap, or spent for this model (the snapshot holds the keys usable
@@ -139,6 +171,9 @@ export class Pool {
           );
           chosen = this.#fallback.pick(list, ctx);
         }
+      }
+      if (chosen !== undefined && this.slowStart?.ramping(now) === true) {
+        chosen = this.#ramp(chosen, list, ctx, now, exclude);
       }
       if (chosen !== undefined) return chosen;
     }
@@ -251,6 +286,29 @@ export class Pool {
     return chosen;
   }
 
+  /**
+   * Slow start under any strategy: a ramping key the strategy chose keeps the request with the
+   * probability of its share; otherwise the strategy chooses again among keys at full share.
+   */
+  #ramp(
+    chosen: Candidate,
+    list: readonly Candidate[],
+    ctx: PickContext,
+    now: number,
+    exclude: ((c: Candidate) => boolean) | undefined,
+  ): Candidate {
+    const slow = this.slowStart!;
+    const share = slow.share(chosen, now);
+    if (share >= 1 || this.#random() < share) return chosen;
+    const model = ctx.model;
+    const full = list.filter((c) =>
+      slow.share(c, now) >= 1 && !atCapacity(c) && allowsModel(c, model, now)
+    );
+    if (full.length === 0) return chosen;
+    const other = this.#choose(full, ctx, now, exclude);
+    return other !== undefined && full.includes(other) ? other : chosen;
+  }
+
   /** Every candidate is out and some only for ejection: try the least recently failed. */
   #panic(
     now: number,
@@ -284,6 +342,7 @@ export class Pool {
       }
     }
     this.#wakeAt = wake;
+    this.slowStart?.note(this.candidates, now);
     this.#tiers = [...byTier.entries()].sort((a, b) => a[0] - b[0]).map(([, list]) => list);
   }
 }

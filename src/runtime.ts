@@ -5,7 +5,9 @@
  * one; candidate state stays in the application's state store, keyed by stable ids.
  */
 
-import type { ClientKeyConfig, Config } from "./config/types.ts";
+import type { ClientKeyConfig, Config, PoolConfig } from "./config/types.ts";
+import { AffinityRouter } from "./routing/affinity.ts";
+import { SlowStart } from "./routing/slow_start.ts";
 import type { Middleware, RequestContext, Services } from "./plugin.ts";
 import type { Clock } from "./clock.ts";
 import type { HealthBoard } from "./health/board.ts";
@@ -67,6 +69,8 @@ export interface RuntimeParts {
   services(rt: Runtime): Services;
   /** Turns an error thrown in the chain into the response (see {@linkcode compose}). */
   readonly onError: ErrorHandler<RequestContext>;
+  /** The runtime this one replaces (a reload): its pools' affinity pins carry over. */
+  readonly previous?: Runtime | undefined;
 }
 
 /** The order of the built-in request chain; plugin middleware goes before `proxy`. */
@@ -166,16 +170,25 @@ export function buildRuntime(config: Config, registry: Registry, parts: RuntimeP
         if (!candidates.has(id)) candidates.set(id, cand);
       }
     }
+    const settings = pc.strategyOptions ?? {};
     const pool = new Pool({
       model: pc.model,
       strategyName: pc.strategy,
       candidates: list,
-      strategy: createStrategy(plugin, { candidates: list, random, now, budgetLeft }, where),
-      fallback: fallbackPlugin.create({ candidates: list, random, now, budgetLeft }),
+      strategy: createStrategy(
+        plugin,
+        { candidates: list, random, now, budgetLeft, settings },
+        where,
+      ),
+      fallback: fallbackPlugin.create({ candidates: list, random, now, budgetLeft, settings: {} }),
       board: parts.board,
       ledger: parts.ledger,
       affinityBy: pc.affinityBy,
+      ...(pc.affinity === undefined ? {} : { prefixChars: pc.affinity.prefixChars }),
       fallbacks: pc.fallbacks,
+      affinity: affinityRouter(pc, list, random, parts.previous),
+      slowStart: pc.slowStartMs ? new SlowStart(list.length, pc.slowStartMs) : undefined,
+      random,
       onStrategyError: (err) =>
         parts.logger.error("strategy failed; fell back to round_robin", {
           strategy: pc.strategy,
@@ -205,11 +218,38 @@ export function buildRuntime(config: Config, registry: Registry, parts: RuntimeP
   return rt;
 }
 
+/** A pool's affinity router, with the pins of the pool it replaces. */
+function affinityRouter(
+  pc: PoolConfig,
+  candidates: readonly Candidate[],
+  random: () => number,
+  previous: Runtime | undefined,
+): AffinityRouter | undefined {
+  if (pc.affinity === undefined) return undefined;
+  const router = new AffinityRouter({
+    candidates,
+    ttlMs: pc.affinity.ttlMs,
+    maxLoad: pc.affinity.maxLoad,
+    random,
+  });
+  const before = previous === undefined
+    ? undefined
+    : pc.model === "*"
+    ? previous.defaultPool
+    : previous.pools.get(pc.model);
+  if (before?.affinity !== undefined) router.adopt(before.affinity);
+  return router;
+}
+
 function createStrategy(
   plugin: StrategyPlugin,
   options: StrategyOptions,
   pool: string,
 ): Strategy {
+  const unknown = unknownOptions(plugin, options.settings ?? {});
+  if (unknown !== undefined) {
+    throw new Error(`Cannot start: pools.${pool}.strategy_options: ${unknown}`);
+  }
   try {
     return plugin.create(options);
   } catch (err) {
@@ -219,6 +259,26 @@ function createStrategy(
       }`,
     );
   }
+}
+
+/**
+ * Says which of a pool's `strategy_options` its strategy does not take, when the strategy
+ * lists the options it reads.
+ * @param plugin the strategy
+ * @param settings the pool's options
+ * @returns the problem, or undefined when there is none
+ */
+export function unknownOptions(
+  plugin: StrategyPlugin,
+  settings: Readonly<Record<string, unknown>>,
+): string | undefined {
+  const known = plugin.options;
+  if (known === undefined) return undefined;
+  const unknown = Object.keys(settings).filter((name) => !known.includes(name));
+  if (unknown.length === 0) return undefined;
+  return `${unknown.map((n) => `"${n}"`).join(", ")}: strategy "${plugin.name}" takes ${
+    known.length === 0 ? "no options" : `only ${known.join(", ")}`
+  }`;
 }
 
 function buildChain(

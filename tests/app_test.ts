@@ -63,7 +63,7 @@ upstreams:
 pools:
   default: { strategy: fastest, upstreams: [u1] }
 `),
-    /pools\.default\.strategy: unknown strategy "fastest" \(known: least_connections, quota_aware, random, round_robin, weighted\)/,
+    /pools\.default\.strategy: unknown strategy "fastest" \(known: least_connections, p2c, quota_aware, random, round_robin, weighted\)/,
   );
 });
 

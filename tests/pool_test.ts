@@ -11,6 +11,12 @@ import { Logger } from "../src/logger.ts";
 import type { Candidate, CandidateState, PickContext, Strategy } from "../src/plugin.ts";
 import { Pool } from "../src/pool.ts";
 import { MemoryStateStore } from "../src/state_store.ts";
+import { AffinityRouter } from "../src/routing/affinity.ts";
+import { SlowStart } from "../src/routing/slow_start.ts";
+import type { LeaseLedger } from "../src/proxy/lease.ts";
+import { OpenAttempts } from "../src/proxy/attempt_control.ts";
+import { LatencyTracker } from "../src/admin/latency.ts";
+import { Budgets } from "../src/budget/book.ts";
 import { type CandidateSpec, makeCandidates, seededRandom } from "./helpers/candidates.ts";
 
 type Cand = Candidate & { state: CandidateState };
@@ -24,7 +30,11 @@ const CTX: PickContext = {
 };
 const FIRST: Strategy = { pick: (list) => list[0]! };
 
-function setup(specs: number | CandidateSpec[], strategy: Strategy = FIRST) {
+function setup(
+  specs: number | CandidateSpec[],
+  strategy: Strategy = FIRST,
+  routing: { affinity?: boolean; slowStartMs?: number; random?: () => number } = {},
+) {
   const clock = { t: 1_000_000 };
   const now = () => clock.t;
   const store = new MemoryStateStore();
@@ -53,12 +63,20 @@ function setup(specs: number | CandidateSpec[], strategy: Strategy = FIRST) {
     candidates,
     strategy,
     fallback: roundRobin.create({
+      settings: {},
       candidates,
       now: () => 0,
       budgetLeft: () => 1,
       random: seededRandom(1),
     }),
     board,
+    affinity: routing.affinity === true
+      ? new AffinityRouter({ candidates, ttlMs: 600_000, maxLoad: 1.25, random: seededRandom(3) })
+      : undefined,
+    slowStart: routing.slowStartMs === undefined
+      ? undefined
+      : new SlowStart(candidates.length, routing.slowStartMs),
+    random: routing.random ?? seededRandom(5),
     onStrategyError: (err) => errors.push(err),
   });
   /** Fails a candidate `n` times (ejects it when n >= max_failures). */
@@ -367,4 +385,150 @@ Deno.test("Pool.summary() counts spent, spent-for-model and busy keys for a mode
   assert.equal(pool.summary(t, "m").spentForModel, 1);
   assert.equal(pool.summary(t).nextReturn, Infinity, "without a model nothing is out");
   assert.equal(pool.summary(t).available, 5);
+});
+
+const withValue = (affinityKey: string): PickContext => ({ ...CTX, affinityKey });
+
+Deno.test("Pool.pick() routes a request with an affinity value to its pin, on top of the strategy", () => {
+  const { pool } = setup(4, FIRST, { affinity: true });
+  const landed = new Set<number>();
+  for (let i = 0; i < 40; i++) {
+    const c = pool.pick(withValue(`v${i}`))!;
+    landed.add(c.index);
+    assert.equal(pool.pick(withValue(`v${i}`))!.index, c.index);
+  }
+  assert.equal(landed.size, 4, "pins spread over every key, though the strategy picks key 0");
+  assert.equal(pool.pick(CTX)!.index, 0, "no affinity value: the strategy picks");
+  assert.deepEqual(pool.affinity!.counts, { hit: 40, new: 40, moved: 0, detour: 0 });
+});
+
+Deno.test("Pool.lease() tells how affinity routing chose", () => {
+  const { pool, board, candidates } = setup(3, FIRST, { affinity: true });
+  const ledger: LeaseLedger = {
+    board,
+    open: new OpenAttempts(),
+    latency: new LatencyTracker(),
+    budgets: new Budgets({ onChange: () => board.epoch++ }),
+    clock: { now: board.now, mono: () => 0 },
+    logger: new Logger({ sink: () => {} }),
+  };
+  const pool2 = new Pool({
+    model: "m",
+    strategyName: "test",
+    candidates,
+    strategy: FIRST,
+    fallback: FIRST,
+    board,
+    ledger,
+    affinity: pool.affinity,
+    onStrategyError: () => {},
+  });
+  const first = pool2.lease(withValue("v"))!;
+  assert.equal(first.affinity, "new");
+  first.withdraw();
+  assert.equal(pool2.lease(withValue("v"))!.affinity, "hit");
+  assert.equal(pool2.lease(CTX)!.affinity, undefined);
+});
+
+Deno.test("Pool.pick() moves a pin off a resting key and keeps it on a tried one", () => {
+  const { pool, board, candidates } = setup(4, FIRST, { affinity: true });
+  const home = pool.pick(withValue("conv"))!;
+  // tried by this request (a retry): detour, the pin stays
+  const retry = pool.pick(withValue("conv"), (c) => c === home)!;
+  assert.notEqual(retry.index, home.index);
+  assert.equal(pool.pick(withValue("conv"))!.index, home.index);
+  // rate limited: the pin moves, and stays moved after the rest
+  board.begin(home);
+  board.end(home, "rate_limited", { retryAt: board.now() + 5_000 });
+  const moved = pool.pick(withValue("conv"))!;
+  assert.notEqual(moved.index, home.index);
+  board.reset(candidates[home.index]!);
+  assert.equal(pool.pick(withValue("conv"))!.index, moved.index);
+  assert.deepEqual(pool.affinity!.counts, { hit: 2, new: 1, moved: 1, detour: 1 });
+});
+
+Deno.test("Pool.pick() keeps pins to the best tier, and off keys spent for the model", () => {
+  const { pool, board, candidates, fail } = setup(
+    [{ priority: 0 }, { priority: 1 }, { priority: 1 }],
+    FIRST,
+    { affinity: true },
+  );
+  assert.equal(pool.pick(withValue("a"))!.index, 0, "the only primary takes every pin");
+  fail(candidates[0]!);
+  const backup = pool.pick(withValue("a"))!;
+  assert.equal(backup.priority, 1);
+  board.reset(candidates[0]!);
+  assert.equal(pool.pick(withValue("a"))!.index, 0, "the primary is back: the pin returns");
+  // spent for this model: out for it, so the pin moves
+  candidates[0]!.state.budget.modelSpentUntil = { m: board.now() + 60_000 };
+  board.epoch++;
+  assert.equal(pool.pick(withValue("a"))!.priority, 1);
+});
+
+Deno.test("Pool.pick() detours around a key at its concurrency cap without moving the pin", () => {
+  const { pool, candidates } = setup(
+    [{ quota: { maxConcurrency: 1 } }, { quota: { maxConcurrency: 1 } }],
+    FIRST,
+    { affinity: true },
+  );
+  const home = pool.pick(withValue("x"))!;
+  candidates[home.index]!.state.inFlight = 1;
+  assert.notEqual(pool.pick(withValue("x"))!.index, home.index);
+  candidates[home.index]!.state.inFlight = 0;
+  assert.equal(pool.pick(withValue("x"))!.index, home.index);
+  assert.equal(pool.affinity!.counts.detour, 1);
+});
+
+Deno.test("Pool.pick() slow-starts a key back from a rest under any strategy", () => {
+  const rr = roundRobin.create({
+    settings: {},
+    candidates: makeCandidates(2),
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+  });
+  const { pool, board, candidates, clock } = setup(2, rr, { slowStartMs: 10_000 });
+  pool.pick(CTX);
+  board.begin(candidates[0]!);
+  board.end(candidates[0]!, "rate_limited", { retryAt: clock.t + 1_000 });
+  assert.equal(pool.pick(CTX)!.index, 1);
+  const shareAt = (offsetMs: number) => {
+    clock.t = candidates[0]!.state.restUntil + offsetMs;
+    let n = 0;
+    for (let i = 0; i < 2000; i++) if (pool.pick(CTX)!.index === 0) n++;
+    return n / 2000;
+  };
+  // round robin gives each key half; key 0 ramps from its return (the rest's end); a pass
+  // gives key 0 its turn again at once, so at share s it serves s / (1 + s) of the picks
+  const early = shareAt(1_000);
+  const mid = shareAt(5_000);
+  const done = shareAt(10_000);
+  assert.ok(early < 0.12, `10% into the ramp: ${early}`);
+  assert.ok(mid > 0.28 && mid < 0.38, `half way: ${mid}`);
+  assert.equal(done, 0.5);
+  assert.equal(pool.slowStart!.share(candidates[0]!, clock.t), 1);
+});
+
+Deno.test("Pool.pick() slow-starts an enabled key from the moment it is seen back", () => {
+  const { pool, board, candidates, clock } = setup(2, FIRST, { slowStartMs: 4_000 });
+  board.setDisabled(candidates[0]!, true);
+  assert.equal(pool.pick(CTX)!.index, 1);
+  clock.t += 60_000;
+  board.setDisabled(candidates[0]!, false);
+  let first = 0;
+  for (let i = 0; i < 1000; i++) if (pool.pick(CTX)!.index === 0) first++;
+  assert.ok(first < 20, `at the start of its ramp key 0 takes almost nothing (${first})`);
+  clock.t += 2_000;
+  let half = 0;
+  for (let i = 0; i < 1000; i++) if (pool.pick(CTX)!.index === 0) half++;
+  assert.ok(half > 400 && half < 600, `half way, half the picks it would get (${half})`);
+});
+
+Deno.test("Pool.pick() pins to a key of weight 0 only when no other key can serve", () => {
+  const { pool, board, candidates } = setup([{ weight: 0 }, { weight: 1 }], FIRST, {
+    affinity: true,
+  });
+  for (let i = 0; i < 20; i++) assert.equal(pool.pick(withValue(`w${i}`))!.index, 1);
+  board.setDisabled(candidates[1]!, true);
+  assert.equal(pool.pick(withValue("w0"))!.index, 0, "the only usable key serves");
 });

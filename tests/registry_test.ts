@@ -25,6 +25,7 @@ Deno.test("Registry.register() adds plugins by kind and lists their names sorted
   r.register(...builtins);
   assert.deepEqual(r.names("strategy"), [
     "least_connections",
+    "p2c",
     "quota_aware",
     "random",
     "round_robin",

@@ -115,6 +115,7 @@ function write(ctx: RequestContext, services: Services): void {
     served_model: l.servedModel,
     upstream: l.upstream,
     key: l.key,
+    affinity: l.affinity,
     status: l.status,
     duration_ms: round(durationMs),
     ttfb_ms: l.ttfbMs === undefined ? undefined : round(l.ttfbMs),

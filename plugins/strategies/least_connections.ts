@@ -17,6 +17,7 @@ export default {
   kind: "strategy",
   name: "least_connections",
   description: "The usable key with the fewest requests in flight, ties in turn",
+  options: [],
   create(_options: StrategyOptions): Strategy {
     let last = -1;
     return {

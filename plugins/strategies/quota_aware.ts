@@ -26,6 +26,7 @@ export default {
   kind: "strategy",
   name: "quota_aware",
   description: "The key with the largest share of its budget left for the model, ties in turn",
+  options: [],
   create(options: StrategyOptions): Strategy {
     const { budgetLeft, now } = options;
     /** Each candidate's share in the current pick, by `index`; reused across picks. */

@@ -15,6 +15,7 @@ export default {
   kind: "strategy",
   name: "random",
   description: "A uniformly random usable key for each request",
+  options: [],
   create(options: StrategyOptions): Strategy {
     const { random } = options;
     return {

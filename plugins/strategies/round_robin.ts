@@ -37,6 +37,7 @@ export default {
   kind: "strategy",
   name: "round_robin",
   description: "Each key in turn, in configured order, skipping unusable keys",
+  options: [],
   create(_options: StrategyOptions): Strategy {
     let last = -1;
     return {

@@ -37,6 +37,7 @@ export default {
   kind: "strategy",
   name: "weighted",
   description: "Traffic in proportion to each key's weight, interleaved (nginx smooth weighted)",
+  options: [],
   create(options: StrategyOptions): Strategy {
     if (options.candidates.length > LARGE_POOL) return earliestDeadline(options.candidates);
     const current = new Float64Array(options.candidates.length);

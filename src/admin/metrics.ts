@@ -15,6 +15,7 @@ import { budgetViews } from "../budget/views.ts";
 import type { ClusterSnapshot } from "./cluster_view.ts";
 import type { QueueStats } from "../proxy/wait_queue.ts";
 import { statusOf } from "../health/availability.ts";
+import { pinsByKey, poolsOf } from "./routing_view.ts";
 import type { CandidateState } from "../state_store.ts";
 
 const BUCKETS_MS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000];
@@ -264,6 +265,7 @@ export class Metrics {
     this.#budgets(out, app, now);
     if (cluster !== undefined) this.#cluster(out, app, cluster);
     this.#queues(out, app);
+    this.#routing(out, app, now);
     head("llm_balance_uptime_seconds", "gauge", "Seconds since start");
     out.push(`llm_balance_uptime_seconds ${((now - app.startedAt) / 1000).toFixed(3)}`);
     return out.join("\n") + "\n";
@@ -341,6 +343,56 @@ export class Metrics {
       `Left of each key's budget for every instance together${same}`,
       (v) => v.remaining,
     );
+  }
+
+  /**
+   * Affinity routing per pool (requests by result: `hit` followed a pin, the others did not;
+   * pins held) and every key's pins and peak-EWMA latency.
+   */
+  #routing(out: string[], app: StatsSource, now: number): void {
+    const routed = poolsOf(app.rt).filter((p) => p.affinity !== undefined);
+    if (routed.length > 0) {
+      const name = "llm_balance_affinity_requests_total";
+      out.push(
+        `# HELP ${name} Requests with an affinity value, by how they were routed: hit (followed ` +
+          "its pin), new (pinned), moved (its key was out), detour (its key was busy or tried)",
+        `# TYPE ${name} counter`,
+      );
+      for (const p of routed) {
+        const pool = p.model === "*" ? "default" : p.model;
+        for (const [result, n] of Object.entries(p.affinity!.counts)) {
+          out.push(`${name}${labels({ pool, result })} ${n}`);
+        }
+      }
+      out.push(
+        "# HELP llm_balance_affinity_pins Affinity values pinned to a key, per pool",
+        "# TYPE llm_balance_affinity_pins gauge",
+      );
+      for (const p of routed) {
+        const pool = p.model === "*" ? "default" : p.model;
+        out.push(`llm_balance_affinity_pins${labels({ pool })} ${p.affinity!.size}`);
+      }
+      const pins = pinsByKey(app.rt);
+      out.push(
+        "# HELP llm_balance_key_pins Affinity values pinned to each key",
+        "# TYPE llm_balance_key_pins gauge",
+      );
+      for (const c of app.rt.candidates.values()) {
+        const l = { upstream: c.upstream.name, key: c.mask };
+        out.push(`llm_balance_key_pins${labels(l)} ${pins.get(c.id) ?? 0}`);
+      }
+    }
+    const ewma = "llm_balance_key_latency_ewma_seconds";
+    out.push(
+      `# HELP ${ewma} Each key's peak-EWMA latency at its last answer (time to first byte ` +
+        "for streams, whole time otherwise)",
+      `# TYPE ${ewma} gauge`,
+    );
+    for (const c of app.rt.candidates.values()) {
+      const ms = app.latency.ewma(c.id);
+      if (ms === null) continue;
+      out.push(`${ewma}${labels({ upstream: c.upstream.name, key: c.mask })} ${ms / 1000}`);
+    }
   }
 
   /** Requests waiting for a key, per pool, and how long they waited. */

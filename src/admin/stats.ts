@@ -16,6 +16,7 @@ import { SPENT_WHY } from "../budget/book.ts";
 import { budgetViews } from "../budget/views.ts";
 import type { ClusterSnapshot } from "./cluster_view.ts";
 import { formatWithOffset } from "../budget/reset.ts";
+import { affinityView, pinsByKey, poolsOf } from "./routing_view.ts";
 
 function iso(ms: number): string | null {
   return ms > 0 ? new Date(ms).toISOString() : null;
@@ -45,11 +46,14 @@ function untilOf(c: Candidate, now: number): string | null {
  * One candidate's state, as every stats view shows it.
  * @param app the application (clock, latency)
  * @param c the candidate
+ * @param cluster the cluster's budgets read from Redis, with `state.redis`
+ * @param pins the affinity pins the key holds (left out when undefined)
  */
 export function candidateView(
   app: StatsSource,
   c: Candidate,
   cluster?: ClusterSnapshot,
+  pins?: number,
 ): Record<string, unknown> {
   const now = app.now();
   const s = c.state;
@@ -76,6 +80,8 @@ export function candidateView(
     priority: c.priority,
     latency_p50_ms: lat.p50,
     latency_p95_ms: lat.p95,
+    latency_ewma_ms: app.latency.ewma(c.id),
+    ...(pins === undefined ? {} : { pins }),
     prompt_tokens: s.promptTokens,
     completion_tokens: s.completionTokens,
     total_tokens: s.totalTokens,
@@ -108,10 +114,17 @@ export function keyStats(
   cluster?: ClusterSnapshot,
 ): Record<string, Record<string, unknown>> {
   const out: Record<string, Record<string, unknown>> = {};
+  const routed = poolsOf(app.rt).some((p) => p.affinity !== undefined);
+  const pins = routed ? pinsByKey(app.rt) : undefined;
   for (const c of app.rt.candidates.values()) {
     // one key on two upstreams is two candidates: the second is told apart by its upstream
     const name = out[c.mask] === undefined ? c.mask : `${c.mask}@${c.upstream.name}`;
-    out[name] = candidateView(app, c, cluster);
+    out[name] = candidateView(
+      app,
+      c,
+      cluster,
+      pins === undefined ? undefined : pins.get(c.id) ?? 0,
+    );
   }
   return out;
 }
@@ -123,11 +136,16 @@ export function keyStats(
  */
 export function poolView(app: StatsSource, pool: Pool): Record<string, unknown> {
   const now = app.now();
-  const servers = pool.candidates.map((c) => candidateView(app, c));
+  const router = pool.affinity;
+  const servers = pool.candidates.map((c) =>
+    candidateView(app, c, undefined, router?.pinsOf(c.index))
+  );
   const sum = pool.summary(now);
   return {
     model: pool.model === "*" ? "default" : pool.model,
     strategy: pool.strategyName,
+    affinity: affinityView(pool),
+    slow_start_seconds: pool.slowStart === undefined ? 0 : pool.slowStart.periodMs / 1000,
     total_servers: sum.total,
     healthy_servers: sum.available,
     active_connections: sumOf(servers, "in_flight"),

@@ -15,6 +15,8 @@ import type { Config } from "../config/types.ts";
 import { importPlugins, PluginError, Registry } from "../registry.ts";
 import { builtins } from "../../plugins/mod.ts";
 import { isLoopbackHost, out, reportFailure } from "./_io.ts";
+import { unknownOptions } from "../runtime.ts";
+import type { StrategyPlugin } from "../plugin.ts";
 
 /** A config that passed {@linkcode verifyConfig}. */
 export interface VerifiedConfig {
@@ -66,7 +68,15 @@ export async function verifyConfig(
     }
   }
   for (const pool of config.pools) {
-    if (registry.strategy(pool.strategy) !== undefined) continue;
+    const plugin = registry.strategy(pool.strategy);
+    if (plugin !== undefined) {
+      const problem = strategyOptionsProblem(plugin, pool.strategyOptions);
+      if (problem !== undefined) {
+        const where = pool.model === "*" ? "default" : pool.model;
+        issues.push({ path: [["pools", where, "strategy_options"]], message: problem });
+      }
+      continue;
+    }
     const paths: Segment[][] = config.format === "seed-b"
       ? [["models", pool.model, "load_balance_strategy"]]
       : pool.model === "*"
@@ -104,6 +114,36 @@ export async function verifyConfig(
     throw new ConfigError(config.source, issues.map((issue) => locateIssue(issue, text)));
   }
   return { config, registry, plugins };
+}
+
+/**
+ * What is wrong with a pool's `strategy_options`: an option its strategy does not take, or what
+ * the strategy says when built with them (over no keys).
+ * @param plugin the pool's strategy
+ * @param settings the pool's options, if any
+ * @returns the problem, or undefined
+ */
+function strategyOptionsProblem(
+  plugin: StrategyPlugin,
+  settings: Readonly<Record<string, unknown>> | undefined,
+): string | undefined {
+  if (settings === undefined || Object.keys(settings).length === 0) return undefined;
+  const unknown = unknownOptions(plugin, settings);
+  if (unknown !== undefined) return unknown;
+  try {
+    plugin.create({
+      candidates: [],
+      random: Math.random,
+      now: Date.now,
+      budgetLeft: () => 1,
+      settings,
+    });
+    return undefined;
+  } catch (err) {
+    return `strategy "${plugin.name}" refuses its options: ${
+      err instanceof Error ? err.message : String(err)
+    }`;
+  }
 }
 
 /**

@@ -29,6 +29,7 @@ import {
   type ClientKeyConfig,
   type Config,
   DEFAULT_AFFINITY,
+  DEFAULT_AFFINITY_ROUTING,
   type PoolConfig,
   type PoolMemberConfig,
 } from "./types.ts";
@@ -104,8 +105,10 @@ const adminHosts = z.union([
 );
 
 const affinitySource = z.string().refine(
-  (s) => s === "prompt_cache_key" || s === "user" || /^header:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(s),
-  { error: 'must be "prompt_cache_key", "user" or "header:<name>"' },
+  (s) =>
+    s === "prompt_cache_key" || s === "user" || s === "prefix" ||
+    /^header:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(s),
+  { error: 'must be "prompt_cache_key", "user", "prefix" or "header:<name>"' },
 ).transform((s) => s.toLowerCase() as AffinitySource);
 
 function poolSchema(upstreamNames: ReadonlySet<string>) {
@@ -124,9 +127,17 @@ function poolSchema(upstreamNames: ReadonlySet<string>) {
   return z.strictObject({
     strategy: text().optional(),
     fallbacks: z.array(text()).optional(),
+    strategy_options: z.record(z.string(), z.unknown(), {
+      error: "must be a mapping of the strategy's options",
+    }).optional(),
     affinity: z.strictObject({
       by: z.array(affinitySource).min(1, "must list at least one source").optional(),
+      pin: bool().optional(),
+      ttl: seconds(true).optional(),
+      max_load: atLeast(1).optional(),
+      prefix_chars: intRange(16, 1_048_576).optional(),
     }).optional(),
+    slow_start: seconds().optional(),
     upstreams: z.array(member).min(1, "must list at least one upstream").transform(
       (members, ctx): PoolMemberConfig[] => {
         const out = members.map((m): PoolMemberConfig =>
@@ -324,6 +335,15 @@ function toConfig(file: NativeFile, context: NormalizeContext): Config {
       members: pool.upstreams,
       affinityBy: pool.affinity?.by ?? [...DEFAULT_AFFINITY],
       fallbacks: pool.fallbacks ?? [],
+      ...(pool.affinity === undefined || pool.affinity.pin === false ? {} : {
+        affinity: {
+          ttlMs: pool.affinity.ttl ?? DEFAULT_AFFINITY_ROUTING.ttlMs,
+          maxLoad: pool.affinity.max_load ?? DEFAULT_AFFINITY_ROUTING.maxLoad,
+          prefixChars: pool.affinity.prefix_chars ?? DEFAULT_AFFINITY_ROUTING.prefixChars,
+        },
+      }),
+      ...(pool.slow_start ? { slowStartMs: pool.slow_start } : {}),
+      ...(pool.strategy_options === undefined ? {} : { strategyOptions: pool.strategy_options }),
     }));
   config.plugins = (file.plugins ?? []).map((p) => resolvePlugin(p, context.baseDir));
   return config;

@@ -139,14 +139,48 @@ export interface PoolConfig {
    */
   affinityBy: AffinitySource[];
   /**
+   * Affinity routing (native `affinity`): requests with the same affinity key go to the same
+   * key while it can serve (consistent hashing with bounded loads). Undefined when the pool has
+   * no `affinity` block, or it says `pin: false`: its strategy picks every request (and sees
+   * the affinity key).
+   */
+  affinity?: AffinityRouting;
+  /**
+   * Milliseconds over which a key back from an ejection, rest or disable grows from no share to
+   * its full share of new requests (native `slow_start`, seconds). @default 0 (off)
+   */
+  slowStartMs?: number;
+  /** What the pool's strategy is told (native `strategy_options`). @default {} */
+  strategyOptions?: Record<string, unknown>;
+  /**
    * Models whose pools serve a request this pool cannot (every key spent, resting or down), in
    * order; the body's `model` is rewritten to the one that serves. @default []
    */
   fallbacks: string[];
 }
 
-/** A source of a request's affinity key (see {@linkcode PoolConfig.affinityBy}). */
-export type AffinitySource = "prompt_cache_key" | "user" | `header:${string}`;
+/**
+ * A source of a request's affinity key (see {@linkcode PoolConfig.affinityBy}): `prefix` is a
+ * hash of the prompt's first characters (its system prompt and first messages).
+ */
+export type AffinitySource = "prompt_cache_key" | "user" | "prefix" | `header:${string}`;
+
+/** How a pool pins requests to keys (see {@linkcode PoolConfig.affinity}). */
+export interface AffinityRouting {
+  /** Milliseconds a pin lives after its last use. @default 600000 */
+  ttlMs: number;
+  /** The most pins a key holds, as a multiple of its fair share (>= 1). @default 1.25 */
+  maxLoad: number;
+  /** Characters of the prompt the `prefix` source hashes. @default 2048 */
+  prefixChars: number;
+}
+
+/** Affinity routing's settings when the pool's `affinity` block leaves them out. */
+export const DEFAULT_AFFINITY_ROUTING: Readonly<AffinityRouting> = {
+  ttlMs: 600_000,
+  maxLoad: 1.25,
+  prefixChars: 2048,
+};
 
 /** Where affinity keys come from when a pool does not say. */
 export const DEFAULT_AFFINITY: readonly AffinitySource[] = ["prompt_cache_key", "user"];

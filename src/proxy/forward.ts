@@ -131,7 +131,7 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
   const retry = settings.retry;
   const deadline = retry.deadlineMs > 0 ? clock.now() + retry.deadlineMs : Infinity;
   const client = ctx.client?.name;
-  const affinity = affinityKey(inbound, req.headers, pool.affinityBy);
+  const affinity = affinityKey(inbound, req.headers, pool.affinityBy, pool.prefixChars);
   // made on the first retry: most requests never need them
   let tried: Set<string> | undefined;
   let failedUpstreams: Set<string> | undefined;
@@ -262,6 +262,7 @@ export async function forward(deps: ForwardDeps, ctx: RequestContext): Promise<v
     log.attempts = n;
     log.upstream = c.upstream.name;
     log.key = c.mask;
+    log.affinity = lease.affinity;
     const up = c.upstream.config;
     let result: AttemptResult;
     try {

@@ -7,7 +7,9 @@
  * reaches an upstream.
  */
 
-import type { AffinitySource } from "../config/types.ts";
+import { type AffinitySource, DEFAULT_AFFINITY_ROUTING } from "../config/types.ts";
+import { promptPrefix } from "./prompt_prefix.ts";
+import { hash53 } from "../routing/hash.ts";
 import { ProxyError } from "../errors.ts";
 import type { RequestContext } from "../plugin.ts";
 import {
@@ -180,18 +182,27 @@ export async function readInbound(ctx: RequestContext, options: InboundOptions):
  * @param inbound the request's body fields
  * @param headers its headers
  * @param sources where to look, in order
- * @returns the key (at most 256 characters), or undefined when no source is present
+ * @param prefixChars how many characters of the prompt the `prefix` source hashes
+ *   @default 2048
+ * @returns the key (at most 256 characters; for `prefix`, `prefix:` and the hash of the
+ *   prompt's beginning), or undefined when no source is present
  */
 export function affinityKey(
   inbound: Inbound,
   headers: Headers,
   sources: readonly AffinitySource[],
+  prefixChars = DEFAULT_AFFINITY_ROUTING.prefixChars,
 ): string | undefined {
   for (const source of sources) {
     let value: string | null | undefined;
     if (source === "prompt_cache_key") value = inbound.promptCacheKey;
     else if (source === "user") value = inbound.user;
-    else value = headers.get(source.slice("header:".length));
+    else if (source === "prefix") {
+      const prefix = inbound.text === undefined
+        ? undefined
+        : promptPrefix(inbound.text, prefixChars);
+      if (prefix !== undefined) return `prefix:${hash53(prefix).toString(36)}`;
+    } else value = headers.get(source.slice("header:".length));
     if (value !== undefined && value !== null && value !== "") {
       return value.length > MAX_AFFINITY ? value.slice(0, MAX_AFFINITY) : value;
     }

@@ -25,6 +25,7 @@ import type { AttemptControl, OpenAttempts } from "./attempt_control.ts";
 import type { Usage } from "./usage.ts";
 import type { Budgets, SpendScope } from "../budget/book.ts";
 import type { LearnedBudgets } from "../budget/headers.ts";
+import type { AffinityResult } from "../routing/affinity.ts";
 
 /** What the leases of an application share: where one attempt's end is written down. */
 export interface LeaseLedger {
@@ -67,6 +68,8 @@ export interface LeaseEnd {
 export interface Picked {
   readonly strategy: Strategy;
   readonly ctx: PickContext;
+  /** How affinity routing chose the key, when the request carried an affinity value. */
+  readonly affinity?: AffinityResult | undefined;
 }
 
 /** The classes that say nothing about the key: they would have happened on any. */
@@ -87,6 +90,8 @@ export class Lease {
    * spent, nothing may be sent, and the lease must be {@linkcode Lease.withdraw}n.
    */
   readonly reserved: true | Promise<boolean>;
+  /** How affinity routing chose the key (undefined when the pool's strategy did). */
+  readonly affinity: AffinityResult | undefined;
   readonly #ledger: LeaseLedger;
   /** The strategy that picked, and what it was told: its `done` hook hears the outcome. */
   readonly #picked: Picked | undefined;
@@ -109,6 +114,7 @@ export class Lease {
     this.#ledger = ledger;
     this.candidate = candidate;
     this.#picked = picked;
+    this.affinity = picked?.affinity;
     this.trial = ledger.board.begin(candidate);
     this.#takenAt = ledger.clock.now();
     this.#owed = ledger.budgets.owes(candidate);
@@ -243,7 +249,13 @@ export class Lease {
     }
     budgets.settle(c, usage, now);
     ledger.released?.();
-    if (end.cls === "ok") ledger.latency.record(c.id, latencyMs);
+    if (cls === "ok") ledger.latency.record(c.id, latencyMs);
+    // the peak-EWMA /stats shows: a stream's time to its first event, else the whole time; a
+    // server error or timeout counts as the time it took (a slow failing key looks slow)
+    if (cls === "ok" || cls === "server" || cls === "timeout") {
+      const ms = cls === "ok" && end.stream === true ? this.#ttfbMs ?? latencyMs : latencyMs;
+      ledger.latency.observe(c.id, ms, now);
+    }
     const picked = this.#picked;
     if (picked?.strategy.done === undefined) return;
     const outcome: AttemptOutcome = {

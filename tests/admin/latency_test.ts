@@ -1,3 +1,8 @@
+/**
+ * @module
+ * Tests of {@linkcode LatencyTracker}: percentiles of recent latencies and their peak-EWMA.
+ */
+
 import assert from "node:assert/strict";
 import { LatencyTracker } from "../../src/admin/latency.ts";
 
@@ -39,6 +44,42 @@ Deno.test("LatencyTracker keeps each candidate's samples apart as it grows past 
   const t = new LatencyTracker();
   for (let i = 0; i < 1000; i++) t.record(`k${i}`, i);
   for (let i = 0; i < 1000; i += 97) {
+    assert.deepEqual(t.percentiles(`k${i}`), { p50: i, p95: i });
+  }
+});
+
+Deno.test("LatencyTracker.ewma() is null for a candidate never observed", () => {
+  const t = new LatencyTracker();
+  assert.equal(t.ewma("x"), null);
+  t.record("a", 50); // the percentiles' samples do not feed the EWMA
+  assert.equal(t.ewma("a"), null);
+  assert.deepEqual(t.percentiles("a"), { p50: 50, p95: 50 });
+});
+
+Deno.test("LatencyTracker.ewma() jumps to a peak, blends faster samples in", () => {
+  const t = new LatencyTracker();
+  t.observe("a", 100.123, 1_000_000);
+  assert.equal(t.ewma("a"), 100.12);
+  t.observe("a", 900, 1_000_001);
+  assert.equal(t.ewma("a"), 900, "a slower sample counts at once");
+  // 10 s later (one decay period): 900·e^-1 + 100·(1 - e^-1)
+  t.observe("a", 100, 1_010_001);
+  const want = Math.round((900 * Math.exp(-1) + 100 * (1 - Math.exp(-1))) * 100) / 100;
+  assert.equal(t.ewma("a"), want);
+  // a view reads the value the last sample left, however much later (no decay while idle)
+  assert.equal(t.ewma("a"), want);
+  // the observed samples do not reach the percentiles
+  assert.deepEqual(t.percentiles("a"), { p50: null, p95: null });
+});
+
+Deno.test("LatencyTracker.ewma() keeps each candidate's apart as it grows past its first rings", () => {
+  const t = new LatencyTracker();
+  for (let i = 0; i < 100; i++) {
+    t.record(`k${i}`, i);
+    if (i % 2 === 0) t.observe(`k${i}`, i + 1, 0);
+  }
+  for (let i = 0; i < 100; i++) {
+    assert.equal(t.ewma(`k${i}`), i % 2 === 0 ? i + 1 : null, `k${i}`);
     assert.deepEqual(t.percentiles(`k${i}`), { p50: i, p95: i });
   }
 });

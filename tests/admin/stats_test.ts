@@ -78,6 +78,7 @@ Deno.test("candidateView() shows a candidate's state, counters and latency by ma
       in_flight: 1,
       weight: 1,
       priority: 0,
+      latency_ewma_ms: null,
       latency_p50_ms: 100,
       latency_p95_ms: 300,
       prompt_tokens: 10,

@@ -13,7 +13,9 @@
  * RSS growth during the hold); pool scale (3 keys vs 10,000 keys, paired); budgets (off vs every
  * budget on and state in a file, paired); redis (every budget on, state in a file vs the same
  * budgets with state shared in a `redis-server` the bench starts, paired; Redis commands and
- * Redis CPU per request; skipped when `redis-server` is not installed).
+ * Redis CPU per request; skipped when `redis-server` is not installed); affinity (a pool routing
+ * by `prompt_cache_key` vs the same pool without affinity, requests cycling through 1,000 values
+ * and every 10th a new one, paired); p2c (the `p2c` strategy vs `round_robin`, paired).
  * The system under test is pinned to core 0, wrk, the mock, redis-server and this process to
  * core 1 (`taskset`); rounds are interleaved and medians reported. Linux only (`/proc`,
  * `taskset`).
@@ -61,12 +63,22 @@ import {
   streamsTable,
   table,
 } from "./_report.ts";
+import {
+  affinityNote,
+  affinityWrkScript,
+  ROUTING_SCENARIOS,
+  ROUTING_SIDES,
+  type RoutingScenario,
+} from "./_routing.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const MOCK = `${ROOT}tools/mock_upstream.ts`;
 const PASSTHROUGH = `${ROOT}tests/bench/passthrough.ts`;
 const TARGETS = ["direct", "passthrough", "llm-balance"] as const;
 type TargetName = typeof TARGETS[number];
+/** Every scenario the bench runs: the report's, then the routing ones. */
+const ALL_SCENARIOS = [...SCENARIOS, ...ROUTING_SCENARIOS] as const;
+type AnyScenario = typeof ALL_SCENARIOS[number];
 
 const HELP = `deno task bench [options]
 
@@ -78,7 +90,9 @@ skipped.
 Scenarios: throughput (64 connections, in turn), paired (passthrough and llm-balance at once),
 latency (1 connection), ttfb (streaming), streams (many open streams held), pool (3 keys vs
 --pool-keys keys, paired), budgets (off vs every budget on + state in a file, paired), redis
-(every budget on + state in a file vs the same budgets with state in Redis, paired).
+(every budget on + state in a file vs the same budgets with state in Redis, paired), affinity
+(affinity by prompt_cache_key on vs off, 1,000 values and every 10th request a new one, paired),
+p2c (the p2c strategy vs round_robin, paired).
 
   --quick               ~1 min run: --duration 2 --rounds 1 --warmup 1 --ttfb-requests 50
                         --streams 1000 --hold 5
@@ -91,7 +105,8 @@ latency (1 connection), ttfb (streaming), streams (many open streams held), pool
   --hold S              seconds the open streams are held and read, all open     [20]
   --stream-gap MS       milliseconds between two events of one open stream       [1000]
   --pool-keys N         keys of the large pool of the pool-scale scenario        [10000]
-  --scenarios LIST      comma-separated: ${SCENARIOS.join(",")}   [all]
+  --scenarios LIST      comma-separated: ${ALL_SCENARIOS.join(",")}
+                                                                                 [all]
   --targets LIST        comma-separated: ${TARGETS.join(",")}          [all]
   --log-level LEVEL     llm-balance log level (stderr goes to a file)            [info]
   --main FILE           llm-balance entry point                                  [main.ts]
@@ -106,7 +121,7 @@ interface Settings extends LoadSettings {
   connections: number;
   /** Keys of the large pool. */
   poolKeys: number;
-  scenarios: Scenario[];
+  scenarios: AnyScenario[];
   targets: TargetName[];
   logLevel: string;
   main: string;
@@ -129,7 +144,7 @@ function parseSettings(args: string[]): Settings | undefined {
       hold: { type: "string" },
       "stream-gap": { type: "string", default: "1000" },
       "pool-keys": { type: "string", default: "10000" },
-      scenarios: { type: "string", default: SCENARIOS.join(",") },
+      scenarios: { type: "string", default: ALL_SCENARIOS.join(",") },
       targets: { type: "string", default: TARGETS.join(",") },
       "log-level": { type: "string", default: "info" },
       main: { type: "string", default: `${ROOT}main.ts` },
@@ -167,7 +182,7 @@ function parseSettings(args: string[]): Settings | undefined {
     hold: int("hold", values.hold, quick ? 5 : 20, 1),
     streamGapMs: int("stream-gap", values["stream-gap"], 1000, 10),
     poolKeys: int("pool-keys", values["pool-keys"], 10_000, 4),
-    scenarios: list("scenarios", values.scenarios, SCENARIOS),
+    scenarios: list("scenarios", values.scenarios, ALL_SCENARIOS),
     targets: list("targets", values.targets, TARGETS),
     logLevel: values["log-level"],
     main: values.main,
@@ -296,6 +311,8 @@ interface Run {
   /** The fast mock upstream (record off). */
   mock: Started;
   results: Partial<Record<Scenario, Row[]>>;
+  /** Rows of the routing scenarios (their checks go to `extra`). */
+  routing: Partial<Record<RoutingScenario, Row[]>>;
   /** Checks beyond the ratios of the tables. */
   extra: Check[];
   /** Ratios of targets measured side by side. */
@@ -517,6 +534,64 @@ async function commandStats(port: number): Promise<CommandStats> {
 }
 
 /**
+ * A routing scenario: llm-balance with the main config, its default pool as each side of the
+ * scenario sets it, both under load at the same time (the affinity scenario with requests that
+ * carry affinity values); the ratio of the second to the first, and their CPU per request.
+ */
+async function routingScenario(run: Run, scenario: RoutingScenario): Promise<void> {
+  const { settings, mock, processes } = run;
+  const sides = ROUTING_SIDES[scenario];
+  const started: Started[] = [];
+  try {
+    for (const side of sides) {
+      const config = JSON.parse(mainConfig(mock.url, settings.logLevel));
+      Object.assign(config.pools.default, side.pool);
+      const name = side.name.replaceAll(" ", "-");
+      started.push(await startProxy(run, name, JSON.stringify(config, null, 1)));
+    }
+    const targets: [Target, Target] = [
+      asTarget(sides[0].name, started[0]!),
+      asTarget(sides[1].name, started[1]!),
+    ];
+    for (const target of targets) await checkTarget(target);
+    let bench = run.bench;
+    if (scenario === "affinity") {
+      const script = `${run.bench.dir}/affinity.lua`;
+      await Deno.writeTextFile(script, affinityWrkScript());
+      bench = { ...run.bench, script };
+    }
+    const p = await pairedWrk(bench, targets, settings.connections, scenario);
+    const [base, other] = p.rows as [Row, Row];
+    if (scenario === "affinity") {
+      const res = await fetch(`${started[1]!.url}/v1/stats/load_balancers`, {
+        headers: { authorization: `Bearer ${CLIENT_KEY}` },
+        signal: AbortSignal.timeout(10_000),
+      });
+      const note = res.ok ? affinityNote(await res.json()) : `stats answered ${res.status}`;
+      if (note !== undefined) other.note = note;
+    }
+    run.routing[scenario] = p.rows;
+    const names = `${sides[1].name} / ${sides[0].name}`;
+    const target = scenario === "affinity" ? ">= 0.97x (issue 19: under 3%)" : undefined;
+    run.extra.push(
+      {
+        measure: `throughput ${names} (paired)`,
+        value: p.ratio,
+        unit: "x",
+        ...(target === undefined ? {} : { target, pass: p.ratio >= 0.97 }),
+      },
+      {
+        measure: `CPU per request ${names}`,
+        value: other.cpuUsPerReq / base.cpuUsPerReq,
+        unit: "x",
+      },
+    );
+  } finally {
+    for (const s of started) await processes.stop(s);
+  }
+}
+
+/**
  * llm-balance with every budget on and state in a file (the embedded store, the budgets
  * scenario's "on" config) vs the same budgets with state shared in a redis-server the bench
  * starts, paired. Also counts the Redis commands (`INFO commandstats`, those run by scripts
@@ -673,7 +748,14 @@ async function streamsScenario(run: Run): Promise<void> {
 /** The markdown report. */
 function report(
   settings: Settings,
-  run: { startedAt: Date; wrk: string; pinned: boolean; results: Run["results"]; checks: Check[] },
+  run: {
+    startedAt: Date;
+    wrk: string;
+    pinned: boolean;
+    results: Run["results"];
+    routing: Run["routing"];
+    checks: Check[];
+  },
 ): string {
   const { duration, rounds, connections, ttfbRequests, streams, poolKeys, hold, streamGapMs } =
     settings;
@@ -695,6 +777,12 @@ function report(
     redis:
       `Shared state: every budget on, state in a file (embedded store) vs the same budgets with state in Redis (redis-server on core 1), at the same time, both on core 0, ${connections} connections each`,
   };
+  const routingTitles: Record<RoutingScenario, string> = {
+    affinity:
+      `Affinity: off vs on (by prompt_cache_key; requests cycle through 1,000 values, every 10th a new one), weighted over 30 keys, at the same time, both on core 0, ${connections} connections each`,
+    p2c:
+      `Strategy: round_robin vs p2c over 30 keys, at the same time, both on core 0, ${connections} connections each`,
+  };
   const placement = run.pinned
     ? "pinned: server core 0, wrk + mock + redis-server + client core 1"
     : "not pinned";
@@ -707,6 +795,9 @@ function report(
     "",
     ...SCENARIOS.filter((s) => run.results[s]).map((s) =>
       (s === "streams" ? streamsTable : table)(titles[s], run.results[s]!)
+    ),
+    ...ROUTING_SCENARIOS.filter((s) => run.routing[s]).map((s) =>
+      table(routingTitles[s], run.routing[s]!)
     ),
     checksTable(run.checks),
   ].join("\n");
@@ -750,15 +841,16 @@ async function main(
   const script = `${dir}/post.lua`;
   const startedAt = new Date();
   const results: Run["results"] = {};
+  const routing: Run["routing"] = {};
   const extra: Check[] = [];
   const paired: PairedRatios = {};
   try {
     await Deno.writeTextFile(script, WRK_SCRIPT);
     const bench: Bench = { settings, processes, dir, script, abort };
     const mock = await processes.start("mock", 1, denoRun(MOCK, "--name", "bench"));
-    const run: Run = { bench, settings, processes, mock, results, extra, paired };
+    const run: Run = { bench, settings, processes, mock, results, routing, extra, paired };
     const { scenarios } = settings;
-    const own = ["pool", "streams", "budgets", "redis"];
+    const own: AnyScenario[] = ["pool", "streams", "budgets", "redis", ...ROUTING_SCENARIOS];
     if (scenarios.some((s) => !own.includes(s))) {
       await mainScenarios(run);
     }
@@ -771,15 +863,27 @@ async function main(
     if (scenarios.includes("redis") && settings.targets.includes("llm-balance")) {
       await redisScenario(run);
     }
+    for (const scenario of ROUTING_SCENARIOS) {
+      if (scenarios.includes(scenario) && settings.targets.includes("llm-balance")) {
+        await routingScenario(run, scenario);
+      }
+    }
     if (scenarios.includes("streams")) await streamsScenario(run);
   } finally {
     await cleanup();
   }
   const checks = ratioChecks(results, extra, paired);
-  console.log(report(settings, { startedAt, wrk, pinned, results, checks }));
+  console.log(report(settings, { startedAt, wrk, pinned, results, routing, checks }));
   if (settings.keep) progress(`configs and logs kept in ${dir}`);
   if (settings.json) {
-    const json = { startedAt: startedAt.toISOString(), settings, wrk, pinned, results, checks };
+    const json = {
+      startedAt: startedAt.toISOString(),
+      settings,
+      wrk,
+      pinned,
+      results: { ...results, ...routing },
+      checks,
+    };
     await Deno.writeTextFile(settings.json, JSON.stringify(json, null, 2) + "\n");
   }
   return 0;

@@ -59,7 +59,7 @@ Deno.test("verifyConfig() reports an unknown strategy at its field and line", as
   assert.equal(issues[0]!.line, 5);
   assert.match(
     issues[0]!.message,
-    /^unknown strategy "fastest" \(known: least_connections, quota_aware, random, round_robin, weighted\)$/,
+    /^unknown strategy "fastest" \(known: least_connections, p2c, quota_aware, random, round_robin, weighted\)$/,
   );
 });
 
@@ -197,4 +197,24 @@ Deno.test("unknownStrategies() finds strategies no built-in provides, with their
   const seedB =
     "models:\n  m:\n    api_base: http://x/v1\n    api_key: k\n    load_balance_strategy: nope\n";
   assert.equal(unknownStrategies(seedB)[0]?.path, "models.m.load_balance_strategy");
+});
+
+Deno.test("verifyConfig() reports strategy_options a strategy refuses, at their field and line", async () => {
+  const issues = await issuesOf(
+    `${UPSTREAM}pools:\n  a:\n    strategy: round_robin\n    upstreams: [ms]\n` +
+      `    strategy_options: { decay: 1 }\n  b:\n    strategy: p2c\n    upstreams: [ms]\n` +
+      `    strategy_options: { decay: -1 }\n  c:\n    strategy: p2c\n    upstreams: [ms]\n` +
+      `    strategy_options: { decay: 2, tau: 1 }\n  d: { strategy: p2c, upstreams: [ms], ` +
+      `strategy_options: { decay: 0.5 } }\n`,
+  );
+  assert.deepEqual(issues.map((i) => [i.path, i.line, i.message]), [
+    ["pools.a.strategy_options", 7, '"decay": strategy "round_robin" takes no options'],
+    [
+      "pools.b.strategy_options",
+      11,
+      'strategy "p2c" refuses its options: strategy_options.decay must be a number of ' +
+      "seconds > 0 (got -1)",
+    ],
+    ["pools.c.strategy_options", 15, '"tau": strategy "p2c" takes only decay'],
+  ]);
 });

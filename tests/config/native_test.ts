@@ -401,6 +401,7 @@ Deno.test("normalizeNative() reads a pool's affinity.by, header names lower-case
     members: [{ upstream: "ms" }],
     affinityBy: ["prompt_cache_key", "user", "header:x-session-id"],
     fallbacks: [],
+    affinity: { ttlMs: 600_000, maxLoad: 1.25, prefixChars: 2048 },
   }]);
   const one = parse(`${MINIMAL}pools:\n  m: { upstreams: [ms], affinity: { by: [user] } }\n`);
   assert.deepEqual(one.pools[0]?.affinityBy, ["user"]);
@@ -431,7 +432,7 @@ Deno.test("normalizeNative() refuses an unknown affinity source, naming its path
   ]);
   assert.equal(
     issues[0]?.message,
-    'must be "prompt_cache_key", "user" or "header:<name>"',
+    'must be "prompt_cache_key", "user", "prefix" or "header:<name>"',
   );
   assert.equal(issues[0]?.line, 8);
   const error = (() => {
@@ -457,9 +458,9 @@ Deno.test("normalizeNative() refuses an empty affinity.by", () => {
 Deno.test("normalizeNative() refuses an unknown field inside a pool's affinity", () => {
   const issues = issuesOf(
     `${MINIMAL}pools:\n  gpt-4o:\n    upstreams: [ms]\n    affinity:\n      by: [user]\n` +
-      `      ttl: 60\n`,
+      `      ttls: 60\n`,
   );
-  assert.deepEqual(issues.map((i) => i.path), ["pools.gpt-4o.affinity.ttl"]);
+  assert.deepEqual(issues.map((i) => i.path), ["pools.gpt-4o.affinity.ttls"]);
   assert.match(issues[0]?.message ?? "", /unknown field/);
   assert.deepEqual(
     issuesOf(`${MINIMAL}pools:\n  m: { upstreams: [ms], affinity: { bye: [user] } }\n`),
@@ -663,5 +664,42 @@ Deno.test("normalizeNative() refuses a fallback to an unknown pool, the default 
   );
   assert.deepEqual(issuesOf(`${MINIMAL}pools:\n  a: { upstreams: [ms], fallbacks: b }\n`), [
     { path: "pools.a.fallbacks", message: "must be a list", line: 5 },
+  ]);
+});
+
+Deno.test("normalizeNative() reads a pool's affinity routing, slow start and strategy options", () => {
+  const text = `${MINIMAL}pools:\n  m:\n    upstreams: [ms]\n    strategy: p2c\n` +
+    `    strategy_options: { decay: 3 }\n    slow_start: 2.5\n` +
+    `    affinity: { by: [prefix, user], ttl: 30, max_load: 1.5, prefix_chars: 512 }\n`;
+  const [pool] = parse(text).pools;
+  assert.deepEqual(pool?.affinity, { ttlMs: 30_000, maxLoad: 1.5, prefixChars: 512 });
+  assert.deepEqual(pool?.affinityBy, ["prefix", "user"]);
+  assert.equal(pool?.slowStartMs, 2_500);
+  assert.deepEqual(pool?.strategyOptions, { decay: 3 });
+  // pin: false keeps the key for strategies but routes nothing by it; no block, no routing
+  const off = parse(
+    `${MINIMAL}pools:\n  a: { upstreams: [ms], affinity: { by: [user], pin: false } }\n` +
+      `  b: { upstreams: [ms], slow_start: 0 }\n`,
+  ).pools;
+  assert.equal(off[0]?.affinity, undefined);
+  assert.deepEqual(off[0]?.affinityBy, ["user"]);
+  assert.equal(off[1]?.affinity, undefined);
+  assert.equal(off[1]?.slowStartMs, undefined);
+  assert.equal(off[1]?.strategyOptions, undefined);
+});
+
+Deno.test("normalizeNative() refuses bad affinity, slow start and strategy options, naming each", () => {
+  const issues = issuesOf(
+    `${MINIMAL}pools:\n  m:\n    upstreams: [ms]\n` +
+      `    affinity: { ttl: 0, max_load: 0.5, prefix_chars: 4, pin: maybe }\n` +
+      `    slow_start: -1\n    strategy_options: [decay]\n`,
+  );
+  assert.deepEqual(issues.map((i) => `${i.path}: ${i.message}`).sort(), [
+    "pools.m.affinity.max_load: must be >= 1",
+    "pools.m.affinity.pin: must be true or false",
+    "pools.m.affinity.prefix_chars: must be an integer from 16 to 1048576",
+    "pools.m.affinity.ttl: must be > 0",
+    "pools.m.slow_start: must be >= 0",
+    "pools.m.strategy_options: must be a mapping of the strategy's options",
   ]);
 });

@@ -176,7 +176,7 @@ Deno.test("check --json prints every problem of an invalid config as JSON on std
         path: "pools.default.strategy",
         line: 7,
         message:
-          'unknown strategy "fastest" (known: least_connections, quota_aware, random, round_robin, weighted)',
+          'unknown strategy "fastest" (known: least_connections, p2c, quota_aware, random, round_robin, weighted)',
       }],
     },
   ];

@@ -387,7 +387,7 @@ Deno.test("forward() gives a strategy the request's model, attempt, client and a
     }),
   };
   const yaml = `upstreams:\n  up: { base_url: "http://up.test/v1", keys: [${k(0)}, ${k(1)}] }\n` +
-    `pools:\n  default: { strategy: spy, upstreams: [up], affinity: { by: [user, "header:x-session-id"] } }\n` +
+    `pools:\n  default: { strategy: spy, upstreams: [up], affinity: { by: [user, "header:x-session-id"], pin: false } }\n` +
     `retry: { backoff_base: 0.001, backoff_max: 0.001 }\n`;
   const config = parseConfigText(yaml, "t.yaml", { env: () => undefined });
   const app = await App.create(config, {

@@ -294,3 +294,32 @@ Deno.test("affinityKey() returns undefined when no source is present", () => {
   );
   assert.equal(affinityKey(inboundWith("pck", "alice"), headers, []), undefined);
 });
+
+Deno.test("affinityKey() hashes the prompt's beginning for the prefix source", () => {
+  const headers = new Headers();
+  const body = (msgs: string[], extra = "") =>
+    `{"model":"m"${extra},"messages":[${msgs.map((m) => `{"role":"user","content":"${m}"}`)}]}`;
+  const withText = (text: string): Inbound => ({ ...inboundWith(), text });
+  const turn1 = affinityKey(withText(body(["hello"])), headers, ["prefix"], 40);
+  assert.match(turn1 ?? "", /^prefix:[0-9a-z]+$/);
+  // the same conversation a turn later (and other fields changed): the same key
+  const turn2 = affinityKey(
+    withText(body(["hello", "more"], ',"max_tokens":9')),
+    headers,
+    ["prefix"],
+    40,
+  );
+  assert.equal(turn2, turn1);
+  assert.notEqual(affinityKey(withText(body(["other"])), headers, ["prefix"], 40), turn1);
+  // no prompt (or no JSON text): the next source
+  assert.equal(affinityKey(withText('{"model":"m"}'), headers, ["prefix", "user"]), undefined);
+  assert.equal(affinityKey(inboundWith(undefined, "bob"), headers, ["prefix", "user"]), "bob");
+  // a client's own key comes first when listed first
+  assert.equal(
+    affinityKey({ ...withText(body(["hello"])), promptCacheKey: "p" }, headers, [
+      "prompt_cache_key",
+      "prefix",
+    ]),
+    "p",
+  );
+});

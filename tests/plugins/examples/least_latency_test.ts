@@ -47,6 +47,7 @@ function setup(count: number, random: () => number = seededRandom(7)) {
   const clock = { t: 1_000_000 };
   const candidates = makeCandidates(count);
   const strategy = leastLatency().create({
+    settings: {},
     candidates,
     random,
     now: () => clock.t,

@@ -37,6 +37,7 @@ Deno.test("daily_quota default export is a strategy named daily_quota", () => {
 Deno.test("daily_quota.pick() shares equal quotas in turn", () => {
   const candidates = makeCandidates(3);
   const s = quotaAware({ now: () => 0 }).create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -48,6 +49,7 @@ Deno.test("daily_quota.pick() shares equal quotas in turn", () => {
 Deno.test("daily_quota.pick() prefers the key with the most quota left (quota × weight)", () => {
   const candidates = makeCandidates([{ weight: 1 }, { weight: 3 }]);
   const s = quotaAware({ dailyQuota: 2, now: () => 0 }).create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -60,6 +62,7 @@ Deno.test("daily_quota.pick() prefers the key with the most quota left (quota ×
 Deno.test("daily_quota.pick() counts requests made elsewhere with the key", () => {
   const candidates = makeCandidates(2);
   const s = quotaAware({ now: () => 0 }).create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -75,6 +78,7 @@ Deno.test("daily_quota.pick() starts counting again on a new UTC day", () => {
   const candidates = makeCandidates(2);
   const plugin = quotaAware({ now: () => now });
   const s = plugin.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -92,11 +96,18 @@ Deno.test("daily_quota counts survive a new strategy instance (a config reload)"
   const candidates = makeCandidates(2);
   const plugin = quotaAware({ now: () => 0 });
   use(
-    plugin.create({ candidates, now: () => 0, budgetLeft: () => 1, random: seededRandom(1) }),
+    plugin.create({
+      settings: {},
+      candidates,
+      now: () => 0,
+      budgetLeft: () => 1,
+      random: seededRandom(1),
+    }),
     candidates,
     3,
   ); // 0, 1, 0
   const after = plugin.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -108,6 +119,7 @@ Deno.test("daily_quota counts survive a new strategy instance (a config reload)"
 Deno.test("daily_quota.pick() only picks among the available candidates", () => {
   const candidates = makeCandidates([{ weight: 5 }, { weight: 1 }, { weight: 1 }]);
   const s = quotaAware({ now: () => 0 }).create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,

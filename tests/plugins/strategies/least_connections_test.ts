@@ -17,6 +17,7 @@ import {
 function setup(loads: number[]) {
   const candidates = makeCandidates(loads.map((inFlight) => ({ inFlight })));
   const strategy = leastConnections.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,

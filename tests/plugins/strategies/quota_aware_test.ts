@@ -22,6 +22,7 @@ import {
 function setup(n: number, budgetLeft: StrategyOptions["budgetLeft"] = () => 1) {
   const candidates = makeCandidates(n);
   const strategy = quotaAware.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft,
@@ -158,7 +159,13 @@ Deno.test("quota_aware.pick() returns the only available key, even with nothing 
 
 Deno.test("quota_aware.create() gives each pool its own cursor", () => {
   const candidates = makeCandidates(3);
-  const options = { candidates, now: () => 0, budgetLeft: () => 1, random: seededRandom(1) };
+  const options = {
+    candidates,
+    now: () => 0,
+    budgetLeft: () => 1,
+    random: seededRandom(1),
+    settings: {},
+  };
   const a = quotaAware.create(options);
   const b = quotaAware.create(options);
   assert.deepEqual(pickMany(a, { available: candidates, count: 2 }), [0, 1]);

@@ -39,6 +39,7 @@ Deno.test("random.pick() maps random() uniformly onto the available candidates",
   ];
   for (const { name, available, draws, want } of cases) {
     const strategy = random.create({
+      settings: {},
       candidates,
       now: () => 0,
       budgetLeft: () => 1,
@@ -53,6 +54,7 @@ Deno.test("random.pick() draws exactly one random number per pick", () => {
   const candidates = makeCandidates(3);
   let draws = 0;
   const strategy = random.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -69,6 +71,7 @@ Deno.test("random.pick() spreads 10,000 picks evenly, ignoring weights", () => {
   const candidates = makeCandidates([{ weight: 100 }, { weight: 1 }, { weight: 0 }, {}]);
   for (const c of candidates) Object.freeze(Object.freeze(c).state);
   const strategy = random.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -85,6 +88,7 @@ Deno.test("random.pick() never picks an unavailable candidate", () => {
   const candidates = makeCandidates(5);
   const available = candidates.filter((c) => c.index !== 2);
   const strategy = random.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,

@@ -18,6 +18,7 @@ import {
 function setup(n: number) {
   const candidates = makeCandidates(n);
   const strategy = roundRobin.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -107,12 +108,14 @@ Deno.test("round_robin.pick() follows the pool order as availability changes", (
 Deno.test("round_robin.create() gives each pool its own cursor", () => {
   const candidates = makeCandidates(3);
   const a = roundRobin.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
     random: seededRandom(1),
   });
   const b = roundRobin.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -127,6 +130,7 @@ Deno.test("round_robin.pick() shares 10,000 picks equally and never mutates cand
   const candidates = makeCandidates(8);
   for (const c of candidates) Object.freeze(Object.freeze(c).state);
   const strategy = roundRobin.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -140,6 +144,7 @@ Deno.test("round_robin.pick() spreads evenly while a random third of the pool is
   const n = 30;
   const candidates = makeCandidates(n);
   const strategy = roundRobin.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -167,6 +172,7 @@ Deno.test("round_robin.pick() reads O(log n) entries of a 10,000-candidate pool"
   const n = 10_000;
   const candidates = makeCandidates(n);
   const strategy = roundRobin.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,

@@ -18,6 +18,7 @@ import {
 function setup(weights: number[]) {
   const candidates = makeCandidates(weights.map((weight) => ({ weight })));
   const strategy = weighted.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -154,6 +155,7 @@ Deno.test("weighted.pick() in a large pool splits picks in proportion to weight,
   const n = 600;
   const candidates = makeCandidates(Array.from({ length: n }, (_, i) => ({ weight: (i % 3) + 1 })));
   const strategy = weighted.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -175,6 +177,7 @@ Deno.test("weighted.pick() in a large pool skips unavailable keys, with no burst
   const n = 400;
   const candidates = makeCandidates(n);
   const strategy = weighted.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,
@@ -191,6 +194,7 @@ Deno.test("weighted.pick() in a large pool skips unavailable keys, with no burst
 Deno.test("weighted.pick() in a large pool chooses none when every weight is 0", () => {
   const candidates = makeCandidates(Array.from({ length: 300 }, () => ({ weight: 0 })));
   const strategy = weighted.create({
+    settings: {},
     candidates,
     now: () => 0,
     budgetLeft: () => 1,

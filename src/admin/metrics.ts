@@ -265,7 +265,7 @@ export class Metrics {
     this.#budgets(out, app, now);
     if (cluster !== undefined) this.#cluster(out, app, cluster);
     this.#queues(out, app);
-    this.#routing(out, app, now);
+    this.#routing(out, app);
     head("llm_balance_uptime_seconds", "gauge", "Seconds since start");
     out.push(`llm_balance_uptime_seconds ${((now - app.startedAt) / 1000).toFixed(3)}`);
     return out.join("\n") + "\n";
@@ -349,7 +349,7 @@ export class Metrics {
    * Affinity routing per pool (requests by result: `hit` followed a pin, the others did not;
    * pins held) and every key's pins and peak-EWMA latency.
    */
-  #routing(out: string[], app: StatsSource, now: number): void {
+  #routing(out: string[], app: StatsSource): void {
     const routed = poolsOf(app.rt).filter((p) => p.affinity !== undefined);
     if (routed.length > 0) {
       const name = "llm_balance_affinity_requests_total";

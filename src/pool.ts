@@ -106,7 +106,7 @@ export class Pool {
     this.fallbacks = init.fallbacks ?? [];
     this.affinity = init.affinity;
     this.slowStart = init.slowStart;
-    this.#terms = new PickTerms(init.slowStart);
+    this.#terms = new PickTerms(init.slowStart, init.affinity?.maxLoad);
     this.#random = init.random ?? Math.random;
     this.#onStrategyError = init.onStrategyError;
   }

@@ -7,7 +7,10 @@
  * key's latency, fed by the `done` hook: a slow answer raises it at once (the peak), fast
  * answers bring it down smoothly, and while a key gets no traffic its cost decays toward 0 with
  * the time constant `decay`, so a key that was slow is tried again and gets its share back once
- * it is fast. Comparing two random keys, not all of them, keeps the pick O(1) and spreads
+ * it is fast. While a key has requests in flight its cost does not decay (the last answer's
+ * stands): a key back from a rest, its cost decayed away, takes one request, not a burst, before
+ * its first answer tells how fast it is (Finagle penalizes pending requests on a key without a
+ * cost for the same reason). Comparing two random keys, not all of them, keeps the pick O(1) and spreads
  * requests that arrive together instead of sending them all to the one best key.
  *
  * What is observed: for a success, the time to the first event of a stream (its whole length
@@ -37,6 +40,10 @@ import {
 
 /** The default `decay`, in seconds (Finagle's and Linkerd's). */
 export const DEFAULT_DECAY_SECONDS = 10;
+/** The shortest `decay` taken, in seconds. */
+export const MIN_DECAY_SECONDS = 0.01;
+/** The longest `decay` taken, in seconds (a day). */
+export const MAX_DECAY_SECONDS = 86_400;
 
 /** Shows a setting's value in an error message. */
 function show(value: unknown): string {
@@ -56,9 +63,11 @@ function decayMs(settings: Readonly<Record<string, unknown>>): number {
     throw new Error(`Unknown strategy_options for p2c: ${names} (known: decay)`);
   }
   const decay = settings.decay === undefined ? DEFAULT_DECAY_SECONDS : settings.decay;
-  if (typeof decay !== "number" || !(decay > 0) || !Number.isFinite(decay * 1000)) {
+  if (typeof decay !== "number" || !(decay >= MIN_DECAY_SECONDS && decay <= MAX_DECAY_SECONDS)) {
     throw new Error(
-      `strategy_options.decay must be a number of seconds > 0 (got ${show(settings.decay)})`,
+      `strategy_options.decay must be a number of seconds from ${MIN_DECAY_SECONDS} to ${MAX_DECAY_SECONDS} (got ${
+        show(settings.decay)
+      })`,
     );
   }
   return decay * 1000;
@@ -89,6 +98,15 @@ export default {
       return n === 0 ? 0 : sum / n;
     }
 
+    /**
+     * A key's cost: decayed toward 0 while it is idle (so a key that was slow is tried again),
+     * but as its last answer left it while it has requests in flight: a key back from a rest
+     * whose cost decayed away does not take a burst before its first answer says how it is.
+     */
+    function costOf(c: Candidate, t: number): number {
+      return c.state.inFlight > 0 ? ewma.last(c.index) : ewma.cost(c.index, t);
+    }
+
     /** A position in [0, n) from one draw (a wrong `random()` of 1 still lands inside). */
     function draw(n: number): number {
       return Math.min(Math.floor(random() * n), n - 1);
@@ -111,8 +129,8 @@ export default {
           b = available[j]!;
         }
         const t = now();
-        let costA = ewma.cost(a.index, t);
-        let costB = ewma.cost(b.index, t);
+        let costA = costOf(a, t);
+        let costB = costOf(b, t);
         if (!ewma.observed(a.index) || !ewma.observed(b.index)) {
           const mean = meanCost(available, t);
           if (!ewma.observed(a.index)) costA = mean;

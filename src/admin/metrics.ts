@@ -391,7 +391,11 @@ export class Metrics {
     for (const c of app.rt.candidates.values()) {
       const ms = app.latency.ewma(c.id);
       if (ms === null) continue;
-      out.push(`${ewma}${labels({ upstream: c.upstream.name, key: c.mask })} ${ms / 1000}`);
+      out.push(
+        `${ewma}${labels({ upstream: c.upstream.name, key: c.mask })} ${
+          Number((ms / 1000).toFixed(6))
+        }`,
+      );
     }
   }
 

@@ -250,7 +250,15 @@ export interface ConfigSummary {
   format: Config["format"];
   /** Where `serve` would listen, e.g. `http://127.0.0.1:8080`. */
   listen: string;
-  pools: { model: string; strategy: string; keys: string[] }[];
+  pools: {
+    model: string;
+    strategy: string;
+    keys: string[];
+    /** How requests are pinned (`by prompt_cache_key, user; ttl 600 s; max_load 1.25`), or null. */
+    affinity: string | null;
+    /** Seconds of slow start (0: off). */
+    slow_start: number;
+  }[];
   upstreams: { name: string; url: string; keys: string[]; health_check: string | null }[];
   plugins: VerifiedConfig["plugins"];
   client_keys: number;
@@ -278,6 +286,12 @@ export function summarize(app: App, verified: VerifiedConfig): ConfigSummary {
       model: p.model,
       strategy: p.strategyName,
       keys: p.candidates.map((c) => c.mask),
+      affinity: p.affinity === undefined
+        ? null
+        : `by ${p.affinityBy.join(", ")}; ttl ${
+          p.affinity.ttlMs / 1000
+        } s; max_load ${p.affinity.maxLoad}`,
+      slow_start: p.slowStart === undefined ? 0 : p.slowStart.periodMs / 1000,
     })),
     upstreams: [...rt.upstreams.values()].map((u) => {
       const hc = u.config.healthCheck;
@@ -324,7 +338,11 @@ export function formatSummary(s: ConfigSummary): string {
   const lines = [`${s.source}: valid (${s.format} format), would listen on ${s.listen}`];
   for (const p of s.pools) {
     const which = p.model === "*" ? "default pool (every other model)" : `pool "${p.model}"`;
-    lines.push(`  ${which}: ${p.strategy} over ${p.keys.length} key(s)`);
+    const extra = [
+      p.affinity === null ? "" : `, affinity ${p.affinity}`,
+      p.slow_start > 0 ? `, slow start ${p.slow_start} s` : "",
+    ].join("");
+    lines.push(`  ${which}: ${p.strategy} over ${p.keys.length} key(s)${extra}`);
   }
   for (const u of s.upstreams) {
     const keys = u.keys.length === 0 ? "no key" : u.keys.join(", ");

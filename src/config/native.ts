@@ -111,6 +111,15 @@ const affinitySource = z.string().refine(
   { error: 'must be "prompt_cache_key", "user", "prefix" or "header:<name>"' },
 ).transform((s) => s.toLowerCase() as AffinitySource);
 
+/** A duration in seconds from `min` to `max`, turned into whole milliseconds. */
+function secondsIn(min: number, max: number) {
+  const message = `must be a number of seconds from ${min} to ${max}`;
+  return z.preprocess(
+    (v) => typeof v === "string" && v.trim() !== "" ? Number(v) : v,
+    z.number({ error: message }).gte(min, message).lte(max, message),
+  ).transform((s) => Math.round(s * 1000));
+}
+
 function poolSchema(upstreamNames: ReadonlySet<string>) {
   const known = (name: string) => upstreamNames.has(name);
   const unknown = {
@@ -133,11 +142,11 @@ function poolSchema(upstreamNames: ReadonlySet<string>) {
     affinity: z.strictObject({
       by: z.array(affinitySource).min(1, "must list at least one source").optional(),
       pin: bool().optional(),
-      ttl: seconds(true).optional(),
+      ttl: secondsIn(1, 604_800).optional(),
       max_load: atLeast(1).optional(),
       prefix_chars: intRange(16, 1_048_576).optional(),
     }).optional(),
-    slow_start: seconds().optional(),
+    slow_start: secondsIn(0, 3_600).optional(),
     upstreams: z.array(member).min(1, "must list at least one upstream").transform(
       (members, ctx): PoolMemberConfig[] => {
         const out = members.map((m): PoolMemberConfig =>

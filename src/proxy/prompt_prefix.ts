@@ -1,84 +1,142 @@
 /**
  * @module
- * The beginning of a request's prompt, for the `prefix` affinity source: requests whose prompts
- * begin alike go to the same upstream key, where the provider's prompt cache holds that
- * beginning.
+ * The beginning of a request's prompt, for the `prefix` affinity source: requests of the same
+ * conversation go to the same upstream key, where the provider's prompt cache holds it.
  *
- * Why the beginning identifies a conversation: a chat client resends the whole conversation each
- * turn and adds the new messages at the end of `messages` (or `input`). The system prompt and the
- * first messages stay where they were, written the same way by the same client, so they are the
- * same on every turn while `model`, `max_tokens`, `stream` and the other fields may change. An
- * array of messages is read only up to the end of its first user message (the system and
- * developer messages before it included): a short first turn would otherwise hash differently
- * from the second, which appends to it. Providers cache by prefix for the same reason. The raw JSON text
- * is used as it stands (no parse, no re-serialization): spacing differs between clients, not
- * between the turns of one client. A client that sends only the new input each turn (Responses
- * with `previous_response_id`) is not grouped this way; it should send `prompt_cache_key`.
+ * A chat client resends the whole conversation each turn and adds the new messages at the end
+ * of `messages` (or `input`), so its beginning stays the same: the system prompt (`system`,
+ * `instructions`, or system and developer messages first in the list) and the first user
+ * message. Those two are what identifies the conversation: the system prompt alone would put
+ * every conversation of one agent (whose system prompt is the same and often many kilobytes)
+ * on one key, and the whole list would change every turn. Each is read as text, up to
+ * `maxChars` characters each: a message's `content` as a string or its blocks' `text` (other
+ * blocks by their `type`), so what changes between turns without changing the conversation does
+ * not change the hash: Anthropic's `cache_control` marks moving to the newest message, a
+ * content string sent as a text block, a Responses `input` string that becomes a list, JSON
+ * spacing and key order. The other fields (`model`, `max_tokens`, `stream`, ...) play no part.
  *
- * The trade-off of N: a small N sees only a long shared system prompt, so every conversation
- * that shares it shares one pin (and one key takes all of their load); a large N reaches each
- * conversation's first user message, giving more distinct pins that spread over the keys, at
- * the cost of hashing more text.
+ * Cost: one scan of the body for the top-level fields, a scan of the list up to the end of its
+ * first user message, and `JSON.parse` of that much (at most {@linkcode PARSE_MAX} characters;
+ * beyond, the raw text's first characters are used as they are).
  */
 
 import { type FieldSpan, findTopLevelFields } from "./json_scan.ts";
 
-/** The prompt-bearing top-level fields, in the order their text is joined. */
+/** The prompt-bearing top-level fields. */
 const PROMPT_FIELDS = ["system", "instructions", "messages", "input", "prompt"];
-/** Between two fields' text: a NUL never appears in valid JSON text, so no value can fake it. */
+/** The most characters of a value parsed for its text. */
+export const PARSE_MAX = 262_144;
+/** Between the system part and the first user message: never in a JSON text's value. */
 const SEPARATOR = "\u0000";
-/** JSON whitespace, matched only where `lastIndex` points. */
-const JSON_WS = /[ \t\n\r]*/y;
 
 /**
- * The text that identifies a request's conversation: the raw JSON values of its `system`,
- * `instructions`, `messages`, `input` and `prompt` fields, in that order whatever their order in
- * the body, each joined to the next by a NUL (an absent or empty field leaves its place empty),
- * cut to `maxChars`. Only the first `maxChars` characters are copied, whatever the body's size.
- * A repeated field resolves as `JSON.parse` resolves it (the last one wins).
+ * The text that identifies a request's conversation: its system prompt and its first user
+ * message, each as text and cut to `maxChars`, joined by a NUL.
  * @param text the request body as JSON text
- * @param maxChars the most UTF-16 code units returned (a cut never ends on half a surrogate pair)
- * @returns the prefix, or undefined when the body is not a JSON object, has none of the fields
- *   (or each is `null`, `""`, `[]` or `{}`), or `maxChars` is below 1
+ * @param maxChars the most characters of each part (UTF-16 code units)
+ * @returns the text, or undefined when the body is not a JSON object, carries no prompt (or
+ *   only empty ones), or `maxChars` is below 1
  */
 export function promptPrefix(text: string, maxChars: number): string | undefined {
   const max = Math.floor(maxChars);
   if (!(max >= 1)) return undefined;
-  const spans = findTopLevelFields(text, PROMPT_FIELDS);
-  if (spans.every((span) => span === undefined || isEmpty(text, span))) return undefined;
-  let out = "";
-  for (let k = 0; k < spans.length; k++) {
-    if (k > 0) out += SEPARATOR;
-    const span = spans[k];
-    if (span !== undefined && !isEmpty(text, span)) {
-      const limit = Math.min(span.end, span.start + max - out.length);
-      const first = text.charCodeAt(span.start) === 91 ? firstUserEnd(text, span.start, limit) : -1;
-      out += text.slice(span.start, first > 0 ? first : limit);
-    }
-    if (out.length >= max) break;
+  const [system, instructions, messages, input, prompt] = findTopLevelFields(text, PROMPT_FIELDS);
+  let head = "";
+  let first = "";
+  for (const span of [system, instructions]) {
+    if (span !== undefined) head = join(head, valueText(text, span, max));
   }
-  // a cut between the halves of a surrogate pair would leave a lone high surrogate
-  const last = out.charCodeAt(out.length - 1);
-  return last >= 0xd800 && last <= 0xdbff ? out.slice(0, -1) : out;
-}
-
-/** Whether a value says nothing: `null`, `""`, or an array or object with only whitespace. */
-function isEmpty(text: string, span: FieldSpan): boolean {
-  const first = text.charCodeAt(span.start);
-  const length = span.end - span.start;
-  if (first === 34) return length === 2;
-  if (first === 110) return length === 4 && text.startsWith("null", span.start);
-  if (first !== 91 && first !== 123) return false;
-  JSON_WS.lastIndex = span.start + 1;
-  JSON_WS.test(text);
-  return JSON_WS.lastIndex === span.end - 1;
+  for (const span of [messages, input]) {
+    if (span === undefined || first !== "") continue;
+    if (text.charCodeAt(span.start) === 91) {
+      const lead = leading(text, span, max);
+      head = join(head, lead.head);
+      first = lead.first;
+    } else first = valueText(text, span, max);
+  }
+  if (first === "" && prompt !== undefined) first = valueText(text, prompt, max);
+  if (head === "" && first === "") return undefined;
+  return cut(head, max) + SEPARATOR + cut(first, max);
 }
 
 /**
- * Where an array of messages' first user message ends: the index after the first element with
+ * A list of messages through its first user message: the text of the messages before it (the
+ * system and developer messages) and the first user message's text.
+ */
+function leading(text: string, span: FieldSpan, max: number): { head: string; first: string } {
+  let end = firstUserEnd(text, span.start, Math.min(span.end, span.start + PARSE_MAX));
+  // no user message: the whole list, when it is small enough to read
+  if (end < 0 && span.end - span.start <= PARSE_MAX) end = span.end - 1;
+  let list: unknown;
+  if (end > 0) {
+    try {
+      list = JSON.parse(text.slice(span.start, end) + "]");
+    } catch {
+      list = undefined;
+    }
+  }
+  if (!Array.isArray(list)) {
+    // no user message in reach (or not JSON): the list's first characters, as they are
+    return { head: text.slice(span.start, Math.min(span.end, span.start + max)), first: "" };
+  }
+  let head = "";
+  let first = "";
+  for (const m of list) {
+    const message = typeof m === "object" && m !== null ? m as Record<string, unknown> : {};
+    if (message.role === "user") first = contentText(message.content);
+    else head = join(head, `${String(message.role)}: ${contentText(message.content)}`);
+  }
+  return { head, first };
+}
+
+/** A top-level value as text: a string itself, blocks by their text; raw beyond the parse cap. */
+function valueText(text: string, span: FieldSpan, max: number): string {
+  if (span.end - span.start > PARSE_MAX) return text.slice(span.start, span.start + max);
+  try {
+    return contentText(JSON.parse(text.slice(span.start, span.end)));
+  } catch {
+    return text.slice(span.start, Math.min(span.end, span.start + max));
+  }
+}
+
+/** A message content's text: a string, or its blocks' `text` (other blocks by `type`). */
+function contentText(content: unknown): string {
+  if (typeof content === "string") return content;
+  if (content === null || content === undefined) return "";
+  const blocks = Array.isArray(content) ? content : [content];
+  let out = "";
+  for (const b of blocks) {
+    let part: string;
+    if (typeof b === "string") part = b;
+    else if (typeof b === "object" && b !== null) {
+      const block = b as Record<string, unknown>;
+      part = typeof block.text === "string"
+        ? block.text
+        : typeof block.type === "string"
+        ? `[${block.type}]`
+        : "";
+    } else part = String(b);
+    out = join(out, part);
+  }
+  return out;
+}
+
+function join(a: string, b: string): string {
+  return a === "" ? b : b === "" ? a : `${a}\n${b}`;
+}
+
+/** The first `max` characters, never ending on half a surrogate pair. */
+function cut(s: string, max: number): string {
+  if (s.length <= max) return s;
+  const last = s.charCodeAt(max - 1);
+  return s.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max);
+}
+
+/**
+ * Where a list of messages' first user message ends: the index after the first element with
  * `"role": "user"`, read no further than `limit`.
  * @param t the JSON text
- * @param start the index of the array's `[`
+ * @param start the index of the list's `[`
  * @param limit read up to here
  * @returns the index after that element, or -1 when none ends before `limit`
  */

@@ -10,7 +10,8 @@
  * request walks on from the value's point and the pin moves with it, and stays moved (that
  * key's cache is now the warm one); a key merely busy or already tried by this request is
  * detoured around without moving the pin. Pins live `ttl` after their last use, at most
- * {@linkcode MAX_PINS} per pool; a reload keeps them, except the pins of a removed key and the
+ * {@linkcode MAX_PINS} per pool (beyond, the least recently used of the eight earliest placed
+ * goes); a reload keeps them, except the pins of a removed key and the
  * values whose home on the ring becomes an added key (about 1/n of them).
  *
  * A hit costs one hash of the value and one map lookup. An expired pin is never followed (the
@@ -24,6 +25,8 @@ import { HashRing } from "./ring.ts";
 
 /** The most pins one pool holds; beyond it, the earliest placed go first. */
 export const MAX_PINS = 100_000;
+/** How many of the earliest placed pins an eviction weighs. */
+const EVICT_LOOK = 8;
 /** The longest time between two sweeps of expired pins. */
 const MAX_SWEEP_EVERY_MS = 60_000;
 
@@ -51,6 +54,12 @@ export interface RouteTerms {
   accept(c: Candidate): boolean;
   /** Whether a pin on a key that cannot take this request stays (it is busy or tried, not out). */
   keep(c: Candidate): boolean;
+  /**
+   * Whether a key has more requests in flight than `max_load` × the mean of the keys picked
+   * from (this one counted): its pinned requests go around it, so no key takes much more than
+   * its share of the traffic however hot its pins are.
+   */
+  overloaded(c: Candidate): boolean;
   /**
    * The share of new pins a key may take now, in [0, 1] (below 1 while it slow-starts, 0 for a
    * key that takes pins only when no other can): a key is passed over with probability
@@ -150,12 +159,12 @@ export class AffinityRouter {
     }
     if (pin !== undefined) {
       const pinned = this.candidates[pin.owner]!;
-      if (terms.accept(pinned)) {
+      if (terms.accept(pinned) && !terms.overloaded(pinned)) {
         pin.last = now;
         this.counts.hit++;
         return { candidate: pinned, result: "hit" };
       }
-      if (terms.keep(pinned)) {
+      if (terms.keep(pinned) || terms.accept(pinned)) {
         const other = this.#place(hash, terms, pins.size);
         if (other === undefined) return undefined;
         pin.last = now;
@@ -177,7 +186,7 @@ export class AffinityRouter {
     }
     const next = this.#place(hash, terms, pins.size + 1);
     if (next === undefined) return undefined;
-    if (pins.size >= this.#maxPins) this.#evict(now);
+    if (pins.size >= this.#maxPins) this.#evict();
     pins.set(hash, { owner: next.index, last: now });
     this.#load[next.index]!++;
     this.counts.new++;
@@ -210,9 +219,9 @@ export class AffinityRouter {
 
   /**
    * Walks the ring from a value's point to the key that takes its pin: the first that may take
-   * the request, is not passed over (slow start, weight 0: see {@linkcode RouteTerms.share}) and
-   * holds fewer pins than the bound; else the first not passed over; else the first that may
-   * take the request at all.
+   * the request, is not passed over (slow start, weight 0: see {@linkcode RouteTerms.share}),
+   * is not overloaded and holds fewer pins than the bound; else the first not passed over nor
+   * overloaded; else the first not passed over; else the first that may take the request.
    * @param hash the value's hash
    * @param terms the pool's terms
    * @param total the pins held once this one is placed
@@ -234,6 +243,7 @@ export class AffinityRouter {
     const all = this.candidates.length;
     let distinct = 0;
     let overBound: Candidate | undefined;
+    let admitted: Candidate | undefined;
     let any: Candidate | undefined;
     let at = ring.first(ringPoint(hash));
     for (let step = 0; step < size && distinct < all; step++) {
@@ -247,10 +257,14 @@ export class AffinityRouter {
       any ??= c;
       const share = terms.share(c);
       if (share < 1 && !(share > 0 && this.#random() < share)) continue;
+      if (terms.overloaded(c)) {
+        admitted ??= c;
+        continue;
+      }
       if (this.#load[owner]! < bound) return c;
       overBound ??= c;
     }
-    return overBound ?? any;
+    return overBound ?? admitted ?? any;
   }
 
   /** Drops every expired pin, and sets the next sweep's time. */
@@ -264,12 +278,29 @@ export class AffinityRouter {
     }
   }
 
-  /** Makes room for one pin: the expired ones go, else the earliest placed. */
-  #evict(now: number): void {
-    this.#sweep(now);
-    if (this.#pins.size < this.#maxPins) return;
-    const [hash, pin] = this.#pins.entries().next().value!;
-    this.#pins.delete(hash);
-    this.#load[pin.owner]!--;
+  /**
+   * Makes room for one pin, at a cost that does not grow with the map: of the
+   * {@linkcode EVICT_LOOK} earliest placed, the least recently used goes and the others move to
+   * the new end (a second chance for a conversation still going on).
+   */
+  #evict(): void {
+    const pins = this.#pins;
+    let victim: number | undefined;
+    let oldest = Infinity;
+    let looked = 0;
+    for (const [hash, pin] of pins) {
+      if (pin.last < oldest) {
+        oldest = pin.last;
+        victim = hash;
+      }
+      if (++looked === EVICT_LOOK) break;
+    }
+    let moved = 0;
+    for (const [hash, pin] of pins) {
+      if (moved++ === looked) break;
+      pins.delete(hash);
+      if (hash === victim) this.#load[pin.owner]!--;
+      else pins.set(hash, pin);
+    }
   }
 }

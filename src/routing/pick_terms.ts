@@ -3,7 +3,8 @@
  * The terms on which a pool lets affinity routing choose in one tier, as one reusable object
  * (a pick allocates nothing): keys of the tier that are not excluded, at their cap or spent for
  * the request's model take the request; a pin stays on a key that is usable but busy, tried,
- * or in a better tier (it moves off a key that is out); slow start gives returning keys their
+ * or in a better tier (it moves off a key that is out); a key with more than `max_load` × the
+ * mean requests in flight is gone around; slow start gives returning keys their
  * share, and a key of weight 0 takes a pin only when no other can.
  */
 
@@ -20,11 +21,19 @@ export class PickTerms implements RouteTerms {
   #now = 0;
   #model: string | undefined;
   #exclude: ((c: Candidate) => boolean) | undefined;
+  #list: readonly Candidate[] = [];
+  /** The most requests in flight a key may hold in this pick; computed when first needed. */
+  #inFlightBound = -1;
   readonly #slow: SlowStart | undefined;
+  readonly #maxLoad: number;
 
-  /** @param slow the pool's slow start, if it has one */
-  constructor(slow: SlowStart | undefined) {
+  /**
+   * @param slow the pool's slow start, if it has one
+   * @param maxLoad the pool's `affinity.max_load` @default 1.25
+   */
+  constructor(slow: SlowStart | undefined, maxLoad = 1.25) {
     this.#slow = slow;
+    this.#maxLoad = maxLoad;
   }
 
   /**
@@ -46,6 +55,8 @@ export class PickTerms implements RouteTerms {
     this.#now = now;
     this.#model = model;
     this.#exclude = exclude;
+    this.#list = list;
+    this.#inFlightBound = -1;
     return this;
   }
 
@@ -60,6 +71,21 @@ export class PickTerms implements RouteTerms {
   keep(c: Candidate): boolean {
     return c.priority <= this.#tier && isAvailable(c.state, this.#now) &&
       allowsModel(c, this.#model, this.#now);
+  }
+
+  /**
+   * Whether a key holds more requests in flight than `max_load` × the mean of the tier's keys,
+   * this request counted (`ceil`, so a key with none in flight is never overloaded).
+   */
+  overloaded(c: Candidate): boolean {
+    const inFlight = c.state.inFlight;
+    if (inFlight === 0) return false;
+    if (this.#inFlightBound < 0) {
+      let total = 1;
+      for (const k of this.#list) total += k.state.inFlight;
+      this.#inFlightBound = Math.ceil(this.#maxLoad * total / this.#list.length);
+    }
+    return inFlight + 1 > this.#inFlightBound;
   }
 
   /**

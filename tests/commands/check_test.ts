@@ -213,8 +213,27 @@ Deno.test("verifyConfig() reports strategy_options a strategy refuses, at their 
       "pools.b.strategy_options",
       11,
       'strategy "p2c" refuses its options: strategy_options.decay must be a number of ' +
-      "seconds > 0 (got -1)",
+      "seconds from 0.01 to 86400 (got -1)",
     ],
     ["pools.c.strategy_options", 15, '"tau": strategy "p2c" takes only decay'],
   ]);
+});
+
+Deno.test("formatSummary() tells a pool's affinity and slow start", async () => {
+  const { config } = load(
+    `${UPSTREAM}pools:\n  m: { upstreams: [ms], affinity: { by: [user], ttl: 60 }, slow_start: 5 }\n`,
+  );
+  const verified = await verifyConfig(config);
+  const app = await App.create(config, { plugins: [...builtins], probes: false });
+  try {
+    const s = summarize(app, verified);
+    assert.equal(s.pools[0]?.affinity, "by user; ttl 60 s; max_load 1.25");
+    assert.equal(s.pools[0]?.slow_start, 5);
+    assert.match(
+      formatSummary(s),
+      /pool "m": round_robin over 2 key\(s\), affinity by user; ttl 60 s; max_load 1\.25, slow start 5 s/,
+    );
+  } finally {
+    await app.close();
+  }
 });

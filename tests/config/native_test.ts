@@ -698,8 +698,19 @@ Deno.test("normalizeNative() refuses bad affinity, slow start and strategy optio
     "pools.m.affinity.max_load: must be >= 1",
     "pools.m.affinity.pin: must be true or false",
     "pools.m.affinity.prefix_chars: must be an integer from 16 to 1048576",
-    "pools.m.affinity.ttl: must be > 0",
-    "pools.m.slow_start: must be >= 0",
+    "pools.m.affinity.ttl: must be a number of seconds from 1 to 604800",
+    "pools.m.slow_start: must be a number of seconds from 0 to 3600",
     "pools.m.strategy_options: must be a mapping of the strategy's options",
+  ]);
+});
+
+Deno.test("normalizeNative() refuses a ttl that would round to no time, and an endless slow start", () => {
+  const issues = issuesOf(
+    `${MINIMAL}pools:\n  m:\n    upstreams: [ms]\n    affinity: { ttl: 0.0001 }\n` +
+      `    slow_start: 1e308\n`,
+  );
+  assert.deepEqual(issues.map((i) => i.path).sort(), [
+    "pools.m.affinity.ttl",
+    "pools.m.slow_start",
   ]);
 });

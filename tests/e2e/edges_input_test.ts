@@ -235,9 +235,10 @@ Deno.test({
         assert.ok(body.sent() < 64 * MIB, `the client sent ${body.sent()} bytes before the 413`);
       }
     });
-    // the limit, the growth of its buffer and garbage not collected yet (about +80 MB measured;
-    // reading each upload whole took +205 MB)
-    assert.ok(riseMb < 128, `RSS rose ${riseMb.toFixed(1)} MB`);
+    // the limit, the growth of its buffer and garbage not collected yet (about +80 MB measured
+    // alone, up to +140 MB with the whole suite running in parallel, when collection lags;
+    // reading each upload whole took +205 MB for one, +600 MB for the three)
+    assert.ok(riseMb < 180, `RSS rose ${riseMb.toFixed(1)} MB`);
     assert.equal(up.requests.length, 20);
   },
 });

@@ -12,15 +12,21 @@ import { type FakeCandidate, makeCandidates, seededRandom } from "../helpers/can
 /** Terms where the listed keys (all by default) take requests; pins stay on no other key. */
 function terms(
   candidates: readonly Candidate[],
-  options: { out?: readonly number[]; busy?: readonly number[]; share?: (c: Candidate) => number } =
-    {},
+  options: {
+    out?: readonly number[];
+    busy?: readonly number[];
+    hot?: readonly number[];
+    share?: (c: Candidate) => number;
+  } = {},
 ): RouteTerms {
   const out = new Set(options.out ?? []);
   const busy = new Set(options.busy ?? []);
+  const hot = new Set(options.hot ?? []);
   return {
     keys: candidates.length - out.size,
     accept: (c) => !out.has(c.index) && !busy.has(c.index),
     keep: (c) => busy.has(c.index),
+    overloaded: (c) => hot.has(c.index),
     share: options.share ?? (() => 1),
   };
 }
@@ -219,6 +225,19 @@ Deno.test("AffinityRouter.route() holds at most maxPins, dropping the earliest p
   assert.equal(r.pinsOf(0) + r.pinsOf(1), 100);
   assert.equal(r.route("v249", 300, terms(candidates))!.result, "hit");
   assert.equal(r.route("v0", 300, terms(candidates))!.result, "new");
+  // of the earliest placed, the least recently used goes: a conversation still going stays
+  const s = new AffinityRouter({
+    candidates,
+    ttlMs: 600_000,
+    maxLoad: 2,
+    random: () => 0,
+    maxPins: 20,
+  });
+  for (let i = 0; i < 20; i++) s.route(`w${i}`, i, terms(candidates));
+  s.route("w0", 100, terms(candidates));
+  s.route("new-1", 101, terms(candidates));
+  assert.equal(s.route("w0", 102, terms(candidates))!.result, "hit", "w0 was used lately");
+  assert.equal(s.size, 20);
   assert.equal(MAX_PINS, 100_000);
 });
 
@@ -249,4 +268,18 @@ Deno.test("AffinityRouter.route() with max_load 1 balances pins exactly", () => 
   const r = router(candidates, 1);
   const counts = countBy(routeAll(r, VALUES, terms(candidates)), 4);
   assert.deepEqual(counts, [10, 10, 10, 10]);
+});
+
+Deno.test("AffinityRouter.route() goes around a pinned key with too many requests in flight, keeping the pin", () => {
+  const candidates = makeCandidates(4);
+  const r = router(candidates);
+  const home = r.route("hot-user", 0, terms(candidates))!.candidate.index;
+  const around = r.route("hot-user", 1, terms(candidates, { hot: [home] }))!;
+  assert.equal(around.result, "detour");
+  assert.notEqual(around.candidate.index, home);
+  assert.equal(r.route("hot-user", 2, terms(candidates))!.candidate.index, home);
+  // a new value skips an overloaded key on its walk
+  for (let i = 0; i < 40; i++) {
+    assert.notEqual(r.route(`n${i}`, 3, terms(candidates, { hot: [home] }))!.candidate.index, home);
+  }
 });

@@ -383,13 +383,34 @@ Deno.test("p2c strategy_options.decay sets how fast a slow key's cost decays", (
   }
 });
 
-Deno.test("p2c.create() refuses a decay that is not a number of seconds > 0", () => {
-  for (const decay of [0, -1, NaN, Infinity, 1e308, "10", "10s", null, true, {}, [5]]) {
+Deno.test("p2c.create() refuses a decay that is not a number of seconds from 0.01 to 86400", () => {
+  for (
+    const decay of [
+      0,
+      -1,
+      NaN,
+      Infinity,
+      1e308,
+      1e-300,
+      0.001,
+      86_401,
+      "10",
+      "10s",
+      null,
+      true,
+      {},
+      [
+        5,
+      ],
+    ]
+  ) {
     assert.throws(
       () => setup({ settings: { decay } }),
       (e: unknown) =>
         e instanceof Error &&
-        /^strategy_options\.decay must be a number of seconds > 0 \(got .+\)$/.test(e.message),
+        /^strategy_options\.decay must be a number of seconds from 0\.01 to 86400 \(got .+\)$/.test(
+          e.message,
+        ),
       `decay ${JSON.stringify(decay)}`,
     );
   }
@@ -400,4 +421,19 @@ Deno.test("p2c.create() refuses an unknown option, naming it", () => {
   assert.throws(() => setup({ settings: { decay: 5, tau: 1, window: 2 } }), {
     message: 'Unknown strategy_options for p2c: "tau", "window" (known: decay)',
   });
+});
+
+Deno.test("p2c.pick() does not send a burst to a key whose cost decayed while it rested", () => {
+  const { candidates, strategy, clock } = setup({ loads: 2, settings: { decay: 2 } });
+  // both keys measured at 500 ms; then key 0 rests for 60 s (its cost decays to ~0)
+  for (const c of candidates) strategy.done!(c, outcome({ latencyMs: 500 }), PICK_CONTEXT);
+  clock.t += 60_000;
+  let toReturning = 0;
+  // 40 requests arrive together: each one stays in flight
+  for (let i = 0; i < 40; i++) {
+    const c = strategy.pick(candidates, PICK_CONTEXT)!;
+    candidates[c.index]!.state.inFlight++;
+    if (c.index === 0) toReturning++;
+  }
+  assert.ok(toReturning >= 15 && toReturning <= 25, `about half, not a burst (${toReturning})`);
 });

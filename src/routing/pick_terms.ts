@@ -24,6 +24,10 @@ export class PickTerms implements RouteTerms {
   #list: readonly Candidate[] = [];
   /** The most requests in flight a key may hold in this pick; computed when first needed. */
   #inFlightBound = -1;
+  /** The tier's requests in flight, as counted for `#countedList` at `#countedAt` (epoch ms). */
+  #counted = 0;
+  #countedList: readonly Candidate[] | undefined;
+  #countedAt = -1;
   readonly #slow: SlowStart | undefined;
   readonly #maxLoad: number;
 
@@ -74,16 +78,26 @@ export class PickTerms implements RouteTerms {
   }
 
   /**
-   * Whether a key holds more requests in flight than `max_load` × the mean of the tier's keys,
-   * this request counted (`ceil`, so a key with none in flight is never overloaded).
+   * Whether a key holds more requests in flight than `max_load` × the mean of the tier's keys
+   * (this request counted), plus twice the spread even traffic has (a count of requests in
+   * flight varies by about its mean's square root), plus one: only a load that even traffic
+   * would hardly ever reach (a hot value) sends pinned requests around their cache, not the
+   * ordinary ups and downs. The tier's count is taken at most once per millisecond.
    */
   overloaded(c: Candidate): boolean {
     const inFlight = c.state.inFlight;
     if (inFlight === 0) return false;
     if (this.#inFlightBound < 0) {
-      let total = 1;
-      for (const k of this.#list) total += k.state.inFlight;
-      this.#inFlightBound = Math.ceil(this.#maxLoad * total / this.#list.length);
+      const list = this.#list;
+      if (list !== this.#countedList || this.#now !== this.#countedAt) {
+        let total = 0;
+        for (const k of list) total += k.state.inFlight;
+        this.#counted = total;
+        this.#countedList = list;
+        this.#countedAt = this.#now;
+      }
+      const mean = (this.#counted + 1) / list.length;
+      this.#inFlightBound = Math.floor(this.#maxLoad * mean + 2 * Math.sqrt(mean) + 1);
     }
     return inFlight + 1 > this.#inFlightBound;
   }

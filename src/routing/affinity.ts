@@ -89,6 +89,8 @@ interface Pin {
   owner: number;
   /** Epoch ms of the last request that followed or placed it. */
   last: number;
+  /** Its place in the eviction queue (see `#queue`). */
+  seq: number;
 }
 
 /** The pins of one pool, and the ring they are placed on. */
@@ -99,8 +101,16 @@ export class AffinityRouter {
   readonly ring: HashRing;
   /** Routed requests by result, since the pool's first configuration (kept over reloads). */
   readonly counts: AffinityCounts = { hit: 0, new: 0, moved: 0, detour: 0 };
-  /** Pins by the value's hash, in the order they were placed. */
+  /** Pins by the value's hash. */
   #pins = new Map<number, Pin>();
+  /**
+   * Hashes in the order their pins were placed (or given a second chance), for eviction: entry
+   * `seq - #queueBase` is the pin whose `seq` it is; entries whose pin is gone (expired, or
+   * queued again since) are skipped when reached.
+   */
+  #queue: number[] = [];
+  #queueHead = 0;
+  #queueBase = 0;
   /** Epoch ms of the next sweep of expired pins. */
   #sweepAt = 0;
   /** Pins held per key, by index. */
@@ -187,7 +197,7 @@ export class AffinityRouter {
     const next = this.#place(hash, terms, pins.size + 1);
     if (next === undefined) return undefined;
     if (pins.size >= this.#maxPins) this.#evict();
-    pins.set(hash, { owner: next.index, last: now });
+    pins.set(hash, { owner: next.index, last: now, seq: this.#enqueue(hash) });
     this.#load[next.index]!++;
     this.counts.new++;
     return { candidate: next, result: "new" };
@@ -212,7 +222,7 @@ export class AffinityRouter {
         const home = this.candidates[this.ring.home(ringPoint(hash))]!;
         if (home.index !== owner && !before.has(home.id)) continue;
       }
-      this.#pins.set(hash, { owner, last: pin.last });
+      this.#pins.set(hash, { owner, last: pin.last, seq: this.#enqueue(hash) });
       this.#load[owner]!++;
     }
   }
@@ -280,27 +290,70 @@ export class AffinityRouter {
 
   /**
    * Makes room for one pin, at a cost that does not grow with the map: of the
-   * {@linkcode EVICT_LOOK} earliest placed, the least recently used goes and the others move to
-   * the new end (a second chance for a conversation still going on).
+   * {@linkcode EVICT_LOOK} earliest placed, the least recently used goes and the others go to the
+   * end of the queue (a second chance for a conversation still going on).
    */
   #evict(): void {
     const pins = this.#pins;
-    let victim: number | undefined;
-    let oldest = Infinity;
-    let looked = 0;
-    for (const [hash, pin] of pins) {
-      if (pin.last < oldest) {
-        oldest = pin.last;
-        victim = hash;
-      }
-      if (++looked === EVICT_LOOK) break;
+    const looked: [number, Pin][] = [];
+    while (looked.length < EVICT_LOOK) {
+      const hash = this.#dequeue();
+      if (hash === undefined) break;
+      const pin = pins.get(hash);
+      // a pin expired since, or queued again since: its entry is stale
+      if (pin === undefined || pin.seq !== this.#queueHead - 1 + this.#queueBase) continue;
+      looked.push([hash, pin]);
     }
-    let moved = 0;
-    for (const [hash, pin] of pins) {
-      if (moved++ === looked) break;
-      pins.delete(hash);
-      if (hash === victim) this.#load[pin.owner]!--;
-      else pins.set(hash, pin);
+    let victim = 0;
+    for (let i = 1; i < looked.length; i++) {
+      if (looked[i]![1].last < looked[victim]![1].last) victim = i;
     }
+    looked.forEach(([hash, pin], i) => {
+      if (i === victim) {
+        pins.delete(hash);
+        this.#load[pin.owner]!--;
+      } else pin.seq = this.#enqueue(hash);
+    });
+  }
+
+  /**
+   * Puts a hash at the end of the eviction queue; returns its place. A queue grown past twice
+   * the pins (entries of pins gone since) is first rebuilt from its live entries.
+   */
+  #enqueue(hash: number): number {
+    if (this.#queue.length - this.#queueHead > 2 * this.#pins.size + 1024) this.#rebuild();
+    this.#queue.push(hash);
+    return this.#queueBase + this.#queue.length - 1;
+  }
+
+  /** Keeps only the queue's live entries, in order, and renumbers their pins. */
+  #rebuild(): void {
+    const live: number[] = [];
+    const base = this.#queueBase + this.#queue.length;
+    for (let i = this.#queueHead; i < this.#queue.length; i++) {
+      const hash = this.#queue[i]!;
+      const pin = this.#pins.get(hash);
+      if (pin === undefined || pin.seq !== this.#queueBase + i) continue;
+      pin.seq = base + live.length;
+      live.push(hash);
+    }
+    this.#queue = live;
+    this.#queueBase = base;
+    this.#queueHead = 0;
+  }
+
+  /** Takes the hash at the front of the eviction queue, compacting it now and then. */
+  #dequeue(): number | undefined {
+    const queue = this.#queue;
+    if (this.#queueHead >= queue.length) return undefined;
+    const hash = queue[this.#queueHead++]!;
+    if (this.#queueHead > 1024 && this.#queueHead * 2 > queue.length) {
+      // the consumed front goes: places stay what they were (the base moves with it)
+      this.#queue = queue.slice(this.#queueHead);
+      this.#queueBase += this.#queueHead;
+      this.#queueHead = 0;
+      return hash;
+    }
+    return hash;
   }
 }

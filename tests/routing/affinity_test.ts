@@ -283,3 +283,23 @@ Deno.test("AffinityRouter.route() goes around a pinned key with too many request
     assert.notEqual(r.route(`n${i}`, 3, terms(candidates, { hot: [home] }))!.candidate.index, home);
   }
 });
+
+Deno.test("AffinityRouter.route() keeps its counts exact through evictions, expiries and moves", () => {
+  const candidates = makeCandidates(3);
+  const r = new AffinityRouter({
+    candidates,
+    ttlMs: 50,
+    maxLoad: 1.25,
+    random: seededRandom(4),
+    maxPins: 64,
+  });
+  const random = seededRandom(9);
+  for (let i = 0; i < 20_000; i++) {
+    const value = `v${Math.floor(random() * 200)}`;
+    const out = random() < 0.1 ? [Math.floor(random() * 3)] : [];
+    r.route(value, i, terms(candidates, { out }));
+    const held = [0, 1, 2].reduce((n, k) => n + r.pinsOf(k), 0);
+    assert.equal(held, r.size, `step ${i}`);
+    assert.ok(r.size <= 64);
+  }
+});

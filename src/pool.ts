@@ -66,7 +66,6 @@ export class Pool {
   readonly affinity: AffinityRouter | undefined;
   /** Returning keys' growing shares, when the pool has a slow start. */
   readonly slowStart: SlowStart | undefined;
-  #random: () => number;
   /** How the last pick with an affinity value was routed (read by `lease`). */
   #routed: AffinityResult | undefined;
   #terms: PickTerms;
@@ -90,8 +89,6 @@ export class Pool {
     fallbacks?: readonly string[];
     affinity?: AffinityRouter | undefined;
     slowStart?: SlowStart | undefined;
-    /** Returns a number in [0, 1) (slow start's draws). @default Math.random */
-    random?: () => number;
     onStrategyError: (err: unknown) => void;
   }) {
     this.model = init.model;
@@ -107,7 +104,6 @@ export class Pool {
     this.affinity = init.affinity;
     this.slowStart = init.slowStart;
     this.#terms = new PickTerms(init.slowStart, init.affinity?.maxLoad);
-    this.#random = init.random ?? Math.random;
     this.#onStrategyError = init.onStrategyError;
   }
 
@@ -152,10 +148,27 @@ export class Pool {
       let list = exclude ? tier.filter((c) => !exclude(c)) : tier;
       if (list.length === 0) continue;
       if (value !== undefined) {
-        const routed = this.affinity!.route(value, now, this.#terms.set(list, now, model, exclude));
+        const router = this.affinity!;
+        const terms = this.#terms.set(list, now, model, exclude);
+        const routed = router.route(value, now, terms);
         if (routed === undefined) continue;
-        this.#routed = routed.result;
-        return routed.candidate;
+        if (routed.candidate !== undefined) {
+          this.#routed = routed.result;
+          return routed.candidate;
+        }
+        // a detour: the strategy picks among the others; none: the pinned key after all
+        const pinned = routed.pinned;
+        const others = list.filter((c) => c !== pinned && terms.accept(c));
+        const other = others.length === 0 ? undefined : this.#choose(others, ctx, now, exclude);
+        if (other !== undefined && others.includes(other)) {
+          router.detoured(true);
+          this.#routed = "detour";
+          return other;
+        }
+        if (!terms.accept(pinned)) continue;
+        router.detoured(false);
+        this.#routed = "hit";
+        return pinned;
       }
       let chosen = this.#choose(list, ctx, now, exclude);
       if (chosen !== undefined && (atCapacity(chosen) || !allowsModel(chosen, model, now))) {
@@ -287,8 +300,9 @@ export class Pool {
   }
 
   /**
-   * Slow start under any strategy: a ramping key the strategy chose keeps the request with the
-   * probability of its share; otherwise the strategy chooses again among keys at full share.
+   * Slow start under any strategy: a ramping key the strategy chose keeps the request while it
+   * has taken less than its share of the pool's recent requests (see `SlowStart.admit`);
+   * otherwise the strategy chooses again among keys at full share.
    */
   #ramp(
     chosen: Candidate,
@@ -298,8 +312,10 @@ export class Pool {
     exclude: ((c: Candidate) => boolean) | undefined,
   ): Candidate {
     const slow = this.slowStart!;
-    const share = slow.share(chosen, now);
-    if (share >= 1 || this.#random() < share) return chosen;
+    let weights = 0;
+    for (const c of list) weights += c.weight;
+    const fair = Math.max(1 / list.length, weights > 0 ? chosen.weight / weights : 0);
+    if (slow.admit(chosen, now, fair)) return chosen;
     const model = ctx.model;
     const full = list.filter((c) =>
       slow.share(c, now) >= 1 && !atCapacity(c) && allowsModel(c, model, now)

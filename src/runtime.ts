@@ -78,6 +78,7 @@ export const CHAIN = [
   "request_log",
   "cors",
   "endpoints",
+  "dashboard",
   "client_auth",
   "rate_limit",
   "models",
@@ -188,7 +189,6 @@ export function buildRuntime(config: Config, registry: Registry, parts: RuntimeP
       fallbacks: pc.fallbacks,
       affinity: affinityRouter(pc, list, random, parts.previous),
       slowStart: pc.slowStartMs ? new SlowStart(list.length, pc.slowStartMs) : undefined,
-      random,
       onStrategyError: (err) =>
         parts.logger.error("strategy failed; fell back to round_robin", {
           strategy: pc.strategy,

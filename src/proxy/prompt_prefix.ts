@@ -64,29 +64,53 @@ export function promptPrefix(text: string, maxChars: number): string | undefined
  * system and developer messages) and the first user message's text.
  */
 function leading(text: string, span: FieldSpan, max: number): { head: string; first: string } {
-  let end = firstUserEnd(text, span.start, Math.min(span.end, span.start + PARSE_MAX));
+  const found = scanList(text, span.start, Math.min(span.end, span.start + PARSE_MAX));
+  let end = found.userEnd;
   // no user message: the whole list, when it is small enough to read
-  if (end < 0 && span.end - span.start <= PARSE_MAX) end = span.end - 1;
-  let list: unknown;
-  if (end > 0) {
-    try {
-      list = JSON.parse(text.slice(span.start, end) + "]");
-    } catch {
-      list = undefined;
+  if (end < 0 && found.userStart < 0 && span.end - span.start <= PARSE_MAX) end = span.end - 1;
+  if (end < 0 && found.userStart > 0) {
+    // a first user message too long to read whole: the messages before it, and its text's
+    // first characters as they are written (the same on every turn, the cut well inside it)
+    const before = parseList(text.slice(span.start, found.userStart).replace(/,\s*$/, "") + "]");
+    if (before !== undefined && found.textStart > 0) {
+      const textEnd = Math.min(text.indexOf('"', found.textStart), found.textStart + max);
+      return {
+        head: textOf(before).head,
+        first: text.slice(
+          found.textStart,
+          textEnd > found.textStart ? textEnd : found.textStart + max,
+        ),
+      };
     }
   }
-  if (!Array.isArray(list)) {
+  const list = end > 0 ? parseList(text.slice(span.start, end) + "]") : undefined;
+  if (list === undefined) {
     // no user message in reach (or not JSON): the list's first characters, as they are
     return { head: text.slice(span.start, Math.min(span.end, span.start + max)), first: "" };
   }
+  return textOf(list);
+}
+
+/** The text of the messages before the first user message, and that message's text. */
+function textOf(list: unknown[]): { head: string; first: string } {
   let head = "";
   let first = "";
   for (const m of list) {
     const message = typeof m === "object" && m !== null ? m as Record<string, unknown> : {};
-    if (message.role === "user") first = contentText(message.content);
-    else head = join(head, `${String(message.role)}: ${contentText(message.content)}`);
+    const body = message.content ?? message.output ?? message.arguments;
+    if (message.role === "user") first = contentText(body);
+    else head = join(head, `${String(message.role ?? message.type)}: ${contentText(body)}`);
   }
   return { head, first };
+}
+
+function parseList(json: string): unknown[] | undefined {
+  try {
+    const v: unknown = JSON.parse(json);
+    return Array.isArray(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A top-level value as text: a string itself, blocks by their text; raw beyond the parse cap. */
@@ -133,46 +157,70 @@ function cut(s: string, max: number): string {
 }
 
 /**
- * Where a list of messages' first user message ends: the index after the first element with
- * `"role": "user"`, read no further than `limit`.
+ * Reads a list of messages up to its first user message: where that element starts, where the
+ * first text inside it starts (the value of its `content` or of a block's `text`), and where it
+ * ends; read no further than `limit`.
  * @param t the JSON text
  * @param start the index of the list's `[`
  * @param limit read up to here
- * @returns the index after that element, or -1 when none ends before `limit`
+ * @returns the indexes, each -1 when not found before `limit`
  */
-function firstUserEnd(t: string, start: number, limit: number): number {
+function scanList(
+  t: string,
+  start: number,
+  limit: number,
+): { userStart: number; textStart: number; userEnd: number } {
+  const found = { userStart: -1, textStart: -1, userEnd: -1 };
   let depth = 0;
-  /** At depth 2 (an element's fields): whether the next string is a value, not a name. */
+  /** Whether the next string is a value, not a name (in an object). */
   let value = false;
-  let roleName = false;
+  /** The name the next value belongs to: 1 role, 2 content or text, 0 another. */
+  let name = 0;
+  let element = -1;
   let user = false;
   let i = start;
   while (i < limit) {
     const c = t.charCodeAt(i);
     if (c === 34) {
       const end = stringEnd(t, i, limit);
-      if (end < 0) return -1;
-      if (depth === 2) {
-        if (value) {
-          if (roleName && end - i === 6 && t.startsWith('"user"', i)) user = true;
-          value = false;
-        } else roleName = end - i === 6 && t.startsWith('"role"', i);
+      if (value && name === 2 && user && found.textStart < 0) found.textStart = i + 1;
+      if (end < 0) return found;
+      if (depth >= 2 && value) {
+        if (depth === 2 && name === 1 && end - i === 6 && t.startsWith('"user"', i)) {
+          user = true;
+          found.userStart = element;
+          found.textStart = -1;
+        }
+        value = false;
+      } else if (depth >= 2) {
+        const n = end - i;
+        name = n === 6 && t.startsWith('"role"', i)
+          ? 1
+          : (n === 9 && t.startsWith('"content"', i)) || (n === 6 && t.startsWith('"text"', i))
+          ? 2
+          : 0;
       }
       i = end;
       continue;
     }
-    if (c === 123 || c === 91) depth++;
-    else if (c === 125 || c === 93) {
+    if (c === 123 || c === 91) {
+      if (depth === 1) element = i;
+      depth++;
+      value = false;
+    } else if (c === 125 || c === 93) {
       depth--;
-      if (depth === 1 && user) return i + 1;
-      if (depth === 0) return -1;
-    } else if (depth === 2) {
+      if (depth === 1 && user) {
+        found.userEnd = i + 1;
+        return found;
+      }
+      if (depth === 0) return found;
+    } else if (depth >= 2) {
       if (c === 58) value = true;
-      else if (c === 44) value = roleName = false;
+      else if (c === 44) value = false;
     }
     i++;
   }
-  return -1;
+  return found;
 }
 
 /** The index after the string starting at `i` (its quote), or -1 when it does not end by `limit`. */

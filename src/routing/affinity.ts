@@ -37,6 +37,15 @@ const MAX_SWEEP_EVERY_MS = 60_000;
  */
 export type AffinityResult = "hit" | "new" | "moved" | "detour";
 
+/**
+ * Where a request goes: its key, and how it was chosen; or, for a `detour`, no key (the pool's
+ * strategy picks among the others, then calls {@linkcode AffinityRouter.detoured}) and the
+ * pinned key to go around.
+ */
+export type Routed =
+  | { candidate: Candidate; result: "hit" | "new" | "moved"; pinned?: undefined }
+  | { candidate: undefined; result: "detour"; pinned: Candidate };
+
 /** Counts of routed requests, by result. */
 export interface AffinityCounts {
   hit: number;
@@ -157,7 +166,7 @@ export class AffinityRouter {
     value: string,
     now: number,
     terms: RouteTerms,
-  ): { candidate: Candidate; result: AffinityResult } | undefined {
+  ): Routed | undefined {
     if (now >= this.#sweepAt) this.#sweep(now);
     const hash = hash53(value);
     const pins = this.#pins;
@@ -175,11 +184,9 @@ export class AffinityRouter {
         return { candidate: pinned, result: "hit" };
       }
       if (terms.keep(pinned) || terms.accept(pinned)) {
-        const other = this.#place(hash, terms, pins.size);
-        if (other === undefined) return undefined;
+        // busy, tried or hot: the pin stays; the pool's strategy picks among the others
         pin.last = now;
-        this.counts.detour++;
-        return { candidate: other, result: "detour" };
+        return { candidate: undefined, result: "detour", pinned };
       }
       // out of service: the pin moves to where the walk goes, and stays there
       this.#load[pin.owner]!--;
@@ -201,6 +208,16 @@ export class AffinityRouter {
     this.#load[next.index]!++;
     this.counts.new++;
     return { candidate: next, result: "new" };
+  }
+
+  /**
+   * Counts a request that went around its pinned key (see {@linkcode Routed}), or, when no
+   * other key could take it, went to the pinned key after all.
+   * @param around whether it went to another key
+   */
+  detoured(around: boolean): void {
+    if (around) this.counts.detour++;
+    else this.counts.hit++;
   }
 
   /**

@@ -14,6 +14,9 @@ import type { SlowStart } from "./slow_start.ts";
 import { isAvailable } from "../health/availability.ts";
 import { allowsModel, atCapacity } from "../budget/book.ts";
 
+/** Below this many requests in flight (this one counted) no key counts as overloaded. */
+export const MIN_OVERLOAD = 4;
+
 /** A pool's {@linkcode RouteTerms}, set again before each pick. */
 export class PickTerms implements RouteTerms {
   keys = 0;
@@ -24,10 +27,6 @@ export class PickTerms implements RouteTerms {
   #list: readonly Candidate[] = [];
   /** The most requests in flight a key may hold in this pick; computed when first needed. */
   #inFlightBound = -1;
-  /** The tier's requests in flight, as counted for `#countedList` at `#countedAt` (epoch ms). */
-  #counted = 0;
-  #countedList: readonly Candidate[] | undefined;
-  #countedAt = -1;
   readonly #slow: SlowStart | undefined;
   readonly #maxLoad: number;
 
@@ -80,24 +79,21 @@ export class PickTerms implements RouteTerms {
   /**
    * Whether a key holds more requests in flight than `max_load` × the mean of the tier's keys
    * (this request counted), plus twice the spread even traffic has (a count of requests in
-   * flight varies by about its mean's square root), plus one: only a load that even traffic
-   * would hardly ever reach (a hot value) sends pinned requests around their cache, not the
-   * ordinary ups and downs. The tier's count is taken at most once per millisecond.
+   * flight varies by about its mean's square root), plus one, and at least
+   * {@linkcode MIN_OVERLOAD}: only a load that even traffic would hardly ever reach (a hot
+   * value) sends pinned requests around their cache, not the ordinary ups and downs or a burst.
    */
   overloaded(c: Candidate): boolean {
     const inFlight = c.state.inFlight;
-    if (inFlight === 0) return false;
+    if (inFlight < MIN_OVERLOAD) return false;
     if (this.#inFlightBound < 0) {
-      const list = this.#list;
-      if (list !== this.#countedList || this.#now !== this.#countedAt) {
-        let total = 0;
-        for (const k of list) total += k.state.inFlight;
-        this.#counted = total;
-        this.#countedList = list;
-        this.#countedAt = this.#now;
-      }
-      const mean = (this.#counted + 1) / list.length;
-      this.#inFlightBound = Math.floor(this.#maxLoad * mean + 2 * Math.sqrt(mean) + 1);
+      let total = 1;
+      for (const k of this.#list) total += k.state.inFlight;
+      const mean = total / this.#list.length;
+      this.#inFlightBound = Math.max(
+        MIN_OVERLOAD,
+        Math.floor(this.#maxLoad * mean + 2 * Math.sqrt(mean) + 1),
+      );
     }
     return inFlight + 1 > this.#inFlightBound;
   }

@@ -24,6 +24,10 @@ export class SlowStart {
   #lastAt: number | undefined;
   /** When the last key now ramping reaches its full share. */
   #until = 0;
+  /** The current window's start (epoch ms), the pool's picks in it, and each key's. */
+  #windowAt = 0;
+  #picks = 0;
+  #taken: Uint32Array;
 
   /**
    * @param keys how many keys the pool has
@@ -33,6 +37,7 @@ export class SlowStart {
     this.periodMs = periodMs;
     this.#back = new Float64Array(keys).fill(-Infinity);
     this.#was = new Uint8Array(keys);
+    this.#taken = new Uint32Array(keys);
   }
 
   /**
@@ -65,6 +70,34 @@ export class SlowStart {
    */
   ramping(now: number): boolean {
     return now < this.#until;
+  }
+
+  /**
+   * Counts a pick the strategy made while keys ramp, and tells whether it may stand: a key at
+   * full share always; a ramping key while it has taken fewer of the pool's picks in the current
+   * window (a twentieth of the ramp, a quarter second at least) than its share of its fair part
+   * of them, plus one: `share × picks × fair`, the fair part being `1 / keys`, or its weight's
+   * part when larger. Counting, not drawing: a strategy that favours an idle key (least
+   * connections, p2c) cannot hand a returning key more than its share.
+   * @param c the key the strategy chose
+   * @param now epoch ms
+   * @param fair the key's fair part of the picks, in (0, 1]
+   * @returns whether the key keeps the request
+   */
+  admit(c: Candidate, now: number, fair: number): boolean {
+    const window = Math.max(250, this.periodMs / 20);
+    if (now - this.#windowAt >= window) {
+      this.#windowAt = now;
+      this.#picks = 0;
+      this.#taken.fill(0);
+    }
+    this.#picks++;
+    const share = this.share(c, now);
+    if (share < 1 && this.#taken[c.index]! + 1 > share * this.#picks * fair + 1) {
+      return false;
+    }
+    this.#taken[c.index]!++;
+    return true;
   }
 
   /**

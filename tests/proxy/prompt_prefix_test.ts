@@ -129,12 +129,52 @@ Deno.test("promptPrefix() falls back to the raw text of a list without a user me
   assert.equal(promptPrefix(tricky, 4096), `system: user${SEP}What is a prompt cache?`);
 });
 
-Deno.test("promptPrefix() reads a 2 MB first message no further than its parse cap", () => {
-  const big = { role: "user", content: "x".repeat(2_000_000) };
-  const text = body({ messages: [SYSTEM, big] });
-  assert.equal(promptPrefix(text, 2048), `${text.slice(12, 12 + 2048)}${SEP}`);
+Deno.test("promptPrefix() reads a first message longer than its parse cap by its first characters", () => {
+  const doc = "x".repeat(2_000_000);
+  const text = body({ messages: [SYSTEM, { role: "user", content: doc }] });
+  assert.equal(
+    promptPrefix(text, 2048),
+    `system: You are a terse assistant.${SEP}${"x".repeat(2048)}`,
+  );
+  // the same 300 KB document as a text block with cache_control, then as a string a turn later
+  const big = "Chapter one. ".repeat(25_000);
+  const turn1 = body({
+    system: "Summarize.",
+    messages: [{
+      role: "user",
+      content: [{ type: "text", text: big, cache_control: { type: "ephemeral" } }],
+    }],
+  });
+  const turn2 = body({
+    system: "Summarize.",
+    messages: [
+      { role: "user", content: big },
+      { role: "assistant", content: "ok" },
+      {
+        role: "user",
+        content: [{ type: "text", text: "More", cache_control: { type: "ephemeral" } }],
+      },
+    ],
+  });
+  assert.equal(promptPrefix(turn1, 2048), promptPrefix(turn2, 2048));
+  // two long documents differ by their beginnings
+  const other = body({ system: "Summarize.", messages: [{ role: "user", content: `B${big}` }] });
+  assert.notEqual(promptPrefix(other, 2048), promptPrefix(turn2, 2048));
   const unterminated = '{"messages":[{"role":"user","content":"' + "y".repeat(1_000_000);
   assert.equal(promptPrefix(unterminated, 2048), undefined);
+});
+
+Deno.test("promptPrefix() reads Responses items without a role by their type and output", () => {
+  const a = body({
+    instructions: "Use tools.",
+    input: [{ type: "function_call_output", call_id: "c1", output: "42 degrees" }],
+  });
+  const b = body({
+    instructions: "Use tools.",
+    input: [{ type: "function_call_output", call_id: "c2", output: "17 degrees" }],
+  });
+  assert.notEqual(promptPrefix(a, 4096), promptPrefix(b, 4096));
+  assert.equal(promptPrefix(a, 4096), `Use tools.\nfunction_call_output: 42 degrees${SEP}`);
 });
 
 Deno.test("promptPrefix() never cuts a surrogate pair in half", () => {

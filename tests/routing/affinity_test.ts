@@ -46,7 +46,7 @@ function routeAll(
   for (const v of values) {
     const routed = r.route(v, now, t);
     assert.ok(routed !== undefined, `value ${v} was routed`);
-    out.set(v, routed.candidate.index);
+    out.set(v, routed.candidate!.index);
   }
   return out;
 }
@@ -81,7 +81,7 @@ Deno.test("AffinityRouter.route() sends the same value to the same key, counting
   for (let round = 0; round < 3; round++) {
     for (const v of VALUES) {
       const routed = r.route(v, 1000 * round, t)!;
-      assert.equal(routed.candidate.index, first.get(v));
+      assert.equal(routed.candidate!.index, first.get(v));
       assert.equal(routed.result, "hit");
     }
   }
@@ -108,8 +108,8 @@ Deno.test("AffinityRouter.route() moves the pins of a key out of service, and th
   for (const v of onKey1) {
     const routed = r.route(v, 10, resting)!;
     assert.equal(routed.result, "moved");
-    assert.notEqual(routed.candidate.index, 1);
-    moved.set(v, routed.candidate.index);
+    assert.notEqual(routed.candidate!.index, 1);
+    moved.set(v, routed.candidate!.index);
   }
   assert.equal(r.pinsOf(1), 0);
   // key 1 is back: the moved values stay where their cache now is; the others never moved
@@ -117,7 +117,7 @@ Deno.test("AffinityRouter.route() moves the pins of a key out of service, and th
   for (const v of VALUES) {
     const routed = r.route(v, 20, back)!;
     assert.equal(routed.result, "hit");
-    assert.equal(routed.candidate.index, moved.get(v) ?? first.get(v));
+    assert.equal(routed.candidate!.index, moved.get(v) ?? first.get(v));
   }
   assert.equal(r.counts.moved, onKey1.length);
 });
@@ -125,19 +125,25 @@ Deno.test("AffinityRouter.route() moves the pins of a key out of service, and th
 Deno.test("AffinityRouter.route() goes around a busy pinned key without moving its pin", () => {
   const candidates = makeCandidates(3);
   const r = router(candidates);
-  const home = r.route("v", 0, terms(candidates))!.candidate.index;
+  const home = r.route("v", 0, terms(candidates))!.candidate!.index;
   const routed = r.route("v", 1, terms(candidates, { busy: [home] }))!;
+  // the pool's strategy picks among the others, and says where it went
   assert.equal(routed.result, "detour");
-  assert.notEqual(routed.candidate.index, home);
+  assert.equal(routed.candidate, undefined);
+  assert.equal(routed.pinned?.index, home);
+  r.detoured(true);
   assert.equal(r.pinsOf(home), 1);
-  assert.equal(r.route("v", 2, terms(candidates))!.candidate.index, home);
+  assert.equal(r.route("v", 2, terms(candidates))!.candidate!.index, home);
   assert.deepEqual(r.counts, { hit: 1, new: 1, moved: 0, detour: 1 });
+  // no other key could take it: the pinned key after all, counted as a hit
+  r.detoured(false);
+  assert.equal(r.counts.hit, 2);
 });
 
 Deno.test("AffinityRouter.route() returns undefined when no key may take the request, pin kept", () => {
   const candidates = makeCandidates(2);
   const r = router(candidates);
-  const home = r.route("v", 0, terms(candidates))!.candidate.index;
+  const home = r.route("v", 0, terms(candidates))!.candidate!.index;
   assert.equal(r.route("v", 1, terms(candidates, { out: [0, 1] })), undefined);
   assert.equal(r.route("w", 1, terms(candidates, { out: [0, 1] })), undefined);
   assert.equal(r.size, 1);
@@ -197,7 +203,7 @@ Deno.test("AffinityRouter.route() forgets a pin ttl after its last use", () => {
   const candidates = makeCandidates(4);
   const r = router(candidates, 1.25, 1000);
   const t = terms(candidates);
-  const home = r.route("v", 0, t)!.candidate;
+  const home = r.route("v", 0, t)!.candidate!;
   assert.equal(r.route("v", 999, t)!.result, "hit");
   // a use keeps it alive: 999 + 1000 > 1998
   assert.equal(r.route("v", 1998, t)!.result, "hit");
@@ -260,7 +266,7 @@ Deno.test("AffinityRouter.route() passes over a slow-starting key with its share
   // alone, a key at share 0 still serves
   const lone = makeCandidates(1);
   const r3 = router(lone);
-  assert.equal(r3.route("x", 0, terms(lone, { share: () => 0 }))!.candidate.index, 0);
+  assert.equal(r3.route("x", 0, terms(lone, { share: () => 0 }))!.candidate!.index, 0);
 });
 
 Deno.test("AffinityRouter.route() with max_load 1 balances pins exactly", () => {
@@ -273,14 +279,17 @@ Deno.test("AffinityRouter.route() with max_load 1 balances pins exactly", () => 
 Deno.test("AffinityRouter.route() goes around a pinned key with too many requests in flight, keeping the pin", () => {
   const candidates = makeCandidates(4);
   const r = router(candidates);
-  const home = r.route("hot-user", 0, terms(candidates))!.candidate.index;
+  const home = r.route("hot-user", 0, terms(candidates))!.candidate!.index;
   const around = r.route("hot-user", 1, terms(candidates, { hot: [home] }))!;
   assert.equal(around.result, "detour");
-  assert.notEqual(around.candidate.index, home);
-  assert.equal(r.route("hot-user", 2, terms(candidates))!.candidate.index, home);
+  assert.equal(around.pinned?.index, home);
+  assert.equal(r.route("hot-user", 2, terms(candidates))!.candidate!.index, home);
   // a new value skips an overloaded key on its walk
   for (let i = 0; i < 40; i++) {
-    assert.notEqual(r.route(`n${i}`, 3, terms(candidates, { hot: [home] }))!.candidate.index, home);
+    assert.notEqual(
+      r.route(`n${i}`, 3, terms(candidates, { hot: [home] }))!.candidate!.index,
+      home,
+    );
   }
 });
 

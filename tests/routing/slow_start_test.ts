@@ -53,3 +53,20 @@ Deno.test("SlowStart.note() ramps again from the end of an ejection", () => {
   slow.note([a!], 4_000);
   assert.equal(slow.share(a!, 4_000), 0.5);
 });
+
+Deno.test("SlowStart.admit() holds a ramping key to its share of its fair part, whoever asks", () => {
+  const [a, b] = makeCandidates(2);
+  const slow = new SlowStart(2, 10_000);
+  slow.note([a!, b!], 0);
+  a!.state.disabled = true;
+  slow.note([a!, b!], 1);
+  a!.state.disabled = false;
+  slow.note([a!, b!], 2);
+  // a strategy that always offers key a (an idle key under least_connections): at 20% of the
+  // ramp, key a keeps about 20% of its fair half of the picks in each window
+  let kept = 0;
+  for (let i = 0; i < 1000; i++) if (slow.admit(a!, 2_002 + i * 0.2, 0.5)) kept++;
+  assert.ok(kept > 80 && kept < 130, `${kept}`);
+  // a key at full share is always admitted
+  assert.equal(slow.admit(b!, 2_300, 0.5), true);
+});

@@ -13,6 +13,7 @@ import httpProbe from "./probes/http.ts";
 import requestLog from "./middleware/request_log.ts";
 import cors from "./middleware/cors.ts";
 import endpoints from "./middleware/endpoints.ts";
+import dashboard from "./middleware/dashboard.ts";
 import clientAuth from "./middleware/client_auth.ts";
 import rateLimit from "./middleware/rate_limit.ts";
 import models from "./middleware/models.ts";
@@ -30,6 +31,7 @@ export const builtins = [
   requestLog,
   cors,
   endpoints,
+  dashboard,
   clientAuth,
   rateLimit,
   models,

@@ -18,6 +18,9 @@ import { Metrics } from "./admin/metrics.ts";
 import { LatencyTracker } from "./admin/latency.ts";
 import { health, keyStats, loadBalancers, modelList, poolView } from "./admin/stats.ts";
 import { adminAction } from "./admin/actions.ts";
+import { entryOf, Timeline } from "./admin/timeline.ts";
+import { EventLog } from "./admin/events.ts";
+import { dashboardData } from "./admin/dashboard_view.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import type { Cluster } from "./shared/cluster.ts";
 import { clusterSnapshot } from "./admin/cluster_view.ts";
@@ -95,6 +98,11 @@ export class App {
   readonly budgets: Budgets;
   /** Requests waiting for a key, per pool. */
   readonly queues: WaitQueues<Pool> = new WaitQueues();
+  /** Requests and errors over the last 15 minutes, per pool (the dashboard's). */
+  readonly timeline: Timeline;
+  /** The last state changes, from the log (the dashboard's). */
+  readonly events: EventLog;
+  #unlisten: () => void;
   #rt: Runtime;
   #plugins: readonly unknown[];
   #active: ActiveHealth | undefined;
@@ -144,6 +152,9 @@ export class App {
     this.cluster = cluster;
     this.limiter = cluster?.limiter ?? new RateLimiter(this.now);
     this.startedAt = this.now();
+    this.timeline = new Timeline({ now: this.now });
+    this.events = new EventLog({ now: this.now, redact: (t) => logger.redact(t) });
+    this.#unlisten = logger.listen(this.events.listener);
     const board = this.board;
     this.budgets = new Budgets({
       onChange: () => board.epoch++,
@@ -260,6 +271,7 @@ export class App {
 
   /** Stops probes and closes connections and the store. */
   async close(): Promise<void> {
+    this.#unlisten();
     await this.#active?.stop();
     this.#active = undefined;
     this.httpClient.close();
@@ -317,6 +329,7 @@ export class App {
       refusing: this.cluster?.required === true ? () => !this.cluster!.up : undefined,
     };
     const metrics = this.metrics;
+    const timeline = this.timeline;
     return {
       logger: this.logger,
       clock: this.clock,
@@ -346,7 +359,12 @@ export class App {
           return pool === undefined ? undefined : poolView(this, pool);
         },
         models: (allowed) => modelList(this, { rt, allowed }),
-        observe: (ctx, durationMs) => metrics.observe(ctx, rt, durationMs),
+        observe: (ctx, durationMs) => {
+          metrics.observe(ctx, rt, durationMs);
+          const entry = entryOf(ctx, deps.poolFor);
+          if (entry !== undefined) timeline.record(entry.pool, entry.error);
+        },
+        dashboard: (caller) => dashboardData(this, caller),
       },
       admin: (method, parts) => adminAction(this, rt, method, parts),
       rateLimit: (key, perMinute) => this.limiter.take(key, perMinute),

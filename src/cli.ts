@@ -1,6 +1,7 @@
 /**
  * @module
- * The command line: `serve` (default), `check`, `probe`, `version`, each with `--help`.
+ * The command line: `serve` (default), `check`, `probe`, `schema`, `status`, `version`, each with
+ * `--help`.
  * Exit codes: 0 success, 1 runtime failure, 2 usage or config error. Output for machines on
  * stdout (the base URL line, summaries, probe tables and JSON), messages for humans on stderr.
  * Settings come from the config file; the common ones also from environment variables, and
@@ -10,7 +11,9 @@
 import { ConfigError, loadConfig, resolveConfigPath } from "./config/mod.ts";
 import type { Config, LogLevel } from "./config/types.ts";
 import { check, verifyConfig, withUnknownStrategies } from "./commands/check.ts";
+import { schema } from "./commands/schema.ts";
 import { probe } from "./commands/probe.ts";
+import { optionalConfig, status } from "./commands/status.ts";
 import { serve } from "./commands/serve.ts";
 import { describeError, out, reportFailure, say } from "./commands/_io.ts";
 import { type Command, HELP } from "./commands/help.ts";
@@ -39,6 +42,14 @@ export interface Flags {
   logLevel?: LogLevel;
   /** `--json`. @default false */
   json: boolean;
+  /** `--url URL` (status). */
+  url?: string;
+  /** `--watch` (status). */
+  watch?: boolean;
+  /** `--interval S` (status): seconds between frames of `--watch`. */
+  interval?: number;
+  /** `--all` (status). */
+  all?: boolean;
   /** `--help` / `-h`. @default false */
   help: boolean;
 }
@@ -49,13 +60,35 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-const COMMANDS: readonly Command[] = ["serve", "check", "probe", "version", "help"];
+const COMMANDS: readonly Command[] = [
+  "serve",
+  "check",
+  "probe",
+  "schema",
+  "status",
+  "version",
+  "help",
+];
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+/** Every option some command takes (besides `--help`). */
+const OPTIONS: readonly string[] = [
+  "--config",
+  "--host",
+  "--port",
+  "--log-level",
+  "--json",
+  "--url",
+  "--watch",
+  "--interval",
+  "--all",
+];
 /** Which options each command takes (besides `--help`). */
 const ALLOWED: Record<Command, readonly string[]> = {
   serve: ["--config", "--host", "--port", "--log-level"],
   check: ["--config", "--host", "--port", "--log-level", "--json"],
   probe: ["--config", "--json"],
+  schema: [],
+  status: ["--config", "--url", "--json", "--watch", "--interval", "--all"],
   version: [],
   help: [],
 };
@@ -74,7 +107,7 @@ export function parseArgs(args: readonly string[]): Flags {
   const explicit = first !== undefined && !first.startsWith("-");
   if (explicit) {
     if (!COMMANDS.includes(first as Command)) {
-      throw new UsageError(`Unknown command "${first}" (serve, check, probe, version, help)`);
+      throw new UsageError(`Unknown command "${first}" (${COMMANDS.join(", ")})`);
     }
     flags.command = first as Command;
     i = 1;
@@ -107,16 +140,20 @@ export function parseArgs(args: readonly string[]): Flags {
       flags.command = "version";
       continue;
     }
-    if (!["--config", "--host", "--port", "--log-level", "--json"].includes(canonical)) {
+    if (!OPTIONS.includes(canonical)) {
       throw new UsageError(`Unknown option "${arg}" (see llm-balance ${flags.command} --help)`);
     }
     if (!ALLOWED[flags.command].includes(canonical)) {
       throw new UsageError(`Option ${canonical} does not apply to "${flags.command}"`);
     }
-    if (canonical === "--json") {
-      if (inline) throw new UsageError("Option --json takes no value");
-      flags.json = true;
+    if (canonical === "--json" || canonical === "--watch" || canonical === "--all") {
+      if (inline) throw new UsageError(`Option ${canonical} takes no value`);
+      if (canonical === "--json") flags.json = true;
+      else if (canonical === "--watch") flags.watch = true;
+      else flags.all = true;
     } else if (canonical === "--config") flags.config = value();
+    else if (canonical === "--url") flags.url = value();
+    else if (canonical === "--interval") flags.interval = parseInterval(value());
     else if (canonical === "--host") flags.host = value();
     else if (canonical === "--port") flags.port = parsePort(value(), "--port");
     else flags.logLevel = parseLevel(value(), "--log-level");
@@ -129,6 +166,14 @@ function parsePort(v: string, what: string): number {
   const n = Number(v);
   if (!/^\d+$/.test(v) || n > 65535) {
     throw new UsageError(`${what} must be an integer from 0 to 65535, got "${v}"`);
+  }
+  return n;
+}
+
+function parseInterval(v: string): number {
+  const n = Number(v);
+  if (v.trim() === "" || !(n >= 0.1 && n <= 3600)) {
+    throw new UsageError(`--interval must be a number of seconds from 0.1 to 3600, got "${v}"`);
   }
   return n;
 }
@@ -208,6 +253,31 @@ export async function loadEffectiveConfig(
 }
 
 /**
+ * Runs `status`. Its config is optional (it only gives the address and the admin key) unless
+ * named by `--config` or `LLM_BALANCE_CONFIG`.
+ * @param flags the parsed flags
+ * @returns the exit code of `status`, or 2 when a named config cannot be loaded
+ */
+async function runStatus(flags: Flags): Promise<number> {
+  const named = flags.config !== undefined || (Deno.env.get("LLM_BALANCE_CONFIG") ?? "") !== "";
+  let config: Config | undefined;
+  try {
+    config = await optionalConfig(() => loadEffectiveConfig(flags), named);
+  } catch (err) {
+    reportFailure(err, { json: false, source: flags.config });
+    return 2;
+  }
+  return await status({
+    config,
+    url: flags.url,
+    json: flags.json,
+    watch: flags.watch,
+    intervalS: flags.interval,
+    all: flags.all,
+  });
+}
+
+/**
  * Runs the command line.
  * @param args the arguments after the program name
  * @returns the exit code (`serve` returns only when the server has stopped)
@@ -229,7 +299,9 @@ export async function main(args: readonly string[]): Promise<number> {
     out(VERSION);
     return 0;
   }
+  if (flags.command === "schema") return schema();
   try {
+    if (flags.command === "status") return await runStatus(flags);
     let config: Config;
     try {
       config = await loadEffectiveConfig(flags);

@@ -28,6 +28,18 @@ const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error:
 /** Where finished lines go. */
 export type LogSink = (line: string) => void;
 
+/**
+ * Told of every line logged at info, warn or error through {@linkcode Logger.info},
+ * {@linkcode Logger.warn} or {@linkcode Logger.error}, whatever the level in force (not the
+ * per-request line): the message and fields as given, before redaction, so a listener that
+ * keeps text must pass it through {@linkcode Logger.redact}.
+ */
+export type LogListener = (
+  level: "info" | "warn" | "error",
+  msg: string,
+  fields: LogFields | undefined,
+) => void;
+
 /** Options of {@linkcode Logger}. */
 export interface LoggerOptions {
   /** @default "info" */
@@ -109,6 +121,7 @@ export class Logger {
   #sink: LogSink;
   #now: () => number;
   #secrets: SecretScanner | undefined;
+  #listeners: LogListener[] = [];
 
   /** @param options level, format, sink and clock */
   constructor(options: LoggerOptions = {}) {
@@ -161,17 +174,42 @@ export class Logger {
 
   /** Logs at info level. */
   info(msg: string, fields?: LogFields): void {
+    if (this.#listeners.length > 0) this.#tell("info", msg, fields);
     if (LEVELS.info >= this.#min) this.#write("info", msg, fields);
   }
 
   /** Logs at warn level. */
   warn(msg: string, fields?: LogFields): void {
+    if (this.#listeners.length > 0) this.#tell("warn", msg, fields);
     if (LEVELS.warn >= this.#min) this.#write("warn", msg, fields);
   }
 
   /** Logs at error level. */
   error(msg: string, fields?: LogFields): void {
+    if (this.#listeners.length > 0) this.#tell("error", msg, fields);
     if (LEVELS.error >= this.#min) this.#write("error", msg, fields);
+  }
+
+  /**
+   * Adds a listener told of every info, warn and error line (see {@linkcode LogListener}).
+   * @param listener called synchronously; what it throws is ignored
+   * @returns a function that removes it
+   */
+  listen(listener: LogListener): () => void {
+    this.#listeners = [...this.#listeners, listener];
+    return () => {
+      this.#listeners = this.#listeners.filter((l) => l !== listener);
+    };
+  }
+
+  #tell(level: "info" | "warn" | "error", msg: string, fields: LogFields | undefined): void {
+    for (const l of this.#listeners) {
+      try {
+        l(level, msg, fields);
+      } catch {
+        // a listener never breaks logging
+      }
+    }
   }
 
   /**

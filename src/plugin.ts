@@ -20,6 +20,7 @@ import type { Logger } from "./logger.ts";
 import type { Middleware as GenericMiddleware } from "./compose.ts";
 import type { Usage } from "./proxy/usage.ts";
 import type { RateDecision } from "./rate_limiter.ts";
+import type { DashboardData } from "./admin/dashboard_types.ts";
 
 export type { CandidateState } from "./state_store.ts";
 export type { Clock } from "./clock.ts";
@@ -27,6 +28,7 @@ export type { AttemptClass } from "./health/classify.ts";
 export type { Logger } from "./logger.ts";
 export type { Usage } from "./proxy/usage.ts";
 export type { RateDecision } from "./rate_limiter.ts";
+export type { DashboardData } from "./admin/dashboard_types.ts";
 export { PeakEwma } from "./routing/peak_ewma.ts";
 
 /** A secret that prints as its mask: logging or serializing it never reveals the value. */
@@ -340,8 +342,14 @@ export interface StatsService {
   pool(model: string): Record<string, unknown> | undefined;
   /** The configured named models, only the allowed ones when a list is given. */
   models(allowed?: readonly string[]): ModelList;
-  /** Records a finished request in the metrics. */
+  /** Records a finished request in the metrics and the dashboard's timeline. */
   observe(ctx: RequestContext, durationMs: number): void;
+  /**
+   * `/dashboard/data`: every pool and key, the last 15 minutes and the last state changes
+   * (keys only by id, mask and name).
+   * @param caller whether the caller may act (the page shows action buttons then)
+   */
+  dashboard(caller: { canAct: boolean }): DashboardData;
 }
 
 /**

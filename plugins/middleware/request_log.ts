@@ -94,7 +94,8 @@ function write(ctx: RequestContext, services: Services): void {
   const durationMs = services.clock.mono() - ctx.startedAt;
   services.stats.observe(ctx, durationMs);
   const path = ctx.path;
-  const quiet = path === "/health" || path === "/metrics";
+  // polled by monitors and by the dashboard's page every 2 s: logged at debug only
+  const quiet = path === "/health" || path === "/metrics" || path === "/dashboard/data";
   const level = quiet ? "debug" : ctx.log.status >= 500 ? "warn" : "info";
   const logger = services.logger;
   if (!logger.enabled(level)) return;

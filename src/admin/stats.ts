@@ -22,7 +22,14 @@ function iso(ms: number): string | null {
   return ms > 0 ? new Date(ms).toISOString() : null;
 }
 
-function reasonOf(c: Candidate, now: number): string | null {
+/**
+ * Why a candidate is not serving, in words.
+ * @param c the candidate
+ * @param now epoch ms
+ * @returns e.g. `rate limited`, `spent its daily requests`, `disabled by operator`; null when
+ *   it serves (or is half-open)
+ */
+export function reasonOf(c: Candidate, now: number): string | null {
   const s = c.state;
   const st = statusOf(s, now);
   if (st === "spent") return SPENT_WHY[s.budget.spentReason] ?? "spent its budget";
@@ -33,13 +40,28 @@ function reasonOf(c: Candidate, now: number): string | null {
   return null;
 }
 
-function untilOf(c: Candidate, now: number): string | null {
+/**
+ * When a resting, spent or ejected candidate returns by itself.
+ * @param c the candidate
+ * @param now epoch ms
+ * @returns epoch ms; null when it serves, or only an operator or a probe brings it back
+ */
+export function untilMsOf(c: Candidate, now: number): number | null {
   const s = c.state;
   const st = statusOf(s, now);
-  if (st === "resting") return iso(s.restUntil);
-  if (st === "spent") return iso(s.budget.spentUntil);
-  if (st === "ejected") return iso(s.ejectedUntil);
-  return null;
+  const ms = st === "resting"
+    ? s.restUntil
+    : st === "spent"
+    ? s.budget.spentUntil
+    : st === "ejected"
+    ? s.ejectedUntil
+    : 0;
+  return ms > 0 ? ms : null;
+}
+
+function untilOf(c: Candidate, now: number): string | null {
+  const ms = untilMsOf(c, now);
+  return ms === null ? null : iso(ms);
 }
 
 /**

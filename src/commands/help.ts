@@ -4,7 +4,7 @@
  */
 
 /** The commands. */
-export type Command = "serve" | "check" | "probe" | "version" | "help";
+export type Command = "serve" | "check" | "probe" | "schema" | "status" | "version" | "help";
 
 const ENV = `Environment (flags win over the environment, the environment over the file):
   LLM_BALANCE_CONFIG       config file (when --config is not given)
@@ -29,6 +29,8 @@ Commands:
   serve     Start the proxy (the default command)
   check     Validate a config file and print a summary; contacts nothing
   probe     Send one health probe per key and print the results
+  schema    Print the JSON Schema of the config format, for editors
+  status    Show a running llm-balance's pools, keys and last events (--watch to follow)
   version   Print the version
   help      Print this help, or a command's: llm-balance help serve
 
@@ -37,6 +39,15 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or config error.
 Output for machines goes to stdout, messages and logs to stderr.
 
 ${ENV}`,
+  schema: () =>
+    `Usage: llm-balance schema
+
+Prints the JSON Schema of llm-balance's own config format on stdout (the repository's
+config.schema.json). Editors using yaml-language-server (VS Code's YAML extension, ...) read it
+from a first line "# yaml-language-server: $schema=./config.schema.json" to complete fields,
+show their help and flag mistakes. Reads no config.
+
+Exit codes: 0.`,
   serve: () =>
     `Usage: llm-balance serve [--config FILE] [--host ADDR] [--port N] [--log-level LEVEL]
 
@@ -88,6 +99,33 @@ ${CONFIG}
   -h, --help           Print this help
 
 Exit codes: 0 every key healthy, 1 some keys not healthy, 2 usage or config error.`,
+  status: () =>
+    `Usage: llm-balance status [--url URL] [--config FILE] [--json] [--watch] [--interval S] [--all]
+
+Shows what the dashboard shows, in a terminal: reads GET <url>/dashboard/data from a running
+llm-balance and prints a header (OK or NOT OK), one line per pool (strategy, usable keys,
+requests and errors per second, latency, queue), the keys by pool (state, why and until when
+a key is out, in flight, requests, failures, latency, budgets) and the last events. Keys
+appear by mask only. A pool of more than 12 keys lists the keys not serving and sums up the
+others. Colors on a terminal only, never with NO_COLOR set.
+
+Options:
+  --url URL            The llm-balance to read. Default: the config's server.host and
+                       server.port, else http://127.0.0.1:8080
+${CONFIG}
+                       Optional here (address and admin key only); a named file must load
+  --json               Print the data as received (pretty JSON; one line per frame with --watch)
+  --watch              Redraw every 2 s until Ctrl-C (SIGINT) or SIGTERM
+  --interval S         Seconds between redraws with --watch, from 0.1 to 3600 (default 2)
+  --all                List every key, even in pools of many keys
+  -h, --help           Print this help
+
+The admin key is $LLM_BALANCE_ADMIN_KEY, else the config's auth.admin_key, sent as
+"Authorization: Bearer"; it is never printed.
+
+Exit codes: 0 every pool can serve, 1 some pool cannot or the state cannot be read
+(unreachable, 401, not llm-balance: the reason on stderr; with --watch, the last frame's),
+2 usage or config error.`,
   version: () =>
     `Usage: llm-balance version   (or llm-balance --version)
 

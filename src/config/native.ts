@@ -37,10 +37,10 @@ import {
 const NAME = /^[A-Za-z0-9._-]+$/;
 
 const clientKeyObject = z.strictObject({
-  key: z.string().trim().min(1, "must not be empty"),
-  name: text().optional(),
-  models: z.array(text()).optional(),
-  rate_limit: intRange(1).optional(),
+  key: z.string().trim().min(1, "must not be empty").describe("The client key (write ${NAME})."),
+  name: text().optional().describe("Name in logs and stats. Default client-<position>."),
+  models: z.array(text()).optional().describe("Models this key may use. Default every model."),
+  rate_limit: intRange(1).optional().describe("Requests per minute. Default no limit."),
 });
 
 const clientKeys = z.union([
@@ -128,26 +128,54 @@ function poolSchema(upstreamNames: ReadonlySet<string>) {
   const member = z.union([
     z.string().refine(known, unknown),
     z.strictObject({
-      upstream: z.string().refine(known, unknown),
-      weight: atLeast(0).optional(),
-      priority: intRange(0).optional(),
+      upstream: z.string().refine(known, unknown).describe("An upstream's name."),
+      weight: atLeast(0).optional().describe("Weight of its keys in this pool. Default its own."),
+      priority: intRange(0).optional().describe("Tier in this pool. Default its own."),
     }),
   ], { error: 'must be an upstream name or a mapping with "upstream"' });
   return z.strictObject({
-    strategy: text().optional(),
-    fallbacks: z.array(text()).optional(),
+    strategy: text().optional().describe(
+      "round_robin, random, weighted, least_connections, quota_aware, p2c or a plugin's. " +
+        "Default round_robin.",
+    ),
+    fallbacks: z.array(text()).optional().describe(
+      "Models whose pools serve when this one cannot. Default [].",
+    ),
     strategy_options: z.record(z.string(), z.unknown(), {
       error: "must be a mapping of the strategy's options",
-    }).optional(),
+    }).optional().describe(
+      "Options the strategy reads (p2c: decay, seconds from 0.01 to 86400, default 10). " +
+        "Default {}.",
+    ),
     affinity: z.strictObject({
-      by: z.array(affinitySource).min(1, "must list at least one source").optional(),
-      pin: bool().optional(),
-      ttl: secondsIn(1, 604_800).optional(),
-      max_load: atLeast(1).optional(),
-      prefix_chars: intRange(16, 1_048_576).optional(),
-    }).optional(),
-    slow_start: secondsIn(0, 3_600).optional(),
-    upstreams: z.array(member).min(1, "must list at least one upstream").transform(
+      by: z.array(affinitySource).min(1, "must list at least one source").optional().describe(
+        "Sources of a request's affinity value, first present wins: prompt_cache_key, user, " +
+          "prefix (hashes the prompt), header:<name>. Default [prompt_cache_key, user].",
+      ),
+      pin: bool().optional().describe(
+        "false: strategies see the affinity value, nothing is pinned. Default true.",
+      ),
+      ttl: secondsIn(1, 604_800).optional().describe(
+        "Seconds a pin lives after its last use (1 to 604800). Default 600.",
+      ),
+      max_load: atLeast(1).optional().describe(
+        "The most pins, and pinned requests in flight, a key holds, as a multiple of the " +
+          "mean (>= 1). Default 1.25.",
+      ),
+      prefix_chars: intRange(16, 1_048_576).optional().describe(
+        "Characters of the system prompt and first user message the prefix source hashes " +
+          "(16 to 1048576). Default 2048.",
+      ),
+    }).optional().describe(
+      "Pin requests with the same affinity value to one key; {} turns it on. Default off.",
+    ),
+    slow_start: secondsIn(0, 3_600).optional().describe(
+      "Seconds (up to 3600) over which a key back from a rest grows to its full share. " +
+        "Default 0 (off).",
+    ),
+    upstreams: z.array(member).min(1, "must list at least one upstream").describe(
+      "Upstream names, or {upstream, weight, priority}. Required.",
+    ).transform(
       (members, ctx): PoolMemberConfig[] => {
         const out = members.map((m): PoolMemberConfig =>
           typeof m === "string" ? { upstream: m } : {
@@ -163,34 +191,75 @@ function poolSchema(upstreamNames: ReadonlySet<string>) {
   });
 }
 
-function nativeSchema(upstreamNames: ReadonlySet<string>) {
+/**
+ * The zod schema of a native config file (after `${VAR}` substitution).
+ *
+ * @param upstreamNames the names pool members may refer to (the file's `upstreams` keys)
+ * @returns the schema; its output is turned into a `Config` by {@linkcode normalizeNative}
+ */
+export function nativeSchema(upstreamNames: ReadonlySet<string>) {
   return z.strictObject({
     server: z.strictObject({
-      host: text().optional(),
-      port: intRange(0, 65535).optional(),
-      allow_unauthenticated_remote: bool().optional(),
-      max_body_bytes: intRange(1).optional(),
-      drain_timeout: seconds().optional(),
-      watch_config: bool().optional(),
-      overhead_header: bool().optional(),
-      admin_hosts: adminHosts.optional(),
+      host: text().optional().describe(
+        "Bind address; a non-loopback address needs client keys or " +
+          "allow_unauthenticated_remote. Default 127.0.0.1.",
+      ),
+      port: intRange(0, 65535).optional().describe(
+        "Listen port; 0 takes a free one. Default 8080.",
+      ),
+      allow_unauthenticated_remote: bool().optional().describe(
+        "Allow a non-loopback bind without client keys. Default false.",
+      ),
+      max_body_bytes: intRange(1).optional().describe(
+        "Largest request body in bytes (413 beyond it). Default 52428800 (50 MiB).",
+      ),
+      drain_timeout: seconds().optional().describe(
+        "Seconds in-flight requests get on shutdown. Default 10.",
+      ),
+      watch_config: bool().optional().describe(
+        "Reload when the config file changes. Default false.",
+      ),
+      overhead_header: bool().optional().describe(
+        "Add x-llm-balance-overhead-ms to responses. Default false.",
+      ),
+      admin_hosts: adminHosts.optional().describe(
+        "Host names (no port) that may reach stats and admin when no admin key is set. " +
+          "Default [].",
+      ),
       cors: z.union([
         bool(),
-        z.strictObject({ enabled: bool().optional(), origins: z.array(text()).optional() }),
-      ], { error: "must be true, false or a mapping of enabled, origins" }).optional(),
-    }).optional(),
+        z.strictObject({
+          enabled: bool().optional().describe("Default true."),
+          origins: z.array(text()).optional().describe('Allowed origins. Default ["*"].'),
+        }),
+      ], { error: "must be true, false or a mapping of enabled, origins" }).optional().describe(
+        'CORS for browser clients: true, or {enabled, origins} (default origins ["*"]). ' +
+          "Default false.",
+      ),
+    }).optional().describe("Where and how llm-balance listens."),
     log: z.strictObject({
-      level: z.enum(["debug", "info", "warn", "error"]).optional(),
-      format: z.enum(["auto", "json", "pretty"]).optional(),
-    }).optional(),
+      level: z.enum(["debug", "info", "warn", "error"]).optional().describe(
+        "Keys are always masked in logs. Default info.",
+      ),
+      format: z.enum(["auto", "json", "pretty"]).optional().describe(
+        "auto: pretty on a terminal, JSON otherwise. Default auto.",
+      ),
+    }).optional().describe("Logging, on stderr."),
     auth: z.strictObject({
-      admin_key: z.string().trim().optional(),
-      client_keys: clientKeys.optional(),
-    }).optional(),
+      admin_key: z.string().trim().optional().describe(
+        "Key for /stats, /metrics, /v1/stats/* and /admin/* (write ${NAME}). Default none.",
+      ),
+      client_keys: clientKeys.optional().describe(
+        "Keys clients must send: strings, {key, name, models, rate_limit}, or one " +
+          "comma-separated string. Default none (every client is served).",
+      ),
+    }).optional().describe("Who may use llm-balance."),
     upstreams: z.record(
       z.string().regex(NAME, 'may only contain letters, digits, ".", "_" and "-"'),
       upstreamSchema,
-    ).refine((r) => Object.keys(r).length > 0, "must define at least one upstream"),
+    ).refine((r) => Object.keys(r).length > 0, "must define at least one upstream").describe(
+      "The APIs requests go to, by name (letters, digits, '.', '_', '-'). Required.",
+    ),
     pools: z.record(text(), poolSchema(upstreamNames)).refine(
       (p) => !("default" in p && "*" in p),
       { message: 'use either "default" or "*" for the default pool, not both', when: () => true },
@@ -213,41 +282,84 @@ function nativeSchema(upstreamNames: ReadonlySet<string>) {
           }
         });
       }
-    }).optional(),
+    }).optional().describe(
+      "Pools by client model name; default (or *) serves every other model. Default one " +
+        "pool of every upstream.",
+    ),
     retry: z.strictObject({
-      max_attempts: intRange(1, 10).optional(),
-      backoff_base: seconds().optional(),
-      backoff_max: seconds().optional(),
-      deadline: seconds().optional(),
-    }).optional(),
+      max_attempts: intRange(1, 10).optional().describe(
+        "Attempts per request, the first included (1-10). Default 3.",
+      ),
+      backoff_base: seconds().optional().describe(
+        "Seconds of backoff (with jitter) before reusing a tried upstream. Default 0.1.",
+      ),
+      backoff_max: seconds().optional().describe("Longest backoff in seconds. Default 2."),
+      deadline: seconds().optional().describe(
+        "Seconds for one request across attempts; 0 disables. Default 600.",
+      ),
+    }).optional().describe("Retries on another key or upstream."),
     health: z.strictObject({
-      max_failures: intRange(1).optional(),
-      ejection_base: seconds(true).optional(),
-      ejection_max: seconds(true).optional(),
-      rate_limit_rest: seconds().optional(),
-      quota_rest: seconds().optional(),
-      auth_rest: seconds().optional(),
-    }).optional(),
-    usage: z.strictObject({ inject_stream_usage: bool().optional() }).optional(),
+      max_failures: intRange(1).optional().describe(
+        "Consecutive failures that eject a key (upstreams may override). Default 3.",
+      ),
+      ejection_base: seconds(true).optional().describe(
+        "Seconds of ejection, times the times ejected. Default 30.",
+      ),
+      ejection_max: seconds(true).optional().describe("Longest ejection in seconds. Default 300."),
+      rate_limit_rest: seconds().optional().describe(
+        "Seconds of rest after a 429 without Retry-After or reset headers. Default 60.",
+      ),
+      quota_rest: seconds().optional().describe(
+        "Cap in seconds on the wait for the next daily reset after an exhausted quota; " +
+          "0: no cap. Default 0.",
+      ),
+      auth_rest: seconds().optional().describe(
+        "Seconds of rest after a 401/403. Default 600.",
+      ),
+    }).optional().describe("Passive health: ejections and rests."),
+    usage: z.strictObject({
+      inject_stream_usage: bool().optional().describe(
+        "Ask OpenAI-style streams for usage and strip the extra chunk. Default false.",
+      ),
+    }).optional().describe("Token usage counting."),
     queue: z.strictObject({
-      max_wait: seconds().optional(),
-      max_length: intRange(1).optional(),
-    }).optional(),
+      max_wait: seconds().optional().describe(
+        "Seconds a request may wait for a key; 0 answers at once. Default 0.",
+      ),
+      max_length: intRange(1).optional().describe(
+        "Requests waiting per pool and model; beyond it, 503 queue_full. Default 1000.",
+      ),
+    }).optional().describe("Waiting for a key when none is free."),
     state: z.union([
       z.string().refine((v) => v === "memory", {
         error: 'must be "memory" or a mapping with "path" or "redis"',
       }),
       z.strictObject({
-        path: text().optional(),
+        path: text().optional().describe(
+          "SQLite file, relative to the config file's folder. Default a file per config in " +
+            "the platform's state folder (memory with redis).",
+        ),
         redis: z.string().refine(isRedisUrl, {
           // the URL is not repeated: it may hold a password
           error: 'must be a URL "redis://[:password@]host[:port][/db]" or "rediss://…" (TLS)',
-        }).optional(),
-        prefix: z.string().min(1, { error: "must not be empty" }).max(200).optional(),
-        redis_required: bool().optional(),
+        }).optional().describe(
+          "Share key state with other instances: redis://[:password@]host[:port][/db] or " +
+            "rediss:// (TLS). Default none.",
+        ),
+        prefix: z.string().min(1, { error: "must not be empty" }).max(200).optional().describe(
+          'Prefix of Redis keys; instances with the same one share state. Default "llm-balance:".',
+        ),
+        redis_required: bool().optional().describe(
+          "true: answer 503 while Redis cannot be reached. Default false.",
+        ),
       }),
-    ], { error: 'must be "memory" or a mapping with "path" or "redis"' }).optional(),
-    plugins: z.array(text()).optional(),
+    ], { error: 'must be "memory" or a mapping with "path" or "redis"' }).optional().describe(
+      "Where key state is kept across restarts: memory, or {path, redis, prefix, " +
+        "redis_required}. Default a SQLite file per config.",
+    ),
+    plugins: z.array(text()).optional().describe(
+      "Plugin module paths, relative to the config file. Default [].",
+    ),
   });
 }
 

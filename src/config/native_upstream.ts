@@ -35,12 +35,22 @@ import { isTimeZone, parseResetTime } from "../budget/reset.ts";
 
 /** The `quota` mapping of an upstream or a key: every field optional. */
 const quota = z.strictObject({
-  requests_per_day: intRange(0).optional(),
-  model_requests_per_day: intRange(0).optional(),
-  tokens_per_day: intRange(0).optional(),
-  requests_per_minute: intRange(0).optional(),
-  tokens_per_minute: intRange(0).optional(),
-  max_concurrency: intRange(0).optional(),
+  requests_per_day: intRange(0).optional().describe(
+    "Requests a day, all models together; 0: no limit. Default 0.",
+  ),
+  model_requests_per_day: intRange(0).optional().describe(
+    "Requests a day for each model on its own; 0: no limit. Default 0.",
+  ),
+  tokens_per_day: intRange(0).optional().describe("Tokens a day; 0: no limit. Default 0."),
+  requests_per_minute: intRange(0).optional().describe(
+    "Requests in a minute window; 0: no limit. Default 0.",
+  ),
+  tokens_per_minute: intRange(0).optional().describe(
+    "Tokens in a minute window; 0: no limit. Default 0.",
+  ),
+  max_concurrency: intRange(0).optional().describe(
+    "Requests in flight at once with the key; 0: no limit. Default 0.",
+  ),
   reset: z.string().transform((text, ctx) => {
     try {
       return parseResetTime(text);
@@ -48,11 +58,13 @@ const quota = z.strictObject({
       ctx.addIssue({ code: "custom", message: 'must be a local time "HH:MM", e.g. "00:00"' });
       return z.NEVER;
     }
-  }).optional(),
+  }).optional().describe('Local time (HH:MM) at which daily budgets start again. Default "00:00".'),
   time_zone: z.string().refine(isTimeZone, {
     error: (issue) =>
       `unknown time zone "${String(issue.input)}" (an IANA name, e.g. Asia/Shanghai)`,
-  }).optional(),
+  }).optional().describe(
+    "IANA time zone of reset. Default UTC; Asia/Shanghai for modelscope.cn hosts.",
+  ),
 });
 
 /** A parsed `quota` mapping. */
@@ -76,11 +88,11 @@ function quotaFields(q: NativeQuota): Partial<QuotaConfig> {
 }
 
 const keyObject = z.strictObject({
-  key: z.string().trim().min(1, "must not be empty"),
-  name: text().optional(),
-  weight: atLeast(0).optional(),
-  priority: intRange(0).optional(),
-  quota: quota.optional(),
+  key: z.string().trim().min(1, "must not be empty").describe("The API key (write ${NAME})."),
+  name: text().optional().describe("Name in logs and stats. Default none."),
+  weight: atLeast(0).optional().describe("Weight for weighted. Default the upstream's."),
+  priority: intRange(0).optional().describe("Tier. Default the upstream's."),
+  quota: quota.optional().describe("This key's budgets, field by field over the upstream's."),
 });
 
 /** The message for a key list that is set but holds no key. */
@@ -115,10 +127,18 @@ const keys = z.union([
 const timeouts = z.union([
   seconds().transform((totalMs): Timeouts => timeoutsFromTotal(totalMs)),
   z.strictObject({
-    connect: seconds().optional(),
-    first_byte: seconds().optional(),
-    idle: seconds().optional(),
-    total: seconds().optional(),
+    connect: seconds().optional().describe(
+      "Seconds until a new connection is open, TLS included; 0 disables. Default 10.",
+    ),
+    first_byte: seconds().optional().describe(
+      "Seconds until the response starts; 0 disables. Default 120.",
+    ),
+    idle: seconds().optional().describe(
+      "Longest gap in seconds between two chunks; 0 disables. Default 120.",
+    ),
+    total: seconds().optional().describe(
+      "Seconds for the whole attempt; 0 disables. Default 600.",
+    ),
   }).transform((t): Timeouts => ({
     connectMs: t.connect ?? DEFAULT_TIMEOUTS.connectMs,
     firstByteMs: t.first_byte ?? DEFAULT_TIMEOUTS.firstByteMs,
@@ -130,11 +150,16 @@ const timeouts = z.union([
 const healthCheck = z.union([
   bool(),
   z.strictObject({
-    path: z.string().startsWith("/", 'must start with "/"').optional(),
-    interval: seconds(true).optional(),
-    timeout: seconds(true).optional(),
-    probe: text().optional(),
-    validates_key: bool().optional(),
+    path: z.string().startsWith("/", 'must start with "/"').optional().describe(
+      "Path probed, after base_url. Default /models (/v1/models with path_mode full).",
+    ),
+    interval: seconds(true).optional().describe("Seconds between probes. Default 30."),
+    timeout: seconds(true).optional().describe("Seconds a probe may take. Default 5."),
+    probe: text().optional().describe("The probe plugin. Default http."),
+    validates_key: bool().optional().describe(
+      "The path refuses a bad key, so a success brings back a key refused with 401/403. " +
+        "Default false.",
+    ),
   }),
 ], { error: "must be true, false or a mapping of path, interval, timeout, probe, validates_key" });
 
@@ -153,24 +178,47 @@ const headerMap = z.record(
 
 /** One entry of the native `upstreams` mapping. */
 export const upstreamSchema = z.strictObject({
-  base_url: httpUrl(),
-  path_mode: z.enum(["v1", "full"]).optional(),
-  auth: z.enum(["bearer", "x-api-key", "api-key"]).optional(),
-  keys: keys.optional(),
+  base_url: httpUrl().describe("OpenAI-style base URL, /v1 included. Required."),
+  path_mode: z.enum(["v1", "full"]).optional().describe(
+    "v1: /v1/x goes to base_url + /x; full: the path is appended as is. Default v1.",
+  ),
+  auth: z.enum(["bearer", "x-api-key", "api-key"]).optional().describe(
+    "bearer, x-api-key (Anthropic style) or api-key (Azure style). Default bearer.",
+  ),
+  keys: keys.optional().describe(
+    "Strings, {key, name, weight, priority, quota}, or one comma-separated string " +
+      "(keys: ${KEYS}). Default [] (no credentials sent).",
+  ),
   key: z.string().trim().min(
     1,
     "must not be empty, or be left out for an upstream that takes no key",
   )
-    .optional(),
-  headers: headerMap.optional(),
-  force_headers: headerMap.optional(),
-  models: z.record(text(), text()).optional(),
-  weight: atLeast(0).optional(),
-  priority: intRange(0).optional(),
-  max_failures: intRange(1).optional(),
-  timeout: timeouts.optional(),
-  health_check: healthCheck.optional(),
-  quota: quota.optional(),
+    .optional().describe("One key, instead of keys."),
+  headers: headerMap.optional().describe(
+    "Headers sent unless the client sends that header itself. Default {}.",
+  ),
+  force_headers: headerMap.optional().describe(
+    "Headers sent in place of the client's header of that name. Default {}.",
+  ),
+  models: z.record(text(), text()).optional().describe(
+    "Client model name to this upstream's model name. Default {}.",
+  ),
+  weight: atLeast(0).optional().describe(
+    "Weight of each key for weighted (0: never chosen). Default 1.",
+  ),
+  priority: intRange(0).optional().describe(
+    "Tier: tier N+1 serves only while every tier-N candidate is unusable. Default 0.",
+  ),
+  max_failures: intRange(1).optional().describe(
+    "Consecutive failures that eject a key. Default health.max_failures.",
+  ),
+  timeout: timeouts.optional().describe(
+    "Seconds: N sets first_byte, idle and total to N; or {connect, first_byte, idle, total}.",
+  ),
+  health_check: healthCheck.optional().describe(
+    "Active probes: true, or {path, interval, timeout, probe, validates_key}. Default off.",
+  ),
+  quota: quota.optional().describe("Each key's budgets. Default no limits."),
 }).refine((u) => u.key === undefined || u.keys === undefined, {
   message: 'use either "key" or "keys", not both',
   path: ["key"],

@@ -83,3 +83,13 @@ Deno.test("LatencyTracker.ewma() keeps each candidate's apart as it grows past i
     assert.deepEqual(t.percentiles(`k${i}`), { p50: i, p95: i });
   }
 });
+
+Deno.test("LatencyTracker.percentilesOf() merges the samples of several candidates", () => {
+  const t = new LatencyTracker();
+  assert.deepEqual(t.percentilesOf(["a", "b"]), { p50: null, p95: null });
+  for (let v = 1; v <= 50; v++) t.record("a", v);
+  for (let v = 51; v <= 100; v++) t.record("b", v);
+  t.record("c", 1000);
+  assert.deepEqual(t.percentilesOf(["a", "b", "a", "missing"]), { p50: 50, p95: 95 });
+  assert.deepEqual(t.percentilesOf(["b"]), t.percentiles("b"));
+});

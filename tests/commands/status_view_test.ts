@@ -1,0 +1,310 @@
+/**
+ * @module
+ * Tests of `status_view.ts`: the text view of a dashboard fixture (pools, a resting key's
+ * countdown, budgets, a pool of 500 keys summed up, colors only when asked, the 100-column fit,
+ * the server's control characters kept from the terminal), durations, budgets, and the text
+ * helpers.
+ */
+
+import assert from "node:assert/strict";
+import type {
+  BudgetBar,
+  DashboardData,
+  DashboardKey,
+  DashboardPool,
+} from "../../src/admin/dashboard_types.ts";
+import {
+  clean,
+  formatBudgets,
+  formatDuration,
+  formatStatus,
+  shown,
+  SUMMARIZE_OVER,
+  truncate,
+} from "../../src/commands/status_view.ts";
+
+const NOW = 1_760_000_000_000;
+
+function key(id: string, extra: Partial<DashboardKey> = {}): DashboardKey {
+  return {
+    id,
+    mask: `sk-${id.slice(-4)}...${id.slice(-4)}`,
+    name: null,
+    upstream: id.split(":")[0]!,
+    pools: ["gpt-4o"],
+    state: "serving",
+    reason: null,
+    until_ms: null,
+    in_flight: 0,
+    requests: 10,
+    failures: 0,
+    prompt_tokens: 100,
+    completion_tokens: 50,
+    latency_p50_ms: 820,
+    latency_p95_ms: 2100,
+    latency_ewma_ms: 900,
+    pins: 0,
+    budgets: [],
+    ...extra,
+  };
+}
+
+function pool(model: string, keys: DashboardKey[], extra: Partial<DashboardPool> = {}) {
+  const usable = keys.filter((k) => k.state === "serving" || k.state === "half_open").length;
+  return {
+    model,
+    strategy: "round_robin",
+    usable,
+    total: keys.length,
+    requests_per_s: 12.4,
+    errors_per_s: 0.2,
+    latency_p50_ms: 820,
+    latency_p95_ms: 2100,
+    queue: 0,
+    affinity: null,
+    keys: keys.map((k) => k.id),
+    ...extra,
+  } satisfies DashboardPool;
+}
+
+const DAY: BudgetBar = {
+  name: "requests_per_day",
+  model: null,
+  used: 1999,
+  limit: 2000,
+  remaining: 1,
+  source: "counted",
+  resets_at_ms: NOW + 3 * 3600_000,
+};
+
+/** Three pools: gpt-4o (a resting key with a countdown, budgets), claude (all disabled), default. */
+function fixture(): DashboardData {
+  const gpt = [
+    key("modelscope:aaaa0001", { name: "main", budgets: [DAY], requests: 1234, failures: 5 }),
+    key("modelscope:bbbb0002", {
+      name: "spare",
+      state: "resting",
+      reason: "rate limited by the upstream",
+      until_ms: NOW + 252_000,
+      budgets: [
+        { ...DAY, name: "requests_per_minute", used: 3, limit: 60, resets_at_ms: NOW + 12_000 },
+      ],
+    }),
+    key("openai:cccc0003", { in_flight: 2 }),
+  ];
+  const claude = [
+    key("anthropic:dddd0004", {
+      pools: ["claude"],
+      state: "disabled",
+      reason: "disabled by an operator",
+    }),
+  ];
+  const def = [key("modelscope:eeee0005", { pools: ["default"], latency_p50_ms: null })];
+  return {
+    now_ms: NOW,
+    version: "0.1.0",
+    uptime_s: 3 * 3600 + 12 * 60,
+    ok: false,
+    redis: { up: true, required: false },
+    pools: [
+      pool("gpt-4o", gpt, { strategy: "p2c", queue: 3 }),
+      pool("claude", claude, { requests_per_s: 0, errors_per_s: 0 }),
+      pool("default", def),
+    ],
+    keys: [...gpt, ...claude, ...def],
+    series: { step_s: 60, requests: [1, 2, 3, 0, 8], errors: [0, 0, 1, 0, 0] },
+    events: Array.from({ length: 7 }, (_, i) => ({
+      at_ms: NOW - (i + 1) * 60_000,
+      level: i === 0 ? "warn" as const : "info" as const,
+      message: i === 0 ? "key resting: rate limited by the upstream" : `event ${i}`,
+      upstream: "modelscope",
+      key: "sk-0002...0002",
+    })),
+    can_act: true,
+  };
+}
+
+// deno-lint-ignore no-control-regex
+const ANSI = /\x1b\[[0-9;]*[A-Za-z]/g;
+
+Deno.test("formatDuration() shows two units at most and rounds up", () => {
+  const cases: [number, string][] = [
+    [0, "now"],
+    [-5, "now"],
+    [400, "1s"],
+    [45_000, "45s"],
+    [252_000, "4m12s"],
+    [240_000, "4m"],
+    [3 * 3600_000, "3h"],
+    [3 * 3600_000 + 5 * 60_000, "3h05m"],
+    [2 * 86400_000 + 4 * 3600_000 + 1, "2d4h"],
+  ];
+  for (const [ms, want] of cases) assert.equal(formatDuration(ms), want, String(ms));
+});
+
+Deno.test("formatBudgets() lists the fullest budget first with the time to its reset", () => {
+  const budgets: BudgetBar[] = [
+    { ...DAY, name: "requests_per_minute", used: 3, limit: 60, resets_at_ms: NOW + 12_000 },
+    DAY,
+    { ...DAY, name: "model_requests_per_day", model: "gpt-4o", used: 10, limit: 500 },
+    {
+      name: "max_concurrency",
+      model: null,
+      used: 1,
+      limit: 4,
+      remaining: 3,
+      source: "counted",
+      resets_at_ms: null,
+    },
+    { ...DAY, name: "tokens_per_day", used: 0, limit: 0, remaining: 250_000, source: "provider" },
+  ];
+  const text = formatBudgets(budgets, { nowMs: NOW });
+  assert.equal(
+    text,
+    "day 1999/2000 (resets in 3h), conc 1/4, min 3/60 (resets in 12s), " +
+      "gpt-4o day 10/500 (resets in 3h), tok/day 250k left (resets in 3h)",
+  );
+  assert.equal(
+    formatBudgets(budgets, { nowMs: NOW, width: 50 }),
+    "day 1999/2000 (3h), conc 1/4, min 3/60 (12s) +2",
+  );
+  assert.equal(formatBudgets(budgets, { nowMs: NOW, width: 21 }), "day 1999/2000 (3h) +4");
+  assert.equal(formatBudgets(budgets, { nowMs: NOW, width: 12 }), "day 1999… +4");
+  assert.equal(formatBudgets([], { nowMs: NOW }), "");
+});
+
+Deno.test("formatStatus() shows the header, every pool, the keys by pool and the last events", () => {
+  const text = formatStatus(fixture(), { url: "http://127.0.0.1:8080" });
+  const lines = text.split("\n");
+  assert.match(
+    lines[0]!,
+    /^NOT OK {2}http:\/\/127\.0\.0\.1:8080 {2}llm-balance 0\.1\.0 {2}up 3h12m {2}redis up$/,
+  );
+  assert.equal(lines[1], "no usable key in claude");
+  assert.match(text, /^POOL +STRATEGY +KEYS +REQ\/S +ERR\/S +P50 +P95 +QUEUE$/m);
+  assert.match(text, /^gpt-4o +p2c +2\/3 +12 +0\.2 +820ms +2\.1s +3$/m);
+  assert.match(text, /^claude +round_robin +0\/1 +0 +0 /m);
+  assert.match(text, /^last 15 min: requests [▁-█]+ 14 {2}errors [▁-█]+ 1$/m);
+  // keys: grouped by pool, the resting key with its reason and countdown, budgets inline
+  assert.match(text, /^ {2}KEY +NAME +UPSTREAM +STATE +IN +REQS +FAIL +P50 +BUDGETS$/m);
+  assert.match(text, /^gpt-4o {2}2\/3 usable$/m);
+  assert.match(
+    text,
+    /^ {2}sk-0001\.\.\.0001 +main +modelscope +serving +0 +1234 +5 +820ms +day 1999\/2000 \(resets in 3h\)$/m,
+  );
+  assert.match(
+    text,
+    /^ {2}sk-0002\.\.\.0002 +spare +modelscope +resting +0 +10 +0 +820ms +min 3\/60/m,
+  );
+  assert.match(text, /^ {6}rate limited by the upstream, back in 4m12s$/m);
+  assert.match(text, /^claude {2}0\/1 usable$/m);
+  assert.match(text, /^ {2}sk-0004\.\.\.0004 .* disabled /m);
+  assert.match(text, /^ {6}disabled by an operator$/m);
+  assert.match(text, /^ {2}sk-0005\.\.\.0005 .* - *$/m);
+  // the last five events, newest first
+  assert.match(text, /^LAST EVENTS$/m);
+  assert.match(text, /^ +1m ago {2}warn {3}modelscope sk-0002\.\.\.0002 {2}key resting/m);
+  assert.match(text, /5m ago .*event 4$/m);
+  assert.doesNotMatch(text, /event 5/);
+  for (const l of lines) assert.ok(l.length <= 100, `too wide (${l.length}): ${l}`);
+  assert.doesNotMatch(text, ANSI, "no colors unless asked");
+});
+
+Deno.test("formatStatus() colors states only when asked and keeps the widths", () => {
+  const plain = formatStatus(fixture(), { url: "http://x" });
+  const colored = formatStatus(fixture(), { url: "http://x", color: true });
+  assert.ok(colored.includes("\x1b[31mNOT OK\x1b[0m"));
+  assert.ok(colored.includes("\x1b[33mresting"));
+  assert.ok(colored.includes("\x1b[32mserving"));
+  assert.equal(colored.replace(ANSI, ""), plain);
+});
+
+Deno.test("formatStatus() fits narrow widths and truncates long cells", () => {
+  const data = fixture();
+  data.keys[0]!.name = "a-very-long-key-name-that-goes-on";
+  data.keys[0]!.upstream = "an-upstream-with-a-long-name";
+  data.keys[1]!.reason = "r".repeat(300);
+  data.events[0]!.message = "m".repeat(300);
+  for (const columns of [100, 80, 60]) {
+    const text = formatStatus(data, { url: "http://127.0.0.1:8080", columns });
+    for (const l of text.split("\n")) {
+      assert.ok(l.length <= columns, `${columns}: too wide (${l.length}): ${l}`);
+    }
+    if (columns === 60) continue;
+    assert.match(text, /a-very-\S*…/);
+    assert.match(text, /day 1999\/2000 \((resets in )?3h\)/, `${columns}: budgets:\n${text}`);
+  }
+  // at 60 columns the budgets move under their key
+  const narrow = formatStatus(data, { url: "http://x", columns: 60 });
+  assert.match(narrow, /^ {6}day 1999\/2000 \(resets in 3h\)$/m);
+  assert.doesNotMatch(narrow, /BUDGETS/);
+});
+
+Deno.test("formatStatus() never lets the server's text drive the terminal", () => {
+  const data = fixture();
+  data.keys[0]!.name = "evil\x1b]0;pwned\x07";
+  data.events[0]!.message = "clear\x1b[2J";
+  const text = formatStatus(data, { url: "http://x" });
+  assert.ok(!text.includes("\x1b"));
+  assert.match(text, /evil\?\]/);
+  assert.match(text, /clear\?\[2J/);
+});
+
+Deno.test("formatStatus() lists the keys not serving of a pool of 500 and sums up the rest", () => {
+  const keys = Array.from({ length: 500 }, (_, i) => {
+    const id = `big:${String(i).padStart(8, "0")}`;
+    return i % 100 === 7
+      ? key(id, { state: "spent", reason: "spent its daily requests", until_ms: NOW + 3600_000 })
+      : key(id, { requests: 100, failures: 1, in_flight: i % 2 });
+  });
+  const data: DashboardData = {
+    ...fixture(),
+    ok: true,
+    pools: [pool("big", keys)],
+    keys,
+    events: [],
+  };
+  const text = formatStatus(data, { url: "http://x" });
+  const lines = text.split("\n");
+  const listed = lines.filter((l) => /^ {2}sk-/.test(l));
+  assert.equal(listed.length, 5, "only the 5 spent keys");
+  assert.ok(listed.every((l) => / spent /.test(l)));
+  assert.match(text, /^ {2}\+ 495 serving: 49500 requests, 495 failures, 245 in flight/m);
+  assert.ok(lines.length < 30, `${lines.length} lines`);
+  const all = formatStatus(data, { url: "http://x", all: true });
+  assert.equal(all.split("\n").filter((l) => /^ {2}sk-/.test(l)).length, 500);
+  assert.doesNotMatch(all, /serving: /);
+  // a pool of just over the limit is summed up too; one at it is listed whole
+  const few = keys.slice(0, SUMMARIZE_OVER);
+  const small = formatStatus({ ...data, pools: [pool("p", few)], keys: few }, { url: "http://x" });
+  assert.equal(small.split("\n").filter((l) => /^ {2}sk-/.test(l)).length, SUMMARIZE_OVER);
+});
+
+Deno.test("formatStatus() caps the keys listed when most of a big pool is out", () => {
+  const keys = Array.from(
+    { length: 300 },
+    (_, i) => key(`big:${String(i).padStart(8, "0")}`, { state: "ejected" }),
+  );
+  const data: DashboardData = { ...fixture(), pools: [pool("big", keys)], keys, events: [] };
+  const text = formatStatus(data, { url: "http://x" });
+  assert.equal(text.split("\n").filter((l) => /^ {2}sk-/.test(l)).length, 40);
+  assert.match(text, /… and 260 more not serving \(--all lists every key\)/);
+});
+
+Deno.test("shown() drops the user and password of a URL", () => {
+  assert.equal(shown("http://user:pw@127.0.0.1:1/"), "http://127.0.0.1:1");
+  assert.equal(shown("https://lb.example/llm/"), "https://lb.example/llm");
+  assert.equal(shown("not a url"), "not a url");
+});
+
+Deno.test("clean() replaces control characters with ?", () => {
+  assert.equal(clean("a\x1b[2Jb\nc\x7f\x9bd"), "a?[2Jb?c??d");
+  assert.equal(clean("plain … text"), "plain … text");
+});
+
+Deno.test("truncate() cuts to the width with an ellipsis", () => {
+  assert.equal(truncate("abcdef", 6), "abcdef");
+  assert.equal(truncate("abcdef", 4), "abc…");
+  assert.equal(truncate("abcdef", 1), "…");
+  assert.equal(truncate("abcdef", 0), "");
+});

@@ -7,7 +7,7 @@
 
 import type { Candidate } from "../plugin.ts";
 import type { Learned } from "../state_store.ts";
-import { nextReset } from "./reset.ts";
+import { nextReset, type ResetTime } from "./reset.ts";
 import { MINUTE } from "./book.ts";
 import { OTHER_MODELS, readModel, upstreamModel } from "./models.ts";
 
@@ -22,6 +22,23 @@ export interface BudgetView {
   resetsAt: number;
 }
 
+/** The next reset last computed per zone and reset time, and from when it holds. */
+const resets = new Map<string, { from: number; at: number }>();
+
+/**
+ * {@linkcode nextReset}, remembered: for any time from the one it was computed at until it
+ * comes, the next reset is the same (the views of 500 keys unused today ask 500 times).
+ */
+function cachedReset(now: number, reset: ResetTime, timeZone: string): number {
+  const id = `${timeZone}|${reset.hour}:${reset.minute}`;
+  const known = resets.get(id);
+  if (known !== undefined && known.from <= now && now < known.at) return known.at;
+  const at = nextReset(now, reset, timeZone);
+  if (resets.size > 64) resets.clear();
+  resets.set(id, { from: now, at });
+  return at;
+}
+
 /**
  * A key's budgets as stats show them: every configured or learned budget, per model where it
  * applies, with what is left and when it resets.
@@ -33,7 +50,7 @@ export function budgetViews(c: Candidate, now: number): Record<string, BudgetVie
   const q = c.quota;
   const b = c.state.budget;
   const inDay = now < b.dayEnd;
-  const dayEnd = inDay ? b.dayEnd : nextReset(now, q.reset, q.timeZone);
+  const dayEnd = inDay ? b.dayEnd : cachedReset(now, q.reset, q.timeZone);
   const inMinute = now - b.minuteStart < MINUTE;
   const out: Record<string, BudgetView> = {};
   const put = (name: string, limit: number, used: number, resetsAt: number, l?: Learned | null) => {

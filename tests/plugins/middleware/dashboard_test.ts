@@ -419,3 +419,29 @@ Deno.test("dashboard: without an admin key, actions come from loopback only; rea
   }
   assert.equal((await direct(text, "/", { ...remote, method: "POST" })).forwarded, true);
 });
+
+Deno.test("dashboard: the data is gzipped for a client that takes it, when worth it", async () => {
+  const keys = Array.from(
+    { length: 40 },
+    (_, i) => `sk-dashboard-gzip-key-${String(i).padStart(6, "0")}`,
+  );
+  await using proxy = await startProxy(`
+auth: { admin_key: "${ADMIN}" }
+upstreams:
+  a: { base_url: "http://127.0.0.1:9/v1", keys: [${keys.join(", ")}] }
+`);
+  const headers = { authorization: `Bearer ${ADMIN}` };
+  const plain = await fetch(`${proxy.url}/dashboard/data`, {
+    headers: { ...headers, "accept-encoding": "identity" },
+  });
+  const text = await plain.text();
+  assert.equal(plain.headers.get("content-encoding"), null);
+  assert.ok(text.length > 4096);
+  // fetch asks for gzip and decodes it
+  const zipped = await fetch(`${proxy.url}/dashboard/data`, { headers });
+  assert.equal(zipped.headers.get("content-encoding"), "gzip");
+  assert.equal(zipped.headers.get("vary"), "accept-encoding");
+  const data = await zipped.json();
+  assert.equal(data.keys.length, 40);
+  for (const k of keys) assert.ok(!JSON.stringify(data).includes(k));
+});

@@ -202,8 +202,12 @@ function reauth() {
 }
 function load() {
   clearTimeout(timer);
+  // a server that stops answering (paused, a proxy holding the connection) is lost after 8 s
+  var ctl = typeof AbortController === "function" ? new AbortController() : null;
+  var limit = setTimeout(function () { if (ctl) ctl.abort(); }, 8000);
   fetch(BASE + "/data", { cache: "no-store", credentials: "same-origin",
-    headers: { accept: "application/json" } })
+    headers: { accept: "application/json" }, signal: ctl ? ctl.signal : undefined })
+    .finally(function () { clearTimeout(limit); })
     .then(function (res) {
       if (res.status === 401) return reauth();
       if (!res.ok) return lost("HTTP " + res.status);
@@ -218,7 +222,10 @@ function load() {
         schedule(document.hidden ? 10000 : POLL);
       });
     })
-    .catch(function (e) { lost(e && e.message ? e.message : "network error"); });
+    .catch(function (e) {
+      lost(e && e.name === "AbortError" ? "no answer for 8 s" :
+        e && e.message ? e.message : "network error");
+    });
 }
 
 function act(kind, id, action, what) {
@@ -511,17 +518,18 @@ function update(r, k, canAct) {
   r.tok.title = "prompt " + k.prompt_tokens + ", completion " + k.completion_tokens;
   setText(r.lat, ms(k.latency_p50_ms) + " / " + ms(k.latency_p95_ms) + " / " + ms(k.latency_ewma_ms));
   setText(r.pins, num(k.pins));
-  budgets(r.bud, k.budgets || []);
+  budgets(r.bud, k.budgets || [], k.more_models || 0);
   r.act.hidden = !canAct;
   setText(r.toggle, st === "disabled" ? "Enable" : "Disable");
 }
-function budgets(box, list) {
+function budgets(box, list, moreModels) {
   box.replaceChildren();
   var all = list.filter(function (b) { return b.model == null; });
   var per = list.filter(function (b) { return b.model != null; })
     .sort(function (a, b) { return fill(b) - fill(a); });
   all.concat(per.slice(0, 3)).forEach(function (b) { box.append(bar(b)); });
-  if (per.length > 3) box.append(el("div", "sub", "+" + (per.length - 3) + " more models"));
+  var more = Math.max(0, per.length - 3) + moreModels;
+  if (more > 0) box.append(el("div", "sub", "+" + more + " more models"));
 }
 function fill(b) {
   var lim = b.limit > 0 ? b.limit : b.used + b.remaining;
@@ -551,6 +559,10 @@ function bar(b) {
 
 function tick() {
   var t = now();
+  // data older than 10 s (the poll is 2 s): whatever the requests say, the page is stale
+  if (data && fails === 0 && Date.now() - got > (document.hidden ? 25000 : 10000)) {
+    conn(false, "no fresh data");
+  }
   tk.forEach(function (x) {
     var left = x[1] - t;
     setText(x[0], left > 0 ? x[2] + dur(left) : x[2] === "back in " ? "due back" : "resetting");

@@ -58,15 +58,21 @@ export interface DashboardKey {
   latency_ewma_ms: number | null;
   /** Affinity pins it holds (0 without affinity routing). */
   pins: number;
+  /** Its budgets of every model, and its fullest per-model ones ({@linkcode MODEL_BARS} at most). */
   budgets: BudgetBar[];
+  /** Per-model budgets left out of `budgets` (the page says "+N more models"). */
+  more_models: number;
 }
+
+/** The most per-model budget bars a key carries in the data (the fullest ones). */
+export const MODEL_BARS = 3;
 
 /** One pool (the keys serving one model, or every other model for `default`). */
 export interface DashboardPool {
   /** The model, or `default`. */
   model: string;
   strategy: string;
-  /** Keys that can take a request now. */
+  /** Keys that can serve now (some may be at their concurrency cap: a request waits for a slot). */
   usable: number;
   total: number;
   /** Requests and errors (answers of status >= 500 or 429, and failures) per second, last minute. */

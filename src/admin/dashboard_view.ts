@@ -15,6 +15,7 @@ import type {
   DashboardPool,
   KeyState,
 } from "./dashboard_types.ts";
+import { MODEL_BARS } from "./dashboard_types.ts";
 import type { Candidate } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
 import type { EventLog } from "./events.ts";
@@ -95,6 +96,24 @@ export function budgetBars(c: Candidate, now: number): BudgetBar[] {
   return out;
 }
 
+/**
+ * A key's bars as the data carries them: every budget of every model, and only its fullest
+ * per-model ones (a key may count a hundred models: 500 keys would make megabytes every 2 s).
+ * @param bars every bar
+ * @returns the bars kept, and how many per-model ones were left out
+ */
+export function fullestBars(bars: BudgetBar[]): { budgets: BudgetBar[]; more_models: number } {
+  const all = bars.filter((b) => b.model === null);
+  const per = bars.filter((b) => b.model !== null);
+  if (per.length <= MODEL_BARS) return { budgets: bars, more_models: 0 };
+  const fill = (b: BudgetBar) => {
+    const limit = b.limit > 0 ? b.limit : b.used + b.remaining;
+    return limit > 0 ? b.used / limit : 0;
+  };
+  per.sort((a, b) => fill(b) - fill(a));
+  return { budgets: [...all, ...per.slice(0, MODEL_BARS)], more_models: per.length - MODEL_BARS };
+}
+
 function keyView(
   app: StatsSource,
   c: Candidate,
@@ -121,7 +140,7 @@ function keyView(
     latency_p95_ms: lat.p95,
     latency_ewma_ms: app.latency.ewma(c.id),
     pins: pins?.get(c.id) ?? 0,
-    budgets: budgetBars(c, now),
+    ...fullestBars(budgetBars(c, now)),
   };
 }
 
@@ -134,10 +153,12 @@ function poolView(
   const name = nameOf(pool);
   const lat = app.latency.percentilesOf(pool.candidates.map((c) => c.id));
   const router = pool.affinity;
+  const sum = pool.summary(now);
   return {
     model: name,
     strategy: pool.strategyName,
-    usable: pool.summary(now).available,
+    // keys at their concurrency cap serve too (the next request waits for a slot)
+    usable: sum.available + sum.busy,
     total: pool.candidates.length,
     ...app.timeline.rates(name, now),
     latency_p50_ms: lat.p50,

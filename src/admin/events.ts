@@ -17,6 +17,10 @@ const PER_REQUEST: ReadonlySet<string> = new Set([
   "request",
   "upstream attempt failed",
   "upstream broke mid-response",
+  // per request too, and a client can cause them at will: they would push state changes out
+  "a key was masked in a response to a client",
+  "strategy failed; fell back to round_robin",
+  "strategy done() hook failed",
 ]);
 
 /** Options of {@linkcode EventLog}. */

@@ -124,7 +124,13 @@ export async function status(options: StatusOptions, io: StatusIo = {}): Promise
     return 2;
   }
   const envKey = env("LLM_BALANCE_ADMIN_KEY")?.trim();
-  const adminKey = envKey !== undefined && envKey !== "" ? envKey : options.config?.adminKey;
+  // the config's own key goes only to the instance that config describes: a --url naming
+  // another address gets only LLM_BALANCE_ADMIN_KEY
+  const ownUrl = options.config === undefined ? undefined : statusUrl({ config: options.config });
+  const configKey = options.config !== undefined && sameOrigin(url, ownUrl)
+    ? options.config.adminKey ?? options.config.clientKeys[0]?.key
+    : undefined;
+  const adminKey = envKey !== undefined && envKey !== "" ? envKey : configKey;
   const noColor = env("NO_COLOR");
   const color = tty && (noColor === undefined || noColor === "");
   let columns = io.columns ?? 100;
@@ -183,4 +189,10 @@ export async function status(options: StatusOptions, io: StatusIo = {}): Promise
   } finally {
     stopper?.remove();
   }
+}
+
+/** Whether two URLs name the same scheme, host and port. */
+function sameOrigin(a: string, b: string | undefined): boolean {
+  if (b === undefined || !URL.canParse(a) || !URL.canParse(b)) return false;
+  return new URL(a).origin === new URL(b).origin;
 }

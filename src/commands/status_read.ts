@@ -161,7 +161,11 @@ export function isDashboardData(v: unknown): v is DashboardData {
       has(k, "in_flight requests failures", "number") &&
       k.budgets.every((b) => isObject(b) && has(b, "name", "string") && has(b, "used", "number"))
     ) &&
-    events.every((e) => isObject(e) && has(e, "message", "string") && has(e, "at_ms", "number"));
+    keys.every((k) => isObject(k) && (k.name === null || typeof k.name === "string")) &&
+    events.every((e) =>
+      isObject(e) && has(e, "message", "string") && has(e, "at_ms", "number") &&
+      (e.level === undefined || typeof e.level === "string")
+    );
 }
 
 /**

@@ -283,7 +283,7 @@ export function formatStatus(data: DashboardData, options: FormatOptions): strin
     for (const e of data.events.slice(0, EVENTS_SHOWN)) {
       const age = `${formatDuration(data.now_ms - e.at_ms)} ago`.padStart(10);
       const who = [e.upstream, e.key].filter((v) => v !== null && v !== undefined).join(" ");
-      const level = (e.level ?? "info").padEnd(5);
+      const level = truncate(clean(String(e.level ?? "info")), 5).padEnd(5);
       const text = truncate(
         clean(`${who === "" ? "" : `${who}  `}${e.message}`),
         width - 19,
@@ -338,7 +338,7 @@ function formatKeys(
       clean(k.mask),
       clean(k.name ?? ""),
       clean(k.upstream),
-      k.state.replace("_", " "),
+      clean(k.state).replace("_", " "),
       String(k.in_flight),
       count(k.requests),
       count(k.failures),

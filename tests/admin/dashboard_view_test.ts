@@ -6,8 +6,13 @@
  */
 
 import assert from "node:assert/strict";
-import { budgetBars, dashboardData, keyState } from "../../src/admin/dashboard_view.ts";
-import type { DashboardData } from "../../src/admin/dashboard_types.ts";
+import {
+  budgetBars,
+  dashboardData,
+  fullestBars,
+  keyState,
+} from "../../src/admin/dashboard_view.ts";
+import type { BudgetBar, DashboardData } from "../../src/admin/dashboard_types.ts";
 import { App } from "../../src/app.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
 import { Logger } from "../../src/logger.ts";
@@ -244,4 +249,21 @@ pools:
   } finally {
     await app.close();
   }
+});
+
+Deno.test("fullestBars() keeps every budget of every model and the three fullest per-model ones", () => {
+  const bar = (model: string | null, used: number): BudgetBar => ({
+    name: model === null ? "requests_per_day" : "model_requests_per_day",
+    model,
+    used,
+    limit: 100,
+    remaining: 100 - used,
+    source: "counted",
+    resets_at_ms: 1,
+  });
+  const bars = [bar(null, 5), ...Array.from({ length: 100 }, (_, i) => bar(`m${i}`, i))];
+  const kept = fullestBars(bars);
+  assert.equal(kept.more_models, 97);
+  assert.deepEqual(kept.budgets.map((b) => b.model), [null, "m99", "m98", "m97"]);
+  assert.deepEqual(fullestBars(bars.slice(0, 3)), { budgets: bars.slice(0, 3), more_models: 0 });
 });

@@ -51,6 +51,7 @@ function key(id: string, pool: string, extra: Partial<DashboardKey> = {}): Dashb
     latency_ewma_ms: 900,
     pins: 0,
     budgets: [],
+    more_models: 0,
     ...extra,
   };
 }

@@ -46,6 +46,7 @@ function key(id: string, pool: string, extra: Partial<DashboardKey> = {}): Dashb
     latency_ewma_ms: 900,
     pins: 0,
     budgets: [],
+    more_models: 0,
     ...extra,
   };
 }
@@ -169,6 +170,29 @@ Deno.test("status() takes the admin key from LLM_BALANCE_ADMIN_KEY, else the con
   await status({ config }, b.io);
   assert.equal(seen[1]!.headers.get("authorization"), "Bearer from-env");
   assert.ok(!a.out().includes(ADMIN) && !a.err().includes(ADMIN));
+});
+
+Deno.test("status() sends the config's key only to the config's own address", async () => {
+  const config = parseConfigText(
+    `auth: { admin_key: ${ADMIN} }\nserver: { port: 9099 }\n${UPSTREAMS}`,
+    "c.yaml",
+    { env: () => undefined },
+  );
+  const seen: Request[] = [];
+  const c = capture({ fetch: answering(() => json(fixture()), seen) });
+  await status({ config, url: "http://127.0.0.1:9099/" }, c.io);
+  assert.equal(seen[0]!.headers.get("authorization"), `Bearer ${ADMIN}`);
+  // another instance: the local config's admin key stays here
+  await status({ config, url: "http://10.0.0.5:8080" }, c.io);
+  assert.equal(seen[1]!.headers.get("authorization"), null);
+  // a config with client keys only: its first client key reads
+  const clients = parseConfigText(
+    `auth: { client_keys: [cl-status-client-key-0001] }\nserver: { port: 9099 }\n${UPSTREAMS}`,
+    "c.yaml",
+    { env: () => undefined },
+  );
+  await status({ config: clients }, c.io);
+  assert.equal(seen[2]!.headers.get("authorization"), "Bearer cl-status-client-key-0001");
 });
 
 Deno.test("status() colors only on a terminal without NO_COLOR", async () => {

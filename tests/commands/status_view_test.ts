@@ -45,6 +45,7 @@ function key(id: string, extra: Partial<DashboardKey> = {}): DashboardKey {
     latency_ewma_ms: 900,
     pins: 0,
     budgets: [],
+    more_models: 0,
     ...extra,
   };
 }
@@ -307,4 +308,20 @@ Deno.test("truncate() cuts to the width with an ellipsis", () => {
   assert.equal(truncate("abcdef", 4), "abc…");
   assert.equal(truncate("abcdef", 1), "…");
   assert.equal(truncate("abcdef", 0), "");
+});
+
+Deno.test("formatStatus() passes no control character of the server's to the terminal", () => {
+  const data = fixture();
+  const esc = "\u001b]0;owned\u0007";
+  data.keys[0] = { ...data.keys[0]!, state: `${esc}resting` as DashboardKey["state"] };
+  data.events = [{
+    at_ms: NOW,
+    level: `\u001b[41m${esc}` as "info",
+    message: `hello${esc}`,
+    upstream: null,
+    key: null,
+  }];
+  const text = formatStatus(data, { url: "http://127.0.0.1:8080", all: true });
+  // deno-lint-ignore no-control-regex
+  assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
 });

@@ -364,6 +364,7 @@ function fixtureKey(i: number, over: Partial<DashboardKey> = {}): DashboardKey {
     latency_ewma_ms: null,
     pins: 0,
     budgets: [],
+    more_models: 0,
     ...over,
   };
 }

@@ -160,6 +160,7 @@ export class App {
       onChange: () => board.epoch++,
       bank: cluster?.bank,
       store: parts.store,
+      logger,
     });
     const queues = this.queues;
     // another instance changed a key (rested, disabled, spent, brought back): pools rebuild,

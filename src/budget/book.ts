@@ -12,6 +12,7 @@
 import type { Candidate, CandidateState, Usage } from "../plugin.ts";
 import type { BudgetState, Learned, StateStore } from "../state_store.ts";
 import type { QuotaConfig } from "../config/types.ts";
+import type { Logger } from "../logger.ts";
 import { dayStart, nextReset } from "./reset.ts";
 import type { LearnedBudgets } from "./headers.ts";
 import { modelSlot, readModel, upstreamModel } from "./models.ts";
@@ -165,6 +166,12 @@ export interface BudgetsOptions {
    * change after the attempt's last word to the store). @default none
    */
   store?: Pick<StateStore, "changed"> | undefined;
+  /**
+   * Told once each time a key becomes spent by its own budgets (the day's or the minute's
+   * requests or tokens, or the provider's count): the log line the dashboard's events show.
+   * An exhaustion answered by the provider is logged by the attempt's lease. @default none
+   */
+  logger?: Pick<Logger, "info"> | undefined;
 }
 
 /** How a quota answer (429 exhaustion, 402) is scoped. */
@@ -175,12 +182,16 @@ export class Budgets {
   readonly #onChange: () => void;
   readonly #bank: BudgetBank | undefined;
   readonly #store: Pick<StateStore, "changed"> | undefined;
+  readonly #logger: Pick<Logger, "info"> | undefined;
+  /** The `spentUntil` last logged per key id (each spell is told once). */
+  readonly #told = new Map<string, number>();
   #quotaRestMs = 0;
 
   /** @param options what to tell when availability changed, and the shared bank */
   constructor(options: BudgetsOptions) {
     this.#onChange = options.onChange;
     this.#store = options.store;
+    this.#logger = options.logger;
     const bank = options.bank;
     this.#bank = bank;
     bank?.attach({
@@ -200,8 +211,26 @@ export class Budgets {
     if (why === "model" && model !== undefined) {
       spendModel(b, model, until);
       this.#onChange();
-    } else if (spend(b, until, why)) this.#onChange();
+    } else if (spend(b, until, why)) {
+      this.#onChange();
+      this.#tell(c);
+    }
     this.#store?.changed(c.id);
+  }
+
+  /** Logs a key that is now spent, once per spell (not an exhaustion: the lease logs those). */
+  #tell(c: Candidate): void {
+    const b = c.state.budget;
+    if (this.#logger === undefined || b.spentUntil <= 0 || b.spentReason === "exhausted") return;
+    if (this.#told.get(c.id) === b.spentUntil) return;
+    if (this.#told.size > 10_000) this.#told.clear();
+    this.#told.set(c.id, b.spentUntil);
+    this.#logger.info("key spent its budget until its reset", {
+      upstream: c.upstream.name,
+      key: c.mask,
+      reason: SPENT_WHY[b.spentReason] ?? b.spentReason,
+      until: new Date(b.spentUntil).toISOString(),
+    });
   }
 
   /**
@@ -274,6 +303,7 @@ export class Budgets {
   #changed(c: Candidate): void {
     this.#onChange();
     this.#store?.changed(c.id);
+    this.#tell(c);
   }
 
   /**
@@ -398,7 +428,10 @@ export class Budgets {
     if (t !== undefined && t.remaining <= 0) {
       changed = spend(b, until(t.resetAt), "provider") || changed;
     }
-    if (changed) this.#onChange();
+    if (changed) {
+      this.#onChange();
+      this.#tell(c);
+    }
     // a model spent (or the key) is written at once by a shared store
     this.#store?.changed(c.id);
   }

@@ -903,3 +903,19 @@ Deno.test("Budgets.take() resets at a skipped local time when the clocks leave t
     dayStart(Date.UTC(2026, 2, 8, 6), reset, "America/New_York"),
   );
 });
+
+Deno.test("Budgets logs a key spent by its own budget once per spell", () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = {
+    info: (msg: string, fields?: Record<string, unknown>) => lines.push({ msg, ...fields }),
+  };
+  const budgets = new Budgets({ onChange: () => {}, logger });
+  const [c] = makeCandidates([{ quota: { requestsPerDay: 2 } }]);
+  const now = Date.UTC(2026, 11, 7, 12);
+  for (let i = 0; i < 4; i++) budgets.take(c!, undefined, now + i);
+  assert.equal(lines.length, 1);
+  assert.equal(lines[0]!.msg, "key spent its budget until its reset");
+  assert.equal(lines[0]!.reason, "spent its daily requests");
+  assert.equal(lines[0]!.until, new Date(Date.UTC(2026, 11, 8)).toISOString());
+  assert.equal(lines[0]!.key, c!.mask);
+});

@@ -17,7 +17,7 @@
 import type { Middleware, MiddlewarePlugin, RequestContext, Services } from "../../src/plugin.ts";
 import type { Config } from "../../src/config/types.ts";
 import { ProxyError } from "../../src/errors.ts";
-import { accessRules } from "../../src/admin/access.ts";
+import { accessRules, decodeSegment as decode } from "../../src/admin/access.ts";
 import { DASHBOARD_HTML } from "../../src/admin/dashboard_page.ts";
 
 const PAGE = "/dashboard";
@@ -71,18 +71,6 @@ function notFound(path: string): ProxyError {
       "POST /dashboard/actions/keys/{id}/{action}, POST /dashboard/actions/upstreams/{name}/{action})",
     { status: 404, type: "not_found_error", code: "not_found" },
   );
-}
-
-function decode(part: string): string {
-  try {
-    return decodeURIComponent(part);
-  } catch {
-    throw new ProxyError(`Malformed path segment "${part}"`, {
-      status: 400,
-      type: "invalid_request_error",
-      code: "bad_path",
-    });
-  }
 }
 
 /** Whether `GET /` would reach no upstream: no default pool, or one of `/v1`-only upstreams. */

@@ -23,7 +23,7 @@
 import type { Middleware, MiddlewarePlugin, RequestContext, Services } from "../../src/plugin.ts";
 import type { Config } from "../../src/config/types.ts";
 import { ProxyError } from "../../src/errors.ts";
-import { accessRules } from "../../src/admin/access.ts";
+import { accessRules, decodeSegment as decode } from "../../src/admin/access.ts";
 
 const JSON_HEADERS = { "content-type": "application/json" };
 
@@ -33,18 +33,6 @@ function json(body: unknown, status = 200): Response {
 
 function notFound(message: string, code = "not_found"): ProxyError {
   return new ProxyError(message, { status: 404, type: "not_found_error", code });
-}
-
-function decode(part: string): string {
-  try {
-    return decodeURIComponent(part);
-  } catch {
-    throw new ProxyError(`Malformed path segment "${part}"`, {
-      status: 400,
-      type: "invalid_request_error",
-      code: "bad_path",
-    });
-  }
 }
 
 function endpoints(config: Config, services: Services): Middleware {

@@ -206,3 +206,21 @@ export function accessRules(config: Config): Access {
     },
   };
 }
+
+/**
+ * Decodes one segment of an admin path (a key's id or mask, an upstream's name).
+ * @param part the segment as written in the URL
+ * @returns the decoded text
+ * @throws {ProxyError} 400 `bad_path` for a malformed percent-encoding
+ */
+export function decodeSegment(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new ProxyError(`Malformed path segment "${part}"`, {
+      status: 400,
+      type: "invalid_request_error",
+      code: "bad_path",
+    });
+  }
+}

@@ -165,6 +165,12 @@ export class App {
     const queues = this.queues;
     // another instance changed a key (rested, disabled, spent, brought back): pools rebuild,
     // and requests waiting for a key try again
+    // pins other instances placed or moved: applied to the pools in force
+    cluster?.pins.listen((model, hash, id) => {
+      const rt = this.#rt;
+      const pool = model === "*" ? rt.defaultPool : rt.pools?.get(model);
+      pool?.affinity?.apply(hash, id, this.now());
+    });
     cluster?.store.onRemote(() => {
       board.epoch++;
       queues.wakeAll();
@@ -292,8 +298,10 @@ export class App {
   }
 
   #runtime(config: Config, registry: Registry, previous?: Runtime): Runtime {
+    const pins = this.cluster?.pins;
     return buildRuntime(config, registry, {
       previous,
+      pinned: pins === undefined ? undefined : (pool, hash, id) => pins.publish(pool, hash, id),
       store: this.store,
       board: this.board,
       ledger: this.ledger,

@@ -71,6 +71,11 @@ export interface RuntimeParts {
   readonly onError: ErrorHandler<RequestContext>;
   /** The runtime this one replaces (a reload): its pools' affinity pins carry over. */
   readonly previous?: Runtime | undefined;
+  /**
+   * Told where a pool placed or moved an affinity pin (with `state.redis`: published to the
+   * other instances). @default none
+   */
+  readonly pinned?: ((pool: string, hash: number, id: string) => void) | undefined;
 }
 
 /** The order of the built-in request chain; plugin middleware goes before `proxy`. */
@@ -187,7 +192,7 @@ export function buildRuntime(config: Config, registry: Registry, parts: RuntimeP
       affinityBy: pc.affinityBy,
       ...(pc.affinity === undefined ? {} : { prefixChars: pc.affinity.prefixChars }),
       fallbacks: pc.fallbacks,
-      affinity: affinityRouter(pc, list, random, parts.previous),
+      affinity: affinityRouter(pc, list, random, parts.previous, parts.pinned),
       slowStart: pc.slowStartMs ? new SlowStart(list.length, pc.slowStartMs) : undefined,
       onStrategyError: (err) =>
         parts.logger.error("strategy failed; fell back to round_robin", {
@@ -224,6 +229,7 @@ function affinityRouter(
   candidates: readonly Candidate[],
   random: () => number,
   previous: Runtime | undefined,
+  pinned: RuntimeParts["pinned"],
 ): AffinityRouter | undefined {
   if (pc.affinity === undefined) return undefined;
   const router = new AffinityRouter({
@@ -231,6 +237,7 @@ function affinityRouter(
     ttlMs: pc.affinity.ttlMs,
     maxLoad: pc.affinity.maxLoad,
     random,
+    onPlaced: pinned === undefined ? undefined : (hash, c) => pinned(pc.model, hash, c.id),
   });
   const before = previous === undefined
     ? undefined

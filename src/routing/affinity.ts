@@ -91,6 +91,11 @@ export interface AffinityRouterOptions {
   readonly random: () => number;
   /** The most pins held. @default MAX_PINS */
   readonly maxPins?: number;
+  /**
+   * Told where a value was pinned or moved (to tell other instances: see
+   * {@linkcode AffinityRouter.apply}). @default none
+   */
+  readonly onPlaced?: ((hash: number, key: Candidate) => void) | undefined;
 }
 
 interface Pin {
@@ -129,6 +134,9 @@ export class AffinityRouter {
   #walk = 0;
   #random: () => number;
   #maxPins: number;
+  #onPlaced: ((hash: number, key: Candidate) => void) | undefined;
+  /** Key index by id, for pins told by other instances. */
+  #byId: Map<string, number>;
 
   /** @param options the pool's candidates, ttl, bound and randomness */
   constructor(options: AffinityRouterOptions) {
@@ -137,6 +145,8 @@ export class AffinityRouter {
     this.maxLoad = Math.max(1, options.maxLoad);
     this.#random = options.random;
     this.#maxPins = options.maxPins ?? MAX_PINS;
+    this.#onPlaced = options.onPlaced;
+    this.#byId = new Map(options.candidates.map((c) => [c.id, c.index]));
     this.ring = new HashRing(options.candidates.map((c) => c.id));
     this.#load = new Uint32Array(options.candidates.length);
     this.#seen = new Uint32Array(options.candidates.length);
@@ -199,6 +209,7 @@ export class AffinityRouter {
       pin.last = now;
       this.#load[next.index]!++;
       this.counts.moved++;
+      this.#onPlaced?.(hash, next);
       return { candidate: next, result: "moved" };
     }
     const next = this.#place(hash, terms, pins.size + 1);
@@ -207,7 +218,35 @@ export class AffinityRouter {
     pins.set(hash, { owner: next.index, last: now, seq: this.#enqueue(hash) });
     this.#load[next.index]!++;
     this.counts.new++;
+    this.#onPlaced?.(hash, next);
     return { candidate: next, result: "new" };
+  }
+
+  /**
+   * Takes in a pin another instance placed or moved (or this one's own, heard back in Redis's
+   * order): the value is pinned to that key from now on. A key this pool does not have is
+   * ignored; nothing is counted.
+   * @param hash the value's hash
+   * @param id the key's id
+   * @param now epoch ms
+   */
+  apply(hash: number, id: string, now: number): void {
+    const owner = this.#byId.get(id);
+    if (owner === undefined) return;
+    const pins = this.#pins;
+    const pin = pins.get(hash);
+    if (pin !== undefined) {
+      if (pin.owner !== owner) {
+        this.#load[pin.owner]!--;
+        this.#load[owner]!++;
+        pin.owner = owner;
+      }
+      if (now > pin.last) pin.last = now;
+      return;
+    }
+    if (pins.size >= this.#maxPins) this.#evict();
+    pins.set(hash, { owner, last: now, seq: this.#enqueue(hash) });
+    this.#load[owner]!++;
   }
 
   /**

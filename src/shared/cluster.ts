@@ -13,6 +13,7 @@ import { BudgetBank } from "../budget/bank.ts";
 import { RateLimiter } from "../rate_limiter.ts";
 import { type LinkLogger, RedisLink } from "./link.ts";
 import { SharedRateLimiter } from "./rate_bank.ts";
+import { SharedPins } from "./pin_share.ts";
 
 /** Options of {@linkcode Cluster.open}. */
 export interface ClusterOptions {
@@ -45,6 +46,8 @@ export class Cluster {
   readonly store: RedisStateStore;
   readonly bank: BudgetBank;
   readonly limiter: SharedRateLimiter;
+  /** Affinity pins placed or moved, told between instances. */
+  readonly pins: SharedPins;
   readonly required: boolean;
   readonly instance: string;
 
@@ -69,6 +72,7 @@ export class Cluster {
     });
     this.bank = new BudgetBank({ link: this.link, now });
     this.limiter = new SharedRateLimiter({ link: this.link, local: new RateLimiter(now) });
+    this.pins = new SharedPins(this.link);
   }
 
   /**
@@ -90,6 +94,7 @@ export class Cluster {
   async start(waitMs?: number): Promise<boolean> {
     const up = await this.link.start(waitMs);
     await this.store.start();
+    await this.pins.start();
     return up;
   }
 

@@ -312,3 +312,32 @@ Deno.test("AffinityRouter.route() keeps its counts exact through evictions, expi
     assert.ok(r.size <= 64);
   }
 });
+
+Deno.test("AffinityRouter tells where it pins, and applies pins told by other instances", () => {
+  const candidates = makeCandidates(4);
+  const told: [number, string][] = [];
+  const a = new AffinityRouter({
+    candidates,
+    ttlMs: 600_000,
+    maxLoad: 1.25,
+    random: seededRandom(1),
+    onPlaced: (hash, c) => told.push([hash, c.id]),
+  });
+  const b = router(makeCandidates(4));
+  const home = a.route("conv", 0, terms(candidates))!.candidate!;
+  assert.equal(told.length, 1);
+  a.route("conv", 1, terms(candidates));
+  assert.equal(told.length, 1, "a hit is not told");
+  const moved = a.route("conv", 2, terms(candidates, { out: [home.index] }))!.candidate!;
+  assert.deepEqual(told.map(([, id]) => id), [home.id, moved.id]);
+  // b hears both, in order: it follows the move, though the old key is back
+  for (const [hash, id] of told) b.apply(hash, id, 3);
+  const there = b.route("conv", 4, terms(b.candidates))!;
+  assert.equal(there.result, "hit");
+  assert.equal(there.candidate!.id, moved.id);
+  assert.equal(b.pinsOf(moved.index), 1);
+  assert.equal(b.size, 1);
+  // a key this pool does not have is ignored
+  b.apply(123, "other:key", 5);
+  assert.equal(b.size, 1);
+});

@@ -264,12 +264,13 @@ function parseStream(text: string): StreamView {
 /**
  * Sends one request and classifies how it ended.
  * @param url the proxy's base URL
- * @param r the marker, whether to stream, the padding, the hang bound
+ * @param r the marker, whether to stream, the padding, the hang bound, the `user` (an affinity
+ *   value) if any
  * @returns the result; never throws
  */
 export async function sendOne(
   url: string,
-  r: { marker: string; stream: boolean; pad: string; boundMs: number },
+  r: { marker: string; stream: boolean; pad: string; boundMs: number; user?: string },
 ): Promise<RequestResult> {
   const started = performance.now();
   const result: RequestResult = {
@@ -292,6 +293,7 @@ export async function sendOne(
   const body = JSON.stringify({
     model: "soak-model",
     stream: r.stream,
+    ...(r.user === undefined ? {} : { user: r.user }),
     messages: [
       { role: "system", content: r.pad },
       { role: "user", content: `Echo ${r.marker}` },
@@ -413,7 +415,9 @@ export async function runLoad(o: LoadOptions): Promise<RequestResult[]> {
       o.gate?.enter();
       let r: RequestResult;
       try {
-        r = await sendOne(o.url, { marker, stream, pad, boundMs: o.boundMs });
+        // a few conversations per client, each pinned to a key by the pool's affinity
+        const user = `soak-user-c${client}-${seq % 4}`;
+        r = await sendOne(o.url, { marker, stream, pad, boundMs: o.boundMs, user });
       } finally {
         o.gate?.leave();
       }

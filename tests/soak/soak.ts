@@ -196,7 +196,14 @@ function proxyConfig(
         timeout: { connect: 2, first_byte: 1, idle: 1, total: 10 },
         ...(redisUrl === undefined ? {} : { quota: GENEROUS_QUOTA }),
       }])),
-      pools: { default: { strategy: "round_robin", upstreams: upstreams.map((u) => u.name) } },
+      pools: {
+        default: {
+          strategy: "round_robin",
+          upstreams: upstreams.map((u) => u.name),
+          // requests carry a `user`: affinity pins them (and moves pins as faults rest keys)
+          affinity: { by: ["user"] },
+        },
+      },
       retry: { max_attempts: 3, backoff_base: 0.05, backoff_max: 0.2, deadline: 10 },
       health: { max_failures: 4, ejection_base: 1, ejection_max: 2, rate_limit_rest: 1 },
     },

@@ -1,9 +1,10 @@
 /**
  * @module
- * Tests of `status_view.ts`: the text view of a dashboard fixture (pools, a resting key's
- * countdown, budgets, a pool of 500 keys summed up, colors only when asked, the 100-column fit,
- * the server's control characters kept from the terminal), durations, budgets, and the text
- * helpers.
+ * Tests of `status_view.ts`: the text view of a dashboard fixture (header, pools, the key table
+ * in place, a resting key's countdown, budgets, `--all` handed to the key table, colors only when
+ * asked, the 100-column fit, the server's control characters kept from the terminal), and URLs
+ * shown without credentials. The key table alone: `status_keys_test.ts`; the text tools:
+ * `status_text_test.ts`.
  */
 
 import assert from "node:assert/strict";
@@ -13,15 +14,7 @@ import type {
   DashboardKey,
   DashboardPool,
 } from "../../src/admin/dashboard_types.ts";
-import {
-  clean,
-  formatBudgets,
-  formatDuration,
-  formatStatus,
-  shown,
-  SUMMARIZE_OVER,
-  truncate,
-} from "../../src/commands/status_view.ts";
+import { formatStatus, shown, SUMMARIZE_OVER } from "../../src/commands/status_view.ts";
 
 const NOW = 1_760_000_000_000;
 
@@ -128,52 +121,6 @@ function fixture(): DashboardData {
 // deno-lint-ignore no-control-regex
 const ANSI = /\x1b\[[0-9;]*[A-Za-z]/g;
 
-Deno.test("formatDuration() shows two units at most and rounds up", () => {
-  const cases: [number, string][] = [
-    [0, "now"],
-    [-5, "now"],
-    [400, "1s"],
-    [45_000, "45s"],
-    [252_000, "4m12s"],
-    [240_000, "4m"],
-    [3 * 3600_000, "3h"],
-    [3 * 3600_000 + 5 * 60_000, "3h05m"],
-    [2 * 86400_000 + 4 * 3600_000 + 1, "2d4h"],
-  ];
-  for (const [ms, want] of cases) assert.equal(formatDuration(ms), want, String(ms));
-});
-
-Deno.test("formatBudgets() lists the fullest budget first with the time to its reset", () => {
-  const budgets: BudgetBar[] = [
-    { ...DAY, name: "requests_per_minute", used: 3, limit: 60, resets_at_ms: NOW + 12_000 },
-    DAY,
-    { ...DAY, name: "model_requests_per_day", model: "gpt-4o", used: 10, limit: 500 },
-    {
-      name: "max_concurrency",
-      model: null,
-      used: 1,
-      limit: 4,
-      remaining: 3,
-      source: "counted",
-      resets_at_ms: null,
-    },
-    { ...DAY, name: "tokens_per_day", used: 0, limit: 0, remaining: 250_000, source: "provider" },
-  ];
-  const text = formatBudgets(budgets, { nowMs: NOW });
-  assert.equal(
-    text,
-    "day 1999/2000 (resets in 3h), conc 1/4, min 3/60 (resets in 12s), " +
-      "gpt-4o day 10/500 (resets in 3h), tok/day 250k left (resets in 3h)",
-  );
-  assert.equal(
-    formatBudgets(budgets, { nowMs: NOW, width: 50 }),
-    "day 1999/2000 (3h), conc 1/4, min 3/60 (12s) +2",
-  );
-  assert.equal(formatBudgets(budgets, { nowMs: NOW, width: 21 }), "day 1999/2000 (3h) +4");
-  assert.equal(formatBudgets(budgets, { nowMs: NOW, width: 12 }), "day 1999… +4");
-  assert.equal(formatBudgets([], { nowMs: NOW }), "");
-});
-
 Deno.test("formatStatus() shows the header, every pool, the keys by pool and the last events", () => {
   const text = formatStatus(fixture(), { url: "http://127.0.0.1:8080" });
   const lines = text.split("\n");
@@ -251,63 +198,10 @@ Deno.test("formatStatus() never lets the server's text drive the terminal", () =
   assert.match(text, /clear\?\[2J/);
 });
 
-Deno.test("formatStatus() lists the keys not serving of a pool of 500 and sums up the rest", () => {
-  const keys = Array.from({ length: 500 }, (_, i) => {
-    const id = `big:${String(i).padStart(8, "0")}`;
-    return i % 100 === 7
-      ? key(id, { state: "spent", reason: "spent its daily requests", until_ms: NOW + 3600_000 })
-      : key(id, { requests: 100, failures: 1, in_flight: i % 2 });
-  });
-  const data: DashboardData = {
-    ...fixture(),
-    ok: true,
-    pools: [pool("big", keys)],
-    keys,
-    events: [],
-  };
-  const text = formatStatus(data, { url: "http://x" });
-  const lines = text.split("\n");
-  const listed = lines.filter((l) => /^ {2}sk-/.test(l));
-  assert.equal(listed.length, 5, "only the 5 spent keys");
-  assert.ok(listed.every((l) => / spent /.test(l)));
-  assert.match(text, /^ {2}\+ 495 serving: 49500 requests, 495 failures, 245 in flight/m);
-  assert.ok(lines.length < 30, `${lines.length} lines`);
-  const all = formatStatus(data, { url: "http://x", all: true });
-  assert.equal(all.split("\n").filter((l) => /^ {2}sk-/.test(l)).length, 500);
-  assert.doesNotMatch(all, /serving: /);
-  // a pool of just over the limit is summed up too; one at it is listed whole
-  const few = keys.slice(0, SUMMARIZE_OVER);
-  const small = formatStatus({ ...data, pools: [pool("p", few)], keys: few }, { url: "http://x" });
-  assert.equal(small.split("\n").filter((l) => /^ {2}sk-/.test(l)).length, SUMMARIZE_OVER);
-});
-
-Deno.test("formatStatus() caps the keys listed when most of a big pool is out", () => {
-  const keys = Array.from(
-    { length: 300 },
-    (_, i) => key(`big:${String(i).padStart(8, "0")}`, { state: "ejected" }),
-  );
-  const data: DashboardData = { ...fixture(), pools: [pool("big", keys)], keys, events: [] };
-  const text = formatStatus(data, { url: "http://x" });
-  assert.equal(text.split("\n").filter((l) => /^ {2}sk-/.test(l)).length, 40);
-  assert.match(text, /… and 260 more not serving \(--all lists every key\)/);
-});
-
 Deno.test("shown() drops the user and password of a URL", () => {
   assert.equal(shown("http://user:pw@127.0.0.1:1/"), "http://127.0.0.1:1");
   assert.equal(shown("https://lb.example/llm/"), "https://lb.example/llm");
   assert.equal(shown("not a url"), "not a url");
-});
-
-Deno.test("clean() replaces control characters with ?", () => {
-  assert.equal(clean("a\x1b[2Jb\nc\x7f\x9bd"), "a?[2Jb?c??d");
-  assert.equal(clean("plain … text"), "plain … text");
-});
-
-Deno.test("truncate() cuts to the width with an ellipsis", () => {
-  assert.equal(truncate("abcdef", 6), "abcdef");
-  assert.equal(truncate("abcdef", 4), "abc…");
-  assert.equal(truncate("abcdef", 1), "…");
-  assert.equal(truncate("abcdef", 0), "");
 });
 
 Deno.test("formatStatus() passes no control character of the server's to the terminal", () => {
@@ -324,4 +218,13 @@ Deno.test("formatStatus() passes no control character of the server's to the ter
   const text = formatStatus(data, { url: "http://127.0.0.1:8080", all: true });
   // deno-lint-ignore no-control-regex
   assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+});
+
+Deno.test("formatStatus() hands --all to the key table", () => {
+  const keys = Array.from({ length: SUMMARIZE_OVER + 1 }, (_, i) => key(`k:${1000 + i}`));
+  const data: DashboardData = { ...fixture(), pools: [pool("many", keys)], keys, events: [] };
+  const rows = (all: boolean) =>
+    formatStatus(data, { url: "http://x", all }).split("\n").filter((l) => /^ {2}sk-/.test(l));
+  assert.equal(rows(false).length, 0);
+  assert.equal(rows(true).length, SUMMARIZE_OVER + 1);
 });

@@ -166,10 +166,10 @@ export class App {
     // another instance changed a key (rested, disabled, spent, brought back): pools rebuild,
     // and requests waiting for a key try again
     // pins other instances placed or moved: applied to the pools in force
-    cluster?.pins.listen((model, hash, id) => {
+    cluster?.pins.listen((model, hash, id, kind) => {
       const rt = this.#rt;
       const pool = model === "*" ? rt.defaultPool : rt.pools?.get(model);
-      pool?.affinity?.apply(hash, id, this.now());
+      pool?.affinity?.apply(hash, id, this.now(), kind);
     });
     cluster?.store.onRemote(() => {
       board.epoch++;
@@ -301,7 +301,9 @@ export class App {
     const pins = this.cluster?.pins;
     return buildRuntime(config, registry, {
       previous,
-      pinned: pins === undefined ? undefined : (pool, hash, id) => pins.publish(pool, hash, id),
+      pinned: pins === undefined
+        ? undefined
+        : (pool, hash, id, kind) => pins.publish(pool, hash, id, kind),
       store: this.store,
       board: this.board,
       ledger: this.ledger,

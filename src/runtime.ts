@@ -6,7 +6,7 @@
  */
 
 import type { ClientKeyConfig, Config, PoolConfig } from "./config/types.ts";
-import { AffinityRouter } from "./routing/affinity.ts";
+import { AffinityRouter, type PinKind } from "./routing/affinity.ts";
 import { SlowStart } from "./routing/slow_start.ts";
 import type { Middleware, RequestContext, Services } from "./plugin.ts";
 import type { Clock } from "./clock.ts";
@@ -75,7 +75,9 @@ export interface RuntimeParts {
    * Told where a pool placed or moved an affinity pin (with `state.redis`: published to the
    * other instances). @default none
    */
-  readonly pinned?: ((pool: string, hash: number, id: string) => void) | undefined;
+  readonly pinned?:
+    | ((pool: string, hash: number, id: string, kind: PinKind) => void)
+    | undefined;
 }
 
 /** The order of the built-in request chain; plugin middleware goes before `proxy`. */
@@ -237,7 +239,9 @@ function affinityRouter(
     ttlMs: pc.affinity.ttlMs,
     maxLoad: pc.affinity.maxLoad,
     random,
-    onPlaced: pinned === undefined ? undefined : (hash, c) => pinned(pc.model, hash, c.id),
+    onPlaced: pinned === undefined
+      ? undefined
+      : (hash, c, kind) => pinned(pc.model, hash, c.id, kind),
   });
   const before = previous === undefined
     ? undefined

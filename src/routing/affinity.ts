@@ -92,11 +92,19 @@ export interface AffinityRouterOptions {
   /** The most pins held. @default MAX_PINS */
   readonly maxPins?: number;
   /**
-   * Told where a value was pinned or moved (to tell other instances: see
+   * Told where a value was pinned (`new`) or moved, or where a pin stands when another instance
+   * placed the value elsewhere without knowing it (`moved` again): to tell other instances (see
    * {@linkcode AffinityRouter.apply}). @default none
    */
-  readonly onPlaced?: ((hash: number, key: Candidate) => void) | undefined;
+  readonly onPlaced?: ((hash: number, key: Candidate, kind: PinKind) => void) | undefined;
 }
+
+/**
+ * How a pin told between instances came to be: `new`, a first placement (a weak claim: an
+ * instance that already holds the value's pin keeps it and says where it is), or `moved` (its
+ * key was out, or an instance says where the pin stands: followed by every instance).
+ */
+export type PinKind = "new" | "moved";
 
 interface Pin {
   /** The key's index in the pool. */
@@ -105,6 +113,8 @@ interface Pin {
   last: number;
   /** Its place in the eviction queue (see `#queue`). */
   seq: number;
+  /** Placed here, told as `new`, and not yet heard back from Redis. */
+  pending: boolean;
 }
 
 /** The pins of one pool, and the ring they are placed on. */
@@ -134,7 +144,7 @@ export class AffinityRouter {
   #walk = 0;
   #random: () => number;
   #maxPins: number;
-  #onPlaced: ((hash: number, key: Candidate) => void) | undefined;
+  #onPlaced: ((hash: number, key: Candidate, kind: PinKind) => void) | undefined;
   /** Key index by id, for pins told by other instances. */
   #byId: Map<string, number>;
 
@@ -207,46 +217,62 @@ export class AffinityRouter {
       }
       pin.owner = next.index;
       pin.last = now;
+      pin.pending = false;
       this.#load[next.index]!++;
       this.counts.moved++;
-      this.#onPlaced?.(hash, next);
+      this.#onPlaced?.(hash, next, "moved");
       return { candidate: next, result: "moved" };
     }
     const next = this.#place(hash, terms, pins.size + 1);
     if (next === undefined) return undefined;
     if (pins.size >= this.#maxPins) this.#evict();
-    pins.set(hash, { owner: next.index, last: now, seq: this.#enqueue(hash) });
+    const told = this.#onPlaced !== undefined;
+    pins.set(hash, { owner: next.index, last: now, seq: this.#enqueue(hash), pending: told });
     this.#load[next.index]!++;
     this.counts.new++;
-    this.#onPlaced?.(hash, next);
+    this.#onPlaced?.(hash, next, "new");
     return { candidate: next, result: "new" };
   }
 
   /**
-   * Takes in a pin another instance placed or moved (or this one's own, heard back in Redis's
-   * order): the value is pinned to that key from now on. A key this pool does not have is
-   * ignored; nothing is counted.
+   * Takes in a pin told by an instance (this one's own come back too), in Redis's order. A
+   * `moved` pin is followed. A `new` one is taken when this instance holds no live pin for the
+   * value, or holds one it placed itself that Redis has not echoed yet (the other placement came
+   * first); when it holds a settled pin on another key, the sender did not know it: this
+   * instance tells everyone where the pin stands (`moved`), so a starting instance does not pull
+   * moved pins back to the ring. A key this pool does not have is ignored; nothing is counted.
    * @param hash the value's hash
    * @param id the key's id
+   * @param kind how the pin came to be @default "moved"
    * @param now epoch ms
    */
-  apply(hash: number, id: string, now: number): void {
+  apply(hash: number, id: string, now: number, kind: PinKind = "moved"): void {
     const owner = this.#byId.get(id);
     if (owner === undefined) return;
     const pins = this.#pins;
-    const pin = pins.get(hash);
-    if (pin !== undefined) {
-      if (pin.owner !== owner) {
-        this.#load[pin.owner]!--;
-        this.#load[owner]!++;
-        pin.owner = owner;
-      }
-      if (now > pin.last) pin.last = now;
+    let pin = pins.get(hash);
+    if (pin !== undefined && now - pin.last >= this.ttlMs) {
+      pins.delete(hash);
+      this.#load[pin.owner]!--;
+      pin = undefined;
+    }
+    if (pin === undefined) {
+      if (pins.size >= this.#maxPins) this.#evict();
+      pins.set(hash, { owner, last: now, seq: this.#enqueue(hash), pending: false });
+      this.#load[owner]!++;
       return;
     }
-    if (pins.size >= this.#maxPins) this.#evict();
-    pins.set(hash, { owner, last: now, seq: this.#enqueue(hash) });
-    this.#load[owner]!++;
+    if (kind === "new" && pin.owner !== owner && !pin.pending) {
+      this.#onPlaced?.(hash, this.candidates[pin.owner]!, "moved");
+      return;
+    }
+    pin.pending = false;
+    if (pin.owner !== owner) {
+      this.#load[pin.owner]!--;
+      this.#load[owner]!++;
+      pin.owner = owner;
+    }
+    if (now > pin.last) pin.last = now;
   }
 
   /**
@@ -278,7 +304,7 @@ export class AffinityRouter {
         const home = this.candidates[this.ring.home(ringPoint(hash))]!;
         if (home.index !== owner && !before.has(home.id)) continue;
       }
-      this.#pins.set(hash, { owner, last: pin.last, seq: this.#enqueue(hash) });
+      this.#pins.set(hash, { owner, last: pin.last, seq: this.#enqueue(hash), pending: false });
       this.#load[owner]!++;
     }
   }

@@ -47,7 +47,7 @@ Deno.test({
   name: "cluster: a pin moved on one instance is followed by the other",
   ignore: !hasRedis,
   fn: () =>
-    withCluster({ instances: 2, config: pinned }, async ({ up, nodes }) => {
+    withCluster({ instances: 2, config: pinned }, async ({ up, nodes, serve }) => {
       const [a, b] = nodes as [ServeProcess, ServeProcess];
       const values = Array.from({ length: 8 }, (_, i) => `conversation-${i}`);
       const home = new Map<string, string>();
@@ -74,5 +74,14 @@ Deno.test({
       for (const v of values) {
         if (!to.has(v)) assert.equal(await send(b, up, v), home.get(v), `${v} stayed`);
       }
+
+      // an instance that starts knows no pin: its first request of a moved value goes to the
+      // ring's home, but it does not pull the others back; they tell it where the pin stands
+      const c = await serve();
+      const v = moved[0]!;
+      await send(c, up, v);
+      await pollUntil(async () => (await send(c, up, v)) === to.get(v), "c follows the pin", 3000);
+      assert.equal(await send(a, up, v), to.get(v), "a keeps its pin");
+      assert.equal(await send(b, up, v), to.get(v), "b keeps its pin");
     }),
 });

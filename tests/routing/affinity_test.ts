@@ -315,13 +315,13 @@ Deno.test("AffinityRouter.route() keeps its counts exact through evictions, expi
 
 Deno.test("AffinityRouter tells where it pins, and applies pins told by other instances", () => {
   const candidates = makeCandidates(4);
-  const told: [number, string][] = [];
+  const told: [number, string, string][] = [];
   const a = new AffinityRouter({
     candidates,
     ttlMs: 600_000,
     maxLoad: 1.25,
     random: seededRandom(1),
-    onPlaced: (hash, c) => told.push([hash, c.id]),
+    onPlaced: (hash, c, kind) => told.push([hash, c.id, kind]),
   });
   const b = router(makeCandidates(4));
   const home = a.route("conv", 0, terms(candidates))!.candidate!;
@@ -329,9 +329,9 @@ Deno.test("AffinityRouter tells where it pins, and applies pins told by other in
   a.route("conv", 1, terms(candidates));
   assert.equal(told.length, 1, "a hit is not told");
   const moved = a.route("conv", 2, terms(candidates, { out: [home.index] }))!.candidate!;
-  assert.deepEqual(told.map(([, id]) => id), [home.id, moved.id]);
+  assert.deepEqual(told.map(([, id, kind]) => [id, kind]), [[home.id, "new"], [moved.id, "moved"]]);
   // b hears both, in order: it follows the move, though the old key is back
-  for (const [hash, id] of told) b.apply(hash, id, 3);
+  for (const [hash, id, kind] of told) b.apply(hash, id, 3, kind === "new" ? "new" : "moved");
   const there = b.route("conv", 4, terms(b.candidates))!;
   assert.equal(there.result, "hit");
   assert.equal(there.candidate!.id, moved.id);
@@ -340,4 +340,63 @@ Deno.test("AffinityRouter tells where it pins, and applies pins told by other in
   // a key this pool does not have is ignored
   b.apply(123, "other:key", 5);
   assert.equal(b.size, 1);
+});
+
+Deno.test("AffinityRouter.apply() keeps a settled pin against a new placement elsewhere, and says where it stands", () => {
+  const candidates = makeCandidates(4);
+  const told: [number, string, string][] = [];
+  const a = new AffinityRouter({
+    candidates,
+    ttlMs: 600_000,
+    maxLoad: 1.25,
+    random: seededRandom(1),
+    onPlaced: (hash, c, kind) => told.push([hash, c.id, kind]),
+  });
+  const home = a.route("conv", 0, terms(candidates))!.candidate!;
+  const [hash] = told[0]!;
+  a.apply(hash, home.id, 1, "new"); // its own placement, heard back: settled
+  const moved = a.route("conv", 2, terms(candidates, { out: [home.index] }))!.candidate!;
+  told.length = 0;
+  // an instance that just started places the value at its ring home, as new
+  a.apply(hash, home.id, 3, "new");
+  assert.equal(a.route("conv", 4, terms(candidates))!.candidate!.id, moved.id, "the pin stays");
+  assert.deepEqual(told, [[hash, moved.id, "moved"]], "and a says where it stands");
+  // a moved pin told by another instance is followed
+  a.apply(hash, home.id, 5, "moved");
+  assert.equal(a.route("conv", 6, terms(candidates))!.candidate!.id, home.id);
+});
+
+Deno.test("AffinityRouter.apply(): of two placements at once, the first in Redis's order wins", () => {
+  const make = () => {
+    const told: [number, string, string][] = [];
+    const r = new AffinityRouter({
+      candidates: makeCandidates(4),
+      ttlMs: 600_000,
+      maxLoad: 1.25,
+      random: seededRandom(1),
+      onPlaced: (hash, c, kind) => told.push([hash, c.id, kind]),
+    });
+    return { r, told };
+  };
+  const x = make();
+  const y = make();
+  // both place the value at once, on different keys (x's home was out for y): both pending
+  const xKey = x.r.route("v", 0, terms(x.r.candidates))!.candidate!;
+  const yKey = y.r.route("v", 0, terms(y.r.candidates, { out: [xKey.index] }))!.candidate!;
+  assert.notEqual(xKey.id, yKey.id);
+  // Redis delivers every message to both, in its order: x's new, y's new, then whatever they
+  // say on hearing them
+  const queue = [x.told[0]!, y.told[0]!];
+  const sent = [1, 1];
+  for (let i = 0; i < queue.length && i < 20; i++) {
+    const [hash, id, kind] = queue[i]!;
+    [x, y].forEach((r, n) => {
+      r.r.apply(hash, id, 1, kind === "new" ? "new" : "moved");
+      while (sent[n]! < r.told.length) queue.push(r.told[sent[n]!++]!);
+    });
+  }
+  assert.ok(queue.length < 20, "the exchange ends");
+  for (const r of [x.r, y.r]) {
+    assert.equal(r.route("v", 3, terms(r.candidates))!.candidate!.id, xKey.id);
+  }
 });

@@ -18,7 +18,7 @@ import type { Config } from "../config/types.ts";
 import type { RequestContext } from "../plugin.ts";
 import { ProxyError } from "../errors.ts";
 import { credentialOf, timingSafeEqual } from "./credentials.ts";
-import { hostPolicy, isForeignOrigin, needsPreflight } from "./browser_guard.ts";
+import { hostPolicy, isForeignOrigin, needsPreflight, normalizeHostName } from "./browser_guard.ts";
 
 /** What a browser is told to ask its user for, with a 401 of the dashboard. */
 export const BASIC_CHALLENGE = 'Basic realm="llm-balance", charset="UTF-8"';
@@ -128,6 +128,15 @@ export function accessRules(config: Config): Access {
   // with no key configured, nothing but the Host tells a DNS-rebound page from a local client
   const keyless = config.adminKey === undefined && config.clientKeys.length === 0;
   const hostAllowed = hostPolicy(config.server.host, config.server.adminHosts);
+  // names the operator declared as this service's (`server.admin_hosts`): behind a reverse proxy
+  // that rewrites Host, the browser's Origin names the proxy's public name
+  const declared = new Set(config.server.adminHosts.map(normalizeHostName));
+  const declaredOrigin = (origin: string | null): boolean => {
+    if (origin === null || declared.size === 0 || !URL.canParse(origin)) return false;
+    const o = new URL(origin);
+    return (o.protocol === "https:" || o.protocol === "http:") &&
+      declared.has(normalizeHostName(o.hostname));
+  };
   const hostRefusal = (ctx: RequestContext): ProxyError | undefined => {
     if (!keyless) return undefined;
     const host = ctx.req.headers.get("host");
@@ -182,7 +191,8 @@ export function accessRules(config: Config): Access {
     },
     browser(ctx) {
       const h = ctx.req.headers;
-      if (isForeignOrigin(h.get("origin"), h.get("host"))) {
+      const origin = h.get("origin");
+      if (isForeignOrigin(origin, h.get("host")) && !declaredOrigin(origin)) {
         throw new ProxyError("Admin endpoints do not answer web pages of another origin", {
           status: 403,
           type: "permission_error",

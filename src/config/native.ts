@@ -223,8 +223,8 @@ export function nativeSchema(upstreamNames: ReadonlySet<string>) {
         "Add x-llm-balance-overhead-ms to responses. Default false.",
       ),
       admin_hosts: adminHosts.optional().describe(
-        "Host names (no port) that may reach stats and admin when no admin key is set. " +
-          "Default [].",
+        "Host names (no port) of this service: they may reach stats and admin when no key " +
+          "is set, and act from a browser behind a proxy that rewrites Host. Default [].",
       ),
       cors: z.union([
         bool(),

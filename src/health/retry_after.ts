@@ -54,8 +54,20 @@ export function parseDuration(text: string): number | undefined {
  */
 export function parseRetryAfter(value: string, now: number): number | undefined {
   const v = value.trim();
-  if (/^\d+(\.\d+)?$/.test(v)) return now + Number(v) * 1000;
-  return parseDate(v, now);
+  if (/^\d+(\.\d+)?$/.test(v)) return capped(now + Number(v) * 1000, now);
+  return capped(parseDate(v, now), now);
+}
+
+/**
+ * The longest wait an upstream's word is taken for: 31 days (a monthly quota). Beyond, a
+ * hostile or broken header (`Retry-After: 999999999999`) would rest a key for ever, or past the
+ * last date a `Date` can hold.
+ */
+export const MAX_RETRY_MS = 31 * 86_400_000;
+
+function capped(t: number | undefined, now: number): number | undefined {
+  if (t === undefined || Number.isNaN(t)) return undefined;
+  return Math.min(t, now + MAX_RETRY_MS);
 }
 
 const MONTH = /\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b/i;
@@ -83,6 +95,10 @@ export function parseDate(value: string, now: number): number | undefined {
  * @returns epoch ms of the reset, or undefined when no header says
  */
 export function retryAt(headers: Headers, now: number): number | undefined {
+  return capped(resetOf(headers, now), now);
+}
+
+function resetOf(headers: Headers, now: number): number | undefined {
   const ms = headers.get("retry-after-ms");
   if (ms !== null && /^\d+(\.\d+)?$/.test(ms.trim())) return now + Number(ms);
   const ra = headers.get("retry-after");

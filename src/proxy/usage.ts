@@ -22,8 +22,10 @@ export interface Usage {
 
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
 
+/** A token count as reported: a whole number of 0 or more (anything else counts none). */
 function num(v: unknown): number {
-  return typeof v === "number" && Number.isFinite(v) ? v : 0;
+  // a negative count would make the counters (and Prometheus' counters) go backwards
+  return typeof v === "number" && v >= 0 && v <= Number.MAX_SAFE_INTEGER ? Math.floor(v) : 0;
 }
 
 /**

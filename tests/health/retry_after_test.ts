@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  MAX_RETRY_MS,
   parseDate,
   parseDuration,
   parseRetryAfter,
@@ -150,4 +151,19 @@ Deno.test("parseDuration() returns undefined for what is not a duration", () => 
   for (const text of junk) {
     assert.equal(parseDuration(text), undefined, JSON.stringify(text));
   }
+});
+
+Deno.test("retryAt() and parseRetryAfter() take an upstream's word for 31 days at most", () => {
+  const now = Date.UTC(2026, 11, 7);
+  const max = now + MAX_RETRY_MS;
+  assert.equal(parseRetryAfter("999999999999", now), max);
+  assert.equal(parseRetryAfter("1" + "0".repeat(30), now), max);
+  assert.equal(retryAt(new Headers({ "retry-after": "99999999999999" }), now), max);
+  assert.equal(retryAt(new Headers({ "retry-after-ms": "9".repeat(25) }), now), max);
+  assert.equal(retryAt(new Headers({ "retry-after": "60" }), now), now + 60_000);
+  assert.equal(parseRetryAfter("Fri, 01 Jan 2100 00:00:00 GMT", now), max);
+  // a time a Date can always show
+  assert.doesNotThrow(() =>
+    new Date(retryAt(new Headers({ "retry-after": "1e400" }), now) ?? now).toISOString()
+  );
 });

@@ -395,3 +395,18 @@ Deno.test("UsageTap keeps nothing of a body that does not open as a JSON object"
     totalTokens: 7,
   });
 });
+
+Deno.test("readUsage() counts no token for a negative, fractional-garbage or huge count", () => {
+  assert.equal(readUsage({ prompt_tokens: -5, completion_tokens: -1 }), undefined);
+  assert.deepEqual(readUsage({ prompt_tokens: 10, completion_tokens: -5 }), {
+    promptTokens: 10,
+    completionTokens: 0,
+    totalTokens: 10,
+  });
+  assert.equal(readUsage({ prompt_tokens: 1e300 }), undefined);
+  assert.deepEqual(readUsage({ prompt_tokens: 2.9, completion_tokens: 1 }), {
+    promptTokens: 2,
+    completionTokens: 1,
+    totalTokens: 3,
+  });
+});

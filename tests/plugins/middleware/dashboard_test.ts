@@ -445,3 +445,28 @@ upstreams:
   assert.equal(data.keys.length, 40);
   for (const k of keys) assert.ok(!JSON.stringify(data).includes(k));
 });
+
+Deno.test("dashboard: behind a proxy that rewrites Host, a name in server.admin_hosts may act", async () => {
+  await using mock = await startMockUpstream();
+  await using proxy = await startProxy(
+    config(
+      mock.baseUrl,
+      `auth: { admin_key: ${ADMIN} }\nserver: { admin_hosts: [llm.example.com] }`,
+    ),
+  );
+  const path = `/dashboard/actions/keys/${firstId(proxy)}/disable`;
+  const headers = { authorization: basic(ADMIN), ...JSON_POST };
+  // the browser is on the proxy's public name; the proxy sent its own address as Host
+  assert.equal(
+    code(await send(proxy, "POST", path, { ...headers, origin: "https://llm.example.com" })),
+    "200",
+  );
+  assert.equal(disabled(proxy), 1);
+  // another name is still another site, and so is a look-alike
+  for (const origin of ["https://evil.example", "https://llm.example.com.evil.example"]) {
+    assert.equal(
+      code(await send(proxy, "POST", path, { ...headers, origin })),
+      "403 cross_origin_refused",
+    );
+  }
+});

@@ -15,32 +15,13 @@ import type {
   DashboardPool,
 } from "../../src/admin/dashboard_types.ts";
 import { formatStatus, shown, SUMMARIZE_OVER } from "../../src/commands/status_view.ts";
+import { key as fixtureKey } from "../helpers/status_fixture.ts";
 
 const NOW = 1_760_000_000_000;
 
+/** A key of the gpt-4o pool (the shared fixture's key). */
 function key(id: string, extra: Partial<DashboardKey> = {}): DashboardKey {
-  return {
-    id,
-    mask: `sk-${id.slice(-4)}...${id.slice(-4)}`,
-    name: null,
-    upstream: id.split(":")[0]!,
-    pools: ["gpt-4o"],
-    state: "serving",
-    reason: null,
-    until_ms: null,
-    in_flight: 0,
-    requests: 10,
-    failures: 0,
-    prompt_tokens: 100,
-    completion_tokens: 50,
-    latency_p50_ms: 820,
-    latency_p95_ms: 2100,
-    latency_ewma_ms: 900,
-    pins: 0,
-    budgets: [],
-    more_models: 0,
-    ...extra,
-  };
+  return fixtureKey(id, "gpt-4o", extra);
 }
 
 function pool(model: string, keys: DashboardKey[], extra: Partial<DashboardPool> = {}) {

@@ -23,7 +23,8 @@ export interface NormalizeContext {
 /** A normalizer's result: the value, or every problem found. */
 export type Checked<T> = { ok: true; value: T } | { ok: false; issues: RawIssue[] };
 
-const NUMERIC = /^\s*-?(\d+(\.\d*)?|\.\d+)\s*$/;
+/** A number written as a string, as the loader reads it (the JSON Schema says the same). */
+export const NUMERIC = /^\s*-?(\d+(\.\d*)?|\.\d+)\s*$/;
 
 /** Numbers written as strings (typically `${PORT}`) are read as numbers. */
 function toNumber(value: unknown): unknown {
@@ -82,6 +83,16 @@ export function bool(): z.ZodType<boolean> {
  */
 export function seconds(positive = false): z.ZodType<number, unknown> {
   return atLeast(0, positive).transform((s) => Math.round(s * 1000));
+}
+
+/**
+ * A duration in seconds from `min` to `max` (numeric strings accepted), turned into whole
+ * milliseconds, with the message `must be a number of seconds from <min> to <max>`.
+ */
+export function secondsRange(min: number, max: number): z.ZodType<number, unknown> {
+  const message = `must be a number of seconds from ${min} to ${max}`;
+  return z.preprocess(toNumber, z.number({ error: message }).gte(min, message).lte(max, message))
+    .transform((s) => Math.round(s * 1000));
 }
 
 /** A non-empty string. */

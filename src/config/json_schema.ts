@@ -9,7 +9,8 @@
  */
 
 import { z } from "zod";
-import { nativeSchema } from "./native.ts";
+import { AFFINITY_SOURCE as AFFINITY_SOURCE_RE, nativeSchema } from "./native.ts";
+import { NUMERIC } from "./_schema.ts";
 
 /** A JSON Schema, or one of its subschemas. */
 export type JsonSchema = Record<string, unknown>;
@@ -28,11 +29,11 @@ export interface JsonSchemaOptions {
 /** A `${NAME}` or `${NAME:-default}` reference anywhere in a string, as `env.ts` reads them. */
 const ENV_REF = String.raw`\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}`;
 /** A number written as a string, as `_schema.ts` reads it, or a reference. */
-const NUMBER_TEXT = String.raw`^\s*-?(\d+(\.\d*)?|\.\d+)\s*$|` + ENV_REF;
+const NUMBER_TEXT = `${NUMERIC.source}|${ENV_REF}`;
 /** A boolean written as a string, or a reference. */
 const BOOLEAN_TEXT = `^(true|false)$|${ENV_REF}`;
-/** The sources `affinity.by` takes: `header:` is followed by an HTTP header name. */
-const AFFINITY_SOURCE = "^(prompt_cache_key|user|prefix|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$";
+/** The sources `affinity.by` takes, as the loader checks them. */
+const AFFINITY_SOURCE = AFFINITY_SOURCE_RE.source;
 
 /** Keywords that stay on a node when its checks move into an `anyOf` branch. */
 const ANNOTATIONS = new Set(["description", "title", "examples"]);

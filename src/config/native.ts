@@ -18,6 +18,7 @@ import {
   type NormalizeContext,
   reportDuplicates,
   seconds,
+  secondsRange,
   splitKeyList,
   splitList,
   text,
@@ -104,21 +105,14 @@ const adminHosts = z.union([
   },
 );
 
+/** The sources `affinity.by` takes: `header:` is followed by an HTTP header name. */
+export const AFFINITY_SOURCE =
+  /^(prompt_cache_key|user|prefix|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
+
 const affinitySource = z.string().refine(
-  (s) =>
-    s === "prompt_cache_key" || s === "user" || s === "prefix" ||
-    /^header:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(s),
+  (s) => AFFINITY_SOURCE.test(s),
   { error: 'must be "prompt_cache_key", "user", "prefix" or "header:<name>"' },
 ).transform((s) => s.toLowerCase() as AffinitySource);
-
-/** A duration in seconds from `min` to `max`, turned into whole milliseconds. */
-function secondsIn(min: number, max: number) {
-  const message = `must be a number of seconds from ${min} to ${max}`;
-  return z.preprocess(
-    (v) => typeof v === "string" && v.trim() !== "" ? Number(v) : v,
-    z.number({ error: message }).gte(min, message).lte(max, message),
-  ).transform((s) => Math.round(s * 1000));
-}
 
 function poolSchema(upstreamNames: ReadonlySet<string>) {
   const known = (name: string) => upstreamNames.has(name);
@@ -155,7 +149,7 @@ function poolSchema(upstreamNames: ReadonlySet<string>) {
       pin: bool().optional().describe(
         "false: strategies see the affinity value, nothing is pinned. Default true.",
       ),
-      ttl: secondsIn(1, 604_800).optional().describe(
+      ttl: secondsRange(1, 604_800).optional().describe(
         "Seconds a pin lives after its last use (1 to 604800). Default 600.",
       ),
       max_load: atLeast(1).optional().describe(
@@ -169,7 +163,7 @@ function poolSchema(upstreamNames: ReadonlySet<string>) {
     }).optional().describe(
       "Pin requests with the same affinity value to one key; {} turns it on. Default off.",
     ),
-    slow_start: secondsIn(0, 3_600).optional().describe(
+    slow_start: secondsRange(0, 3_600).optional().describe(
       "Seconds (up to 3600) over which a key back from a rest grows to its full share. " +
         "Default 0 (off).",
     ),

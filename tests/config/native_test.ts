@@ -714,3 +714,18 @@ Deno.test("normalizeNative() refuses a ttl that would round to no time, and an e
     "pools.m.slow_start",
   ]);
 });
+
+Deno.test("normalizeNative() reads affinity.ttl and slow_start as numbers the way every field does", () => {
+  const [pool] = parse(
+    `${MINIMAL}pools:\n  m: { upstreams: [ms], affinity: { ttl: "30" }, slow_start: " 2.5 " }\n`,
+  ).pools;
+  assert.equal(pool?.affinity?.ttlMs, 30_000);
+  assert.equal(pool?.slowStartMs, 2_500);
+  const issues = issuesOf(
+    `${MINIMAL}pools:\n  m: { upstreams: [ms], affinity: { ttl: "0x10" }, slow_start: "1e3" }\n`,
+  );
+  assert.deepEqual(issues.map((i) => i.path).sort(), [
+    "pools.m.affinity.ttl",
+    "pools.m.slow_start",
+  ]);
+});

@@ -7,25 +7,11 @@
  */
 
 import type { Middleware, MiddlewarePlugin, RequestContext } from "../../src/plugin.ts";
-import type { ClientKeyConfig, Config } from "../../src/config/types.ts";
+import type { Config } from "../../src/config/types.ts";
 import { ProxyError } from "../../src/errors.ts";
-import { credentialOf, timingSafeEqual } from "../../src/admin/credentials.ts";
+import { credentialOf, matchClientKey } from "../../src/admin/credentials.ts";
 
-/**
- * Finds the client key matching a presented credential, comparing against every key in
- * constant time per key.
- * @param keys the configured client keys
- * @param presented the credential from the request
- * @returns the matching client key, or undefined
- */
-export function matchClientKey(
-  keys: readonly ClientKeyConfig[],
-  presented: string,
-): ClientKeyConfig | undefined {
-  let found: ClientKeyConfig | undefined;
-  for (const k of keys) if (timingSafeEqual(k.key, presented) && found === undefined) found = k;
-  return found;
-}
+export { matchClientKey } from "../../src/admin/credentials.ts";
 
 function clientAuth(config: Config): Middleware {
   const keys = config.clientKeys;

@@ -17,7 +17,7 @@
 import type { Config } from "../config/types.ts";
 import type { RequestContext } from "../plugin.ts";
 import { ProxyError } from "../errors.ts";
-import { credentialOf, timingSafeEqual } from "./credentials.ts";
+import { credentialOf, matchClientKey, timingSafeEqual } from "./credentials.ts";
 import { hostPolicy, isForeignOrigin, needsPreflight, normalizeHostName } from "./browser_guard.ts";
 
 /** What a browser is told to ask its user for, with a 401 of the dashboard. */
@@ -102,13 +102,8 @@ function isBasic(h: Headers): boolean {
  * @returns the checks
  */
 export function accessRules(config: Config): Access {
-  // every client key is compared, in constant time each (as client_auth does)
-  const isClient = (presented: string | undefined) => {
-    if (presented === undefined) return false;
-    let found = false;
-    for (const k of config.clientKeys) found = timingSafeEqual(k.key, presented) || found;
-    return found;
-  };
+  const isClient = (presented: string | undefined) =>
+    presented !== undefined && matchClientKey(config.clientKeys, presented) !== undefined;
   const isAdmin = (presented: string | undefined) =>
     presented !== undefined && config.adminKey !== undefined &&
     timingSafeEqual(config.adminKey, presented);

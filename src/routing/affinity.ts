@@ -294,11 +294,10 @@ export class AffinityRouter {
    */
   adopt(previous: AffinityRouter): void {
     Object.assign(this.counts, previous.counts);
-    const byId = new Map(this.candidates.map((c) => [c.id, c.index]));
     const before = new Set(previous.candidates.map((c) => c.id));
     const added = this.candidates.some((c) => !before.has(c.id));
     for (const [hash, pin] of previous.#pins) {
-      const owner = byId.get(previous.candidates[pin.owner]!.id);
+      const owner = this.#byId.get(previous.candidates[pin.owner]!.id);
       if (owner === undefined) continue;
       if (added) {
         const home = this.candidates[this.ring.home(ringPoint(hash))]!;

@@ -8,7 +8,7 @@
  */
 
 import { type AffinitySource, DEFAULT_AFFINITY_ROUTING } from "../config/types.ts";
-import { promptPrefix } from "./prompt_prefix.ts";
+import { PROMPT_FIELDS, promptPrefix } from "./prompt_prefix.ts";
 import { hash53 } from "../routing/hash.ts";
 import { ProxyError } from "../errors.ts";
 import type { RequestContext } from "../plugin.ts";
@@ -25,7 +25,16 @@ import { acceptsStreamOptions, injectIncludeUsage } from "./stream_usage.ts";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
-const BODY_FIELDS = ["model", "stream", "stream_options", "prompt_cache_key", "user"];
+/** The fields read from a JSON body, in one scan: the prompt's last (the `prefix` source's). */
+const BODY_FIELDS = [
+  "model",
+  "stream",
+  "stream_options",
+  "prompt_cache_key",
+  "user",
+  ...PROMPT_FIELDS,
+];
+const PROMPT_AT = 5;
 /** The methods an API uses; OPTIONS is answered here, never forwarded. */
 export const ALLOW = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS";
 /** Longest affinity key kept (longer values are cut: they identify, they are not read). */
@@ -44,6 +53,11 @@ export interface Inbound {
   /** The body's `prompt_cache_key` and `user` fields, when they are strings. */
   promptCacheKey: string | undefined;
   user: string | undefined;
+  /**
+   * The body as the client sent it (before `include_usage`), and where its prompt fields sit in
+   * it: what the `prefix` affinity source reads, without scanning the body again.
+   */
+  prompt?: { text: string; spans: readonly (FieldSpan | undefined)[] } | undefined;
 }
 
 /** Options of {@linkcode readInbound}. */
@@ -155,6 +169,9 @@ export async function readInbound(ctx: RequestContext, options: InboundOptions):
       });
     }
   }
+  const prompt = text === undefined || fields === undefined
+    ? undefined
+    : { text, spans: fields.slice(PROMPT_AT) };
   let injected = false;
   if (
     text !== undefined && fields !== undefined && options.injectStreamUsage &&
@@ -174,6 +191,7 @@ export async function readInbound(ctx: RequestContext, options: InboundOptions):
     injected,
     promptCacheKey: fields?.[3] === undefined ? undefined : stringOf(fields[3]),
     user: fields?.[4] === undefined ? undefined : stringOf(fields[4]),
+    prompt,
   };
 }
 
@@ -198,7 +216,10 @@ export function affinityKey(
     if (source === "prompt_cache_key") value = inbound.promptCacheKey;
     else if (source === "user") value = inbound.user;
     else if (source === "prefix") {
-      const prefix = inbound.text === undefined
+      const p = inbound.prompt;
+      const prefix = p !== undefined
+        ? promptPrefix(p.text, prefixChars, p.spans)
+        : inbound.text === undefined
         ? undefined
         : promptPrefix(inbound.text, prefixChars);
       if (prefix !== undefined) return `prefix:${hash53(prefix).toString(36)}`;

@@ -23,7 +23,7 @@
 import { type FieldSpan, findTopLevelFields } from "./json_scan.ts";
 
 /** The prompt-bearing top-level fields. */
-const PROMPT_FIELDS = ["system", "instructions", "messages", "input", "prompt"];
+export const PROMPT_FIELDS = ["system", "instructions", "messages", "input", "prompt"] as const;
 /** The most characters of a value parsed for its text. */
 export const PARSE_MAX = 262_144;
 /** Between the system part and the first user message: never in a JSON text's value. */
@@ -34,13 +34,20 @@ const SEPARATOR = "\u0000";
  * message, each as text and cut to `maxChars`, joined by a NUL.
  * @param text the request body as JSON text
  * @param maxChars the most characters of each part (UTF-16 code units)
+ * @param spans where {@linkcode PROMPT_FIELDS} sit in `text`, when a scan of the body already
+ *   found them (read from `text` otherwise)
  * @returns the text, or undefined when the body is not a JSON object, carries no prompt (or
  *   only empty ones), or `maxChars` is below 1
  */
-export function promptPrefix(text: string, maxChars: number): string | undefined {
+export function promptPrefix(
+  text: string,
+  maxChars: number,
+  spans?: readonly (FieldSpan | undefined)[],
+): string | undefined {
   const max = Math.floor(maxChars);
   if (!(max >= 1)) return undefined;
-  const [system, instructions, messages, input, prompt] = findTopLevelFields(text, PROMPT_FIELDS);
+  const [system, instructions, messages, input, prompt] = spans ??
+    findTopLevelFields(text, PROMPT_FIELDS);
   let head = "";
   let first = "";
   for (const span of [system, instructions]) {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import type { AffinitySource, ClientKeyConfig } from "../../src/config/types.ts";
 import { ProxyError } from "../../src/errors.ts";
 import type { RequestContext } from "../../src/plugin.ts";
+import { hash53 } from "../../src/routing/hash.ts";
 import {
   affinityKey,
   ALLOW,
@@ -322,4 +323,20 @@ Deno.test("affinityKey() hashes the prompt's beginning for the prefix source", (
     ]),
     "p",
   );
+});
+
+Deno.test("affinityKey() reads the prefix from the body's one scan, include_usage added or not", async () => {
+  const body = '{"stream":true,"model":"m",' +
+    '"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}]}';
+  const headers = new Headers();
+  const plain = await readInbound(contextFor({ body }), OPTIONS);
+  const injected = await readInbound(contextFor({ body }), {
+    ...OPTIONS,
+    injectStreamUsage: true,
+  });
+  assert.equal(injected.injected, true);
+  assert.notEqual(injected.text, body);
+  const want = `prefix:${hash53(`system: Be brief.\u0000hi`).toString(36)}`;
+  assert.equal(affinityKey(plain, headers, ["prefix"]), want);
+  assert.equal(affinityKey(injected, headers, ["prefix"]), want);
 });

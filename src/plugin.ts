@@ -29,7 +29,7 @@ export type { Logger } from "./logger.ts";
 export type { Usage } from "./proxy/usage.ts";
 export type { RateDecision } from "./rate_limiter.ts";
 export type { DashboardData } from "./admin/dashboard_types.ts";
-export { PeakEwma } from "./routing/peak_ewma.ts";
+export { latencySample, PeakEwma } from "./routing/peak_ewma.ts";
 
 /** A secret that prints as its mask: logging or serializing it never reveals the value. */
 export class Secret {

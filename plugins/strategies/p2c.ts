@@ -32,6 +32,7 @@
 
 import {
   type Candidate,
+  latencySample,
   PeakEwma,
   type Strategy,
   type StrategyOptions,
@@ -147,15 +148,9 @@ export default {
 
       done(candidate, outcome) {
         if (!outcome.telling) return;
-        let ms: number;
-        if (outcome.cls === "ok") {
-          ms = outcome.stream ? outcome.ttfbMs ?? outcome.latencyMs : outcome.latencyMs;
-        } else if (outcome.cls === "timeout" || outcome.cls === "server") {
-          ms = outcome.latencyMs;
-        } else {
-          return;
-        }
-        ewma.observe(candidate.index, ms, now());
+        const { cls, stream, ttfbMs, latencyMs } = outcome;
+        const ms = latencySample(cls, stream, ttfbMs, latencyMs);
+        if (ms !== undefined) ewma.observe(candidate.index, ms, now());
       },
     };
   },

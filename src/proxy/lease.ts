@@ -26,6 +26,7 @@ import type { Usage } from "./usage.ts";
 import type { Budgets, SpendScope } from "../budget/book.ts";
 import type { LearnedBudgets } from "../budget/headers.ts";
 import type { AffinityResult } from "../routing/affinity.ts";
+import { latencySample } from "../routing/peak_ewma.ts";
 
 /** What the leases of an application share: where one attempt's end is written down. */
 export interface LeaseLedger {
@@ -250,12 +251,9 @@ export class Lease {
     budgets.settle(c, usage, now);
     ledger.released?.();
     if (cls === "ok") ledger.latency.record(c.id, latencyMs);
-    // the peak-EWMA /stats shows: a stream's time to its first event, else the whole time; a
-    // server error or timeout counts as the time it took (a slow failing key looks slow)
-    if (cls === "ok" || cls === "server" || cls === "timeout") {
-      const ms = cls === "ok" && end.stream === true ? this.#ttfbMs ?? latencyMs : latencyMs;
-      ledger.latency.observe(c.id, ms, now);
-    }
+    // the peak-EWMA /stats shows, by the rule p2c follows too
+    const sample = latencySample(cls, end.stream === true, this.#ttfbMs, latencyMs);
+    if (sample !== undefined) ledger.latency.observe(c.id, sample, now);
     const picked = this.#picked;
     if (picked?.strategy.done === undefined) return;
     const outcome: AttemptOutcome = {

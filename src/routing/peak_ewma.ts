@@ -126,3 +126,24 @@ export class PeakEwma {
     this.#seen = seen;
   }
 }
+
+/**
+ * The latency an attempt adds to a peak-EWMA, by one rule everywhere (the p2c strategy, the
+ * EWMA `/stats` shows): a success's time to its first event for a stream, else its whole time;
+ * a server error or a timeout, the time it took (a slow failing key looks slow); nothing for
+ * other classes (the health board rests or ejects those keys).
+ * @param cls the attempt's class
+ * @param stream whether the answer was a stream
+ * @param ttfbMs ms to the first body bytes, when they came
+ * @param latencyMs ms to the attempt's end
+ * @returns the sample in ms, or undefined when the attempt says nothing of the key's speed
+ */
+export function latencySample(
+  cls: string,
+  stream: boolean,
+  ttfbMs: number | undefined,
+  latencyMs: number,
+): number | undefined {
+  if (cls === "ok") return stream ? ttfbMs ?? latencyMs : latencyMs;
+  return cls === "server" || cls === "timeout" ? latencyMs : undefined;
+}

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { PeakEwma } from "../../src/routing/peak_ewma.ts";
+import { latencySample, PeakEwma } from "../../src/routing/peak_ewma.ts";
 
 /** Asserts `actual` is within `tolerance` of `expected`. */
 function near(actual: number, expected: number, message = "", tolerance = 1e-9): void {
@@ -122,4 +122,15 @@ Deno.test("PeakEwma.last() is the cost the last sample left, without decay", () 
   assert.equal(e.last(0), 50);
   assert.ok(e.cost(0, 5_000) < 1);
   assert.equal(e.last(0), 50);
+});
+
+Deno.test("latencySample() takes a stream's first event, a whole answer, a slow failure; nothing else", () => {
+  assert.equal(latencySample("ok", false, 20, 900), 900);
+  assert.equal(latencySample("ok", true, 20, 900), 20);
+  assert.equal(latencySample("ok", true, undefined, 900), 900);
+  assert.equal(latencySample("server", true, 5, 30_000), 30_000);
+  assert.equal(latencySample("timeout", false, undefined, 60_000), 60_000);
+  for (const cls of ["connect", "auth", "rate_limited", "quota", "client_abort", "bad_request"]) {
+    assert.equal(latencySample(cls, false, 1, 2), undefined, cls);
+  }
 });

@@ -183,8 +183,6 @@ export class Budgets {
   readonly #bank: BudgetBank | undefined;
   readonly #store: Pick<StateStore, "changed"> | undefined;
   readonly #logger: Pick<Logger, "info"> | undefined;
-  /** The `spentUntil` last logged per key id (each spell is told once). */
-  readonly #told = new Map<string, number>();
   #quotaRestMs = 0;
 
   /** @param options what to tell when availability changed, and the shared bank */
@@ -211,26 +209,24 @@ export class Budgets {
     if (why === "model" && model !== undefined) {
       spendModel(b, model, until);
       this.#onChange();
-    } else if (spend(b, until, why)) {
-      this.#onChange();
-      this.#tell(c);
-    }
+    } else if (this.#spend(c, until, why)) this.#onChange();
     this.#store?.changed(c.id);
   }
 
-  /** Logs a key that is now spent, once per spell (not an exhaustion: the lease logs those). */
-  #tell(c: Candidate): void {
-    const b = c.state.budget;
-    if (this.#logger === undefined || b.spentUntil <= 0 || b.spentReason === "exhausted") return;
-    if (this.#told.get(c.id) === b.spentUntil) return;
-    if (this.#told.size > 10_000) this.#told.clear();
-    this.#told.set(c.id, b.spentUntil);
-    this.#logger.info("key spent its budget until its reset", {
+  /**
+   * Sets a key spent for every model until `until` (see `spend`), and logs it when a spell
+   * starts: the line the dashboard's events show (an exhaustion is logged by the lease).
+   */
+  #spend(c: Candidate, until: number, reason: string): boolean {
+    const b = (c.state as CandidateState).budget;
+    if (!spend(b, until, reason)) return false;
+    this.#logger?.info("key spent its budget until its reset", {
       upstream: c.upstream.name,
       key: c.mask,
-      reason: SPENT_WHY[b.spentReason] ?? b.spentReason,
-      until: new Date(b.spentUntil).toISOString(),
+      reason: SPENT_WHY[reason] ?? reason,
+      until: new Date(until).toISOString(),
     });
+    return true;
   }
 
   /**
@@ -279,7 +275,7 @@ export class Budgets {
     }
     const l = b.learned;
     if (l !== null && l.until > now && --l.remaining <= 0) {
-      changed = spend(b, l.until, "provider") || changed;
+      changed = this.#spend(c, l.until, "provider") || changed;
     }
     if (shared) {
       if (bank.covers(c)) {
@@ -290,10 +286,10 @@ export class Budgets {
       bank.owe(c, slot);
     }
     if (q.requestsPerDay > 0 && b.dayRequests >= q.requestsPerDay) {
-      changed = spend(b, b.dayEnd, "day") || changed;
+      changed = this.#spend(c, b.dayEnd, "day") || changed;
     }
     if (q.requestsPerMinute > 0 && b.minuteRequests >= q.requestsPerMinute) {
-      changed = spend(b, b.minuteStart + MINUTE, "minute") || changed;
+      changed = this.#spend(c, b.minuteStart + MINUTE, "minute") || changed;
     }
     if (changed) this.#changed(c);
     return true;
@@ -303,7 +299,6 @@ export class Budgets {
   #changed(c: Candidate): void {
     this.#onChange();
     this.#store?.changed(c.id);
-    this.#tell(c);
   }
 
   /**
@@ -380,10 +375,10 @@ export class Budgets {
       b.minuteTokens += usage.totalTokens;
       this.#bank?.tokens(c, usage.totalTokens);
       if (q.tokensPerDay > 0 && b.dayTokens >= q.tokensPerDay) {
-        changed = spend(b, b.dayEnd, "day_tokens") || changed;
+        changed = this.#spend(c, b.dayEnd, "day_tokens") || changed;
       }
       if (q.tokensPerMinute > 0 && b.minuteTokens >= q.tokensPerMinute) {
-        changed = spend(b, b.minuteStart + MINUTE, "minute_tokens") || changed;
+        changed = this.#spend(c, b.minuteStart + MINUTE, "minute_tokens") || changed;
       }
     }
     if (changed) this.#changed(c);
@@ -413,7 +408,7 @@ export class Budgets {
       if (r !== undefined) {
         const l: Learned = { remaining: r.remaining, limit: r.limit, until: until(r.resetAt) };
         b.learned = l;
-        if (l.remaining <= 0) changed = spend(b, l.until, "provider");
+        if (l.remaining <= 0) changed = this.#spend(c, l.until, "provider");
       }
       const mr = learned.modelRequests;
       const m = upstreamModel(c, model);
@@ -423,15 +418,12 @@ export class Budgets {
         if (l.remaining <= 0) spendModel(b, m, l.until);
       }
     } else if (r !== undefined && r.remaining <= 0) {
-      changed = spend(b, until(r.resetAt), "provider");
+      changed = this.#spend(c, until(r.resetAt), "provider");
     }
     if (t !== undefined && t.remaining <= 0) {
-      changed = spend(b, until(t.resetAt), "provider") || changed;
+      changed = this.#spend(c, until(t.resetAt), "provider") || changed;
     }
-    if (changed) {
-      this.#onChange();
-      this.#tell(c);
-    }
+    if (changed) this.#onChange();
     // a model spent (or the key) is written at once by a shared store
     this.#store?.changed(c.id);
   }

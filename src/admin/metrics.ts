@@ -102,6 +102,18 @@ const STATUS_CLASSES = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
 export const OTHER_MODEL = "other";
 
 /**
+ * Whether a finished request counts in the request figures (metrics, the dashboard's
+ * timeline): one that reached an upstream, or an API request refused before one (not
+ * llm-balance's own endpoints).
+ * @param ctx the request's context
+ */
+export function counted(ctx: RequestContext): boolean {
+  if (ctx.log.attempts > 0) return true;
+  const path = ctx.path;
+  return path.startsWith("/v1/") && !path.startsWith("/v1/stats");
+}
+
+/**
  * The model names a configuration gives: its named pools, the client model names of upstreams'
  * `models` maps, and the models client keys are limited to.
  * @param rt the runtime of one configuration
@@ -160,10 +172,7 @@ export class Metrics {
    */
   observe(ctx: RequestContext, rt: Runtime, durationMs: number): void {
     const l = ctx.log;
-    if (l.attempts === 0) {
-      const path = ctx.path;
-      if (!path.startsWith("/v1/") || path.startsWith("/v1/stats")) return;
-    }
+    if (!counted(ctx)) return;
     const series = this.#seriesOf(this.#modelLabel(ctx, rt), l.upstream ?? "");
     const cls = Math.floor(l.status / 100);
     series.requests[cls >= 1 && cls <= 5 ? cls : 0]!++;

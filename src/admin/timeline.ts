@@ -5,6 +5,7 @@
  * older than the ring is told apart by its stamp, so nothing has to run on a timer.
  */
 
+import { counted } from "./metrics.ts";
 import type { RequestContext } from "../plugin.ts";
 import type { Pool } from "../pool.ts";
 
@@ -77,10 +78,7 @@ export function entryOf(
   poolFor: (model: string | undefined) => Pool | undefined,
 ): { pool: string | undefined; error: boolean } | undefined {
   const l = ctx.log;
-  if (l.attempts === 0) {
-    const path = ctx.path;
-    if (!path.startsWith("/v1/") || path.startsWith("/v1/stats")) return undefined;
-  }
+  if (!counted(ctx)) return undefined;
   const model = l.servedModel ?? l.model;
   const pool = l.attempts > 0 || model !== undefined ? poolFor(model) : undefined;
   const error = l.status >= 500 || l.status === 429 ||
